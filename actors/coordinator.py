@@ -1,0 +1,194 @@
+"""Coordinator: reads topology.yaml, starts every actor as its own OS process, restarts crashed
+ones with backoff, and stops them all in order.
+
+    python -m actors.coordinator [--sandbox] [--catalog PATH] topology.yaml   (bin/launch)
+
+Start order: (emulator,) writer, validator, collectors. Stop order on SIGINT/SIGTERM: collectors
+(they wait for their last acks), validator, writer (syncs its WAL, writes Parquet), emulator;
+each stage has a deadline after which a straggler is killed, all within `shutdown_timeout_s`.
+Each child runs in its own session, so Ctrl-C reaches only the coordinator.
+"""
+
+import asyncio
+import json
+import os
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import click
+from loguru import logger
+
+from actors.logs import make_private_dir, setup_logging
+from actors.restart import RestartTracker
+from actors.topology import Topology, TopologyError, load_topology
+
+EMULATOR_READY_TIMEOUT_S = 20.0
+# Stop deadlines, as fractions of shutdown_timeout_s, by stage (design §5: ~3 s, ~4.5 s, ~8.5 s).
+STAGE_DEADLINES = {"collector": 0.30, "validator": 0.45, "writer": 0.85, "emulator": 0.95}
+
+
+@dataclass
+class Actor:
+    name: str
+    stage: str
+    argv: list[str]
+    tracker: RestartTracker
+    proc: asyncio.subprocess.Process | None = None
+    started_at: float = 0.0
+    restarts: int = 0
+    failed: bool = False
+    task: asyncio.Task | None = field(default=None, repr=False)
+
+
+class Coordinator:
+    def __init__(self, topo: Topology, topology_path: Path, *, sandbox: bool):
+        self.topo, self.topology_path, self.sandbox = topo, topology_path, sandbox
+        self.stopping = asyncio.Event()
+        self.actors: list[Actor] = []
+
+    def _actor(self, name: str, stage: str, module: str, *args: str) -> Actor:
+        argv = [sys.executable, "-m", module, "--topology", str(self.topology_path), "--catalog", self.topo.catalog, *args]
+        return Actor(name, stage, argv, RestartTracker(self.topo.restart))
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self._on_signal, sig)
+        urls: dict[str, str] = {}
+        if self.sandbox:
+            urls = await self._start_emulator()
+            if urls is None:
+                await self._shutdown()
+                return 1
+        self.actors += [self._actor("writer", "writer", "actors.writer"), self._actor("validator", "validator", "actors.validator")]
+        for v in self.topo.venues:
+            if not v.enabled:
+                continue
+            extra = ("--sandbox-url", urls[v.venue]) if v.venue in urls else ()
+            if self.sandbox and v.venue not in urls:
+                logger.bind(venue=v.venue.upper()).error("the emulator has no {} venue: its collector stays down", v.venue)
+                continue
+            self.actors.append(self._actor(f"collector.{v.venue}", "collector", "actors.collector", "--venue", v.venue, *extra))
+        for actor in self.actors:
+            if actor.stage == "emulator":
+                continue
+            await self._spawn(actor)
+            actor.task = asyncio.create_task(self._supervise(actor))
+            if actor.stage != "collector":
+                await asyncio.sleep(0.2)  # bind before the peers connect: fewer reconnect retries
+        logger.info(
+            "mesh {!r} running{}: {}; catalog {}; logs {}/logs. Ctrl-C to stop.",
+            self.topo.mesh, " in sandbox mode" if self.sandbox else "", ", ".join(a.name for a in self.actors), self.topo.catalog, self.topo.run_dir,
+        )
+        await self.stopping.wait()
+        await self._shutdown()
+        return 0
+
+    def _on_signal(self, sig: int) -> None:
+        if self.stopping.is_set():
+            logger.warning("{} again: already stopping", signal.Signals(sig).name)
+            return
+        logger.info("{} received: stopping the mesh", signal.Signals(sig).name)
+        self.stopping.set()
+
+    # -- processes ------------------------------------------------------------------------
+
+    async def _spawn(self, actor: Actor) -> None:
+        actor.proc = await asyncio.create_subprocess_exec(*actor.argv, start_new_session=True)
+        actor.started_at = time.monotonic()
+        logger.info("started {} (pid {})", actor.name, actor.proc.pid)
+
+    async def _supervise(self, actor: Actor) -> None:
+        while True:
+            code = await actor.proc.wait()
+            if self.stopping.is_set():
+                return
+            uptime = time.monotonic() - actor.started_at
+            delay = actor.tracker.on_exit(time.monotonic(), uptime)
+            if delay is None:
+                actor.failed = True
+                p = self.topo.restart
+                logger.critical(
+                    "{} crashed {} times within {:.0f}s: marked FAILED, not restarting; the rest of the mesh keeps running",
+                    actor.name, p.max_restarts + 1, p.window_s,
+                )
+                return
+            logger.error("{} exited with code {} after {:.1f}s: restarting in {:.1f}s", actor.name, code, uptime, delay)
+            try:
+                await asyncio.wait_for(self.stopping.wait(), delay)
+                return
+            except TimeoutError:
+                pass
+            actor.restarts += 1
+            await self._spawn(actor)
+
+    async def _start_emulator(self) -> dict[str, str] | None:
+        sb = self.topo.sandbox
+        ready = Path(sb.emulator_file or Path(self.topo.run_dir) / "emulator.json")
+        if not sb.start_emulator:
+            try:
+                return json.loads(ready.read_text())
+            except (OSError, ValueError) as exc:
+                logger.error("sandbox.start_emulator is false but {} cannot be read: {}", ready, exc)
+                return None
+        ready.unlink(missing_ok=True)
+        venues = ",".join(v.venue for v in self.topo.venues if v.enabled)
+        argv = [
+            sys.executable, "-m", "emulator", "--host", sb.host, "--seed", str(sb.seed), "--venues", venues,
+            "--ground-truth", str(Path(self.topo.run_dir) / "emulator" / "ground_truth.jsonl"), "--ready-file", str(ready),
+        ]
+        actor = Actor("emulator", "emulator", argv, RestartTracker(self.topo.restart))
+        self.actors.append(actor)
+        await self._spawn(actor)
+        deadline = time.monotonic() + EMULATOR_READY_TIMEOUT_S
+        while time.monotonic() < deadline and actor.proc.returncode is None:
+            if ready.exists():
+                urls = json.loads(ready.read_text())
+                logger.info("emulated venues ready: {}", ", ".join(f"{k} {v}" for k, v in urls.items()))
+                return urls
+            await asyncio.sleep(0.05)
+        logger.error("the venue emulator did not start (see {}/logs)", self.topo.run_dir)
+        return None
+
+    async def _shutdown(self) -> None:
+        """Stop the stages in order; kill what misses its deadline."""
+        started = time.monotonic()
+        for stage, fraction in STAGE_DEADLINES.items():
+            procs = [a for a in self.actors if a.stage == stage and a.proc and a.proc.returncode is None]
+            for a in procs:
+                a.proc.send_signal(signal.SIGTERM)
+            deadline = started + fraction * self.topo.shutdown_timeout_s
+            for a in procs:
+                try:
+                    await asyncio.wait_for(a.proc.wait(), max(0.0, deadline - time.monotonic()))
+                except TimeoutError:
+                    logger.error("{} did not stop in time: killed", a.name)
+                    a.proc.kill()
+                    await a.proc.wait()
+        for a in self.actors:
+            if a.task:
+                a.task.cancel()
+        logger.info("mesh stopped in {:.1f}s", time.monotonic() - started)
+
+
+@click.command()
+@click.argument("topology", type=click.Path(dir_okay=False), default="topology.yaml")
+@click.option("--sandbox", is_flag=True, help="Run against the built-in emulated venues (no network, no keys).")
+@click.option("--catalog", default=None, help="Catalog path (overrides the topology's `catalog`).")
+def main(topology: str, sandbox: bool, catalog: str | None) -> None:
+    """Start the whole mesh described by TOPOLOGY and supervise it until Ctrl-C / SIGTERM."""
+    try:
+        topo, path = load_topology(topology, catalog=catalog)
+    except TopologyError as exc:
+        raise click.ClickException(str(exc)) from None
+    make_private_dir(topo.run_dir)
+    Path(topo.catalog).mkdir(parents=True, exist_ok=True)
+    setup_logging("coordinator", topo.run_dir, json=topo.log_json)
+    sys.exit(asyncio.run(Coordinator(topo, path, sandbox=sandbox).run()))
+
+
+if __name__ == "__main__":
+    main()

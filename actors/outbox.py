@@ -1,0 +1,71 @@
+"""A collector's outbox: every event it sent, kept until the writer acknowledges it (design §3).
+
+Acks are cumulative, so the outbox is an ordered map seq -> encoded envelope. Resending is
+go-back-N: when the oldest unacknowledged event is older than the timeout (or the writer asks),
+everything from it on is sent again; the writer keeps only the next expected seq, so a resend
+never doubles a row.
+"""
+
+import random
+import time
+from collections import OrderedDict
+
+import msgspec
+
+from messages.codec import encode
+from messages.envelope import Envelope
+from messages.events import AnyEvent
+
+
+def new_epoch() -> int:
+    """A random id per process start: a restarted collector's seq 1 is not mistaken for a re-send."""
+    return random.getrandbits(62)
+
+
+class Outbox:
+    def __init__(self, source: str, epoch: int | None = None, *, resend_after_s: float = 2.0):
+        self.source = source
+        self.epoch = new_epoch() if epoch is None else epoch
+        self.resend_after_s = resend_after_s
+        self.seq = 0  # last seq assigned
+        self.acked = 0  # highest seq the writer made durable
+        self._pending: OrderedDict[int, bytes] = OrderedDict()
+        self._oldest_sent_at = 0.0
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    def add(self, event: AnyEvent) -> bytes:
+        """Number the event and keep it; returns the wire message to send now."""
+        self.seq += 1
+        data = encode(Envelope(source=self.source, epoch=self.epoch, seq=self.seq, payload=msgspec.Raw(encode(event))))
+        if not self._pending:
+            self._oldest_sent_at = time.monotonic()
+        self._pending[self.seq] = data
+        return data
+
+    def ack(self, epoch: int, seq: int) -> None:
+        """Forget everything up to `seq` (acks for another epoch are a previous life's: ignored)."""
+        if epoch != self.epoch or seq <= self.acked:
+            return
+        self.acked = min(seq, self.seq)
+        while self._pending and next(iter(self._pending)) <= self.acked:
+            self._pending.popitem(last=False)
+        self._oldest_sent_at = time.monotonic()
+
+    def resend_from(self, epoch: int, seq: int) -> list[bytes]:
+        """The writer wants everything after `seq` again."""
+        if epoch != self.epoch:
+            return []
+        self.ack(epoch, seq)
+        return self._all()
+
+    def due(self) -> list[bytes]:
+        """Everything unacknowledged, if the oldest has waited past the timeout."""
+        if self._pending and time.monotonic() - self._oldest_sent_at >= self.resend_after_s:
+            return self._all()
+        return []
+
+    def _all(self) -> list[bytes]:
+        self._oldest_sent_at = time.monotonic()
+        return list(self._pending.values())

@@ -1,0 +1,187 @@
+"""`topology.yaml`: what the mesh runs, decoded and validated with msgspec.
+
+Every struct forbids unknown fields, so a typo is an error instead of a silently ignored
+setting. `load_topology` turns msgspec's error into one line that names the file, the field,
+the bad value and what would be allowed.
+"""
+
+import difflib
+import os
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import msgspec
+
+VenueName = Literal["binance", "bybit", "hyperliquid"]
+VENUE_NAMES: tuple[str, ...] = ("binance", "bybit", "hyperliquid")
+
+Seconds = Annotated[float, msgspec.Meta(gt=0)]
+Name = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.-]+$", min_length=1, max_length=64)]
+
+
+class VenueConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """One venue's collector: which perpetuals, and how often to poll them."""
+
+    venue: VenueName
+    symbols: Annotated[list[str], msgspec.Meta(min_length=1)]
+    open_interest_interval_s: Seconds = 10.0
+    funding_interval_s: Seconds = 60.0
+    instruments_interval_s: Seconds = 3600.0  # refresh of the instrument definitions
+    enabled: bool = True
+
+
+class RestartPolicy(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Erlang-style one_for_one: backoff between restarts, and a crash-loop limit."""
+
+    backoff_initial_s: Seconds = 0.5
+    backoff_max_s: Seconds = 30.0
+    reset_after_s: Seconds = 10.0  # up this long -> the next crash starts from the initial backoff
+    max_restarts: Annotated[int, msgspec.Meta(ge=0)] = 5
+    window_s: Seconds = 60.0  # more than max_restarts in this window -> the actor is marked failed
+
+
+class WriterConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """When the writer syncs its WAL (group commit) and writes Parquet."""
+
+    flush_interval_s: Seconds = 30.0
+    wal_sync_interval_s: Seconds = 0.05
+    wal_sync_events: Annotated[int, msgspec.Meta(gt=0)] = 2000
+
+
+class BusConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """ZeroMQ endpoints; empty means `ipc://@<mesh>.<name>` (abstract namespace: a second
+    mesh of the same name fails loudly with "address in use" instead of stealing the socket)."""
+
+    ingest: str = ""  # collectors -> validator
+    store: str = ""  # validator -> writer
+    taps: str = ""  # validator's live PUB for taps
+
+    def endpoint(self, mesh: str, name: str) -> str:
+        return getattr(self, name) or f"ipc://@{mesh}.{name}"
+
+
+class SandboxConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The built-in venue emulator used by `--sandbox`."""
+
+    seed: int = 7
+    host: str = "127.0.0.1"
+    start_emulator: bool = True  # False: connect to an emulator started elsewhere (`emulator_file`)
+    emulator_file: str = ""  # JSON {venue: base_url}; default <run_dir>/emulator.json
+
+
+class Topology(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The whole mesh. Relative paths are relative to the topology file."""
+
+    mesh: Name = "derivs"
+    catalog: str = "catalog"
+    run_dir: str = "run"  # logs, WAL, dead letters, emulator ready file
+    venues: Annotated[list[VenueConfig], msgspec.Meta(min_length=1)]
+    writer: WriterConfig = WriterConfig()
+    restart: RestartPolicy = RestartPolicy()
+    bus: BusConfig = BusConfig()
+    sandbox: SandboxConfig = SandboxConfig()
+    shutdown_timeout_s: Seconds = 10.0
+    log_json: bool = False  # also write a JSON-lines log per actor
+
+    def venue(self, name: str) -> VenueConfig:
+        for v in self.venues:
+            if v.venue == name:
+                return v
+        raise KeyError(name)
+
+    def endpoint(self, name: str) -> str:
+        return self.bus.endpoint(self.mesh, name)
+
+
+class TopologyError(ValueError):
+    """A topology file that cannot be used; the message says where and why."""
+
+
+def load_topology(path: str | os.PathLike, *, catalog: str | None = None) -> tuple[Topology, Path]:
+    """Read and validate a topology file. Returns it with paths made absolute, and its path."""
+    path = Path(path).resolve()
+    try:
+        text = path.read_bytes()
+    except OSError as exc:
+        raise TopologyError(f"{path}: cannot read the topology file: {exc.strerror}") from None
+    try:
+        raw = msgspec.yaml.decode(text)
+    except msgspec.DecodeError as exc:
+        raise TopologyError(f"{path}: not valid YAML: {exc}") from None
+    try:
+        topo = msgspec.convert(raw, Topology)
+    except msgspec.ValidationError as exc:
+        raise TopologyError(f"{path}: {explain(exc, raw, Topology)}") from None
+    seen = [v.venue for v in topo.venues]
+    dupes = sorted({v for v in seen if seen.count(v) > 1})
+    if dupes:
+        raise TopologyError(f"{path}: venues: {', '.join(dupes)} listed more than once (one entry per venue)")
+    base = path.parent
+    # --catalog on the command line is relative to the working directory, the file's to the file.
+    catalog_path = Path(catalog).resolve() if catalog else (base / topo.catalog).resolve()
+    topo = msgspec.structs.replace(topo, catalog=str(catalog_path), run_dir=str((base / topo.run_dir).resolve()))
+    return topo, path
+
+
+def explain(exc: msgspec.ValidationError, raw: Any, root: type) -> str:
+    """msgspec's message, plus the offending value and the allowed values where we can tell."""
+    message = str(exc)
+    where = ""
+    if " - at `$" in message:
+        message, where = message.rsplit(" - at `", 1)
+        where = where.rstrip("`")
+    keys = _parse_path(where)
+    field = where[2:] if where.startswith("$.") else where.lstrip("$") or "(top level)"
+    value = _lookup(raw, keys)
+    hint = _allowed(root, keys, message)
+    parts = [f"{field}: {message}"]
+    if value is not _MISSING and not message.startswith("Object "):
+        parts.append(f"value: {value!r}")
+    if hint:
+        parts.append(hint)
+    return "; ".join(parts)
+
+
+_MISSING = object()
+
+
+def _parse_path(where: str) -> list[str | int]:
+    keys: list[str | int] = []
+    for part in where.removeprefix("$").replace("[", ".[").split("."):
+        if not part:
+            continue
+        keys.append(int(part[1:-1]) if part.startswith("[") else part)
+    return keys
+
+
+def _lookup(raw: Any, keys: list[str | int]) -> Any:
+    for key in keys:
+        try:
+            raw = raw[key]
+        except (KeyError, IndexError, TypeError):
+            return _MISSING
+    return raw
+
+
+def _allowed(root: type, keys: list[str | int], message: str) -> str:
+    """Walk the type along the path; name the allowed values or fields."""
+    info: Any = msgspec.inspect.type_info(root)
+    for key in keys:
+        while isinstance(info, msgspec.inspect.UnionType):
+            info = next((t for t in info.types if not isinstance(t, msgspec.inspect.NoneType)), info)
+        if isinstance(info, msgspec.inspect.StructType) and isinstance(key, str):
+            info = next((f.type for f in info.fields if f.encode_name == key), None)
+        elif isinstance(info, msgspec.inspect.ListType) and isinstance(key, int):
+            info = info.item_type
+        else:
+            return ""
+        if info is None:
+            return ""
+    if isinstance(info, msgspec.inspect.LiteralType):
+        return "allowed: " + ", ".join(map(str, info.values))
+    if isinstance(info, msgspec.inspect.StructType) and "unknown field" in message:
+        names = [f.encode_name for f in info.fields]
+        bad = message.split("`")[1] if "`" in message else ""
+        close = difflib.get_close_matches(bad, names, n=1)
+        return (f"did you mean {close[0]!r}? " if close else "") + "allowed fields: " + ", ".join(names)
+    return ""

@@ -1,0 +1,138 @@
+"""Validator: every event passes here between the collectors and the writer.
+
+    python -m actors.validator --topology topology.yaml
+
+It decodes each event with the strict typed decoder (schema and value constraints), checks what
+a type cannot express (timestamps not in the future, the id's venue suffix), forwards good
+events to the writer and to the live bus, and turns bad ones into `Rejected` records with the
+reason, so the writer stores them as dead letters and no seq goes missing unexplained.
+Acks and resend requests from the writer are relayed back to the collector they name.
+"""
+
+import asyncio
+import time
+
+import click
+import msgspec
+import zmq
+import zmq.asyncio
+from loguru import logger
+
+from actors.runtime import run_actor, socket
+from actors.topology import Topology
+from messages.codec import decode_event, decode_message, encode
+from messages.envelope import Ack, Envelope, Heartbeat, Rejected, ResendFrom
+from messages.events import AnyEvent, FundingRate, Instrument, OpenInterest
+
+MAX_FUTURE_NS = 5 * 60 * 1_000_000_000  # venue clocks drift; 5 minutes ahead is not drift
+DRAIN_IDLE_S = 0.3
+TOPIC_KIND = {OpenInterest: "oi", FundingRate: "funding", Instrument: "instrument"}
+
+
+def check(event: AnyEvent, now_ns: int) -> str | None:
+    """What is wrong with a well-typed event, or None."""
+    if event.ts_event > now_ns + MAX_FUTURE_NS:
+        return f"ts_event {event.ts_event} is more than 5 min in the future"
+    if not event.instrument_id.endswith("." + event.venue):
+        return f"instrument_id {event.instrument_id!r} does not belong to venue {event.venue}"
+    return None
+
+
+def validate(envelope: Envelope, now_ns: int) -> tuple[AnyEvent | None, str | None]:
+    """(event, None) if good, (None, reason) if not."""
+    try:
+        event = decode_event(envelope.payload)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        return None, f"invalid event: {exc}"
+    reason = check(event, now_ns)
+    return (None, reason) if reason else (event, None)
+
+
+def topic(event: AnyEvent) -> bytes:
+    """Live-bus topic, e.g. `oi.BINANCE.BTCUSDT-PERP.BINANCE`: SUB prefixes filter kind and venue."""
+    return f"{TOPIC_KIND[type(event)]}.{event.venue}.{event.instrument_id}".encode()
+
+
+class Validator:
+    def __init__(self, topo: Topology, stop: asyncio.Event):
+        self.stop = stop
+        self.ctx = zmq.asyncio.Context()
+        self.ingest = socket(self.ctx, zmq.ROUTER)
+        self.ingest.setsockopt(zmq.ROUTER_HANDOVER, 1)  # a restarted collector takes its old place
+        self.ingest.bind(topo.endpoint("ingest"))
+        self.store = socket(self.ctx, zmq.DEALER, identity="validator")
+        self.store.connect(topo.endpoint("store"))
+        self.taps = socket(self.ctx, zmq.PUB)
+        self.taps.bind(topo.endpoint("taps"))
+        self.passed = self.rejected = 0
+        self.last_ingest = time.monotonic()
+
+    async def run(self) -> None:
+        logger.info("start: ingest and store bound")
+        tasks = [asyncio.create_task(self._from_collectors()), asyncio.create_task(self._from_writer())]
+        await self.stop.wait()
+        await self._drain()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        logger.info("stopping: {} events passed, {} rejected", self.passed, self.rejected)
+        for sock in (self.ingest, self.store, self.taps):
+            sock.close()
+        self.ctx.term()
+
+    async def _from_collectors(self) -> None:
+        while True:
+            peer, data = await self.ingest.recv_multipart()
+            self.last_ingest = time.monotonic()
+            try:
+                msg = decode_message(data)
+            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                # No envelope, so no seq to account for: log it, never crash on it.
+                logger.warning("undecodable message from {!r} dropped: {}", peer, exc)
+                continue
+            match msg:
+                case Envelope():
+                    await self._check_and_forward(msg, data)
+                case Heartbeat():
+                    await self.store.send(data)
+                case _:
+                    logger.warning("unexpected {} from {!r} dropped", type(msg).__name__, peer)
+
+    async def _check_and_forward(self, envelope: Envelope, data: bytes) -> None:
+        event, reason = validate(envelope, time.time_ns())
+        if event is None:
+            self.rejected += 1
+            logger.bind(venue="-").warning("rejected {} seq {}: {}", envelope.source, envelope.seq, reason)
+            rejected = Rejected(source=envelope.source, epoch=envelope.epoch, seq=envelope.seq, reason=reason, payload=bytes(envelope.payload))
+            await self.store.send(encode(rejected))
+            return
+        self.passed += 1
+        await self.store.send(data)
+        await self.taps.send_multipart([topic(event), bytes(envelope.payload)])
+
+    async def _from_writer(self) -> None:
+        while True:
+            data = await self.store.recv()
+            msg = decode_message(data)
+            if isinstance(msg, Ack | ResendFrom):
+                await self.ingest.send_multipart([msg.source.encode(), data])
+
+    async def _drain(self) -> None:
+        """Stopping: keep relaying until the collectors have been quiet for a moment."""
+        deadline = time.monotonic() + 3.0
+        while time.monotonic() < deadline and time.monotonic() - self.last_ingest < DRAIN_IDLE_S:
+            await asyncio.sleep(0.05)
+
+
+@click.command()
+@click.option("--topology", "topology_path", required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--catalog", default=None, help="Override the topology's catalog path.")
+def main(topology_path: str, catalog: str | None) -> None:
+    async def actor(topo: Topology, stop: asyncio.Event) -> None:
+        await Validator(topo, stop).run()
+
+    run_actor("validator", topology_path, catalog, actor)
+
+
+if __name__ == "__main__":
+    main()

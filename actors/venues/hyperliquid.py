@@ -1,0 +1,87 @@
+"""Hyperliquid perpetuals (ccxt `hyperliquid`).
+
+- Open interest and funding both come from POST /info {"type": "metaAndAssetCtxs"} (one call, all
+  coins, weight 20 of 1200/min): `openInterest` in coin units, USD value = OI x `markPx`. The
+  payload has no timestamp, so `ts_event` is the receive time.
+- `funding` is the current hourly rate; the venue's own prediction for the next settlement comes
+  from POST /info {"type": "predictedFundings"} (entry "HlPerp"; no ccxt method).
+- Nautilus id: `BTC-USD-PERP.HYPERLIQUID`.
+"""
+
+from typing import Any
+
+from actors.venues.base import Market, VenueAdapter, ms_to_ns, now_ns
+from messages.events import FundingRate, OpenInterest
+
+INTERVAL_MIN = 60
+
+
+def normalize_open_interest(fr: dict, market: Market, instrument_id: str, ts_recv: int) -> OpenInterest:
+    info = fr["info"]
+    amount = float(info["openInterest"])
+    return OpenInterest(
+        venue="HYPERLIQUID",
+        symbol=market["symbol"],
+        instrument_id=instrument_id,
+        ts_event=ts_recv,
+        ts_recv=ts_recv,
+        open_interest=amount,
+        open_interest_value=amount * float(info["markPx"]),
+    )
+
+
+def normalize_funding(fr: dict, predicted: dict | None, market: Market, instrument_id: str, ts_recv: int) -> FundingRate:
+    next_ms = (predicted or {}).get("nextFundingTime") or fr.get("fundingTimestamp")
+    return FundingRate(
+        venue="HYPERLIQUID",
+        symbol=market["symbol"],
+        instrument_id=instrument_id,
+        ts_event=ts_recv,
+        ts_recv=ts_recv,
+        rate=fr["fundingRate"],
+        interval_minutes=int((predicted or {}).get("fundingIntervalHours") or 1) * 60,
+        next_funding_ns=ms_to_ns(next_ms),
+        predicted_rate=float(predicted["fundingRate"]) if predicted else None,
+        mark_price=fr.get("markPrice"),
+        index_price=fr.get("indexPrice"),  # oraclePx
+        settled=False,
+    )
+
+
+def predicted_by_coin(response: list) -> dict[str, dict]:
+    """predictedFundings -> {coin: Hyperliquid's own entry}. Other venues' entries are ignored."""
+    out: dict[str, dict] = {}
+    for coin, entries in response:
+        for venue, entry in entries:
+            if venue == "HlPerp" and entry:
+                out[coin] = entry
+    return out
+
+
+class HyperliquidAdapter(VenueAdapter):
+    name = "hyperliquid"
+    venue = "HYPERLIQUID"
+    ccxt_id = "hyperliquid"
+    env_prefix = "HYPERLIQUID"
+    options = {"fetchMarkets": {"types": ["swap"]}}  # no spot markets: 2 requests
+
+    def instrument_id(self, market: Market) -> str:
+        return f"{market['baseName']}-USD-PERP.HYPERLIQUID"
+
+    def raw_symbol(self, market: Market) -> str:
+        return market["baseName"]  # ccxt's id is the asset index ("0"); the coin name is what users know
+
+    async def fetch_open_interest(self, client: Any, markets: list[Market]) -> list[OpenInterest]:
+        rates = await client.fetch_funding_rates([m["symbol"] for m in markets])
+        ts_recv = now_ns()
+        return [normalize_open_interest(rates[m["symbol"]], m, self.instrument_id(m), ts_recv) for m in markets if m["symbol"] in rates]
+
+    async def fetch_funding(self, client: Any, markets: list[Market]) -> list[FundingRate]:
+        rates = await client.fetch_funding_rates([m["symbol"] for m in markets])
+        ts_recv = now_ns()
+        predicted = predicted_by_coin(await client.publicPostInfo({"type": "predictedFundings"}))
+        return [
+            normalize_funding(rates[m["symbol"]], predicted.get(m["baseName"]), m, self.instrument_id(m), ts_recv)
+            for m in markets
+            if m["symbol"] in rates
+        ]

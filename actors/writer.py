@@ -1,0 +1,224 @@
+"""Writer: the only process that writes the catalog.
+
+    python -m actors.writer --topology topology.yaml [--catalog PATH]
+
+Per (source, epoch) it accepts only the next expected seq (a hole asks the collector to
+re-send; a repeat is acknowledged again and dropped), appends what it accepts to the WAL,
+syncs the WAL (group commit) and only then acknowledges. Every `flush_interval_s`, and at
+shutdown, the accepted rows go to Parquet in the Nautilus layout (actors/catalog_store.py),
+after which the WAL is rotated. After a crash the WAL is replayed into the catalog on start.
+Rejected events go to `<run_dir>/deadletter.jsonl` with their reason.
+"""
+
+import asyncio
+import json
+import os
+import time
+from pathlib import Path
+
+import click
+import msgspec
+import zmq
+import zmq.asyncio
+from loguru import logger
+
+from actors.catalog_store import CatalogStore
+from actors.runtime import run_actor, socket
+from actors.topology import Topology
+from actors.wal import Wal
+from messages.codec import decode_event, encode
+from messages.envelope import Ack, Envelope, Heartbeat, Message, Rejected, ResendFrom
+from messages.events import AnyEvent
+
+RESEND_REQUEST_EVERY_S = 0.5
+
+StreamKey = tuple[str, int]  # (source, epoch)
+
+
+class Checkpoint(Message, frozen=True, kw_only=True, tag="checkpoint"):
+    """First WAL frame after a rotation: the last seq accepted per stream."""
+
+    streams: list[tuple[str, int, int]]
+
+
+_wal_decoder = msgspec.msgpack.Decoder(Envelope | Rejected | Checkpoint)
+_incoming_decoder = msgspec.msgpack.Decoder(Envelope | Rejected | Heartbeat)
+
+
+class Writer:
+    def __init__(self, topo: Topology, stop: asyncio.Event):
+        self.topo, self.stop = topo, stop
+        self.store = CatalogStore(Path(topo.catalog))
+        self.wal = Wal(Path(topo.run_dir) / "writer" / "wal.log")
+        self.deadletter_path = Path(topo.run_dir) / "deadletter.jsonl"
+        self.last_seq: dict[StreamKey, int] = {}  # accepted (in the WAL, maybe not synced yet)
+        self.durable: dict[StreamKey, int] = {}  # synced: safe to acknowledge
+        self.peer: dict[StreamKey, bytes] = {}  # who delivered it (the validator), for acks
+        self.resend_asked: dict[StreamKey, float] = {}
+        self.rows: list[AnyEvent] = []
+        self.dead: list[Rejected] = []
+        self.last_sync = time.monotonic()
+        self.ctx = zmq.asyncio.Context()
+        self.sock = socket(self.ctx, zmq.ROUTER)
+        self.sock.bind(topo.endpoint("store"))  # abstract ipc: a second writer fails here, loudly
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        self._recover()
+        logger.info("start: catalog {}", self.topo.catalog)
+        receiver = asyncio.create_task(self._receive())
+        flusher = asyncio.create_task(self._flush_periodically())
+        await self.stop.wait()
+        receiver.cancel()
+        flusher.cancel()
+        await asyncio.gather(receiver, flusher, return_exceptions=True)
+        await self._sync_and_ack()
+        self.flush()
+        self.wal.close()
+        self.sock.close()
+        self.ctx.term()
+
+    def _recover(self) -> None:
+        """Replay the WAL of a previous run that did not get to write Parquet."""
+        replayed = 0
+        for frame in self.wal.replay():
+            msg = _wal_decoder.decode(frame)
+            if isinstance(msg, Checkpoint):
+                self.last_seq.update({(s, e): q for s, e, q in msg.streams})
+                continue
+            self._accept(msg, frame, log_to_wal=False)
+            replayed += 1
+        self.durable = dict(self.last_seq)
+        if replayed:
+            logger.warning("recovered {} events from the WAL of an earlier run", replayed)
+            self.flush()
+
+    # -- receiving ------------------------------------------------------------------------
+
+    async def _receive(self) -> None:
+        cfg = self.topo.writer
+        while True:
+            timeout_ms = max(1, int((cfg.wal_sync_interval_s - (time.monotonic() - self.last_sync)) * 1000))
+            if self.wal.unsynced and await self.sock.poll(timeout_ms) == 0:
+                await self._sync_and_ack()
+                continue
+            peer, data = await self.sock.recv_multipart()
+            try:
+                msg = _incoming_decoder.decode(data)
+            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                logger.warning("undecodable message from {!r} dropped: {}", peer, exc)
+                continue
+            if isinstance(msg, Heartbeat):
+                await self._check_tail(peer, msg)
+            else:
+                await self._on_data(peer, msg, data)
+            if self.wal.unsynced >= cfg.wal_sync_events or time.monotonic() - self.last_sync >= cfg.wal_sync_interval_s:
+                await self._sync_and_ack()
+
+    async def _on_data(self, peer: bytes, msg: Envelope | Rejected, data: bytes) -> None:
+        key = (msg.source, msg.epoch)
+        self.peer[key] = peer
+        expected = self.last_seq.get(key, 0) + 1
+        if msg.seq == expected:
+            self._accept(msg, data, log_to_wal=True)
+        elif msg.seq < expected:
+            if key in self.durable:  # a re-send of something already durable: ack again
+                await self._send(peer, Ack(source=msg.source, epoch=msg.epoch, seq=self.durable[key]))
+        else:
+            await self._ask_resend(peer, key, expected - 1)
+
+    def _accept(self, msg: Envelope | Rejected, frame: bytes, *, log_to_wal: bool) -> None:
+        if log_to_wal:
+            self.wal.append(frame)
+        self.last_seq[(msg.source, msg.epoch)] = msg.seq
+        if isinstance(msg, Rejected):
+            self.dead.append(msg)
+        else:
+            self.rows.append(decode_event(msg.payload))
+
+    async def _check_tail(self, peer: bytes, hb: Heartbeat) -> None:
+        """A heartbeat names the last seq sent: if we lack some of it, the tail was lost."""
+        key = (hb.source, hb.epoch)
+        if hb.seq > self.last_seq.get(key, 0):
+            await self._ask_resend(peer, key, self.last_seq.get(key, 0))
+
+    async def _ask_resend(self, peer: bytes, key: StreamKey, after: int) -> None:
+        now = time.monotonic()
+        if now - self.resend_asked.get(key, 0.0) >= RESEND_REQUEST_EVERY_S:
+            self.resend_asked[key] = now
+            logger.debug("hole in {} after seq {}: asking for a re-send", key[0], after)
+            await self._send(peer, ResendFrom(source=key[0], epoch=key[1], seq=after))
+
+    async def _sync_and_ack(self) -> None:
+        if self.wal.unsynced:
+            self.wal.sync()
+        self.last_sync = time.monotonic()
+        for key, seq in self.last_seq.items():
+            if self.durable.get(key) != seq:
+                self.durable[key] = seq
+                if key in self.peer:
+                    await self._send(self.peer[key], Ack(source=key[0], epoch=key[1], seq=seq))
+
+    async def _send(self, peer: bytes, msg: Message) -> None:
+        await self.sock.send_multipart([peer, encode(msg)])
+
+    # -- Parquet --------------------------------------------------------------------------
+
+    async def _flush_periodically(self) -> None:
+        while True:
+            await asyncio.sleep(self.topo.writer.flush_interval_s)
+            self.flush()
+
+    def flush(self) -> None:
+        """Rows -> Parquet, dead letters -> file, then rotate the WAL. On failure keep all
+        (rows stay in memory and in the WAL) and try again at the next flush."""
+        if not self.rows and not self.dead:
+            return
+        started = time.monotonic()
+        try:
+            written = self.store.write(self.rows)
+            self._write_dead_letters()
+        except OSError as exc:
+            logger.error("writing Parquet failed, will retry ({} rows kept in the WAL): {}", len(self.rows), exc)
+            return
+        logger.info("flushed {} events to the catalog in {:.0f} ms: {}", len(self.rows), (time.monotonic() - started) * 1000, written)
+        self.rows, self.dead = [], []
+        self.wal.sync()
+        self.wal.rotate(encode(Checkpoint(streams=[(s, e, q) for (s, e), q in self.last_seq.items()])))
+
+    def _write_dead_letters(self) -> None:
+        if not self.dead:
+            return
+        lines = "".join(
+            json.dumps({"source": r.source, "epoch": r.epoch, "seq": r.seq, "reason": r.reason, "payload": msgspec.msgpack.decode(r.payload) if _decodable(r.payload) else r.payload.hex()}, default=str) + "\n"
+            for r in self.dead
+        )
+        fd = os.open(self.deadletter_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            os.write(fd, lines.encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _decodable(payload: bytes) -> bool:
+    try:
+        msgspec.msgpack.decode(payload)
+        return True
+    except msgspec.DecodeError:
+        return False
+
+
+@click.command()
+@click.option("--topology", "topology_path", required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--catalog", default=None, help="Override the topology's catalog path.")
+def main(topology_path: str, catalog: str | None) -> None:
+    async def actor(topo: Topology, stop: asyncio.Event) -> None:
+        await Writer(topo, stop).run()
+
+    run_actor("writer", topology_path, catalog, actor)
+
+
+if __name__ == "__main__":
+    main()

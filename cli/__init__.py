@@ -1,0 +1,1 @@
+"""The derivs command line: manual fetches against the venues or the emulator."""

@@ -1,0 +1,102 @@
+"""`derivs`: manual fetches of current open interest and funding (FR-009, user story 1).
+
+    derivs oi BTC ETH                      # all three venues, readable table
+    derivs oi BTCUSDT-PERP -v binance --json
+    derivs funding --sandbox               # against the built-in emulated venues
+
+Symbols may be given as the base coin (BTC), the venue's id (BTCUSDT), the ccxt symbol
+(BTC/USDT:USDT) or the Nautilus instrument id (BTCUSDT-PERP.BINANCE). Exit status is 0 only if
+every venue and symbol answered.
+"""
+
+import asyncio
+import json
+import sys
+from datetime import UTC, datetime
+
+import click
+import msgspec
+
+from actors.topology import VENUE_NAMES
+from cli.fetch import FetchResult, fetch_current
+from cli.sandbox import emulator_urls
+from messages.events import FundingRate, OpenInterest
+
+DEFAULT_SYMBOLS = ("BTC", "ETH")
+
+
+def _when(ns: int | None) -> str:
+    return datetime.fromtimestamp(ns / 1e9, UTC).strftime("%Y-%m-%d %H:%M:%S") if ns else "-"
+
+
+def _table(headers: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
+    fmt = lambda cells: "  ".join(c.rjust(w) if i >= 2 else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths)))  # noqa: E731
+    return "\n".join([fmt(headers), fmt(["-" * w for w in widths]), *map(fmt, rows)])
+
+
+def _oi_rows(rows: list[OpenInterest]) -> tuple[list[str], list[list[str]]]:
+    headers = ["venue", "instrument", "open interest (base)", "value (USD)", "time (UTC)"]
+    return headers, [[r.venue, r.instrument_id, f"{r.open_interest:,.4f}", f"{r.open_interest_value:,.0f}", _when(r.ts_event)] for r in rows]
+
+
+def _funding_rows(rows: list[FundingRate]) -> tuple[list[str], list[list[str]]]:
+    headers = ["venue", "instrument", "rate", "interval", "next funding (UTC)", "predicted", "mark price"]
+    pct = lambda x: "-" if x is None else f"{x * 100:+.4f}%"  # noqa: E731
+    return headers, [
+        [r.venue, r.instrument_id, pct(r.rate), f"{r.interval_minutes // 60}h" if r.interval_minutes % 60 == 0 else f"{r.interval_minutes}m",
+         _when(r.next_funding_ns), pct(r.predicted_rate), "-" if r.mark_price is None else f"{r.mark_price:,.2f}"]
+        for r in rows
+    ]
+
+
+def _report(result: FetchResult, as_json: bool, kind: str) -> None:
+    if as_json:
+        out = {"rows": msgspec.to_builtins(result.rows), "errors": [{"venue": v, "error": e} for v, e in result.errors]}
+        click.echo(json.dumps(out, indent=2))
+    elif result.rows:
+        headers, rows = (_oi_rows if kind == "open_interest" else _funding_rows)(result.rows)
+        click.echo(_table(headers, rows))
+    for venue, message in result.errors:
+        click.echo(f"error: {venue}: {message}", err=True)
+    if result.errors:
+        sys.exit(1)
+
+
+def _common(f):
+    f = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")(f)
+    f = click.option("--emulator", "emulator_file", type=click.Path(dir_okay=False), help="JSON file {venue: url} of a running emulator (e.g. run/emulator.json of a sandbox mesh).")(f)
+    f = click.option("--sandbox", is_flag=True, help="Use the built-in emulated venues instead of the real ones.")(f)
+    f = click.option("-v", "--venue", "venues", multiple=True, type=click.Choice(VENUE_NAMES), help="Venue to ask (repeatable; default: all).")(f)
+    f = click.argument("symbols", nargs=-1)(f)
+    return f
+
+
+def _run(kind: str, symbols, venues, sandbox, emulator_file, as_json) -> None:
+    venues = list(venues or VENUE_NAMES)
+    with emulator_urls(sandbox, emulator_file, venues) as urls:
+        result = asyncio.run(fetch_current(kind, venues, symbols or DEFAULT_SYMBOLS, urls))
+    _report(result, as_json, kind)
+
+
+@click.group()
+def cli() -> None:
+    """Derivative market data from Binance USDT-M, Bybit linear and Hyperliquid."""
+
+
+@cli.command("oi")
+@_common
+def oi(symbols, venues, sandbox, emulator_file, as_json) -> None:
+    """Current open interest (base units and USD) for SYMBOLS (default: BTC ETH)."""
+    _run("open_interest", symbols, venues, sandbox, emulator_file, as_json)
+
+
+@cli.command("funding")
+@_common
+def funding(symbols, venues, sandbox, emulator_file, as_json) -> None:
+    """Current funding rate, interval, next funding time and predicted rate for SYMBOLS."""
+    _run("funding", symbols, venues, sandbox, emulator_file, as_json)
+
+
+if __name__ == "__main__":
+    cli()

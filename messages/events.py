@@ -1,0 +1,81 @@
+"""Normalized derivative-market events, one struct per kind, the same for every venue.
+
+Constraints (`Meta`) are enforced by typed decoding only (msgspec never checks them on
+construction), so the validator's decoder is where a bad value is caught. Unknown fields are
+allowed so that an older reader keeps working when a field is added.
+"""
+
+from typing import Annotated, Literal
+
+import msgspec
+
+Venue = Literal["BINANCE", "BYBIT", "HYPERLIQUID"]
+VENUES: tuple[Venue, ...] = ("BINANCE", "BYBIT", "HYPERLIQUID")
+
+# Timestamps are UNIX nanoseconds. 2015-01-01 .. 2100-01-01 bounds catch ms/s/us mix-ups.
+NanosTs = Annotated[int, msgspec.Meta(ge=1_420_070_400_000_000_000, le=4_102_444_800_000_000_000)]
+NonNegative = Annotated[float, msgspec.Meta(ge=0.0)]
+Positive = Annotated[float, msgspec.Meta(gt=0.0)]
+# Funding rates are fractions per interval; |rate| > 10 % per interval is not a real market.
+Rate = Annotated[float, msgspec.Meta(ge=-0.1, le=0.1)]
+
+
+class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind"):
+    """Fields every event carries.
+
+    `symbol` is the ccxt unified symbol (`BTC/USDT:USDT`); `instrument_id` is the id that
+    NautilusTrader's own adapter uses for the same instrument (`BTCUSDT-PERP.BINANCE`), so rows
+    join with a user's bars and trades. `ts_event` is venue time where the venue gives one,
+    otherwise the receive time; `ts_recv` is when the collector received it.
+    """
+
+    venue: Venue
+    symbol: str
+    instrument_id: str
+    ts_event: NanosTs
+    ts_recv: NanosTs
+
+
+class OpenInterest(Event, frozen=True, kw_only=True, tag="open_interest"):
+    """Open interest in base-asset units, one side counted (README: units registry)."""
+
+    open_interest: NonNegative
+    open_interest_value: NonNegative  # USD (quote) value
+
+
+class FundingRate(Event, frozen=True, kw_only=True, tag="funding_rate"):
+    """A funding rate: a live estimate (`settled=False`) or a settled history row."""
+
+    rate: Rate
+    interval_minutes: Annotated[int, msgspec.Meta(gt=0, le=24 * 60)]
+    next_funding_ns: NanosTs | None = None
+    predicted_rate: Rate | None = None  # None where the venue publishes no prediction
+    mark_price: Positive | None = None
+    index_price: Positive | None = None
+    settled: bool = False
+
+
+class Instrument(Event, frozen=True, kw_only=True, tag="instrument"):
+    """A linear perpetual's definition, from the venue's market data.
+
+    Decimal values are strings so that nothing is rounded on the way to Nautilus's
+    `CryptoPerpetual` (which takes Price/Quantity built from these strings).
+    """
+
+    raw_symbol: str  # the venue's own id: BTCUSDT, BTC
+    base: str
+    quote: str
+    settle: str
+    price_precision: Annotated[int, msgspec.Meta(ge=0, le=16)]
+    size_precision: Annotated[int, msgspec.Meta(ge=0, le=16)]
+    price_increment: str
+    size_increment: str
+    min_quantity: str | None = None
+    max_quantity: str | None = None
+    min_notional: str | None = None
+    max_leverage: float | None = None
+    maker_fee: str = "0.0002"
+    taker_fee: str = "0.0005"
+
+
+AnyEvent = OpenInterest | FundingRate | Instrument
