@@ -1,0 +1,63 @@
+"""The pieces of the storage contract that are pure logic: outbox, restart policy, WAL."""
+
+import time
+
+from actors.outbox import Outbox
+from actors.restart import RestartTracker
+from actors.topology import RestartPolicy
+from actors.wal import Wal
+from messages.codec import decode_event, decode_message
+from messages.events import OpenInterest
+
+T0 = 1_750_000_000_000_000_000
+
+
+def oi(i: int) -> OpenInterest:
+    return OpenInterest(venue="BINANCE", symbol="BTC/USDT:USDT", instrument_id="BTCUSDT-PERP.BINANCE", ts_event=T0 + i, ts_recv=T0 + i, open_interest=float(i), open_interest_value=1.0)
+
+
+def test_outbox_numbers_without_holes_and_forgets_only_what_is_acked():
+    box = Outbox("collector.x", epoch=5)
+    sent = [decode_message(box.add(oi(i))) for i in range(5)]
+    assert [m.seq for m in sent] == [1, 2, 3, 4, 5]
+    assert decode_event(sent[2].payload).open_interest == 2.0
+    box.ack(epoch=5, seq=3)
+    assert len(box) == 2
+    box.ack(epoch=4, seq=5)  # another life's ack: ignored
+    assert len(box) == 2
+    assert [decode_message(d).seq for d in box.resend_from(epoch=5, seq=3)] == [4, 5]
+
+
+def test_outbox_resends_everything_unacked_after_the_timeout():
+    box = Outbox("c", epoch=1, resend_after_s=0.05)
+    for i in range(3):
+        box.add(oi(i))
+    assert box.due() == []
+    time.sleep(0.06)
+    assert [decode_message(d).seq for d in box.due()] == [1, 2, 3]
+    assert box.due() == []  # the timer restarted with the resend
+
+
+def test_restart_backoff_grows_resets_after_uptime_and_stops_a_crash_loop():
+    tracker = RestartTracker(RestartPolicy(backoff_initial_s=1, backoff_max_s=8, reset_after_s=10, max_restarts=3, window_s=60))
+    delays = [tracker.on_exit(now=i, uptime_s=0.1) for i in range(3)]
+    assert 0.8 <= delays[0] <= 1.2 and 1.6 <= delays[1] <= 2.4 and 3.2 <= delays[2] <= 4.8
+    assert tracker.on_exit(now=3, uptime_s=0.1) is None  # 4 crashes in 60 s > 3
+    calm = RestartTracker(RestartPolicy(backoff_initial_s=1, reset_after_s=10, max_restarts=3, window_s=5))
+    for i in range(5):  # crashes 100 s apart, each after a long uptime: never failed, never growing
+        assert 0.8 <= calm.on_exit(now=i * 100, uptime_s=50) <= 1.2
+
+
+def test_wal_replays_complete_frames_ignores_a_torn_tail_and_rotates(tmp_path):
+    wal = Wal(tmp_path / "wal.log")
+    for i in range(3):
+        wal.append(b"frame%d" % i)
+    wal.sync()
+    with open(tmp_path / "wal.log", "ab") as f:
+        f.write(b"\xff\x00\x00\x00partial")  # a crash in the middle of an append
+    assert list(Wal(tmp_path / "wal.log").replay()) == [b"frame0", b"frame1", b"frame2"]
+    wal.rotate(b"checkpoint")
+    wal.append(b"after")
+    wal.sync()
+    assert list(wal.replay()) == [b"checkpoint", b"after"]
+    assert oct((tmp_path / "wal.log").stat().st_mode & 0o777) == "0o600"

@@ -1,0 +1,97 @@
+"""Pure normalization: symbol resolution, instrument ids, unit conversions, validation reasons."""
+
+import math
+
+import msgspec
+import pytest
+
+from actors.validator import validate
+from actors.venues import UnknownSymbol, adapter
+from actors.venues import binance, hyperliquid
+from messages.codec import encode
+from messages.envelope import Envelope
+from messages.events import OpenInterest
+
+NOW = 1_750_000_000_000_000_000
+
+
+def market(venue: str, base: str, quote: str, mid: str, **extra) -> dict:
+    return {
+        "symbol": f"{base}/{quote}:{quote}", "id": mid, "base": base, "quote": quote, "settle": quote, "swap": True, "linear": True, "active": True,
+        "precision": {"price": 0.1, "amount": 0.001}, "limits": {"amount": {"min": 0.001, "max": 1000.0}, "cost": {"min": 5.0}, "leverage": {"max": 125.0}},
+        "maker": 0.0002, "taker": 0.0005, "info": {}, **extra,
+    }
+
+
+BINANCE = {m["symbol"]: m for m in [market("binance", "BTC", "USDT", "BTCUSDT"), market("binance", "ETH", "USDT", "ETHUSDT"), market("binance", "BTCDOM", "USDT", "BTCDOMUSDT")]}
+HL = {m["symbol"]: m for m in [market("hyperliquid", "BTC", "USDC", "0", baseName="BTC"), market("hyperliquid", "ETH", "USDC", "1", baseName="ETH")]}
+
+
+@pytest.mark.parametrize("text", ["BTC", "btc", "BTCUSDT", "BTC/USDT:USDT", "BTCUSDT-PERP", "BTCUSDT-PERP.BINANCE"])
+def test_binance_symbol_resolves_from_every_common_spelling(text):
+    assert adapter("binance").resolve(BINANCE, text)["id"] == "BTCUSDT"
+
+
+def test_hyperliquid_ids_use_the_coin_not_ccxts_asset_index():
+    ad = adapter("hyperliquid")
+    m = ad.resolve(HL, "BTC-USD-PERP.HYPERLIQUID")
+    assert ad.instrument_id(m) == "BTC-USD-PERP.HYPERLIQUID" and ad.raw_symbol(m) == "BTC"
+
+
+def test_unknown_symbol_names_it_and_suggests_the_closest_listed():
+    with pytest.raises(UnknownSymbol) as err:
+        adapter("binance").resolve(BINANCE, "BTCUSDX")
+    assert "'BTCUSDX'" in str(err.value) and "BINANCE" in str(err.value)
+    assert err.value.suggestions[0] == "BTCUSDT"
+
+
+def test_instrument_definition_keeps_exact_decimals():
+    inst = adapter("bybit").instrument(market("bybit", "ETH", "USDT", "ETHUSDT", precision={"price": 0.01, "amount": 1e-05}), NOW)
+    assert inst.instrument_id == "ETHUSDT-LINEAR.BYBIT"
+    assert (inst.price_increment, inst.price_precision, inst.size_increment, inst.size_precision) == ("0.01", 2, "0.00001", 5)
+    assert inst.min_notional == "5" and inst.max_leverage == 125.0
+
+
+def test_binance_oi_value_is_amount_times_mark_and_keeps_venue_time():
+    m = BINANCE["BTC/USDT:USDT"]
+    ev = binance.normalize_open_interest({"openInterestAmount": 2.5, "timestamp": 1_750_000_000_123}, 100_000.0, m, "BTCUSDT-PERP.BINANCE", NOW)
+    assert ev.open_interest_value == 250_000.0 and ev.ts_event == 1_750_000_000_123_000_000 and ev.ts_recv == NOW
+
+
+def test_hyperliquid_funding_takes_the_venues_own_prediction():
+    m = HL["BTC/USDC:USDC"]
+    fr = {"fundingRate": 0.0000125, "fundingTimestamp": 1_750_003_600_000, "markPrice": 100.0, "indexPrice": 99.9, "info": {}}
+    pred = hyperliquid.predicted_by_coin([["BTC", [["BinPerp", {"fundingRate": "0.0001"}], ["HlPerp", {"fundingRate": "0.00002", "nextFundingTime": 1_750_003_600_000, "fundingIntervalHours": 1}]]]])
+    ev = hyperliquid.normalize_funding(fr, pred["BTC"], m, "BTC-USD-PERP.HYPERLIQUID", NOW)
+    assert ev.predicted_rate == 0.00002 and ev.interval_minutes == 60 and ev.next_funding_ns == 1_750_003_600_000_000_000
+    assert ev.ts_event == NOW  # Hyperliquid gives no timestamp: receive time
+
+
+def good_oi(**changes) -> OpenInterest:
+    base = OpenInterest(venue="BINANCE", symbol="BTC/USDT:USDT", instrument_id="BTCUSDT-PERP.BINANCE", ts_event=NOW, ts_recv=NOW, open_interest=1.0, open_interest_value=2.0)
+    return msgspec.structs.replace(base, **changes)
+
+
+def envelope(payload: bytes) -> Envelope:
+    return Envelope(source="c", epoch=1, seq=1, payload=msgspec.Raw(payload))
+
+
+@pytest.mark.parametrize(
+    "event, reason",
+    [
+        (good_oi(open_interest=math.nan), "open_interest"),
+        (good_oi(open_interest=-1.0), ">= 0.0"),
+        (good_oi(ts_event=NOW // 1_000_000), "ts_event"),  # milliseconds where nanoseconds belong
+        (good_oi(ts_event=NOW + 3600 * 10**9), "in the future"),
+        (good_oi(instrument_id="BTCUSDT-LINEAR.BYBIT"), "does not belong to venue BINANCE"),
+    ],
+)
+def test_validator_refuses_bad_values_with_a_reason(event, reason):
+    good, why = validate(envelope(encode(event)), NOW)
+    assert good is None and reason in why
+
+
+def test_validator_refuses_garbage_payloads_and_passes_good_ones():
+    assert validate(envelope(b"\xc1garbage"), NOW)[1].startswith("invalid event")
+    assert validate(envelope(encode({"kind": "open_interest", "venue": "BINANCE"})), NOW)[1].startswith("invalid event")
+    assert validate(envelope(encode(good_oi())), NOW) == (good_oi(), None)
