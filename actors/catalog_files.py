@@ -1,0 +1,289 @@
+"""Parquet files of one catalog directory: names, intervals, merging, crash-safe replacement.
+
+A directory `data/<kind>/<instrument_id>/` holds files named
+`<first ts_init>_<last ts_init>.parquet`, each time as `2024-01-02T03-04-05-000000000Z` (UTC,
+9-digit nanoseconds; Nautilus's `_timestamps_to_filename`).
+`ParquetDataCatalog` 1.231 lists `*.parquet` (dot-files included), trusts the names for time
+filtering, requires the closed intervals to be disjoint, and does not de-duplicate rows. So
+every write here keeps the intervals disjoint and never leaves a partial file under a
+`.parquet` name: temporary files are `.<final name>.tmp` / `.<final name>.commit`, which the
+catalog's glob does not match.
+
+Crash safety of a merge that supersedes files (see `replace_files`):
+
+1. write the merged rows to `.F.tmp`, fsync;  (crash: a stray .tmp, deleted on recovery;
+   the old files are untouched)
+2. rename it to `.F.commit`, fsync the directory - the commit point: from here the merged
+   file is durable and complete, and recovery finishes the job;
+3. delete the superseded files (all lie inside F's interval) except one named F;
+   (crash: the catalog misses those rows until recovery, but sees no overlap, no duplicate)
+4. rename `.F.commit` to `F` (atomically replacing an old F), fsync the directory.
+
+Deleting before renaming trades a short gap (rows invisible between 3 and 4, restored by
+`recover` on the writer's next write or start) for never showing overlapping intervals, which
+would make Nautilus return duplicate rows and refuse its own writes to the directory. When
+nothing but F itself is superseded (the common case: a new file, or rows inside one file), the
+single atomic rename of step 4 is the whole change and there is no window at all.
+"""
+
+import calendar
+import os
+import re
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import NamedTuple
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+ROWS_PER_GROUP = 5_000  # ParquetDataCatalog's default max_rows_per_group
+NS = 1_000_000_000
+_FILE_TS = re.compile(r"^(\d{4})-(\d{2})-(\d{2})T(\d{2})-(\d{2})-(\d{2})-(\d{1,9})Z$")
+TMP_SUFFIX = ".tmp"
+COMMIT_SUFFIX = ".commit"
+
+
+# -- names --------------------------------------------------------------------------------------
+
+
+def file_timestamp(ns: int) -> str:
+    """UNIX ns -> `YYYY-MM-DDTHH-MM-SS-nnnnnnnnnZ` (Nautilus's file-name form of ISO 8601)."""
+    seconds, nanos = divmod(ns, NS)
+    return time.strftime("%Y-%m-%dT%H-%M-%S", time.gmtime(seconds)) + f"-{nanos:09d}Z"
+
+
+def parse_file_timestamp(text: str) -> int | None:
+    match = _FILE_TS.match(text)
+    if match is None:
+        return None
+    *date_time, fraction = match.groups()
+    seconds = calendar.timegm(tuple(int(x) for x in date_time) + (0, 0, 0))
+    return seconds * NS + int(fraction.ljust(9, "0"))
+
+
+def file_name(start_ns: int, end_ns: int) -> str:
+    return f"{file_timestamp(start_ns)}_{file_timestamp(end_ns)}.parquet"
+
+
+class DataFile(NamedTuple):
+    start: int  # first ts_init, ns
+    end: int  # last ts_init, ns (closed interval)
+    path: Path
+
+
+def parse_file_name(name: str) -> tuple[int, int] | None:
+    """`<start>_<end>.parquet` -> (start, end); None for any other name."""
+    if not name.endswith(".parquet") or name.startswith("."):
+        return None
+    first, _, last = name[: -len(".parquet")].partition("_")
+    start, end = parse_file_timestamp(first), parse_file_timestamp(last)
+    if start is None or end is None:
+        return None
+    return start, end
+
+
+def list_files(directory: Path) -> list[DataFile]:
+    """The data files of one directory, ordered by interval start."""
+    try:
+        names = os.listdir(directory)
+    except FileNotFoundError:
+        return []
+    files = []
+    for name in names:
+        interval = parse_file_name(name)
+        if interval is not None:
+            files.append(DataFile(*interval, directory / name))
+    return sorted(files)
+
+
+def overlapping(files: Iterable[DataFile], start: int, end: int) -> list[DataFile]:
+    """Files whose closed interval meets [start, end]."""
+    return [f for f in files if f.start <= end and f.end >= start]
+
+
+def intervals_disjoint(files: list[DataFile]) -> bool:
+    ordered = sorted(files)
+    return all(a.end < b.start for a, b in zip(ordered, ordered[1:], strict=False))
+
+
+# -- reading and merging (pure table logic) ------------------------------------------------------
+
+
+def read_files(files: Iterable[DataFile], schema: pa.Schema) -> pa.Table:
+    """Rows of `files` in `schema` (a file Nautilus wrote with int64 timestamps is cast)."""
+    tables = [pq.read_table(f.path).select(schema.names).cast(schema) for f in files]
+    if not tables:
+        return schema.empty_table()
+    return pa.concat_tables(tables).sort_by("ts_init")
+
+
+def _same(a: pa.ChunkedArray, b: pa.ChunkedArray) -> pa.ChunkedArray:
+    """Element-wise equality where null == null and NaN == NaN."""
+    if pa.types.is_dictionary(a.type):
+        a, b = a.cast(a.type.value_type), b.cast(b.type.value_type)
+    eq = pc.fill_null(pc.equal(a, b), False)
+    if pa.types.is_floating(a.type):
+        eq = pc.or_(eq, pc.and_(pc.is_nan(a), pc.is_nan(b)))
+    both_null = pc.and_(pc.is_null(a), pc.is_null(b))
+    return pc.or_(eq, both_null)
+
+
+def merge_tables(existing: pa.Table, new: pa.Table) -> tuple[pa.Table, int]:
+    """Union of two tables keyed by ts_init (each sorted, unique keys); `new` wins a clash.
+
+    Returns the merged table (sorted by ts_init) and how many rows of `new` were not already
+    stored as they are (new keys plus changed rows) - 0 means the merge changes nothing.
+    """
+    new = new.cast(existing.schema) if new.schema != existing.schema else new
+    new_keys, old_keys = new["ts_init"], existing["ts_init"]
+    clash_in_old = pc.is_in(old_keys, value_set=new_keys.combine_chunks())
+    clash_in_new = pc.is_in(new_keys, value_set=old_keys.combine_chunks())
+    fresh = new.num_rows - pc.sum(clash_in_new).as_py() if new.num_rows else 0
+    # Both sides sorted with unique keys, so the clashing rows line up one to one.
+    old_clash, new_clash = existing.filter(clash_in_old), new.filter(clash_in_new)
+    changed = 0
+    if old_clash.num_rows:
+        same = None
+        for name in existing.schema.names:
+            column_same = _same(old_clash[name], new_clash[name])
+            same = column_same if same is None else pc.and_(same, column_same)
+        changed = old_clash.num_rows - pc.sum(same).as_py()
+    if fresh + changed == 0:
+        return existing, 0
+    kept = existing.filter(pc.invert(clash_in_old))
+    merged = pa.concat_tables([kept, new]).sort_by("ts_init")
+    return merged, fresh + changed
+
+
+# -- crash-safe writing -------------------------------------------------------------------------
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_parquet(table: pa.Table, path: Path, durable: bool) -> None:
+    pq.write_table(table, path, row_group_size=ROWS_PER_GROUP)
+    if durable:
+        with open(path, "rb+") as f:
+            os.fsync(f.fileno())
+
+
+def replace_files(
+    directory: Path,
+    table: pa.Table,
+    superseded: Iterable[DataFile] = (),
+    durable: bool = True,
+) -> Path:
+    """Write `table` as one file named by its first/last ts_init, replacing `superseded`.
+
+    Every superseded file must lie inside the new file's interval (its rows are in `table`).
+    See the module docstring for the order of steps and why a crash is safe at any point.
+    """
+    if table.num_rows == 0:
+        raise ValueError("refusing to write an empty file")
+    ts = table["ts_init"]
+    final = directory / file_name(ts[0].as_py(), ts[-1].as_py())
+    others = [f for f in superseded if f.path != final]
+    tmp = directory / f".{final.name}{TMP_SUFFIX}"
+    _write_parquet(table, tmp, durable)
+    if others:
+        commit = directory / f".{final.name}{COMMIT_SUFFIX}"
+        os.replace(tmp, commit)
+        if durable:
+            _fsync_dir(directory)
+        _finish_commit(commit, final, others, durable)
+    else:
+        os.replace(tmp, final)
+        if durable:
+            _fsync_dir(directory)
+    return final
+
+
+def _finish_commit(
+    commit: Path, final: Path, superseded: Iterable[DataFile], durable: bool
+) -> None:
+    for f in superseded:
+        f.path.unlink(missing_ok=True)
+    os.replace(commit, final)
+    if durable:
+        _fsync_dir(final.parent)
+
+
+def recover(directory: Path, durable: bool = True) -> int:
+    """Finish or roll back an interrupted `replace_files` in `directory`; returns actions taken.
+
+    A `.tmp` was never committed (the old files are intact): delete it. A `.commit` is a
+    complete merged file: delete the files inside its interval and move it into place.
+    """
+    actions = 0
+    try:
+        names = os.listdir(directory)
+    except FileNotFoundError:
+        return 0
+    for name in names:
+        path = directory / name
+        if name.startswith(".") and name.endswith(TMP_SUFFIX):
+            path.unlink(missing_ok=True)
+            actions += 1
+    for name in names:
+        if not (name.startswith(".") and name.endswith(COMMIT_SUFFIX)):
+            continue
+        final_name = name[1 : -len(COMMIT_SUFFIX)]
+        interval = parse_file_name(final_name)
+        if interval is None:
+            continue
+        first, last = interval
+        inside = [f for f in list_files(directory) if first <= f.start and f.end <= last]
+        _finish_commit(directory / name, directory / final_name, inside, durable)
+        actions += 1
+    return actions
+
+
+def merge_into(directory: Path, new: pa.Table, durable: bool = True) -> int:
+    """Merge `new` (sorted, unique ts_init) into the directory; returns rows added or changed.
+
+    The rows go into one file together with every existing file they overlap (their hull can
+    meet no other file, since the files are disjoint). Re-writing stored rows changes nothing.
+    """
+    if new.num_rows == 0:
+        return 0
+    directory.mkdir(parents=True, exist_ok=True)
+    recover(directory, durable)
+    start, end = new["ts_init"][0].as_py(), new["ts_init"][-1].as_py()
+    touched = overlapping(list_files(directory), start, end)
+    if not touched:
+        replace_files(directory, new, durable=durable)
+        return new.num_rows
+    merged, changed = merge_tables(read_files(touched, new.schema), new)
+    if changed:
+        replace_files(directory, merged, touched, durable)
+    return changed
+
+
+def compact_directory(
+    directory: Path, schema: pa.Schema, before_ns: int | None = None, durable: bool = True
+) -> int:
+    """Merge the files of each UTC day into one file; returns how many files were removed.
+
+    Only files lying wholly within one day (and ending before `before_ns`, if given) are
+    grouped; a group's hull stays inside its day, so it meets no file outside the group.
+    """
+    recover(directory, durable)
+    day_ns = 86_400 * NS
+    groups: dict[int, list[DataFile]] = {}
+    for f in list_files(directory):
+        if f.start // day_ns == f.end // day_ns and (before_ns is None or f.end < before_ns):
+            groups.setdefault(f.start // day_ns, []).append(f)
+    removed = 0
+    for files in groups.values():
+        if len(files) > 1:
+            replace_files(directory, read_files(files, schema), files, durable)
+            removed += len(files) - 1
+    return removed

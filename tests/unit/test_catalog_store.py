@@ -1,0 +1,393 @@
+"""The catalog writer without Nautilus: conversions, file names, merging, idempotence, recovery.
+
+`tests/nautilus/test_catalog_loads.py` proves the same files load through `ParquetDataCatalog`.
+"""
+
+import math
+import random
+import sys
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from actors import catalog_files as cf
+from actors.catalog_schema import (
+    CRYPTO_PERPETUAL,
+    FUNDING_RATE_INFO,
+    FUNDING_RATE_INFO_SCHEMA,
+    FUNDING_RATE_UPDATE,
+    OPEN_INTEREST,
+    OPEN_INTEREST_SCHEMA,
+    build_tables,
+    crypto_perpetual_row,
+    margins,
+    rate_json,
+)
+from actors.catalog_store import CatalogStore
+from messages.events import FundingRate, Instrument, OpenInterest
+
+T0 = 1_735_689_600_000_000_000  # 2025-01-01T00:00:00Z
+MIN = 60 * 1_000_000_000
+BTC = "BTCUSDT-PERP.BINANCE"
+ETH = "ETHUSDT-LINEAR.BYBIT"
+
+
+def oi(ts: int, value: float = 1.0, instrument_id: str = BTC) -> OpenInterest:
+    return OpenInterest(
+        venue="BINANCE",
+        symbol="BTC/USDT:USDT",
+        instrument_id=instrument_id,
+        ts_event=ts,
+        ts_recv=ts + 5,
+        open_interest=value,
+        open_interest_value=value * 100_000.0,
+    )
+
+
+def funding(ts: int, rate: float = 0.0001, **kw) -> FundingRate:
+    return FundingRate(
+        venue="BINANCE",
+        symbol="BTC/USDT:USDT",
+        instrument_id=kw.pop("instrument_id", BTC),
+        ts_event=ts,
+        ts_recv=ts,
+        rate=rate,
+        interval_minutes=480,
+        **kw,
+    )
+
+
+def instrument(ts: int, **kw) -> Instrument:
+    fields = dict(
+        venue="BINANCE",
+        symbol="BTC/USDT:USDT",
+        instrument_id=BTC,
+        ts_event=ts,
+        ts_recv=ts,
+        raw_symbol="BTCUSDT",
+        base="BTC",
+        quote="USDT",
+        settle="USDT",
+        price_precision=1,
+        size_precision=3,
+        price_increment="0.1",
+        size_increment="0.001",
+        min_quantity="0.001",
+        max_quantity="1000",
+        min_notional="5",
+        max_leverage=125.0,
+    )
+    return Instrument(**fields | kw)
+
+
+def names(store: CatalogStore, kind: str, instrument_id: str = BTC) -> list[str]:
+    return [p.name for p in store.files(kind, instrument_id)]
+
+
+def stored(store: CatalogStore, kind: str, instrument_id: str = BTC) -> pa.Table:
+    files = cf.list_files(store.directory(kind, instrument_id))
+    return pa.concat_tables([pq.read_table(f.path) for f in files])
+
+
+def everything(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+
+
+# -- pure conversions ---------------------------------------------------------------------------
+
+
+def test_file_names_round_trip_in_nautilus_format():
+    assert cf.file_timestamp(1_700_000_000_123_456_789) == "2023-11-14T22-13-20-123456789Z"
+    assert cf.file_timestamp(T0) == "2025-01-01T00-00-00-000000000Z"
+    name = cf.file_name(T0, T0 + 1)
+    assert name == "2025-01-01T00-00-00-000000000Z_2025-01-01T00-00-00-000000001Z.parquet"
+    assert cf.parse_file_name(name) == (T0, T0 + 1)
+    for ts in (0, 951_782_400_123_000_000, 4_102_444_799_999_999_999):  # epoch, 2000-02-29, 2099
+        assert cf.parse_file_timestamp(cf.file_timestamp(ts)) == ts
+
+
+@pytest.mark.parametrize("name", [f".{cf.file_name(T0, T0)}.tmp", f".{cf.file_name(T0, T0)}.commit", f".{cf.file_name(T0, T0)}", "x.parquet", "a_b.parquet"])
+def test_non_data_file_names_are_not_data(name):
+    assert cf.parse_file_name(name) is None
+
+
+def test_rate_is_stored_as_nautilus_json_decimal():
+    assert rate_json(0.0001) == b'"0.0001"'
+    assert rate_json(1e-05) == b'"0.00001"'
+    assert rate_json(-0.00012345) == b'"-0.00012345"'
+    assert rate_json(0.0) == b'"0.0"'
+
+
+def test_build_tables_groups_sorts_and_keeps_the_last_duplicate():
+    events = [oi(T0 + MIN, 2.0), oi(T0, 1.0), oi(T0 + MIN, 3.0), oi(T0, 9.0, ETH), funding(T0)]
+    tables = build_tables(events)
+    assert set(tables) == {
+        (OPEN_INTEREST, BTC),
+        (OPEN_INTEREST, ETH),
+        (FUNDING_RATE_UPDATE, BTC),
+        (FUNDING_RATE_INFO, BTC),
+    }
+    btc = tables[(OPEN_INTEREST, BTC)]
+    assert btc.schema == OPEN_INTEREST_SCHEMA
+    assert btc.to_pylist() == [
+        {"instrument_id": BTC, "open_interest": 1.0, "open_interest_value": 100_000.0, "type": "OpenInterest", "ts_event": T0, "ts_init": T0},
+        {"instrument_id": BTC, "open_interest": 3.0, "open_interest_value": 300_000.0, "type": "OpenInterest", "ts_event": T0 + MIN, "ts_init": T0 + MIN},
+    ]
+
+
+def test_funding_becomes_a_nautilus_row_and_an_info_row():
+    events = [
+        funding(T0, 0.0001),
+        funding(T0 + MIN, -0.0002, next_funding_ns=T0 + 480 * MIN, predicted_rate=0.0003, mark_price=50_000.5, index_price=50_001.0, settled=True),
+    ]
+    tables = build_tables(events)
+    update = tables[(FUNDING_RATE_UPDATE, BTC)]
+    assert update.schema.metadata == {b"instrument_id": BTC.encode()}
+    assert [(f.name, str(f.type), f.nullable) for f in update.schema] == [
+        ("rate", "binary", False),
+        ("interval", "uint16", True),
+        ("next_funding_ns", "uint64", True),
+        ("ts_event", "uint64", False),
+        ("ts_init", "uint64", False),
+    ]
+    assert update.to_pylist() == [
+        {"rate": b'"0.0001"', "interval": 480, "next_funding_ns": None, "ts_event": T0, "ts_init": T0},
+        {"rate": b'"-0.0002"', "interval": 480, "next_funding_ns": T0 + 480 * MIN, "ts_event": T0 + MIN, "ts_init": T0 + MIN},
+    ]
+    info = tables[(FUNDING_RATE_INFO, BTC)]
+    assert info.schema == FUNDING_RATE_INFO_SCHEMA
+    first, second = info.to_pylist()
+    assert first["next_funding_ns"] == 0 and first["settled"] is False
+    assert all(math.isnan(first[k]) for k in ("predicted_rate", "mark_price", "index_price"))
+    assert second == {
+        "instrument_id": BTC,
+        "rate": -0.0002,
+        "interval_minutes": 480,
+        "next_funding_ns": T0 + 480 * MIN,
+        "predicted_rate": 0.0003,
+        "mark_price": 50_000.5,
+        "index_price": 50_001.0,
+        "settled": True,
+        "type": "FundingRateInfo",
+        "ts_event": T0 + MIN,
+        "ts_init": T0 + MIN,
+    }
+
+
+def test_instrument_row_formats_values_as_nautilus_prints_them():
+    row = crypto_perpetual_row(instrument(T0, price_increment="0.10", max_quantity="1000", maker_fee="0.00020"))
+    assert row["price_increment"] == "0.1"  # precision 1, as Price prints it
+    assert row["size_increment"] == row["lot_size"] == "0.001"
+    assert row["max_quantity"] == "1000.000" and row["min_quantity"] == "0.001"
+    assert row["min_notional"] == "5 USDT"
+    assert (row["margin_init"], row["margin_maint"]) == ("0.008", "0.004")
+    assert row["maker_fee"] == "0.00020" and row["taker_fee"] == "0.0005"
+    assert row["info"] == b'{"symbol":"BTC/USDT:USDT","max_leverage":125.0}'
+    assert row["multiplier"] == "1" and row["is_inverse"] is False
+    assert row["ts_event"] == row["ts_init"] == T0
+
+
+def test_margins_from_leverage():
+    assert margins(125.0) == ("0.008", "0.004")
+    assert margins(50) == ("0.02", "0.01")
+    assert margins(None) == ("1", "0.5")
+    assert margins(0) == ("1", "0.5")
+
+
+def test_merge_tables_counts_new_and_changed_rows_only():
+    old = build_tables([oi(T0, 1.0), oi(T0 + MIN, 2.0)])[(OPEN_INTEREST, BTC)]
+    same, changed = cf.merge_tables(old, old)
+    assert changed == 0 and same is old
+    new = build_tables([oi(T0 + MIN, 5.0), oi(T0 + 2 * MIN, 3.0)])[(OPEN_INTEREST, BTC)]
+    merged, changed = cf.merge_tables(old, new)
+    assert changed == 2
+    assert merged["open_interest"].to_pylist() == [1.0, 5.0, 3.0]
+    # NaN and null compare equal to themselves
+    info = build_tables([funding(T0)])[(FUNDING_RATE_INFO, BTC)]
+    assert cf.merge_tables(info, info)[1] == 0
+    update = build_tables([funding(T0)])[(FUNDING_RATE_UPDATE, BTC)]
+    assert cf.merge_tables(update, update)[1] == 0
+
+
+# -- the store on disk --------------------------------------------------------------------------
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> CatalogStore:
+    return CatalogStore(tmp_path / "catalog", durable=False)
+
+
+def test_write_creates_one_file_per_kind_and_instrument(store):
+    counts = store.write([oi(T0 + i * MIN, i) for i in range(5)] + [funding(T0), instrument(T0), oi(T0, 1.0, ETH)])
+    assert counts == {
+        f"{OPEN_INTEREST}/{BTC}": 5,
+        f"{OPEN_INTEREST}/{ETH}": 1,
+        f"{FUNDING_RATE_UPDATE}/{BTC}": 1,
+        f"{FUNDING_RATE_INFO}/{BTC}": 1,
+        f"{CRYPTO_PERPETUAL}/{BTC}": 1,
+    }
+    assert names(store, OPEN_INTEREST) == [cf.file_name(T0, T0 + 4 * MIN)]
+    assert store.last_ts_ns(OPEN_INTEREST, BTC) == T0 + 4 * MIN
+    assert store.last_ts_ns(OPEN_INTEREST, "NOPE.BINANCE") is None
+    assert everything(store.root) == sorted(
+        f"data/{kind}/{iid}/{cf.file_name(ts0, ts1)}"
+        for kind, iid, ts0, ts1 in [
+            (OPEN_INTEREST, BTC, T0, T0 + 4 * MIN),
+            (OPEN_INTEREST, ETH, T0, T0),
+            (FUNDING_RATE_UPDATE, BTC, T0, T0),
+            (FUNDING_RATE_INFO, BTC, T0, T0),
+            (CRYPTO_PERPETUAL, BTC, T0, T0),
+        ]
+    )
+
+
+def test_rewriting_the_same_events_adds_nothing_and_touches_no_file(store):
+    events = [oi(T0 + i * MIN, i) for i in range(5)] + [funding(T0 + i * MIN) for i in range(3)] + [instrument(T0)]
+    store.write(events)
+    before = {p: p.stat().st_mtime_ns for p in store.root.rglob("*.parquet")}
+    assert set(store.write(events).values()) == {0}
+    assert set(store.write(events[2:4]).values()) == {0}  # a subset, inside one file
+    assert {p: p.stat().st_mtime_ns for p in store.root.rglob("*.parquet")} == before
+
+
+def test_disjoint_write_adds_a_file(store):
+    store.write([oi(T0), oi(T0 + MIN)])
+    assert store.write([oi(T0 + 10 * MIN), oi(T0 + 11 * MIN)]) == {f"{OPEN_INTEREST}/{BTC}": 2}
+    assert names(store, OPEN_INTEREST) == [cf.file_name(T0, T0 + MIN), cf.file_name(T0 + 10 * MIN, T0 + 11 * MIN)]
+
+
+def test_overlapping_write_merges_into_one_file_and_new_rows_win(store):
+    store.write([oi(T0, 1.0), oi(T0 + 2 * MIN, 2.0)])
+    store.write([oi(T0 + 10 * MIN, 3.0), oi(T0 + 12 * MIN, 4.0)])
+    store.write([oi(T0 + 20 * MIN, 5.0)])
+    # a late row inside the first file, a corrected row, and rows spanning the first two files
+    assert store.write([oi(T0 + MIN, 1.5)]) == {f"{OPEN_INTEREST}/{BTC}": 1}
+    assert names(store, OPEN_INTEREST)[0] == cf.file_name(T0, T0 + 2 * MIN)
+    assert store.write([oi(T0 + 2 * MIN, 2.5), oi(T0 + 11 * MIN, 3.5)]) == {f"{OPEN_INTEREST}/{BTC}": 2}
+    assert names(store, OPEN_INTEREST) == [cf.file_name(T0, T0 + 12 * MIN), cf.file_name(T0 + 20 * MIN, T0 + 20 * MIN)]
+    table = stored(store, OPEN_INTEREST)
+    assert table["ts_init"].to_pylist() == [T0 + m * MIN for m in (0, 1, 2, 10, 11, 12, 20)]
+    assert table["open_interest"].to_pylist() == [1.0, 1.5, 2.5, 3.0, 3.5, 4.0, 5.0]
+    assert not [p for p in store.root.rglob(".*")]  # no temporary file left
+
+
+def test_funding_metadata_survives_a_merge(store):
+    store.write([funding(T0), funding(T0 + 2 * MIN)])
+    store.write([funding(T0 + MIN, 0.0005)])
+    [path] = store.files(FUNDING_RATE_UPDATE, BTC)
+    table = pq.read_table(path)
+    assert table.schema.metadata[b"instrument_id"] == BTC.encode()
+    assert table["rate"].to_pylist() == [b'"0.0001"', b'"0.0005"', b'"0.0001"']
+
+
+def test_instrument_definitions_are_stored_only_when_they_change(store):
+    assert store.write([instrument(T0)]) == {f"{CRYPTO_PERPETUAL}/{BTC}": 1}
+    assert store.write([instrument(T0 + MIN)]) == {f"{CRYPTO_PERPETUAL}/{BTC}": 0}  # same, newer ts
+    assert store.write([instrument(T0 + 2 * MIN, taker_fee="0.0004")]) == {f"{CRYPTO_PERPETUAL}/{BTC}": 1}
+    assert store.write([instrument(T0 + 3 * MIN, taker_fee="0.0004")]) == {f"{CRYPTO_PERPETUAL}/{BTC}": 0}
+    rows = stored(store, CRYPTO_PERPETUAL).to_pylist()
+    assert [(r["ts_init"], r["taker_fee"]) for r in rows] == [(T0, "0.0005"), (T0 + 2 * MIN, "0.0004")]
+
+
+def test_random_writes_keep_disjoint_sorted_files_equal_to_a_model(store):
+    rng = random.Random(7)
+    model: dict[int, float] = {}
+    for _ in range(40):
+        start = rng.randrange(0, 200)
+        batch = [oi(T0 + m * MIN, rng.random()) for m in rng.sample(range(start, start + 30), rng.randrange(1, 8))]
+        store.write(batch)
+        model.update({e.ts_event: e.open_interest for e in batch})
+        files = cf.list_files(store.directory(OPEN_INTEREST, BTC))
+        assert cf.intervals_disjoint(files)
+        for f in files:
+            ts = pq.read_table(f.path)["ts_init"].to_pylist()
+            assert ts == sorted(set(ts)) and (ts[0], ts[-1]) == (f.start, f.end)
+    table = stored(store, OPEN_INTEREST)
+    assert dict(zip(table["ts_init"].to_pylist(), table["open_interest"].to_pylist(), strict=True)) == model
+
+
+# -- crash recovery -----------------------------------------------------------------------------
+
+
+LATE_BATCH = [oi(T0 + MIN, 9.0), oi(T0 + 3 * MIN, 9.0), oi(T0 + 4 * MIN, 9.0)]  # meets files 2 and 3
+
+
+def _crash_after(store: CatalogStore, step: str, monkeypatch) -> None:
+    """Merge a batch with two of three files, stopping the process at `step` of `replace_files`."""
+    store.write([oi(T0)])
+    store.write([oi(T0 + 2 * MIN)])
+    store.write([oi(T0 + 4 * MIN)])
+
+    class Crash(Exception):
+        pass
+
+    real_replace, real_finish = cf.os.replace, cf._finish_commit
+
+    def replace(src, dst):
+        if step == "tmp_written" and str(src).endswith(cf.TMP_SUFFIX):
+            raise Crash
+        return real_replace(src, dst)
+
+    def finish(commit, final, superseded, durable):
+        if step == "committed":
+            raise Crash
+        if step == "half_deleted":
+            next(iter(superseded)).path.unlink()
+            raise Crash
+        return real_finish(commit, final, superseded, durable)
+
+    monkeypatch.setattr(cf.os, "replace", replace)
+    monkeypatch.setattr(cf, "_finish_commit", finish)
+    with pytest.raises(Crash):
+        store.write(LATE_BATCH)
+    monkeypatch.setattr(cf.os, "replace", real_replace)
+    monkeypatch.setattr(cf, "_finish_commit", real_finish)
+
+
+@pytest.mark.parametrize("step", ["tmp_written", "committed", "half_deleted"])
+def test_a_crash_never_leaves_overlap_and_recovery_completes_or_rolls_back(store, step, monkeypatch):
+    _crash_after(store, step, monkeypatch)
+    directory = store.directory(OPEN_INTEREST, BTC)
+    # What a reader sees right after the crash: disjoint *.parquet files only.
+    assert cf.intervals_disjoint(cf.list_files(directory))
+    assert all(not p.name.startswith(".") for p in directory.glob("*.parquet"))
+
+    reopened = CatalogStore(store.root, durable=False)  # the writer restarts
+    assert not [p for p in directory.iterdir() if p.name.startswith(".")]
+    ts = stored(reopened, OPEN_INTEREST)["ts_init"].to_pylist()
+    if step == "tmp_written":  # not committed: the old state, the batch is re-sent from the WAL
+        assert ts == [T0, T0 + 2 * MIN, T0 + 4 * MIN]
+        assert len(names(reopened, OPEN_INTEREST)) == 3
+    else:  # committed: the merge is completed
+        assert ts == [T0 + m * MIN for m in range(5)]
+        assert names(reopened, OPEN_INTEREST) == [cf.file_name(T0, T0), cf.file_name(T0 + MIN, T0 + 4 * MIN)]
+    reopened.write(LATE_BATCH)
+    table = stored(reopened, OPEN_INTEREST)
+    assert table["ts_init"].to_pylist() == [T0 + m * MIN for m in range(5)]
+    assert table["open_interest"].to_pylist() == [1.0, 9.0, 1.0, 9.0, 9.0]
+
+
+def test_compact_merges_each_days_files(store):
+    day = 86_400 * 1_000_000_000
+    for d in range(2):
+        for h in range(3):
+            store.write([oi(T0 + d * day + h * 60 * MIN), oi(T0 + d * day + h * 60 * MIN + MIN)])
+    store.write([oi(T0 + 2 * day)])
+    assert len(names(store, OPEN_INTEREST)) == 7
+    assert store.compact(before_ns=T0 + 2 * day) == 4
+    assert names(store, OPEN_INTEREST) == [
+        cf.file_name(T0, T0 + 121 * MIN),
+        cf.file_name(T0 + day, T0 + day + 121 * MIN),
+        cf.file_name(T0 + 2 * day, T0 + 2 * day),
+    ]
+    assert stored(store, OPEN_INTEREST).num_rows == 13
+    assert store.compact() == 0
+
+
+def test_writer_modules_do_not_import_nautilus():
+    import subprocess
+
+    code = "import actors.catalog_store, sys; sys.exit('nautilus_trader' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).parents[2]).returncode == 0
