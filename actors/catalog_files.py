@@ -246,7 +246,7 @@ def recover(directory: Path, durable: bool = True) -> int:
     return actions
 
 
-def merge_into(directory: Path, new: pa.Table, durable: bool = True) -> int:
+def merge_into(directory: Path, new: pa.Table, durable: bool = True, append_same_day: bool = False) -> int:
     """Merge `new` (sorted, unique ts_init) into the directory; returns rows added or changed.
 
     The rows go into one file together with every existing file they overlap (their hull can
@@ -257,7 +257,8 @@ def merge_into(directory: Path, new: pa.Table, durable: bool = True) -> int:
     directory.mkdir(parents=True, exist_ok=True)
     recover(directory, durable)
     start, end = new["ts_init"][0].as_py(), new["ts_init"][-1].as_py()
-    touched = overlapping(list_files(directory), start, end)
+    files = list_files(directory)
+    touched = overlapping(files, start, end) or (_same_day_predecessor(files, start, end) if append_same_day else [])
     if not touched:
         replace_files(directory, new, durable=durable)
         return new.num_rows
@@ -265,6 +266,21 @@ def merge_into(directory: Path, new: pa.Table, durable: bool = True) -> int:
     if changed:
         replace_files(directory, merged, touched, durable)
     return changed
+
+
+def _same_day_predecessor(files: list[DataFile], start: int, end: int) -> list[DataFile]:
+    """The newest file before `start`, if it and the new rows all lie in one UTC day.
+
+    Appending into it keeps one file per instrument per day while the writer flushes every few
+    seconds. The merged hull [f.start, end] meets no other file: f is the newest before start
+    and nothing overlaps [start, end].
+    """
+    before = [f for f in files if f.end < start]
+    if not before:
+        return []
+    latest = max(before, key=lambda f: f.end)
+    day_ns = 86_400 * NS
+    return [latest] if latest.start // day_ns == end // day_ns else []
 
 
 def compact_directory(

@@ -46,8 +46,11 @@ class CatalogStore:
     writer, bound to an address that refuses a second one).
     """
 
-    def __init__(self, root: Path | str, durable: bool = True) -> None:
+    def __init__(self, root: Path | str, durable: bool = True, append_same_day: bool = False) -> None:
         self.root = Path(root)
+        # The writer flushes every few seconds: appending into the day's newest file keeps one
+        # file per instrument per UTC day instead of one per flush.
+        self.append_same_day = append_same_day
         self.data = self.root / "data"
         # fsync files and directories; only tests and benchmarks turn it off.
         self.durable = durable
@@ -68,7 +71,7 @@ class CatalogStore:
             if kind == CRYPTO_PERPETUAL:
                 rows = self._write_instruments(directory, table)
             else:
-                rows = merge_into(directory, table, self.durable)
+                rows = merge_into(directory, table, self.durable, self.append_same_day)
             written[f"{kind}/{instrument_id}"] = rows
         return written
 

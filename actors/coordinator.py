@@ -135,10 +135,11 @@ class Coordinator:
                 logger.error("sandbox.start_emulator is false but {} cannot be read: {}", ready, exc)
                 return None
         ready.unlink(missing_ok=True)
+        truth = make_private_dir(Path(self.topo.run_dir) / "emulator") / "ground_truth.jsonl"
         venues = ",".join(v.venue for v in self.topo.venues if v.enabled)
         argv = [
             sys.executable, "-m", "emulator", "--host", sb.host, "--seed", str(sb.seed), "--venues", venues,
-            "--ground-truth", str(Path(self.topo.run_dir) / "emulator" / "ground_truth.jsonl"), "--ready-file", str(ready),
+            "--ground-truth", str(truth), "--ready-file", str(ready),
         ]
         actor = Actor("emulator", "emulator", argv, RestartTracker(self.topo.restart))
         self.actors.append(actor)

@@ -48,7 +48,7 @@ _incoming_decoder = msgspec.msgpack.Decoder(Envelope | Rejected | Heartbeat)
 class Writer:
     def __init__(self, topo: Topology, stop: asyncio.Event):
         self.topo, self.stop = topo, stop
-        self.store = CatalogStore(Path(topo.catalog))
+        self.store = CatalogStore(Path(topo.catalog), append_same_day=True)
         self.wal = Wal(Path(topo.run_dir) / "writer" / "wal.log")
         self.deadletter_path = Path(topo.run_dir) / "deadletter.jsonl"
         self.last_seq: dict[StreamKey, int] = {}  # accepted (in the WAL, maybe not synced yet)
@@ -182,7 +182,11 @@ class Writer:
         except OSError as exc:
             logger.error("writing Parquet failed, will retry ({} rows kept in the WAL): {}", len(self.rows), exc)
             return
-        logger.info("flushed {} events to the catalog in {:.0f} ms: {}", len(self.rows), (time.monotonic() - started) * 1000, written)
+        logger.info(
+            "flushed {} events in {:.0f} ms: {} new rows in {} of {} directories, {} dead letters",
+            len(self.rows), (time.monotonic() - started) * 1000, sum(written.values()), sum(1 for n in written.values() if n), len(written), len(self.dead),
+        )
+        logger.debug("rows per directory: {}", written)
         self.rows, self.dead = [], []
         self.wal.sync()
         self.wal.rotate(encode(Checkpoint(streams=[(s, e, q) for (s, e), q in self.last_seq.items()])))
@@ -190,10 +194,7 @@ class Writer:
     def _write_dead_letters(self) -> None:
         if not self.dead:
             return
-        lines = "".join(
-            json.dumps({"source": r.source, "epoch": r.epoch, "seq": r.seq, "reason": r.reason, "payload": msgspec.msgpack.decode(r.payload) if _decodable(r.payload) else r.payload.hex()}, default=str) + "\n"
-            for r in self.dead
-        )
+        lines = "".join(json.dumps({"source": r.source, "epoch": r.epoch, "seq": r.seq, "reason": r.reason, "payload": _readable(r.payload)}, default=str) + "\n" for r in self.dead)
         fd = os.open(self.deadletter_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         try:
             os.write(fd, lines.encode())
@@ -202,12 +203,12 @@ class Writer:
             os.close(fd)
 
 
-def _decodable(payload: bytes) -> bool:
+def _readable(payload: bytes) -> object:
+    """A refused payload as JSON-able data if it is msgpack at all, else its hex."""
     try:
-        msgspec.msgpack.decode(payload)
-        return True
+        return msgspec.msgpack.decode(payload)
     except msgspec.DecodeError:
-        return False
+        return payload.hex()
 
 
 @click.command()

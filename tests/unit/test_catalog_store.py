@@ -391,3 +391,18 @@ def test_writer_modules_do_not_import_nautilus():
 
     code = "import actors.catalog_store, sys; sys.exit('nautilus_trader' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).parents[2]).returncode == 0
+
+
+def test_append_same_day_keeps_one_file_per_day_and_all_rows(tmp_path):
+    """The writer's mode: frequent small flushes grow the day's file instead of adding files."""
+    store = CatalogStore(tmp_path, append_same_day=True)
+    day = 24 * 60 * MIN
+    for i in range(10):  # ten flushes within day 1
+        store.write([oi(T0 + i * MIN, float(i))])
+    assert len(names(store, OPEN_INTEREST)) == 1
+    store.write([oi(T0 + day + MIN, 99.0)])  # the next day starts a new file
+    store.write([oi(T0 + 30 * MIN, 30.0)])  # a late row for day 1 merges into day 1's file
+    files = names(store, OPEN_INTEREST)
+    assert len(files) == 2 and files[0].startswith("2025-01-01T00-00-00") and files[1].startswith("2025-01-02")
+    table = cf.read_files(cf.list_files(store.directory(OPEN_INTEREST, BTC)), OPEN_INTEREST_SCHEMA)
+    assert table.num_rows == 12 and table["open_interest"].to_pylist()[-1] == 99.0
