@@ -8,6 +8,7 @@
 - Nautilus id: `BTC-USD-PERP.HYPERLIQUID`.
 """
 
+import asyncio
 from typing import Any
 
 from actors.venues.base import Market, VenueAdapter, ms_to_ns, now_ns
@@ -77,9 +78,11 @@ class HyperliquidAdapter(VenueAdapter):
         return [normalize_open_interest(rates[m["symbol"]], m, self.instrument_id(m), ts_recv) for m in markets if m["symbol"] in rates]
 
     async def fetch_funding(self, client: Any, markets: list[Market]) -> list[FundingRate]:
-        rates = await client.fetch_funding_rates([m["symbol"] for m in markets])
+        rates, predictions = await asyncio.gather(
+            client.fetch_funding_rates([m["symbol"] for m in markets]), client.publicPostInfo({"type": "predictedFundings"})
+        )
         ts_recv = now_ns()
-        predicted = predicted_by_coin(await client.publicPostInfo({"type": "predictedFundings"}))
+        predicted = predicted_by_coin(predictions)
         return [
             normalize_funding(rates[m["symbol"]], predicted.get(m["baseName"]), m, self.instrument_id(m), ts_recv)
             for m in markets
