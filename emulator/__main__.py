@@ -1,0 +1,70 @@
+"""CLI: ``python -m emulator --seed 7 --venues binance,bybit,hyperliquid --ready-file PATH``.
+
+Each venue listens on its own port (0 = a free one); a venue left out of --venues is not
+started, so its port is closed and clients get "connection refused". Once every listener is
+bound, the ready file {"binance": "http://127.0.0.1:PORT", ...} is written atomically.
+SIGINT/SIGTERM stop it within a second.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+
+import click
+from loguru import logger
+
+from emulator.market import VENUES
+from emulator.server import start_emulator, write_ready_file
+
+
+def _parse_venues(ctx: click.Context, param: click.Parameter, value: str) -> list[str]:
+    venues = [v.strip().lower() for v in value.split(",") if v.strip()]
+    bad = [v for v in venues if v not in VENUES]
+    if bad or not venues:
+        raise click.BadParameter(f"expected a comma-separated subset of {','.join(VENUES)}, got {value!r}")
+    return venues
+
+
+async def _serve(seed: int, venues: list[str], host: str, ports: dict[str, int], ground_truth: str | None,
+                 ready_file: str | None) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    emu = await start_emulator(seed=seed, venues=venues, host=host, ports=ports, ground_truth=ground_truth)
+    try:
+        if ready_file:
+            write_ready_file(ready_file, emu.urls)
+        logger.info("emulator ready (seed {}): {}", seed, " ".join(f"{v}={u}" for v, u in emu.urls.items()))
+        await stop.wait()
+        logger.info("emulator stopping")
+    finally:
+        await emu.close()
+
+
+@click.command(context_settings={"show_default": True})
+@click.option("--host", default="127.0.0.1", help="Address to bind.")
+@click.option("--seed", default=7, type=int, help="Market model seed.")
+@click.option("--venues", default=",".join(VENUES), callback=_parse_venues, help="Venues to start.")
+@click.option("--port-binance", default=0, type=int, help="0 = pick a free port.")
+@click.option("--port-bybit", default=0, type=int, help="0 = pick a free port.")
+@click.option("--port-hyperliquid", default=0, type=int, help="0 = pick a free port.")
+@click.option("--ground-truth", type=click.Path(dir_okay=False), default=None,
+              help="Append every served value to this JSONL file.")
+@click.option("--ready-file", type=click.Path(dir_okay=False), default=None,
+              help="Write the venue base URLs here (JSON) once listening.")
+@click.option("--log-level", default="INFO", type=click.Choice(["TRACE", "DEBUG", "INFO", "WARNING", "ERROR"]),
+              help="DEBUG logs one line per request.")
+def main(host: str, seed: int, venues: list[str], port_binance: int, port_bybit: int, port_hyperliquid: int,
+         ground_truth: str | None, ready_file: str | None, log_level: str) -> None:
+    """Emulate Binance USDT-M, Bybit v5 linear and Hyperliquid REST on loopback."""
+    logger.remove()
+    logger.add(sys.stderr, level=log_level)
+    ports = {"binance": port_binance, "bybit": port_bybit, "hyperliquid": port_hyperliquid}
+    asyncio.run(_serve(seed, venues, host, ports, ground_truth, ready_file))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,121 @@
+"""Plumbing shared by the venue apps: context, number formatting, JSON responses, logging."""
+
+from __future__ import annotations
+
+import calendar
+import math
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import msgspec
+from aiohttp import web
+from loguru import logger
+
+from emulator.ground_truth import GroundTruth
+from emulator.market import Market
+
+_ENCODER = msgspec.json.Encoder()
+
+
+@dataclass(slots=True)
+class VenueContext:
+    """What a venue app needs: the model, the recorder and a clock (injectable in tests)."""
+
+    venue: str  # "binance" | "bybit" | "hyperliquid"
+    market: Market
+    recorder: GroundTruth
+    clock_ns: Callable[[], int] = field(default=time.time_ns)
+
+    def now_ms(self) -> int:
+        return self.clock_ns() // 1_000_000
+
+
+# -- numbers as the venues print them -----------------------------------------------------
+
+
+def decimals(step: str) -> int:
+    """Number of decimals of a step/tick string: "0.010" -> 3, "1" -> 0."""
+    return len(step.split(".", 1)[1]) if "." in step else 0
+
+
+def fixed(x: float, dp: int) -> str:
+    """Fixed decimals, Binance style: fixed(0.0001, 8) -> "0.00010000"."""
+    s = f"{x:.{dp}f}"
+    return s[1:] if s.startswith("-") and float(s) == 0 else s
+
+
+def stripped(x: float, dp: int) -> str:
+    """Rounded to dp, trailing zeros removed, Bybit style: "0.0001", "-0.000212", "5"."""
+    s = fixed(x, dp)
+    if "." in s:
+        s = s.rstrip("0").rstrip(".")
+    return s
+
+
+def hl_number(x: float, dp: int) -> str:
+    """Hyperliquid style: trailing zeros removed but at least one decimal ("77562.0")."""
+    s = stripped(x, dp)
+    return s if "." in s else s + ".0"
+
+
+def hl_price(x: float, sz_decimals: int) -> str:
+    """Hyperliquid price: 5 significant figures, at most 6 - szDecimals decimals; integer
+    prices are always allowed (so BTC is printed as "104123.0")."""
+    if x >= 10_000:
+        return hl_number(round(x), 0)
+    digits = 5 - (math.floor(math.log10(abs(x))) + 1) if x else 5
+    return hl_number(x, max(0, min(6 - sz_decimals, digits)))
+
+
+# -- HTTP -----------------------------------------------------------------------------------
+
+
+def json_response(data: object, status: int = 200) -> web.Response:
+    """JSON response encoded with msgspec (fast, exact float repr)."""
+    return web.Response(body=_ENCODER.encode(data), status=status, content_type="application/json")
+
+
+def logging_middleware(venue: str) -> Callable:
+    """One DEBUG line per request (venue, method, path, status); unknown paths at WARNING,
+    so a ccxt call we do not emulate yet shows up immediately."""
+
+    @web.middleware
+    async def middleware(
+        request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        try:
+            response = await handler(request)
+        except web.HTTPException as exc:
+            if exc.status in (404, 405):
+                logger.warning("{} unknown path: {} {} -> {}", venue, request.method, request.path_qs, exc.status)
+            else:
+                logger.debug("{} {} {} {}", venue, request.method, request.path_qs, exc.status)
+            raise
+        # Hyperliquid has one path: its handler stores the info type under "log_detail".
+        detail = request.get("log_detail")
+        path = f"{request.path_qs} {detail}" if detail else request.path_qs
+        logger.debug("{} {} {} {}", venue, request.method, path, response.status)
+        return response
+
+    return middleware
+
+
+# -- quarterly contracts ---------------------------------------------------------------------
+
+
+def quarterly_expiry_ms(t_ms: int) -> int:
+    """Next quarterly delivery after t_ms: last Friday of Mar/Jun/Sep/Dec, 08:00 UTC (the
+    Binance and Bybit convention). A pure function of time, like the market model."""
+    now = datetime.fromtimestamp(t_ms / 1000, UTC)
+    year, month = now.year, ((now.month - 1) // 3 + 1) * 3
+    while True:
+        last_day = calendar.monthrange(year, month)[1]
+        day = max(d for d in range(last_day - 6, last_day + 1) if calendar.weekday(year, month, d) == 4)
+        expiry = int(datetime(year, month, day, 8, tzinfo=UTC).timestamp() * 1000)
+        if expiry > t_ms:
+            return expiry
+        month += 3
+        if month > 12:
+            year, month = year + 1, month - 12
