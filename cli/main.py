@@ -98,5 +98,8 @@ def funding(symbols, venues, sandbox, emulator_file, as_json) -> None:
     _run("funding", symbols, venues, sandbox, emulator_file, as_json)
 
 
+__import__("cli.history").history.register(cli)  # history oi|funding, coverage, query
+cli.add_command(__import__("cli.liquidations").liquidations.liquidations)  # derivs liquidations (streaming)
+
 if __name__ == "__main__":
     cli()

@@ -28,12 +28,13 @@ def _parse_venues(ctx: click.Context, param: click.Parameter, value: str) -> lis
 
 
 async def _serve(seed: int, venues: list[str], host: str, ports: dict[str, int], ground_truth: str | None,
-                 ready_file: str | None) -> None:
+                 ready_file: str | None, liquidation_rate: float | None = None) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    emu = await start_emulator(seed=seed, venues=venues, host=host, ports=ports, ground_truth=ground_truth)
+    emu = await start_emulator(seed=seed, venues=venues, host=host, ports=ports, ground_truth=ground_truth,
+                               liquidation_rate=liquidation_rate)
     try:
         if ready_file:
             write_ready_file(ready_file, emu.urls)
@@ -55,15 +56,17 @@ async def _serve(seed: int, venues: list[str], host: str, ports: dict[str, int],
               help="Append every served value to this JSONL file.")
 @click.option("--ready-file", type=click.Path(dir_okay=False), default=None,
               help="Write the venue base URLs here (JSON) once listening.")
+@click.option("--liquidation-rate", type=float, default=None,
+              help="Base liquidations per symbol per second (default 0.2; cascades: POST /_emulator/cascade).")
 @click.option("--log-level", default="INFO", type=click.Choice(["TRACE", "DEBUG", "INFO", "WARNING", "ERROR"]),
               help="DEBUG logs one line per request.")
 def main(host: str, seed: int, venues: list[str], port_binance: int, port_bybit: int, port_hyperliquid: int,
-         ground_truth: str | None, ready_file: str | None, log_level: str) -> None:
+         ground_truth: str | None, ready_file: str | None, log_level: str, liquidation_rate: float | None) -> None:
     """Emulate Binance USDT-M, Bybit v5 linear and Hyperliquid REST on loopback."""
     logger.remove()
     logger.add(sys.stderr, level=log_level)
     ports = {"binance": port_binance, "bybit": port_bybit, "hyperliquid": port_hyperliquid}
-    asyncio.run(_serve(seed, venues, host, ports, ground_truth, ready_file))
+    asyncio.run(_serve(seed, venues, host, ports, ground_truth, ready_file, liquidation_rate))
 
 
 if __name__ == "__main__":

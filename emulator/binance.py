@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 
 from aiohttp import web
 
+from emulator import history
 from emulator.common import (
     VenueContext,
     decimals,
@@ -286,4 +287,8 @@ def create_app(ctx: VenueContext) -> web.Application:
         web.get("/fapi/v1/ping", ping),
         web.get("/fapi/v1/time", server_time),
     ])
+    history.install_binance(app, ctx)  # openInterestHist, fundingRate, /_emulator/stats
+    from emulator import ws_binance  # noqa: PLC0415 - ws_binance imports this module
+
+    ws_binance.register(app, ctx)  # liquidation WebSocket streams + /_emulator/ fault controls
     return app

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 
 from aiohttp import web
 
+from emulator import history
 from emulator.common import (
     VenueContext,
     decimals,
@@ -274,6 +275,7 @@ def create_app(ctx: VenueContext) -> web.Application:
         if limit is None or start is None or end is None:
             return _params_error(now, "params error: limit/startTime/endTime invalid")
         first = (min(end, now) // step) * step
+        history_query = any(q.get(k) for k in ("startTime", "endTime", "cursor"))
         if q.get("cursor"):
             resumed = _uncursor(q["cursor"])
             if resumed is None:
@@ -283,7 +285,8 @@ def create_app(ctx: VenueContext) -> web.Application:
         stamps: list[int] = []
         resume = first
         while resume >= floor and len(stamps) < limit:
-            stamps.append(resume)
+            if not history.oi_hole(market, "bybit", inst.coin, resume, now):  # the venue's own holes
+                stamps.append(resume)
             resume -= step
         more = resume >= floor  # rows left: the cursor resumes there
         scale = 1.0 if inst.perpetual else 0.03
@@ -295,6 +298,8 @@ def create_app(ctx: VenueContext) -> web.Application:
             records.append({"venue": VENUE, "kind": "open_interest", "endpoint": request.path, "coin": inst.coin,
                             "raw_symbol": inst.symbol, "ts_ms": t, "served_ns": time.time_ns(),
                             "open_interest": float(fixed(oi, 8)), "interval_time": q["intervalTime"]})
+            if history_query:  # a windowed or cursor request: a history row
+                records[-1].update(kind="open_interest_history", single_open_interest=float(fixed(oi / 2, 8)))
         ctx.recorder.write(records)
         return _envelope({"symbol": inst.symbol, "category": "linear", "list": rows,
                           "nextPageCursor": _cursor(resume) if more else ""}, now)
@@ -310,4 +315,8 @@ def create_app(ctx: VenueContext) -> web.Application:
         web.get("/v5/market/open-interest", open_interest),
         web.get("/v5/market/time", server_time),
     ])
+    history.install_bybit(app, ctx)  # funding/history, mark-price-kline, /_emulator/stats
+    from emulator import ws_bybit  # noqa: PLC0415 - ws_bybit imports this module
+
+    ws_bybit.register(app, ctx)  # liquidation WebSocket streams + /_emulator/ fault controls
     return app

@@ -15,6 +15,7 @@ import msgspec
 from aiohttp import web
 from loguru import logger
 
+from emulator import history
 from emulator.common import VenueContext, hl_number, hl_price, json_response, logging_middleware, stripped
 from emulator.market import DAY, LISTINGS
 
@@ -43,7 +44,8 @@ _USDC_TOKEN = {
     "name": "USDC", "szDecimals": 8, "weiDecimals": 8, "index": 0,
     "tokenId": "0x6d1e7cde53ba9467b783cb7c530ce054", "isCanonical": True, "evmContract": None, "fullName": None,
 }
-_KNOWN_TYPES = ("meta", "metaAndAssetCtxs", "spotMeta", "spotMetaAndAssetCtxs", "predictedFundings", "perpDexs")
+_KNOWN_TYPES = ("meta", "metaAndAssetCtxs", "spotMeta", "spotMetaAndAssetCtxs", "predictedFundings", "perpDexs",
+               "fundingHistory")
 
 
 def _deserialize_error(detail: str) -> web.Response:
@@ -170,10 +172,13 @@ def create_app(ctx: VenueContext) -> web.Application:
             return json_response(predicted_fundings(now))
         if kind == "perpDexs":
             return json_response([None])  # index 0 is the main dex; no builder-deployed dexs
+        if kind == "fundingHistory":
+            return history.hyperliquid_funding_history(ctx, body, LISTINGS["hyperliquid"])
         logger.warning("hyperliquid unknown info type: {!r}", kind)
         expected = ", ".join(f"`{t}`" for t in _KNOWN_TYPES)
         return _deserialize_error(f"unknown variant `{kind}`, expected one of {expected} at line 1 column 1")
 
     app = web.Application(middlewares=[logging_middleware("hyperliquid")])
     app.add_routes([web.post("/info", info)])
+    history.install_stats(app)  # GET /_emulator/stats
     return app

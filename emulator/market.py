@@ -63,6 +63,11 @@ _INTERVAL_OVERRIDES_H: dict[tuple[str, str], int] = {
     ("bybit", "HYPE"): 1,
 }
 _DEFAULT_INTERVAL_H: dict[str, int] = {"binance": 8, "bybit": 8, "hyperliquid": 1}
+# Past interval changes: (from_ms, until_ms, hours) windows in which another interval applied.
+# Binance DOGE paid every 4 h from 2026-10-01 to 2026-11-10 (UTC midnights), 8 h before and after.
+INTERVAL_WINDOWS: dict[tuple[str, str], tuple[tuple[int, int, int], ...]] = {
+    ("binance", "DOGE"): ((1_790_812_800_000, 1_794_268_800_000, 4),),
+}
 
 # Decimals each venue publishes funding rates with (Binance "0.00010000", Bybit "-0.000212",
 # Hyperliquid "-0.0000015186"); the model returns the already-rounded, published value.
@@ -162,9 +167,12 @@ class Market:
         return self.open_interest(coin, t_ms, venue) * (2.5 + 0.8 * self._value_noise(k, t_ms, HOUR))
 
     def funding_interval_hours(self, venue: str, coin: str, t_ms: int) -> int:
-        """Funding interval in force at t_ms (constant for now; t_ms lets it change later)."""
+        """Funding interval in force at t_ms (see INTERVAL_WINDOWS for past changes)."""
         if coin not in LISTINGS[venue]:
             raise KeyError(f"{coin} is not listed on {venue}")
+        for start_ms, until_ms, hours in INTERVAL_WINDOWS.get((venue, coin), ()):
+            if start_ms <= t_ms < until_ms:
+                return hours
         return _INTERVAL_OVERRIDES_H.get((venue, coin), _DEFAULT_INTERVAL_H[venue])
 
     def next_funding_ms(self, venue: str, coin: str, t_ms: int) -> int:

@@ -16,6 +16,7 @@ from loguru import logger
 from emulator import binance, bybit, hyperliquid
 from emulator.common import VenueContext
 from emulator.ground_truth import GroundTruth
+from emulator.liquidations import LIQUIDATION_RATE
 from emulator.market import VENUES, Market
 
 _FACTORIES: dict[str, Callable[[VenueContext], web.Application]] = {
@@ -57,6 +58,7 @@ async def start_emulator(
     ports: Mapping[str, int] | None = None,
     ground_truth: str | os.PathLike[str] | None = None,
     clock_ns: Callable[[], int] = time.time_ns,
+    liquidation_rate: float | None = None,
 ) -> Emulator:
     """Start the given venues in the running event loop (port 0 / missing = a free port).
 
@@ -72,6 +74,8 @@ async def start_emulator(
     try:
         for venue in venues:
             app = _FACTORIES[venue](VenueContext(venue, market, recorder, clock_ns))
+            if liquidation_rate is not None:  # base liquidations per symbol per second
+                app[LIQUIDATION_RATE] = liquidation_rate
             runner = web.AppRunner(app, access_log=None, shutdown_timeout=_SHUTDOWN_TIMEOUT_S)
             await runner.setup()
             emu._runners.append(runner)  # noqa: SLF001

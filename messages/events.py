@@ -78,4 +78,19 @@ class Instrument(Event, frozen=True, kw_only=True, tag="instrument"):
     taker_fee: str = "0.0005"
 
 
-AnyEvent = OpenInterest | FundingRate | Instrument
+class Liquidation(Event, frozen=True, kw_only=True, tag="liquidation"):
+    """One forced liquidation on the venue.
+
+    `side` is the side of the *position* that was liquidated (LONG/SHORT), never the venue's
+    raw BUY/SELL (Binance reports the forced order's side, Bybit the position's side).
+    `quantity` is in base units, `price` the venue's liquidation price, `value` = quantity x
+    price in USD (quote). `ts_event` is the venue's time of the liquidation.
+    """
+
+    side: Literal["LONG", "SHORT"]
+    quantity: Positive
+    price: Positive
+    value: Positive  # USD (quote) = quantity x price
+
+
+AnyEvent = OpenInterest | FundingRate | Instrument | Liquidation

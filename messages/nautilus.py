@@ -48,7 +48,7 @@ from nautilus_trader.model.data import FundingRateUpdate
 from nautilus_trader.model.identifiers import InstrumentId
 from nautilus_trader.model.instruments import CryptoPerpetual
 
-__all__ = ["CryptoPerpetual", "FundingRateInfo", "FundingRateUpdate", "OpenInterest"]
+__all__ = ["CryptoPerpetual", "FundingRateInfo", "FundingRateUpdate", "Liquidation", "OpenInterest"]
 
 # The class names are part of the on-disk contract: Nautilus derives the directory
 # (`custom_<snake_case name>`) and the `type` column from them. Fields must stay in step with
@@ -90,3 +90,23 @@ class FundingRateInfo(Data):
     mark_price: float = float("nan")
     index_price: float = float("nan")
     settled: bool = False
+
+
+@customdataclass
+class Liquidation(Data):
+    """One forced liquidation (`data/custom_liquidation/<ID>/`).
+
+    - `side`: the liquidated *position's* side, "LONG" or "SHORT" (venue conventions differ:
+      Binance reports the forced order's side, Bybit the position's; both are normalized).
+    - `quantity`: base-asset units; `price`: the venue's liquidation price (Binance average fill
+      price `ap`, Bybit bankruptcy price `p`); `value`: quantity x price in USD.
+    - `ts_event`: venue time (ms precision). `ts_init` = `ts_event` plus a sub-millisecond offset
+      derived from (side, price, quantity), so several liquidations in the same millisecond are
+      distinct rows (the catalog's natural key is `ts_init`).
+    """
+
+    instrument_id: InstrumentId = _NO_INSTRUMENT
+    side: str = ""
+    quantity: float = 0.0
+    price: float = 0.0
+    value: float = 0.0

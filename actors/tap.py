@@ -1,0 +1,131 @@
+"""Live tap: print what the validator publishes on the live bus, as it happens.
+
+    bin/tap topology.yaml                         # liquidations of every venue (default --kind liq)
+    bin/tap topology.yaml --kind oi --venue bybit
+    bin/tap topology.yaml --symbol BTC --json     # JSON lines
+    bin/tap --endpoint ipc://@derivs.taps.lvc     # any PUB with the same topics (e.g. taps_cache)
+
+The validator's PUB (`topology.yaml` bus.taps, default `ipc://@<mesh>.taps`) sends two frames per
+good event: the topic `<kind>.<VENUE>.<INSTRUMENT_ID>` (kinds: liq, oi, funding, instrument)
+and the msgpack-encoded event, decoded here with the same strict typed decoder as the validator.
+Kind and venue are filtered by the SUB prefix (libzmq drops the rest at the publisher side);
+`--symbol` matches the instrument id, the ccxt symbol or the base coin (BTC, BTCUSDT,
+BTCUSDT-PERP.BINANCE, BTC/USDT:USDT). A tap is a PUB/SUB subscriber: if it is slower than the
+bus it loses messages (never slowing storage), and it only sees what is published after it
+connects - unless it connects to `actors/taps_cache.py`, which replays the last value per stream.
+"""
+
+import asyncio
+import signal
+import sys
+import time
+from datetime import UTC, datetime
+
+import click
+import msgspec
+import zmq
+import zmq.asyncio
+
+from messages.codec import decode_event
+from messages.events import AnyEvent, FundingRate, Liquidation, OpenInterest
+
+KINDS = ("liq", "oi", "funding", "instrument", "all")
+
+
+def _when(ns: int) -> str:
+    return datetime.fromtimestamp(ns / 1e9, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+
+
+def format_event(e: AnyEvent) -> str:
+    head = f"{_when(e.ts_event)}  {e.venue:<11} {e.instrument_id:<26}"
+    match e:
+        case Liquidation():
+            return f"{head} LIQ  {e.side:<5} {e.quantity:,.6g} @ {e.price:,.8g} = {e.value:,.2f} USD"
+        case OpenInterest():
+            return f"{head} OI   {e.open_interest:,.4f} base = {e.open_interest_value:,.0f} USD"
+        case FundingRate():
+            return f"{head} FUND {e.rate * 100:+.4f}% / {e.interval_minutes} min" + (" (settled)" if e.settled else "")
+        case _:
+            return f"{head} {type(e).__name__.upper()}"
+
+
+def prefixes(kind: str, venue: str | None) -> list[bytes]:
+    kinds = ["liq", "oi", "funding", "instrument"] if kind == "all" else [kind]
+    return [f"{k}.{venue.upper()}." .encode() if venue else f"{k}.".encode() for k in kinds]
+
+
+def matches_symbol(e: AnyEvent, symbol: str | None) -> bool:
+    if not symbol:
+        return True
+    s = symbol.strip().upper()
+    iid = e.instrument_id.upper()
+    return s in (iid, iid.rsplit(".", 1)[0], e.symbol.upper(), e.symbol.split("/")[0].upper()) or iid.split("-")[0] == s
+
+
+async def tap(endpoint: str, kind: str, venue: str | None, symbol: str | None, as_json: bool,
+              count: int | None, seconds: float | None, out=None) -> int:
+    """Print matching events until `count` were printed, `seconds` passed, or SIGINT; returns count."""
+    out = out or sys.stdout
+    ctx = zmq.asyncio.Context()
+    sock = ctx.socket(zmq.SUB)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.RCVHWM, 100_000)
+    for p in prefixes(kind, venue):
+        sock.setsockopt(zmq.SUBSCRIBE, p)
+    sock.connect(endpoint)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    deadline = None if seconds is None else time.monotonic() + seconds
+    encoder = msgspec.json.Encoder()
+    printed = 0
+    try:
+        while not stop.is_set() and (count is None or printed < count):
+            timeout = 0.2 if deadline is None else min(0.2, deadline - time.monotonic())
+            if timeout <= 0:
+                break
+            if not await sock.poll(int(timeout * 1000)):
+                continue
+            frames = await sock.recv_multipart()
+            if len(frames) != 2:
+                continue
+            try:
+                event = decode_event(frames[1])
+            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                print(f"warning: undecodable message on {frames[0]!r}: {exc}", file=sys.stderr)
+                continue
+            if not matches_symbol(event, symbol):
+                continue
+            line = encoder.encode(event).decode() if as_json else format_event(event)
+            print(line, file=out, flush=True)
+            printed += 1
+    finally:
+        sock.close()
+        ctx.term()
+    return printed
+
+
+@click.command(context_settings={"show_default": True})
+@click.argument("topology_path", required=False, type=click.Path(exists=True, dir_okay=False))
+@click.option("--endpoint", default=None, help="Connect here instead of the topology's taps endpoint.")
+@click.option("--kind", default="liq", type=click.Choice(KINDS), help="Event kind (topic prefix).")
+@click.option("--venue", default=None, type=click.Choice(["binance", "bybit", "hyperliquid"], case_sensitive=False))
+@click.option("--symbol", default=None, help="BTC, BTCUSDT, BTCUSDT-PERP.BINANCE or BTC/USDT:USDT.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@click.option("--count", type=int, default=None, help="Exit after this many events.")
+@click.option("--seconds", type=float, default=None, help="Exit after this many seconds.")
+def main(topology_path, endpoint, kind, venue, symbol, as_json, count, seconds) -> None:
+    """Print the mesh's live events (liquidations by default) as readable or JSON lines."""
+    if endpoint is None:
+        if topology_path is None:
+            raise click.UsageError("give TOPOLOGY_PATH or --endpoint")
+        from actors.topology import load_topology
+
+        topo, _ = load_topology(topology_path)
+        endpoint = topo.endpoint("taps")
+    asyncio.run(tap(endpoint, kind, venue, symbol, as_json, count, seconds))
+
+
+if __name__ == "__main__":
+    main()

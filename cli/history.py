@@ -1,0 +1,384 @@
+"""`derivs history oi|funding`, `derivs coverage`, `derivs query oi|funding`.
+
+    derivs history oi BTC -v binance --since 2026-11-01 --until 2026-11-20 --period 5m
+    derivs history funding BTC ETH --since 2026-10-01 --sandbox --catalog catalog
+    derivs coverage --catalog catalog --json
+    derivs query oi BTC --since 2026-11-01 --until 2026-11-02 --csv
+
+`history` fetches only what the catalog lacks (actors/coverage.missing_ranges), pages through the
+venue (actors/history), writes through the mesh's storage code (`CatalogStore.write`, the writer's
+own), shows a progress bar on a terminal and ends with a summary per venue and symbol.
+`query` and `coverage` read the catalog only; no venue is called.
+
+Times are UTC. `--since` is inclusive, `--until` exclusive (default: now); both take
+`YYYY-MM-DD`, `YYYY-MM-DDTHH:MM[:SS]` (a space instead of T works too), with an optional `Z` or
+`+HH:MM` offset, or `now`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import click
+
+from actors.catalog_store import CatalogStore
+from actors.collector import describe
+from actors.coverage import coverage as catalog_coverage
+from actors.coverage import instrument_ids, missing_ranges, query as catalog_query, read_table
+from actors.history import (
+    OI_PERIODS,
+    PERIODS_MS,
+    HistoryUnavailable,
+    fetch_funding_history,
+    fetch_open_interest_history,
+    oi_history_floor_ns,
+)
+from actors.topology import VENUE_NAMES
+from actors.venues import UnknownSymbol, adapter
+from cli.sandbox import emulator_urls
+
+NS = 1_000_000_000
+MS = 1_000_000
+DEFAULT_CATALOG = "catalog"
+FORMS = "YYYY-MM-DD, YYYY-MM-DDTHH:MM[:SS] (or with a space), optional Z or +HH:MM offset, or 'now'; UTC"
+
+
+def parse_time(value: str, *, name: str = "time") -> int:
+    """A date or datetime (UTC unless an offset is given) -> UNIX ns; click.BadParameter otherwise."""
+    text = value.strip()
+    if text.lower() == "now":
+        return time.time_ns()
+    try:
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a date or datetime; accepted: {FORMS}", param_hint=name) from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return int(parsed.timestamp()) * NS + parsed.microsecond * 1000
+
+
+def _time_option(name: str, help_text: str, default: str | None = None):  # noqa: ANN202
+    def callback(ctx: click.Context, param: click.Parameter, value: str | None) -> int | None:
+        return None if value is None else parse_time(value, name=f"--{param.name}")
+
+    return click.option(f"--{name}", default=default, callback=callback, help=help_text)
+
+
+def _iso(ns: int | None) -> str:
+    return "-" if ns is None else datetime.fromtimestamp(ns / NS, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+# -- history ------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Summary:
+    venue: str
+    instrument_id: str = ""
+    fetched: int = 0
+    already_stored: int = 0
+    written: int = 0
+    pages: int = 0
+    venue_holes: list[tuple[int, int]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    error: str | None = None
+
+
+class _Bar:
+    """click.progressbar over the time span to fetch: pages, rows and time left."""
+
+    def __init__(self, label: str, span_ns: int, enabled: bool) -> None:
+        self.pages = self.rows = 0
+        self._done = 0
+        self._base_done = 0
+        self._range_start = 0
+        self._bar = click.progressbar(
+            length=max(1, span_ns // MS), label=label, file=sys.stderr, show_eta=True, show_percent=True,
+            item_show_func=lambda _: f"pages {self.pages}  rows {self.rows}",
+        ) if enabled else None
+        if self._bar is not None:
+            self._bar.__enter__()
+
+    def start_range(self, start_ns: int) -> None:
+        self._base_done = self._done
+        self._range_start = start_ns
+
+    def __call__(self, pages: int, rows: int, reached_ns: int) -> None:
+        self.pages, self.rows = self._pages0 + pages, self._rows0 + rows
+        done = self._base_done + max(0, (reached_ns - self._range_start) // MS)
+        if self._bar is not None and done > self._done:
+            self._bar.update(done - self._done, None)
+        self._done = max(self._done, done)
+
+    def next_range(self, start_ns: int) -> None:
+        self._pages0, self._rows0 = self.pages, self.rows
+        self.start_range(start_ns)
+
+    _pages0 = 0
+    _rows0 = 0
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(None, None, None)
+
+
+async def run_history(
+    kind: str, venue: str, symbol: str, since_ns: int, until_ns: int, period: str, url: str | None, catalog: str,
+    show_progress: bool,
+) -> Summary:
+    """Fetch what the catalog lacks of one venue/symbol/range, store it; returns the summary."""
+    ad = adapter(venue)
+    summary = Summary(ad.venue)
+    if kind == "oi" and venue == "hyperliquid":
+        summary.error = ("Hyperliquid has no open-interest history (its API serves current values only); the mesh's "
+                         "collector records it by polling - see `derivs coverage`")
+        return summary
+    if kind == "oi" and period not in OI_PERIODS[venue]:
+        summary.error = f"no {period} OI history on {ad.venue}; periods: {', '.join(OI_PERIODS[venue])}"
+        return summary
+    client = ad.client(url)
+    try:
+        try:
+            markets = await client.load_markets()
+        except Exception as exc:  # noqa: BLE001
+            summary.error = f"venue unreachable: {describe(exc)}"
+            return summary
+        try:
+            market = ad.resolve(markets, symbol)
+        except UnknownSymbol as exc:
+            summary.error = str(exc)
+            return summary
+        iid = ad.instrument_id(market)
+        summary.instrument_id = iid
+        end_ns = min(until_ns - 1, time.time_ns())
+        start_ns = since_ns
+        if kind == "oi":
+            step_ns = PERIODS_MS[period] * MS
+            floor = oi_history_floor_ns(venue, period)
+            if floor is not None and start_ns < floor:
+                if end_ns < floor:
+                    summary.error = (f"Binance keeps open-interest history for 30 days only (oldest now: {_iso(floor)}); "
+                                     f"{_iso(start_ns)}..{_iso(end_ns)} cannot be had from the venue")
+                    return summary
+                summary.notes.append(f"Binance keeps 30 days of open-interest history: before {_iso(floor)} "
+                                     "is not available from the venue; fetching from there")
+                start_ns = floor
+        else:
+            # only used while nothing is stored; then the stored rows' own intervals count
+            step_ns = int((market.get("info") or {}).get("fundingInterval") or 0) * 60 * NS or \
+                (3600 * NS if venue == "hyperliquid" else 8 * 3600 * NS)
+        if start_ns > end_ns:
+            return summary
+        summary.already_stored = read_table(catalog, kind, iid, start_ns, end_ns).num_rows if kind == "oi" else \
+            len(catalog_query(catalog, "funding", iid, start_ns, end_ns, settled=True))
+        todo = missing_ranges(catalog, kind, iid, start_ns, end_ns, step_ns)
+        if not todo:
+            return summary
+        bar = _Bar(f"{ad.venue} {iid} {kind}", sum(b - a for a, b in todo), show_progress)
+        events: list = []
+        try:
+            for a, b in todo:
+                bar.next_range(a)
+                if kind == "oi":
+                    got = await fetch_open_interest_history(ad, client, market, a, b, period, bar, summary.notes)
+                else:
+                    got = await fetch_funding_history(ad, client, market, a, b, bar)
+                events += got
+        except HistoryUnavailable as exc:
+            summary.error = str(exc)
+        finally:
+            bar.close()
+        summary.pages = bar.pages
+        summary.fetched = len(events)
+        if events:
+            ts = sorted(e.ts_event for e in events)
+            summary.venue_holes = _venue_holes(ts, step_ns if kind == "oi" else None, events)
+            written = CatalogStore(catalog).write([ad.instrument(market, time.time_ns()), *events])
+            summary.written = sum(n for k, n in written.items() if not k.startswith(("crypto_perpetual", "funding_rate_update")))
+        return summary
+    finally:
+        await client.close()
+
+
+def _venue_holes(ts: list[int], step_ns: int | None, events: list) -> list[tuple[int, int]]:
+    from actors.coverage import holes_in
+
+    if step_ns is not None:
+        return holes_in(ts, step_ns)
+    by_ts = {e.ts_event: e.interval_minutes * 60 * NS for e in events}
+    return holes_in(ts, [by_ts[t] for t in ts])
+
+
+def _print_summary(kind: str, s: Summary, as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps({"kind": kind, **s.__dict__}))
+        return
+    for note in s.notes:
+        click.echo(f"note: {s.venue}: {note}", err=True)
+    if s.error:
+        click.echo(f"error: {s.venue}: {s.error}", err=True)
+        if not s.fetched:
+            return
+    holes = ", ".join(f"{_iso(a)}..{_iso(b)}" for a, b in s.venue_holes[:5]) + (" ..." if len(s.venue_holes) > 5 else "")
+    click.echo(f"{s.venue} {s.instrument_id} {kind}: fetched {s.fetched} rows in {s.pages} pages, "
+               f"already stored {s.already_stored}, written {s.written}, "
+               f"venue holes {len(s.venue_holes)}{': ' + holes if s.venue_holes else ''}")
+
+
+def _history_command(kind: str, symbols, venues, since, until, period, sandbox, emulator_file, catalog, as_json) -> None:  # noqa: ANN001
+    venues = list(venues or VENUE_NAMES)
+    until = until if until is not None else time.time_ns()
+    if since is None:
+        raise click.BadParameter("--since is required", param_hint="--since")
+    if since >= until:
+        raise click.BadParameter(f"--since {_iso(since)} is not before --until {_iso(until)}", param_hint="--since")
+    progress = sys.stderr.isatty() and not as_json
+    failed = False
+    with emulator_urls(sandbox, emulator_file, venues) as urls:
+        for venue in venues:
+            for symbol in symbols:
+                summary = asyncio.run(run_history(kind, venue, symbol, since, until, period, (urls or {}).get(venue),
+                                                  catalog, progress))
+                _print_summary(kind, summary, as_json)
+                failed |= summary.error is not None
+    if failed:
+        sys.exit(1)
+
+
+def _history_options(f):  # noqa: ANN001, ANN202
+    f = click.option("--json", "as_json", is_flag=True, help="One JSON summary line per venue and symbol.")(f)
+    f = click.option("--catalog", default=DEFAULT_CATALOG, show_default=True, help="Catalog root directory.")(f)
+    f = click.option("--emulator", "emulator_file", type=click.Path(dir_okay=False),
+                     help="JSON file {venue: url} of a running emulator.")(f)
+    f = click.option("--sandbox", is_flag=True, help="Use the built-in emulated venues.")(f)
+    f = _time_option("until", "End (exclusive, UTC); default now.")(f)
+    f = _time_option("since", "Start (inclusive, UTC). Required.")(f)
+    f = click.option("-v", "--venue", "venues", multiple=True, type=click.Choice(VENUE_NAMES),
+                     help="Venue (repeatable; default: all).")(f)
+    f = click.argument("symbols", nargs=-1, required=True)(f)
+    return f
+
+
+@click.group("history")
+def history() -> None:
+    """Fetch historical open interest / settled funding into the catalog (only what is missing)."""
+
+
+@history.command("oi")
+@_history_options
+@click.option("--period", default="5m", show_default=True, type=click.Choice(list(PERIODS_MS)),
+              help="Bucket size (Binance: 5m..1d, Bybit: 5m 15m 30m 1h 4h 1d).")
+def history_oi(symbols, venues, since, until, sandbox, emulator_file, catalog, as_json, period) -> None:  # noqa: ANN001
+    """Open-interest history (Binance: last 30 days only; Hyperliquid: none exists)."""
+    _history_command("oi", symbols, venues or ("binance", "bybit"), since, until, period, sandbox, emulator_file,
+                     catalog, as_json)
+
+
+@history.command("funding")
+@_history_options
+def history_funding(symbols, venues, since, until, sandbox, emulator_file, catalog, as_json) -> None:  # noqa: ANN001
+    """Settled funding-rate history."""
+    _history_command("funding", symbols, venues, since, until, "8h", sandbox, emulator_file, catalog, as_json)
+
+
+# -- coverage -----------------------------------------------------------------------------------------
+
+
+@click.command("coverage")
+@click.option("--catalog", default=DEFAULT_CATALOG, show_default=True, help="Catalog root directory.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def coverage_cmd(catalog: str, as_json: bool) -> None:
+    """What the catalog holds per venue / instrument / kind: range, rows, holes (no venue call)."""
+    rows = catalog_coverage(catalog)
+    if as_json:
+        click.echo(json.dumps([r.to_dict() for r in rows], indent=2))
+        return
+    if not rows:
+        click.echo(f"{catalog}: no open interest or funding stored")
+        return
+    headers = ["venue", "instrument", "kind", "source", "rows", "first (UTC)", "last (UTC)", "step", "holes"]
+    table = [[r.venue, r.instrument_id, r.kind, r.source, str(r.rows), _iso(r.first_ns), _iso(r.last_ns),
+              _step(r.step_ns), str(len(r.holes))] for r in rows]
+    widths = [max(len(h), *(len(t[i]) for t in table)) for i, h in enumerate(headers)]
+    for line in [headers, ["-" * w for w in widths], *table]:
+        click.echo("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip())
+
+
+def _step(ns: int) -> str:
+    s = ns // NS
+    if s and s % 3600 == 0:
+        return f"{s // 3600}h"
+    if s and s % 60 == 0:
+        return f"{s // 60}m"
+    return f"{ns / NS:g}s"
+
+
+# -- query ----------------------------------------------------------------------------------------------
+
+
+def resolve_ids(catalog: str, kind: str, symbol: str, venues: tuple[str, ...]) -> list[str]:
+    """Catalog instrument ids a user's symbol names (BTC, BTCUSDT, BTCUSDT-PERP, a full id)."""
+    wanted = symbol.strip().upper()
+    out = []
+    for iid in instrument_ids(catalog, kind):
+        venue = iid.rsplit(".", 1)[-1]
+        if venues and venue.lower() not in venues:
+            continue
+        head = iid.rsplit(".", 1)[0]
+        raw = head.removesuffix("-PERP").removesuffix("-LINEAR").removesuffix("-USD")
+        if wanted in (iid.upper(), head.upper(), raw.upper()) or raw.upper() in (wanted + "USDT", wanted + "USDC"):
+            out.append(iid)
+    return out
+
+
+@click.command("query")
+@click.argument("kind", type=click.Choice(["oi", "funding"]))
+@click.argument("symbol")
+@_time_option("since", "Start (inclusive, UTC); default: everything.")
+@_time_option("until", "End (exclusive, UTC); default: everything.")
+@click.option("-v", "--venue", "venues", multiple=True, type=click.Choice(VENUE_NAMES), help="Venue (repeatable).")
+@click.option("--settled/--all", "settled_only", default=False, help="Funding: settled history rows only.")
+@click.option("--catalog", default=DEFAULT_CATALOG, show_default=True, help="Catalog root directory.")
+@click.option("--json", "fmt", flag_value="json", help="JSON rows.")
+@click.option("--csv", "fmt", flag_value="csv", help="CSV rows.")
+def query_cmd(kind, symbol, since, until, venues, settled_only, catalog, fmt) -> None:  # noqa: ANN001
+    """Stored rows of KIND (oi|funding) for SYMBOL from the catalog only (no venue call).
+
+    Python: actors.coverage.query(catalog, "oi", "BTCUSDT-PERP.BINANCE", start_ns, end_ns).
+    """
+    ids = resolve_ids(catalog, kind, symbol, tuple(venues))
+    if not ids:
+        raise click.ClickException(f"no stored {kind} for {symbol!r} in {catalog} (see `derivs coverage`)")
+    rows = []
+    for iid in ids:
+        rows += catalog_query(catalog, kind, iid, since, None if until is None else until - 1,
+                              settled=True if settled_only else None)
+    rows.sort(key=lambda r: (r["instrument_id"], r["ts_event"]))
+    if fmt == "json":
+        click.echo(json.dumps(rows))
+    elif fmt == "csv":
+        cols = ["instrument_id", *[c for c in rows[0] if c != "instrument_id"]] if rows else ["instrument_id"]
+        w = csv.DictWriter(sys.stdout, fieldnames=cols)
+        w.writeheader()
+        w.writerows(rows)
+    else:
+        for r in rows:
+            if kind == "oi":
+                click.echo(f"{r['instrument_id']}  {_iso(r['ts_event'])}  {r['open_interest']:,.4f}  {r['open_interest_value']:,.0f}")
+            else:
+                click.echo(f"{r['instrument_id']}  {_iso(r['ts_event'])}  {r['rate'] * 100:+.5f}%  "
+                           f"{r['interval_minutes']}m  {'settled' if r['settled'] else 'live'}")
+        click.echo(f"{len(rows)} rows", err=True)
+
+
+def register(cli: click.Group) -> None:
+    """Add `history`, `coverage` and `query` to the `derivs` group."""
+    cli.add_command(history)
+    cli.add_command(coverage_cmd)
+    cli.add_command(query_cmd)

@@ -1,0 +1,145 @@
+"""Binance USDT-M market WebSocket streams: liquidation orders (`forceOrder`).
+
+Paths (ccxt.pro 4.5.90 rewrites the configured ``ws://host:port/ws`` to the routed
+``/market/ws`` and appends a stream index, so it dials ``/market/ws/0``):
+
+- ``/market/ws``, ``/market/ws/<stream>``, ``/ws``, ``/ws/<stream>``: raw streams (a valid stream
+  name in the path is subscribed at connect; ``0`` is not a stream and is ignored);
+- ``/market/stream?streams=a/b``, ``/stream?streams=a/b``: combined streams, every event wrapped
+  as ``{"stream": "<name>", "data": {...}}``.
+
+Requests, as on the venue: ``{"method": "SUBSCRIBE", "params": ["btcusdt@forceOrder"], "id": 1}``
+-> ``{"result": null, "id": 1}``; ``UNSUBSCRIBE`` likewise; ``LIST_SUBSCRIPTIONS`` ->
+``{"result": [...], "id": n}``; anything else -> ``{"error": {"code": 2, "msg": ...}, "id": n}``.
+Streams: ``<symbol>@forceOrder`` and ``!forceOrder@arr`` (all symbols, same event shape).
+
+The venue's sampling rule is reproduced: **only the latest liquidation per symbol per 1000 ms
+is pushed** (aligned 1-second windows; a window without liquidations pushes nothing). The
+server sends a ping frame every 180 s and answers the client's pings with pongs.
+
+Event (samples/binanceusdm.json ws_forceOrder__*)::
+
+    {"e": "forceOrder", "E": <push ms>, "o": {"s": "BTCUSDT", "S": "SELL", "o": "LIMIT",
+     "f": "IOC", "q": "0.014", "p": "9910.00", "ap": "9910.12", "X": "FILLED", "l": "0.014",
+     "z": "0.014", "T": <liquidation ms>}}
+
+`S` is the forced order's side: SELL liquidates a LONG. `q` = `z` (FILLED), `l` is the size of
+the last fill (smaller than `z` when the order took several fills), `ap` the average fill
+price (the ground truth's `price`), `p` the order's limit price (a little worse than `ap`).
+"""
+
+from __future__ import annotations
+
+import time
+
+import msgspec
+from aiohttp import web
+
+from emulator import binance
+from emulator.common import VenueContext, decimals, fixed
+from emulator.liquidations import DEFAULT_PING_S, Connection, Liq, SymbolSpec, WsHub, record
+from emulator.liquidations import register as register_engine
+
+ALL_STREAM = "!forceOrder@arr"
+ENDPOINT = "/market/ws"
+
+
+def _stream_name(raw_symbol: str) -> str:
+    return f"{raw_symbol.lower()}@forceOrder"
+
+
+def register(app: web.Application, ctx: VenueContext) -> None:
+    """Add the market-stream WebSocket routes and the liquidation engine to the Binance app."""
+    now = ctx.now_ms()
+    specs = [
+        SymbolSpec(i.symbol, i.coin, i.spec.tick, i.spec.step)
+        for i in binance.instruments(now)
+        if i.perpetual and i.servable
+    ]
+    by_stream = {_stream_name(s.raw_symbol): s for s in specs}
+    hub = WsHub(ctx)
+    pending: dict[str, Liq] = {}  # raw_symbol -> latest liquidation of its open 1 s window
+    decoder = msgspec.json.Decoder()
+
+    def valid(stream: str) -> bool:
+        return stream == ALL_STREAM or stream in by_stream
+
+    def payload(liq: Liq, push_ms: int) -> tuple[dict, str, dict]:
+        spec = by_stream[_stream_name(liq.raw_symbol)]
+        side_raw = "SELL" if liq.side == "LONG" else "BUY"
+        ap = float(liq.price)
+        worse = 1 - 0.0008 if side_raw == "SELL" else 1 + 0.0008
+        p = fixed(round(ap * worse / float(spec.tick)) * float(spec.tick), decimals(spec.tick))
+        event = {"e": "forceOrder", "E": push_ms, "o": {
+            "s": liq.raw_symbol, "S": side_raw, "o": "LIMIT", "f": "IOC", "q": liq.qty, "p": p, "ap": liq.price,
+            "X": "FILLED", "l": liq.last_qty, "z": liq.qty, "T": liq.ts_ms}}
+        extra = {"order_qty": float(liq.qty), "last_qty": float(liq.last_qty), "order_price": float(p)}
+        return event, side_raw, extra
+
+    def push(liq: Liq, push_ms: int) -> None:
+        event, side_raw, extra = payload(liq, push_ms)
+        stream = _stream_name(liq.raw_symbol)
+        raw = msgspec.json.encode(event).decode()
+        sent = 0
+        for conn in list(hub.connections):
+            for topic in (stream, ALL_STREAM):
+                if topic in conn.topics:
+                    text = raw if not conn.combined else msgspec.json.encode({"stream": topic, "data": event}).decode()
+                    sent += conn.push(text)
+        hub.pushed += 1
+        ctx.recorder.write([record(ctx, ENDPOINT, liq, side_raw, push_ms, sent, time.time_ns(), extra)])
+
+    def on_tick(new: list[Liq], now_ms: int) -> None:
+        for liq in new:  # sorted by time; all at or before now_ms
+            prev = pending.get(liq.raw_symbol)
+            if prev is not None and prev.ts_ms // 1000 < liq.ts_ms // 1000:
+                push(prev, now_ms)
+            pending[liq.raw_symbol] = liq  # the venue keeps only the latest of the window
+        window = now_ms // 1000  # a window is pushed once it is over
+        for sym in [s for s, q in pending.items() if q.ts_ms // 1000 < window]:
+            push(pending.pop(sym), now_ms)
+
+    register_engine(app, ctx, specs, hub, on_tick)
+
+    def on_text(conn: Connection, text: str) -> None:
+        try:
+            req = decoder.decode(text)
+        except msgspec.DecodeError:
+            hub.send_json(conn, {"error": {"code": 3, "msg": "Invalid JSON: expected value at line 1 column 1"}})
+            return
+        rid = req.get("id") if isinstance(req, dict) else None
+        method = req.get("method") if isinstance(req, dict) else None
+        params = req.get("params") if isinstance(req, dict) else None
+        if method in ("SUBSCRIBE", "UNSUBSCRIBE"):
+            if not isinstance(params, list) or not all(isinstance(p, str) and valid(p) for p in params):
+                hub.send_json(conn, {"error": {"code": 2, "msg": f"Invalid request: invalid stream name(s) {params!r}"}, "id": rid})
+                return
+            if method == "SUBSCRIBE":
+                conn.topics.update(params)
+            else:
+                conn.topics.difference_update(params)
+            hub.send_json(conn, {"result": None, "id": rid})
+        elif method == "LIST_SUBSCRIPTIONS":
+            hub.send_json(conn, {"result": sorted(conn.topics), "id": rid})
+        else:
+            hub.send_json(conn, {"error": {"code": 2, "msg": f"Invalid request: unknown method {method!r}"}, "id": rid})
+
+    async def raw_stream(request: web.Request) -> web.StreamResponse:
+        name = request.match_info.get("stream", "")
+        return await _serve(request, [name] if valid(name) else [], combined=False)
+
+    async def combined_stream(request: web.Request) -> web.StreamResponse:
+        names = [n for n in request.query.get("streams", "").split("/") if valid(n)]
+        return await _serve(request, names, combined=True)
+
+    async def _serve(request: web.Request, streams: list[str], combined: bool) -> web.StreamResponse:
+        def setup(conn: Connection) -> None:
+            conn.combined = combined
+            conn.topics.update(streams)
+
+        return await hub.serve(request, on_text, DEFAULT_PING_S, on_open=setup)
+
+    for prefix in ("/market", ""):
+        app.router.add_get(f"{prefix}/ws", raw_stream)
+        app.router.add_get(f"{prefix}/ws/{{stream}}", raw_stream)
+        app.router.add_get(f"{prefix}/stream", combined_stream)

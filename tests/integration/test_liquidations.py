@@ -1,0 +1,308 @@
+"""Liquidation streams: the real ccxt.pro clients against the emulator's WebSockets on loopback,
+compared with the emulator's ground truth (what the venue pushed, and to how many sockets)."""
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import aiohttp
+import zmq
+
+from actors.liquidation_stream import LiquidationStream
+from actors.validator import topic
+from actors.venues import adapter
+from emulator.ground_truth import load_ground_truth
+from emulator.server import start_emulator
+from messages.codec import encode
+from messages.events import Liquidation
+
+ROOT = Path(__file__).resolve().parents[2]
+IID = {"binance": "{}-PERP.BINANCE", "bybit": "{}-LINEAR.BYBIT"}
+
+
+def _truth(path: Path, venue: str) -> list[dict]:
+    return [r for r in load_ground_truth(path) if r.get("kind") == "liquidation" and r["venue"] == venue.upper()]
+
+
+def _key_truth(r: dict, venue: str) -> tuple:
+    return (IID[venue].format(r["raw_symbol"]), r["ts_ms"] * 1_000_000, r["side"], r["qty"], r["price"])
+
+
+def _key_event(e: Liquidation) -> tuple:
+    return (e.instrument_id, e.ts_event, e.side, e.quantity, e.price)
+
+
+class Harness:
+    """Emulator + one LiquidationStream in this event loop."""
+
+    def __init__(self, tmp: Path, venue: str, rate: float = 0.0, **stream_kw):
+        self.tmp, self.venue, self.rate, self.stream_kw = tmp, venue, rate, stream_kw
+        self.events: list[Liquidation] = []
+        self.gaps: list[tuple[int, int, str]] = []
+        self.gt = tmp / f"gt-{venue}.jsonl"
+
+    async def __aenter__(self):
+        self.emu = await start_emulator(venues=[self.venue], ground_truth=self.gt, liquidation_rate=self.rate)
+        self.url = self.emu.urls[self.venue]
+        self.ad = adapter(self.venue)
+        self.client = self.ad.client(self.url, pro=True)
+        markets = await self.client.load_markets()
+        self.markets = [self.ad.resolve(markets, s) for s in ("BTC", "ETH")]
+        self.stop = asyncio.Event()
+        self.http = aiohttp.ClientSession()
+
+        async def on_event(e):
+            self.events.append(e)
+
+        async def on_gap(a, b, r):
+            self.gaps.append((a, b, r))
+
+        kw = {"backoff_initial_s": 0.2, "backoff_max_s": 2.0, **self.stream_kw}
+        if kw.pop("with_factory", False):
+            kw["client_factory"] = lambda: self.ad.client(self.url, pro=True)
+        self.stream = LiquidationStream(self.ad, self.client, self.markets, on_event, on_gap, self.stop, **kw)
+        self.task = asyncio.create_task(self.stream.run())
+        await self.until(lambda: self.stream.stats.connects >= 1, 10, "first subscription")
+        return self
+
+    async def __aexit__(self, *exc):
+        self.stop.set()
+        await asyncio.wait_for(self.task, 10)
+        await self.client.close()
+        await self.http.close()
+        await self.emu.close()
+
+    async def post(self, path: str) -> dict:
+        async with self.http.post(self.url + path) as r:
+            assert r.status == 200, await r.text()
+            return await r.json()
+
+    async def until(self, predicate, timeout: float, what: str):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if predicate():
+                return
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"timed out waiting for {what}")
+
+    def truth(self) -> list[dict]:
+        return _truth(self.gt, self.venue)
+
+    async def settled(self, quiet_s: float = 1.5, timeout: float = 15):
+        """Wait until every liquidation pushed to a socket has arrived and nothing new came."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            pushed = [r for r in self.truth() if r["connections"] > 0]
+            if len(self.events) >= len(pushed) and pushed:
+                await asyncio.sleep(quiet_s)
+                if len([r for r in self.truth() if r["connections"] > 0]) == len(pushed):
+                    return
+            await asyncio.sleep(0.1)
+
+
+def _assert_exact(h: Harness):
+    pushed = [r for r in h.truth() if r["connections"] > 0]
+    got = [_key_event(e) for e in h.events]
+    assert len(got) == len(set(got)), "a liquidation was delivered twice"
+    assert sorted(got) == sorted(_key_truth(r, h.venue) for r in pushed)
+    for e in h.events:
+        assert e.value == e.quantity * e.price
+        assert e.ts_recv >= e.ts_event
+
+
+def test_bybit_cascade_every_liquidation_arrives(tmp_path):
+    async def main():
+        async with Harness(tmp_path, "bybit") as h:
+            await h.post("/_emulator/cascade?symbol=BTCUSDT&count=4000&seconds=3&side=LONG")
+            await h.post("/_emulator/cascade?symbol=ETHUSDT&count=1000&seconds=2&side=SHORT")
+            await h.settled()
+            truth = h.truth()
+            assert len(truth) == 5000 and all(r["connections"] == 1 for r in truth)
+            _assert_exact(h)
+            # the venue's side convention: Bybit S=Buy is a LONG position liquidated
+            assert all((r["side_raw"] == "Buy") == (r["side"] == "LONG") for r in truth)
+            assert sum(e.side == "LONG" for e in h.events if e.instrument_id.startswith("BTC")) > 3000
+            # SC-003: each within 2 s of the venue's liquidation time (500 ms batching included)
+            assert max(e.ts_recv - e.ts_event for e in h.events) < 2 * 10**9
+            assert h.gaps == [] and h.stream.stats.duplicates == 0
+
+    asyncio.run(main())
+
+
+def test_binance_cascade_delivers_exactly_what_the_venue_pushed(tmp_path):
+    async def main():
+        async with Harness(tmp_path, "binance", rate=1.0) as h:
+            await h.post("/_emulator/cascade?symbol=BTCUSDT&count=3000&seconds=3")
+            await asyncio.sleep(3.5)
+            await h.post("/_emulator/liquidation_rate?per_second=0")
+            await h.settled()
+            truth = h.truth()
+            _assert_exact(h)
+            # the venue samples: at most one push per symbol per second, SELL = a LONG liquidated
+            per_second = {}
+            for r in truth:
+                per_second.setdefault((r["raw_symbol"], r["ts_ms"] // 1000), []).append(r)
+            assert all(len(v) == 1 for v in per_second.values())
+            assert all((r["side_raw"] == "SELL") == (r["side"] == "LONG") for r in truth)
+            btc = [r for r in truth if r["raw_symbol"] == "BTCUSDT"]
+            assert 3 <= len(btc) <= 6  # 3000 liquidations in 3 s reach a client as ~1 per second
+            assert max(e.ts_recv - e.ts_event for e in h.events) < 2 * 10**9
+
+    asyncio.run(main())
+
+
+def test_drop_reconnects_and_reports_the_gap(tmp_path):
+    async def main():
+        async with Harness(tmp_path, "bybit", rate=20.0) as h:
+            await asyncio.sleep(1.5)
+            before = len(h.events)
+            assert before > 0
+            drop = await h.post("/_emulator/drop?refuse_seconds=1.5")
+            await h.until(lambda: h.gaps, 15, "the gap report")
+            await asyncio.sleep(1.5)
+            (start, end, reason), = h.gaps
+            assert start <= drop["drop_ns"] < end and end - start >= 1.5e9
+            assert "closed" in reason or "Network" in reason
+            assert h.stream.stats.failures >= 2  # the refused re-dials count too
+            assert len(h.events) > before  # streaming again
+            truth = [r for r in h.truth() if r["raw_symbol"] in ("BTCUSDT", "ETHUSDT")]  # the watched ones
+            got = {_key_event(e) for e in h.events}
+            missed = [r for r in truth if _key_truth(r, "bybit") not in got and r["sent_ns"] < time.time_ns() - 1e9]
+            assert missed, "liquidations published during the outage cannot have arrived"
+            for r in missed:  # everything missing lies inside the reported gap
+                assert start <= r["sent_ns"] <= end, r
+            assert all(r["connections"] > 0 for r in truth if _key_truth(r, "bybit") in got)
+            assert len(got) == len(h.events)
+
+    asyncio.run(main())
+
+
+def test_silence_is_detected_and_reconnected(tmp_path):
+    async def main():
+        async with Harness(tmp_path, "binance", rate=2.0, silence_timeout_s=3.0) as h:
+            await asyncio.sleep(1.0)
+            silenced = await h.post("/_emulator/silence?seconds=30")
+            assert silenced["silenced"] == 1
+            await h.until(lambda: h.gaps, 15, "silence detection")
+            (start, end, reason), = h.gaps
+            assert "silence" in reason
+            assert start <= silenced["silence_ns"] + 2e9 and end > silenced["silence_ns"]
+            n = len(h.events)
+            await h.until(lambda: len(h.events) > n, 10, "events on the new connection")
+            assert h.stream.stats.connects == 2
+
+    asyncio.run(main())
+
+
+def test_rotation_before_the_age_limit_leaves_no_hole(tmp_path):
+    async def main():
+        async with Harness(tmp_path, "bybit", rate=30.0, with_factory=True, max_connection_age_s=1.5) as h:
+            await h.until(lambda: h.stream.stats.rotations >= 2, 15, "two rotations")
+            await h.post("/_emulator/liquidation_rate?per_second=0")
+            await h.settled()
+            assert h.gaps == []
+            got = [_key_event(e) for e in h.events]
+            assert len(got) == len(set(got))
+            pushed = {_key_truth(r, "bybit") for r in h.truth() if r["connections"] > 0}
+            assert set(got) == pushed
+            assert h.stream.stats.duplicates > 0  # the overlap did deliver twice, and was removed
+
+    asyncio.run(main())
+
+
+def _run_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "cli", "liquidations", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+
+
+def test_cli_prints_lines_and_hyperliquid_limitation(tmp_path):
+    ready, gt = tmp_path / "emu.json", tmp_path / "gt.jsonl"
+    emu = subprocess.Popen([sys.executable, "-m", "emulator", "--venues", "binance,bybit", "--ready-file", str(ready),
+                            "--ground-truth", str(gt), "--liquidation-rate", "4", "--log-level", "WARNING"], cwd=ROOT)
+    try:
+        deadline = time.monotonic() + 20
+        while not ready.exists():
+            assert time.monotonic() < deadline and emu.poll() is None
+            time.sleep(0.05)
+        out = _run_cli("BTC", "--emulator", str(ready), "--json", "--seconds", "4")
+        assert out.returncode == 0, out.stderr
+        rows = [json.loads(line) for line in out.stdout.splitlines()]
+        assert {r["venue"] for r in rows} == {"BINANCE", "BYBIT"}
+        assert all(r["side"] in ("LONG", "SHORT") and r["kind"] == "liquidation" for r in rows)
+        truth = {(IID[r["venue"].lower()].format(r["raw_symbol"]), r["ts_ms"] * 1_000_000, r["side"], r["qty"], r["price"])
+                 for r in _truth(gt, "binance") + _truth(gt, "bybit")}
+        assert all((r["instrument_id"], r["ts_event"], r["side"], r["quantity"], r["price"]) in truth for r in rows)
+        text = _run_cli("BTC", "-v", "bybit", "--emulator", str(ready), "--seconds", "2")
+        assert text.returncode == 0 and "BTCUSDT-LINEAR.BYBIT" in text.stdout and "liquidated" in text.stdout
+        hl = _run_cli("BTC", "-v", "hyperliquid", "-v", "bybit", "--emulator", str(ready), "--seconds", "1")
+        assert hl.returncode == 1 and "Hyperliquid has no public liquidation feed" in hl.stderr
+    finally:
+        emu.terminate()
+        emu.wait(10)
+
+
+def test_tap_filters_and_prints_bus_events(tmp_path):
+    endpoint = f"ipc://@tap-test-{uuid.uuid4().hex[:8]}"
+    ctx = zmq.Context()
+    pub = ctx.socket(zmq.PUB)
+    pub.setsockopt(zmq.LINGER, 0)
+    pub.bind(endpoint)
+    ts = time.time_ns() // 1_000_000 * 1_000_000
+    events = [
+        Liquidation(venue="BINANCE", symbol="BTC/USDT:USDT", instrument_id="BTCUSDT-PERP.BINANCE", ts_event=ts, ts_recv=ts,
+                    side="LONG", quantity=0.5, price=90000.0, value=45000.0),
+        Liquidation(venue="BYBIT", symbol="BTC/USDT:USDT", instrument_id="BTCUSDT-LINEAR.BYBIT", ts_event=ts, ts_recv=ts,
+                    side="SHORT", quantity=1.0, price=90010.0, value=90010.0),
+        Liquidation(venue="BYBIT", symbol="ETH/USDT:USDT", instrument_id="ETHUSDT-LINEAR.BYBIT", ts_event=ts, ts_recv=ts,
+                    side="SHORT", quantity=2.0, price=3000.0, value=6000.0),
+    ]
+    proc = subprocess.Popen([sys.executable, "-m", "actors.tap", "--endpoint", endpoint, "--venue", "bybit", "--symbol", "BTC",
+                             "--json", "--count", "2", "--seconds", "20"], cwd=ROOT, stdout=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        deadline = time.monotonic() + 20
+        while proc.poll() is None and time.monotonic() < deadline:  # PUB/SUB: re-send until the late joiner got them
+            for e in events:
+                pub.send_multipart([topic(e), encode(e)])
+            time.sleep(0.1)
+        out, _ = proc.communicate(timeout=5)
+    finally:
+        pub.close()
+        ctx.term()
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert len(rows) == 2 and all(r["instrument_id"] == "BTCUSDT-LINEAR.BYBIT" and r["side"] == "SHORT" for r in rows)
+
+
+_NAUTILUS_READ = r"""
+import json, sys
+from nautilus_trader.persistence.catalog import ParquetDataCatalog
+from messages.nautilus import Liquidation
+rows = ParquetDataCatalog(sys.argv[1]).query(Liquidation)
+print(json.dumps([[str(r.data.instrument_id), r.data.side, r.data.quantity, r.data.price, r.data.value, r.data.ts_event, r.data.ts_init] for r in rows]))
+"""
+
+
+def test_stored_liquidations_load_in_nautilus(tmp_path):
+    """A cascade with several liquidations per ms, stored by the writer's CatalogStore, comes back
+    from ParquetDataCatalog (fresh process) as the custom `Liquidation` type, row for row."""
+    from actors.catalog_store import CatalogStore
+
+    async def main():
+        async with Harness(tmp_path, "bybit") as h:
+            await h.post("/_emulator/cascade?symbol=BTCUSDT&count=3000&seconds=1")
+            await h.settled(quiet_s=1.0)
+            return list(h.events)
+
+    events = asyncio.run(main())
+    assert len({e.ts_event for e in events}) < len(events)  # several in one millisecond
+    CatalogStore(tmp_path / "catalog", durable=False).write(events)
+    out = subprocess.run([sys.executable, "-c", _NAUTILUS_READ, str(tmp_path / "catalog")], cwd=ROOT, capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    rows = json.loads(out.stdout)
+    assert sorted((r[0], r[5], r[1], r[2], r[3]) for r in rows) == sorted(_key_event(e) for e in events)
+    assert all(0 <= r[6] - r[5] < 1_000_000 for r in rows) and [r[6] for r in rows] == sorted(r[6] for r in rows)

@@ -1,0 +1,211 @@
+"""Liquidations: side conventions, values, garbage, de-duplication, catalog key (no network)."""
+
+import asyncio
+import random
+
+import msgspec
+import pytest
+
+from actors.catalog_schema import LIQUIDATION, build_tables, liquidation_ts_init
+from actors.catalog_store import CatalogStore
+from actors.liquidation_stream import DedupWindow, LiquidationStream, LiquidationsUnsupported, backoff_delay, liquidation_key
+from actors.venues import adapter
+from actors.venues.liquidations import (
+    binance_ack,
+    binance_force_orders,
+    binance_position_side,
+    bybit_ack,
+    bybit_all_liquidation,
+    bybit_position_side,
+    check_supported,
+    liquidation_value,
+)
+from messages.codec import decode_event, encode
+from messages.events import Liquidation
+
+TS_RECV = 1_739_502_303_300_000_000
+BIN = {"BTCUSDT": ("BTC/USDT:USDT", "BTCUSDT-PERP.BINANCE")}
+BYB = {"BTCUSDT": ("BTC/USDT:USDT", "BTCUSDT-LINEAR.BYBIT"), "ROSEUSDT": ("ROSE/USDT:USDT", "ROSEUSDT-LINEAR.BYBIT")}
+
+# ccxt 4.5.90 pro/binance.py handle_liquidation() docstring (a real capture, Nov 2023)
+BINANCE_CCXT = {"e": "forceOrder", "E": 1698871323061, "o": {
+    "s": "BTCUSDT", "S": "BUY", "o": "LIMIT", "f": "IOC", "q": "1.437", "p": "35100.81", "ap": "34959.70",
+    "X": "FILLED", "l": "1.437", "z": "1.437", "T": 1698871323059}}
+# nautilus test data (Binance docs example)
+BINANCE_DOCS = {"e": "forceOrder", "E": 1568014460893, "o": {
+    "s": "BTCUSDT", "S": "SELL", "o": "LIMIT", "f": "IOC", "q": "0.014", "p": "9910.00000000", "ap": "9910.12345678",
+    "X": "FILLED", "l": "0.014", "z": "0.014", "T": 1568014460893}}
+# nautilus ws_all_liquidation.json (Bybit docs example with BTC values)
+BYBIT_NAUTILUS = {"topic": "allLiquidation.BTCUSDT", "type": "snapshot", "ts": 1739502303204, "data": [
+    {"T": 1739502302929, "s": "BTCUSDT", "S": "Buy", "v": "0.015", "p": "96250.5"},
+    {"T": 1739502303011, "s": "BTCUSDT", "S": "Sell", "v": "1.250", "p": "97410.0"}]}
+
+
+def test_side_conventions_are_opposite():
+    # Binance: the forced order's side; SELL closes a long.
+    assert binance_position_side("SELL") == "LONG" and binance_position_side("BUY") == "SHORT"
+    assert binance_position_side("sell") == "LONG"  # ccxt lower-cases
+    # Bybit: the position's side; Buy = a long was liquidated.
+    assert bybit_position_side("Buy") == "LONG" and bybit_position_side("Sell") == "SHORT"
+    assert binance_position_side("HOLD") is None and bybit_position_side(None) is None
+
+
+def test_binance_sample_payloads():
+    (ev,), skipped = binance_force_orders(BINANCE_CCXT, BIN, TS_RECV)
+    assert not skipped
+    assert ev.side == "SHORT"  # BUY forced order = a short was liquidated
+    assert ev.quantity == 1.437 and ev.price == 34959.70  # z at ap (not p, the limit price)
+    assert ev.value == pytest.approx(1.437 * 34959.70)
+    assert ev.ts_event == 1698871323059 * 1_000_000 and ev.ts_recv == TS_RECV
+    assert (ev.venue, ev.symbol, ev.instrument_id) == ("BINANCE", "BTC/USDT:USDT", "BTCUSDT-PERP.BINANCE")
+    (ev,), _ = binance_force_orders(BINANCE_DOCS, BIN, TS_RECV)
+    assert ev.side == "LONG" and ev.price == 9910.12345678
+    # combined-stream wrapper
+    (ev2,), _ = binance_force_orders({"stream": "btcusdt@forceOrder", "data": BINANCE_DOCS}, BIN, TS_RECV)
+    assert ev2 == ev
+
+
+def test_binance_uses_filled_quantity_not_last_fill():
+    msg = msgspec.json.decode(msgspec.json.encode(BINANCE_CCXT))
+    msg["o"].update(q="3.000", z="3.000", l="0.500", ap="35000.0")
+    (ev,), _ = binance_force_orders(msg, BIN, TS_RECV)
+    assert ev.quantity == 3.0 and ev.value == 3.0 * 35000.0
+    msg["o"].update(z="0")  # no accumulated fill reported: fall back to the last fill
+    (ev,), _ = binance_force_orders(msg, BIN, TS_RECV)
+    assert ev.quantity == 0.5
+
+
+def test_bybit_sample_payload_batches_every_row():
+    events, skipped = bybit_all_liquidation(BYBIT_NAUTILUS, BYB, TS_RECV)
+    assert not skipped and [e.side for e in events] == ["LONG", "SHORT"]
+    assert [(e.quantity, e.price) for e in events] == [(0.015, 96250.5), (1.25, 97410.0)]
+    assert events[1].value == pytest.approx(1.25 * 97410.0) == liquidation_value(1.25, 97410.0)
+    assert events[0].instrument_id == "BTCUSDT-LINEAR.BYBIT" and events[0].ts_event == 1739502302929 * 1_000_000
+
+
+def test_acks():
+    assert binance_ack({"result": None, "id": 3}) == (True, None)
+    assert binance_ack({"error": {"code": 2, "msg": "Invalid request"}, "id": 3})[0] is False
+    assert binance_ack(BINANCE_DOCS) is None
+    assert bybit_ack({"success": True, "ret_msg": "", "conn_id": "x", "req_id": "1", "op": "subscribe"}) == (True, None)
+    assert bybit_ack({"success": False, "ret_msg": "error:handler not found", "op": "subscribe"})[0] is False
+    assert bybit_ack({"success": True, "ret_msg": "pong", "op": "ping"}) is None
+
+
+GARBAGE = [None, 1, "x", [], {}, [None], {"e": "forceOrder"}, {"e": "forceOrder", "o": "x"},
+           {"e": "forceOrder", "o": {"s": "BTCUSDT", "S": "SELL", "z": "NaN", "ap": "1", "T": 1698871323059}},
+           {"e": "forceOrder", "o": {"s": "BTCUSDT", "S": "SELL", "z": "-1", "ap": "1", "T": 1698871323059}},
+           {"e": "forceOrder", "o": {"s": "BTCUSDT", "S": "SELL", "z": "1", "ap": "inf", "T": 1698871323059}},
+           {"e": "forceOrder", "o": {"s": "BTCUSDT", "S": "SELL", "z": True, "ap": "1", "T": 1698871323059}},
+           {"e": "forceOrder", "o": {"s": "BTCUSDT", "S": "SELL", "z": "1", "ap": "1", "T": 1698871323}},  # seconds
+           {"e": "forceOrder", "o": {"s": "ETHUSDT", "S": "SELL", "z": "1", "ap": "1", "T": 1698871323059}},
+           {"e": "forceOrder", "o": {"s": "BTCUSDT", "S": "X", "z": "1", "ap": "1", "T": 1698871323059}},
+           {"topic": "allLiquidation.BTCUSDT", "data": "x"}, {"topic": "allLiquidation.BTCUSDT", "data": [1, None, {}]},
+           {"topic": "allLiquidation.BTCUSDT", "data": [{"T": "soon", "s": "BTCUSDT", "S": "Buy", "v": "1", "p": "1"}]},
+           {"topic": "allLiquidation.BTCUSDT", "data": [{"T": 1739502302929, "s": "BTCUSDT", "S": "Buy", "v": "0", "p": "1"}]}]
+
+
+def _random_json(rng: random.Random, depth: int = 0):
+    kind = rng.randrange(7 if depth < 3 else 5)
+    if kind == 0:
+        return None
+    if kind == 1:
+        return rng.random() * 1e6 - 5e5
+    if kind == 2:
+        return "".join(rng.choice("abcSELLBUY0.9") for _ in range(5))
+    if kind == 3:
+        return rng.choice([True, False])
+    if kind == 4:
+        return rng.randint(-10**15, 10**15)
+    if kind == 5:
+        return [_random_json(rng, depth + 1) for _ in range(3)]
+    keys = ["e", "o", "s", "S", "z", "l", "q", "ap", "p", "T", "v", "data", "topic"]
+    return {k: _random_json(rng, depth + 1) for k in keys[: rng.randint(0, len(keys))]}
+
+
+def test_normalizers_never_raise_on_garbage():
+    rng = random.Random(1)
+    samples = GARBAGE + [_random_json(rng) for _ in range(3000)]
+    for msg in samples:
+        for fn, syms in ((binance_force_orders, BIN), (bybit_all_liquidation, BYB)):
+            events, skipped = fn(msg, syms, TS_RECV)
+            assert isinstance(events, list) and isinstance(skipped, list)
+            for e in events:  # whatever got through passes the validator's typed decoder
+                decode_event(encode(e))
+    for msg in GARBAGE[2:]:
+        assert binance_force_orders(msg, BIN, TS_RECV)[0] == [] and bybit_all_liquidation(msg, BYB, TS_RECV)[0] == []
+
+
+def _liq(ts_ms=1_739_502_302_929, side="LONG", qty=0.015, price=96250.5, iid="BTCUSDT-LINEAR.BYBIT") -> Liquidation:
+    return Liquidation(venue=iid.rsplit(".", 1)[1], symbol="BTC/USDT:USDT", instrument_id=iid, ts_event=ts_ms * 1_000_000,
+                       ts_recv=TS_RECV, side=side, quantity=qty, price=price, value=qty * price)
+
+
+def test_validator_decoder_enforces_liquidation_constraints():
+    good = _liq()
+    assert decode_event(encode(good)) == good
+    for bad in (msgspec.structs.replace(good, quantity=0.0), msgspec.structs.replace(good, price=-1.0)):
+        with pytest.raises(msgspec.ValidationError):
+            decode_event(encode(bad))
+    raw = msgspec.msgpack.decode(encode(good))
+    raw["side"] = "BUY"  # a venue's raw side never passes
+    with pytest.raises(msgspec.ValidationError):
+        decode_event(msgspec.msgpack.encode(raw))
+
+
+def test_dedup_window_drops_only_what_another_connection_delivered():
+    d = DedupWindow(window_ns=60 * 10**9)
+    a, b = _liq(), _liq(qty=0.016)
+    assert d.admit(liquidation_key(a), a.ts_event, conn_id=1)
+    assert d.admit(liquidation_key(a), a.ts_event, conn_id=1)  # a genuine repeat on one connection
+    assert not d.admit(liquidation_key(a), a.ts_event, conn_id=2)  # the overlap connection's copies
+    assert not d.admit(liquidation_key(a), a.ts_event, conn_id=2)
+    assert d.admit(liquidation_key(a), a.ts_event, conn_id=2)  # a third one: new
+    assert d.admit(liquidation_key(b), b.ts_event, conn_id=2)
+    later = _liq(ts_ms=1_739_502_302_929 + 120_000)
+    assert d.admit(liquidation_key(later), later.ts_event, conn_id=2)
+    assert len(d) == 1  # older keys left the window
+    assert d.admit(liquidation_key(a), a.ts_event, conn_id=3)  # forgotten after the window
+
+
+def test_backoff_grows_with_jitter_and_cap():
+    rng = random.Random(0)
+    delays = [backoff_delay(n, 0.5, 8.0, rng) for n in range(1, 10)]
+    for n, d in enumerate(delays, start=1):
+        top = min(8.0, 0.5 * 2 ** (n - 1))
+        assert top * 0.5 <= d <= top
+    assert max(delays) <= 8.0
+
+
+def test_hyperliquid_is_unsupported_with_a_clear_message():
+    with pytest.raises(LiquidationsUnsupported, match="no public liquidation feed"):
+        check_supported("hyperliquid")
+    stop = asyncio.Event()
+
+    async def nothing(*_):
+        return None
+
+    with pytest.raises(LiquidationsUnsupported, match="Hyperliquid"):
+        LiquidationStream(adapter("hyperliquid"), None, [{"symbol": "BTC/USDC:USDC"}], nothing, nothing, stop)
+    check_supported("binance")
+    check_supported("bybit")
+
+
+def test_catalog_keeps_several_liquidations_of_one_millisecond(tmp_path):
+    same_ms = [_liq(side="LONG", qty=0.015), _liq(side="LONG", qty=0.016), _liq(side="SHORT", qty=0.015), _liq(price=96251.0)]
+    keys = {liquidation_ts_init(e) for e in same_ms}
+    assert len(keys) == 4 and all(0 <= k - same_ms[0].ts_event < 1_000_000 for k in keys)
+    tables = build_tables(same_ms)
+    table = tables[(LIQUIDATION, "BTCUSDT-LINEAR.BYBIT")]
+    assert table.num_rows == 4 and table.column_names == ["instrument_id", "side", "quantity", "price", "value", "type", "ts_event", "ts_init"]
+    assert table["ts_init"].to_pylist() == sorted(table["ts_init"].to_pylist())
+    store = CatalogStore(tmp_path, durable=False)
+    assert store.write(same_ms) == {f"{LIQUIDATION}/BTCUSDT-LINEAR.BYBIT": 4}
+    assert store.write(same_ms[1:3]) == {f"{LIQUIDATION}/BTCUSDT-LINEAR.BYBIT": 0}  # re-sent: nothing doubled
+    one_more = _liq(qty=0.017)
+    assert store.write([one_more]) == {f"{LIQUIDATION}/BTCUSDT-LINEAR.BYBIT": 1}
+    import pyarrow.parquet as pq
+
+    rows = pq.read_table(store.files(LIQUIDATION, "BTCUSDT-LINEAR.BYBIT")[0]).to_pylist()
+    assert len(rows) == 5 and {r["ts_event"] for r in rows} == {same_ms[0].ts_event}
+    assert sorted((r["side"], r["quantity"], r["price"]) for r in rows) == sorted((e.side, e.quantity, e.price) for e in [*same_ms, one_more])
