@@ -20,7 +20,7 @@ import zmq.asyncio
 from loguru import logger
 
 from actors.outbox import Outbox
-from actors.runtime import run_actor, socket, wait_or_stop
+from actors.runtime import Stats, run_actor, socket, wait_or_stop
 from actors.topology import Topology, VenueConfig
 from actors.venues import UnknownSymbol, VenueAdapter, adapter
 from actors.venues.base import Market, now_ns
@@ -45,8 +45,8 @@ def describe(exc: BaseException) -> str:
 
 
 class Collector:
-    def __init__(self, topo: Topology, venue: VenueConfig, sandbox_url: str | None, stop: asyncio.Event):
-        self.topo, self.cfg, self.stop = topo, venue, stop
+    def __init__(self, topo: Topology, venue: VenueConfig, sandbox_url: str | None, stop: asyncio.Event, stats: Stats):
+        self.topo, self.cfg, self.stop, self.stats = topo, venue, stop, stats
         self.name = f"collector.{venue.venue}"
         self.adapter: VenueAdapter = adapter(venue.venue)
         self.log = logger.bind(venue=self.adapter.venue)
@@ -130,6 +130,7 @@ class Collector:
             failures = 0
             for event in events:
                 await self.sock.send(self.outbox.add(event))
+            self._count(events)
             self.log.debug("fetch {} ok: {} events", what, len(events))
             next_at += interval_s
             now = time.monotonic()
@@ -137,12 +138,20 @@ class Collector:
                 next_at = now
             await wait_or_stop(self.stop, next_at - now)
 
+    def _count(self, events: list[AnyEvent]) -> None:
+        self.stats.events_in += len(events)
+        self.stats.events_out = self.outbox.seq
+        self.stats.queue_depth = len(self.outbox)
+        if events:
+            self.stats.last_event_ns = events[-1].ts_recv
+
     async def _receive_acks(self) -> None:
         while True:
             msg = decode_message(await self.sock.recv())
             match msg:
                 case Ack(epoch=epoch, seq=seq):
                     self.outbox.ack(epoch, seq)
+                    self.stats.queue_depth = len(self.outbox)
                 case ResendFrom(epoch=epoch, seq=seq):
                     for data in self.outbox.resend_from(epoch, seq):
                         await self.sock.send(data)
@@ -173,8 +182,8 @@ class Collector:
 @click.option("--catalog", default=None, help="Override the topology's catalog path.")
 @click.option("--sandbox-url", default=None, help="Base URL of the emulated venue (sandbox mode).")
 def main(topology_path: str, venue: str, catalog: str | None, sandbox_url: str | None) -> None:
-    async def actor(topo: Topology, stop: asyncio.Event) -> None:
-        await Collector(topo, topo.venue(venue), sandbox_url, stop).run()
+    async def actor(topo: Topology, stop: asyncio.Event, stats: Stats) -> None:
+        await Collector(topo, topo.venue(venue), sandbox_url, stop, stats).run()
 
     run_actor(f"collector.{venue}", topology_path, catalog, actor)
 

@@ -10,6 +10,7 @@ import asyncio
 import os
 import signal
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 import zmq
 import zmq.asyncio
@@ -17,12 +18,28 @@ from loguru import logger
 
 from actors.logs import make_private_dir, setup_logging
 from actors.topology import Topology, TopologyError, load_topology
+from messages.codec import encode
+from messages.control import ActorStats
 
 PARENT_POLL_S = 0.5
+STATS_EVERY_S = 1.0
 
 
-def run_actor(name: str, topology_path: str, catalog: str | None, main: Callable[[Topology, asyncio.Event], Awaitable[None]]) -> None:
-    """Load the topology, set up logging, run `main(topology, stop)` until it returns."""
+@dataclass
+class Stats:
+    """Counters an actor keeps up to date; reported to the coordinator every second."""
+
+    events_in: int = 0
+    events_out: int = 0
+    queue_depth: int = 0
+    last_event_ns: int = 0
+
+
+ActorMain = Callable[[Topology, asyncio.Event, Stats], Awaitable[None]]
+
+
+def run_actor(name: str, topology_path: str, catalog: str | None, main: ActorMain) -> None:
+    """Load the topology, set up logging, run `main(topology, stop, stats)` until it returns."""
     try:
         topo, _ = load_topology(topology_path, catalog=catalog)
     except TopologyError as exc:
@@ -30,23 +47,43 @@ def run_actor(name: str, topology_path: str, catalog: str | None, main: Callable
     make_private_dir(topo.run_dir)
     setup_logging(name, topo.run_dir, json=topo.log_json)
     try:
-        asyncio.run(_supervised(main, topo))
+        asyncio.run(_supervised(name, main, topo))
     except Exception:
         logger.exception("crashed")
         raise SystemExit(1) from None
     logger.info("stopped")
 
 
-async def _supervised(main: Callable[[Topology, asyncio.Event], Awaitable[None]], topo: Topology) -> None:
+async def _supervised(name: str, main: ActorMain, topo: Topology) -> None:
     stop = asyncio.Event()
+    stats = Stats()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, _on_signal, stop, sig)
-    watcher = asyncio.create_task(_watch_parent(stop))
+    helpers = [asyncio.create_task(_watch_parent(stop)), asyncio.create_task(_report_stats(name, topo, stats))]
     try:
-        await main(topo, stop)
+        await main(topo, stop, stats)
     finally:
-        watcher.cancel()
+        for task in helpers:
+            task.cancel()
+
+
+async def _report_stats(name: str, topo: Topology, stats: Stats) -> None:
+    """Tell the coordinator how we are doing; its silence detection treats a missing report as a hang."""
+    ctx = zmq.asyncio.Context.instance()
+    sock = socket(ctx, zmq.DEALER, identity=name)
+    sock.setsockopt(zmq.SNDHWM, 10)  # nobody listening (actor run by hand): drop reports, never block
+    sock.connect(topo.endpoint("control"))
+    try:
+        while True:
+            report = ActorStats(name=name, pid=os.getpid(), events_in=stats.events_in, events_out=stats.events_out, queue_depth=stats.queue_depth, last_event_ns=stats.last_event_ns)
+            try:
+                await sock.send(encode(report), flags=zmq.NOBLOCK)
+            except zmq.Again:
+                pass
+            await asyncio.sleep(STATS_EVERY_S)
+    finally:
+        sock.close()
 
 
 def _on_signal(stop: asyncio.Event, sig: signal.Signals) -> None:

@@ -55,6 +55,7 @@ class BusConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     ingest: str = ""  # collectors -> validator
     store: str = ""  # validator -> writer
     taps: str = ""  # validator's live PUB for taps
+    control: str = ""  # coordinator: actor stats in, bin/ctl commands
 
     def endpoint(self, mesh: str, name: str) -> str:
         return getattr(self, name) or f"ipc://@{mesh}.{name}"

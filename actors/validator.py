@@ -18,15 +18,15 @@ import zmq
 import zmq.asyncio
 from loguru import logger
 
-from actors.runtime import run_actor, socket
+from actors.runtime import Stats, run_actor, socket
 from actors.topology import Topology
 from messages.codec import decode_event, decode_message, encode
 from messages.envelope import Ack, Envelope, Heartbeat, Rejected, ResendFrom
-from messages.events import AnyEvent, FundingRate, Instrument, OpenInterest
+from messages.events import AnyEvent, FundingRate, Instrument, Liquidation, OpenInterest
 
 MAX_FUTURE_NS = 5 * 60 * 1_000_000_000  # venue clocks drift; 5 minutes ahead is not drift
 DRAIN_IDLE_S = 0.3
-TOPIC_KIND = {OpenInterest: "oi", FundingRate: "funding", Instrument: "instrument"}
+TOPIC_KIND = {OpenInterest: "oi", FundingRate: "funding", Instrument: "instrument", Liquidation: "liq"}
 
 
 def check(event: AnyEvent, now_ns: int) -> str | None:
@@ -54,8 +54,8 @@ def topic(event: AnyEvent) -> bytes:
 
 
 class Validator:
-    def __init__(self, topo: Topology, stop: asyncio.Event):
-        self.stop = stop
+    def __init__(self, topo: Topology, stop: asyncio.Event, stats: Stats):
+        self.stop, self.stats = stop, stats
         self.ctx = zmq.asyncio.Context()
         self.ingest = socket(self.ctx, zmq.ROUTER)
         self.ingest.setsockopt(zmq.ROUTER_HANDOVER, 1)  # a restarted collector takes its old place
@@ -84,6 +84,7 @@ class Validator:
         while True:
             peer, data = await self.ingest.recv_multipart()
             self.last_ingest = time.monotonic()
+            self.stats.events_in += 1
             try:
                 msg = decode_message(data)
             except (msgspec.DecodeError, msgspec.ValidationError) as exc:
@@ -102,11 +103,14 @@ class Validator:
         event, reason = validate(envelope, time.time_ns())
         if event is None:
             self.rejected += 1
+            self.stats.events_out += 1
             logger.bind(venue="-").warning("rejected {} seq {}: {}", envelope.source, envelope.seq, reason)
             rejected = Rejected(source=envelope.source, epoch=envelope.epoch, seq=envelope.seq, reason=reason, payload=bytes(envelope.payload))
             await self.store.send(encode(rejected))
             return
         self.passed += 1
+        self.stats.events_out += 1
+        self.stats.last_event_ns = event.ts_recv
         await self.store.send(data)
         await self.taps.send_multipart([topic(event), bytes(envelope.payload)])
 
@@ -128,8 +132,8 @@ class Validator:
 @click.option("--topology", "topology_path", required=True, type=click.Path(exists=True, dir_okay=False))
 @click.option("--catalog", default=None, help="Override the topology's catalog path.")
 def main(topology_path: str, catalog: str | None) -> None:
-    async def actor(topo: Topology, stop: asyncio.Event) -> None:
-        await Validator(topo, stop).run()
+    async def actor(topo: Topology, stop: asyncio.Event, stats: Stats) -> None:
+        await Validator(topo, stop, stats).run()
 
     run_actor("validator", topology_path, catalog, actor)
 

@@ -23,7 +23,7 @@ import zmq.asyncio
 from loguru import logger
 
 from actors.catalog_store import CatalogStore
-from actors.runtime import run_actor, socket
+from actors.runtime import Stats, run_actor, socket
 from actors.topology import Topology
 from actors.wal import Wal
 from messages.codec import decode_event, encode
@@ -46,8 +46,8 @@ _incoming_decoder = msgspec.msgpack.Decoder(Envelope | Rejected | Heartbeat)
 
 
 class Writer:
-    def __init__(self, topo: Topology, stop: asyncio.Event):
-        self.topo, self.stop = topo, stop
+    def __init__(self, topo: Topology, stop: asyncio.Event, stats: Stats):
+        self.topo, self.stop, self.stats = topo, stop, stats
         self.store = CatalogStore(Path(topo.catalog), append_same_day=True)
         self.wal = Wal(Path(topo.run_dir) / "writer" / "wal.log")
         self.deadletter_path = Path(topo.run_dir) / "deadletter.jsonl"
@@ -135,7 +135,11 @@ class Writer:
         if isinstance(msg, Rejected):
             self.dead.append(msg)
         else:
-            self.rows.append(decode_event(msg.payload))
+            event = decode_event(msg.payload)
+            self.rows.append(event)
+            self.stats.last_event_ns = event.ts_recv
+        self.stats.events_in += 1
+        self.stats.queue_depth = len(self.rows) + len(self.dead)
 
     async def _check_tail(self, peer: bytes, hb: Heartbeat) -> None:
         """A heartbeat names the last seq sent: if we lack some of it, the tail was lost."""
@@ -187,7 +191,9 @@ class Writer:
             len(self.rows), (time.monotonic() - started) * 1000, sum(written.values()), sum(1 for n in written.values() if n), len(written), len(self.dead),
         )
         logger.debug("rows per directory: {}", written)
+        self.stats.events_out += len(self.rows) + len(self.dead)
         self.rows, self.dead = [], []
+        self.stats.queue_depth = 0
         self.wal.sync()
         self.wal.rotate(encode(Checkpoint(streams=[(s, e, q) for (s, e), q in self.last_seq.items()])))
 
@@ -215,8 +221,8 @@ def _readable(payload: bytes) -> object:
 @click.option("--topology", "topology_path", required=True, type=click.Path(exists=True, dir_okay=False))
 @click.option("--catalog", default=None, help="Override the topology's catalog path.")
 def main(topology_path: str, catalog: str | None) -> None:
-    async def actor(topo: Topology, stop: asyncio.Event) -> None:
-        await Writer(topo, stop).run()
+    async def actor(topo: Topology, stop: asyncio.Event, stats: Stats) -> None:
+        await Writer(topo, stop, stats).run()
 
     run_actor("writer", topology_path, catalog, actor)
 
