@@ -45,6 +45,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from actors.venues import bybit
 from actors.venues.base import Market, VenueAdapter
 from messages.events import FundingRate, OpenInterest
 
@@ -74,8 +75,6 @@ BINANCE_FUNDING_PAGE = 1000
 BYBIT_PAGE = 200
 BYBIT_KLINE_PAGE = 1000
 HYPERLIQUID_PAGE = 500
-# Bybit: `openInterest` is the sum of both sides from this instant (2026-06-11T00:00Z).
-BYBIT_TWO_SIDED_FROM_MS = 1_781_136_000_000
 # Funding intervals a venue may use (minutes); a gap that is not one of these is not an interval.
 KNOWN_INTERVALS_MIN = (60, 120, 240, 480)
 FUNDING_PAD_MS = DAY_MS  # fetched beyond the range on both sides so edge rows have neighbours
@@ -171,15 +170,6 @@ async def _binance_oi(adapter, client, market, start_ms, end_ms, period, progres
     return [by_ts[t] for t in sorted(by_ts)]
 
 
-def bybit_one_sided(row: dict) -> float:
-    """One side's open interest of a Bybit OI history row (see module doc)."""
-    single = row.get("singleOpenInterest")
-    if single not in (None, ""):
-        return float(single)
-    total = float(row["openInterest"])
-    return total / 2 if int(row["timestamp"]) >= BYBIT_TWO_SIDED_FROM_MS else total
-
-
 async def _bybit_oi(adapter, client, market, start_ms, end_ms, period, progress) -> list[OpenInterest]:  # noqa: ANN001
     category = "linear" if market.get("linear") else "inverse"
     request = {"category": category, "symbol": market["id"], "intervalTime": BYBIT_INTERVAL[period],
@@ -194,7 +184,7 @@ async def _bybit_oi(adapter, client, market, start_ms, end_ms, period, progress)
         for row in result.get("list") or []:
             ts = int(row["timestamp"])
             if start_ms <= ts <= end_ms:
-                raw[ts] = bybit_one_sided(row)
+                raw[ts] = bybit.one_side(row, int(row["timestamp"]))
         cursor = result.get("nextPageCursor") or None
         if progress:
             # newest first: the fetch has covered [oldest so far, end]

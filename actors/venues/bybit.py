@@ -3,6 +3,9 @@
 - Open interest and funding both come from GET /v5/market/tickers?category=linear (one call for
   all symbols): `openInterest` (base units) and `openInterestValue` (USD) are live, unlike
   /v5/market/open-interest, which gives the last closed 5-minute bucket.
+- Stored OI is one side (the project's convention, as Binance reports it). Bybit's `openInterest`
+  counts both sides since 2026-06-11 (`singleOpenInterest` was added then), so `one_side` uses
+  `singleOpenInterest` when the payload has it and otherwise halves rows from that date.
 - The funding interval is the market's `fundingInterval` (minutes) from instruments-info.
 - Nautilus id: `BTCUSDT-LINEAR.BYBIT`.
 """
@@ -13,16 +16,31 @@ from actors.venues.base import Market, VenueAdapter, ms_to_ns, now_ns
 from messages.events import FundingRate, OpenInterest
 
 
+# `openInterest` is the sum of both sides from this instant (2026-06-11T00:00Z).
+TWO_SIDED_FROM_MS = 1_781_136_000_000
+
+
+def one_side(row: dict, ts_ms: int, field: str = "openInterest") -> float:
+    """One side of a Bybit OI figure (`openInterest` or `openInterestValue`) of a row at ts_ms."""
+    single = row.get("single" + field[0].upper() + field[1:])
+    if single not in (None, ""):
+        return float(single)
+    total = float(row[field])
+    return total / 2 if ts_ms >= TWO_SIDED_FROM_MS else total
+
+
 def normalize_open_interest(fr: dict, market: Market, instrument_id: str, ts_recv: int) -> OpenInterest:
     info = fr["info"]
+    ts_event = ms_to_ns(fr.get("timestamp")) or ts_recv
+    ts_ms = ts_event // 1_000_000
     return OpenInterest(
         venue="BYBIT",
         symbol=market["symbol"],
         instrument_id=instrument_id,
-        ts_event=ms_to_ns(fr.get("timestamp")) or ts_recv,
+        ts_event=ts_event,
         ts_recv=ts_recv,
-        open_interest=float(info["openInterest"]),
-        open_interest_value=float(info["openInterestValue"]),
+        open_interest=one_side(info, ts_ms),
+        open_interest_value=one_side(info, ts_ms, "openInterestValue"),
     )
 
 

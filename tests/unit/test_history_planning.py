@@ -6,7 +6,8 @@ import pytest
 
 from actors.catalog_store import CatalogStore
 from actors.coverage import coverage, holes_in, missing_ranges, query
-from actors.history import BYBIT_TWO_SIDED_FROM_MS, bybit_one_sided, row_intervals
+from actors.history import row_intervals
+from actors.venues.bybit import TWO_SIDED_FROM_MS, one_side
 from cli.history import parse_time
 from messages.events import FundingRate, OpenInterest
 
@@ -28,10 +29,11 @@ def test_row_intervals_steady_change_and_holes() -> None:
 
 
 def test_bybit_one_sided() -> None:
-    after, before = BYBIT_TWO_SIDED_FROM_MS, BYBIT_TWO_SIDED_FROM_MS - 5 * 60_000
-    assert bybit_one_sided({"openInterest": "10", "singleOpenInterest": "4", "timestamp": str(after)}) == 4.0
-    assert bybit_one_sided({"openInterest": "10", "timestamp": str(after)}) == 5.0
-    assert bybit_one_sided({"openInterest": "10", "timestamp": str(before)}) == 10.0
+    after, before = TWO_SIDED_FROM_MS, TWO_SIDED_FROM_MS - 5 * 60_000
+    assert one_side({"openInterest": "10", "singleOpenInterest": "4"}, after) == 4.0
+    assert one_side({"openInterest": "10"}, after) == 5.0
+    assert one_side({"openInterest": "10"}, before) == 10.0
+    assert one_side({"openInterestValue": "10", "singleOpenInterestValue": "3"}, after, "openInterestValue") == 3.0
 
 
 def _oi(ts: int) -> OpenInterest:
