@@ -26,7 +26,7 @@ from typing import Any
 import msgspec
 import pyarrow as pa
 
-from messages.events import AnyEvent, FundingRate, Instrument, Liquidation, OpenInterest
+from messages.events import AnyEvent, FundingRate, Gap, Instrument, Liquidation, OpenInterest
 
 # Directory names under `data/` (Nautilus: `class_to_filename`, `custom_` prefix for custom data).
 OPEN_INTEREST = "custom_open_interest"
@@ -34,7 +34,8 @@ FUNDING_RATE_UPDATE = "funding_rate_update"
 FUNDING_RATE_INFO = "custom_funding_rate_info"
 CRYPTO_PERPETUAL = "crypto_perpetual"
 LIQUIDATION = "custom_liquidation"
-KINDS = (OPEN_INTEREST, FUNDING_RATE_UPDATE, FUNDING_RATE_INFO, CRYPTO_PERPETUAL, LIQUIDATION)
+GAP = "custom_gap"
+KINDS = (OPEN_INTEREST, FUNDING_RATE_UPDATE, FUNDING_RATE_INFO, CRYPTO_PERPETUAL, LIQUIDATION, GAP)
 
 _TS = [pa.field("ts_event", pa.uint64()), pa.field("ts_init", pa.uint64())]
 
@@ -55,6 +56,17 @@ LIQUIDATION_SCHEMA = pa.schema(
         pa.field("quantity", pa.float64()),
         pa.field("price", pa.float64()),
         pa.field("value", pa.float64()),
+        pa.field("type", pa.string()),
+        *_TS,
+    ]
+)
+
+GAP_SCHEMA = pa.schema(
+    [
+        pa.field("instrument_id", pa.string()),
+        pa.field("stream", pa.string()),
+        pa.field("end_ns", pa.uint64()),
+        pa.field("reason", pa.string()),
         pa.field("type", pa.string()),
         *_TS,
     ]
@@ -124,6 +136,7 @@ SCHEMAS: dict[str, pa.Schema] = {
     FUNDING_RATE_INFO: FUNDING_RATE_INFO_SCHEMA,
     CRYPTO_PERPETUAL: CRYPTO_PERPETUAL_SCHEMA,
     LIQUIDATION: LIQUIDATION_SCHEMA,
+    GAP: GAP_SCHEMA,
 }
 
 # Columns that are row identity or bookkeeping, not content (instrument change detection).
@@ -178,8 +191,38 @@ def liquidation_ts_init(e: Liquidation) -> int:
     order at ms precision. Two different liquidations collide only if the hash does (about 1 in
     10^6 per pair within the same ms), and then the later one replaces the earlier.
     """
-    digest = hashlib.blake2b(f"{e.side}|{e.price!r}|{e.quantity!r}".encode(), digest_size=8).digest()
-    return e.ts_event + int.from_bytes(digest, "little") % 1_000_000
+    return e.ts_event + _sub_ms_offset(f"{e.side}|{e.price!r}|{e.quantity!r}")
+
+
+def _sub_ms_offset(text: str) -> int:
+    """A stable 0..999_999 ns offset from `text` (keeps distinct rows of one ms distinct)."""
+    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "little") % 1_000_000
+
+
+def ts_init_of(e: AnyEvent) -> int:
+    """The stored `ts_init` (the catalog's natural key with the instrument id) of an event."""
+    if type(e) is Liquidation:
+        return liquidation_ts_init(e)
+    if type(e) is Gap:  # gaps of different streams may start in the same ms
+        return e.ts_event + _sub_ms_offset(e.stream)
+    return e.ts_event
+
+
+def gap_table(events: list[Gap], instrument_id: str) -> pa.Table:
+    """Rows for `data/custom_gap/<id>/`; `events` sorted by `ts_init_of`."""
+    n = len(events)
+    return pa.table(
+        [
+            pa.array([instrument_id] * n, pa.string()),
+            pa.array([e.stream for e in events], pa.string()),
+            pa.array([e.end_ns for e in events], pa.uint64()),
+            pa.array([e.reason for e in events], pa.string()),
+            pa.array(["Gap"] * n, pa.string()),
+            pa.array([e.ts_event for e in events], pa.uint64()),
+            pa.array([ts_init_of(e) for e in events], pa.uint64()),
+        ],
+        schema=GAP_SCHEMA,
+    )
 
 
 def liquidation_table(events: list[Liquidation], instrument_id: str) -> pa.Table:
@@ -323,8 +366,7 @@ def group_events(events: Iterable[AnyEvent]) -> dict[tuple[type, str], list[AnyE
     """
     latest: dict[tuple[type, str], dict[int, AnyEvent]] = {}
     for event in events:
-        key = liquidation_ts_init(event) if type(event) is Liquidation else event.ts_event  # several per ms
-        latest.setdefault((type(event), event.instrument_id), {})[key] = event
+        latest.setdefault((type(event), event.instrument_id), {})[ts_init_of(event)] = event
     return {key: [by_ts[ts] for ts in sorted(by_ts)] for key, by_ts in latest.items()}
 
 
@@ -347,6 +389,8 @@ def build_tables(events: Iterable[AnyEvent]) -> dict[tuple[str, str], pa.Table]:
             tables[(CRYPTO_PERPETUAL, instrument_id)] = crypto_perpetual_table(group)
         elif cls is Liquidation:
             tables[(LIQUIDATION, instrument_id)] = liquidation_table(group, instrument_id)
+        elif cls is Gap:
+            tables[(GAP, instrument_id)] = gap_table(group, instrument_id)
         else:
             raise TypeError(f"the catalog stores no {cls.__name__} events")
     return tables

@@ -1,6 +1,10 @@
 """Collector: one per venue. Polls current open interest and funding with one ccxt client,
-normalizes them (actors/venues) and sends them to the validator, keeping each event in its
-outbox until the writer acknowledges it.
+streams liquidations with ccxt.pro (`liquidations: true`), normalizes them (actors/venues) and
+sends them to the validator, keeping each event in its outbox until the writer acknowledges it.
+
+Gaps are recorded, never silent: a lost liquidation connection (by the stream), the time this
+collector was not running (from the last acknowledged liquidation of its previous run, kept in
+`<run_dir>/state/`, to its new subscription), and events dropped because the outbox was full.
 
     python -m actors.collector --topology topology.yaml --venue binance [--sandbox-url URL]
 
@@ -9,9 +13,13 @@ venue does not list is logged and skipped; nothing here stops the other venues o
 """
 
 import asyncio
+import json
+import os
 import random
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import ccxt
 import click
@@ -19,6 +27,7 @@ import zmq
 import zmq.asyncio
 from loguru import logger
 
+from actors.liquidation_stream import LiquidationStream, LiquidationsUnsupported
 from actors.outbox import Outbox
 from actors.runtime import Stats, run_actor, socket, wait_or_stop
 from actors.topology import Topology, VenueConfig
@@ -26,11 +35,12 @@ from actors.venues import UnknownSymbol, VenueAdapter, adapter
 from actors.venues.base import Market, now_ns
 from messages.codec import decode_message
 from messages.envelope import Ack, ResendFrom
-from messages.events import AnyEvent
+from messages.events import AnyEvent, Gap, Liquidation
 
 BACKOFF_INITIAL_S = 1.0
 BACKOFF_MAX_S = 60.0
 DRAIN_TIMEOUT_S = 2.5  # at shutdown: wait this long for the last acks (coordinator allows ~3 s)
+WATERMARK_EVERY_S = 0.5
 
 
 def backoff_delay(failures: int, initial: float = BACKOFF_INITIAL_S, cap: float = BACKOFF_MAX_S) -> float:
@@ -50,8 +60,13 @@ class Collector:
         self.name = f"collector.{venue.venue}"
         self.adapter: VenueAdapter = adapter(venue.venue)
         self.log = logger.bind(venue=self.adapter.venue)
+        self.sandbox_url = sandbox_url
         self.client = self.adapter.client(sandbox_url)
         self.outbox = Outbox(self.name)
+        self.overflow: dict[tuple[str, str], list] = {}  # (stream, instrument) -> [first_ns, last_ns, count, event]
+        self.liq_stream: LiquidationStream | None = None
+        self.liq_pending: deque[tuple[int, int]] = deque()  # (seq, ts_event) of unacknowledged liquidations
+        self.state_path = Path(topo.run_dir) / "state" / f"{self.name}.json"
         self.ctx = zmq.asyncio.Context()
         self.sock = socket(self.ctx, zmq.DEALER, identity=self.name)
         self.sock.connect(topo.endpoint("ingest"))
@@ -81,7 +96,102 @@ class Collector:
             self._poll("instruments", self.cfg.instruments_interval_s, self._instruments),
             self._poll("open_interest", self.cfg.open_interest_interval_s, lambda: self.adapter.fetch_open_interest(self.client, self.markets)),
             self._poll("funding", self.cfg.funding_interval_s, lambda: self.adapter.fetch_funding(self.client, self.markets)),
+            self._liquidations(),
         )
+
+    # -- liquidations ---------------------------------------------------------------------------
+
+    async def _liquidations(self) -> None:
+        """Stream liquidations until stop; every outage, and our own downtime, becomes a Gap."""
+        if not self.cfg.liquidations:
+            return
+        missing_since = self._read_watermark()
+        client_pro = self.adapter.client(self.sandbox_url, pro=True)
+        try:
+            self.liq_stream = LiquidationStream(
+                self.adapter, client_pro, self.markets, self._send_liquidation,
+                self._record_gap, self.stop, client_factory=lambda: self.adapter.client(self.sandbox_url, pro=True),
+                silence_timeout_s=self.cfg.liquidation_silence_timeout_s,
+                missing_since=missing_since and (missing_since, "collector was not running"),
+            )
+        except LiquidationsUnsupported as exc:
+            self.log.error("liquidations: {} (open interest and funding keep running)", exc)
+            await client_pro.close()
+            return
+        watermark = asyncio.create_task(self._keep_watermark())
+        try:
+            await self.liq_stream.run()
+        finally:
+            watermark.cancel()
+            await client_pro.close()
+
+    async def _send_liquidation(self, event: Liquidation) -> None:
+        if await self._send(event, "liquidations"):
+            self.liq_pending.append((self.outbox.seq, event.ts_event))
+        self._count([event])
+
+    async def _record_gap(self, start_ns: int, end_ns: int, reason: str, stream: str = "liquidations") -> None:
+        """One Gap event per instrument of the stream (they are stored and published like data)."""
+        now = now_ns()
+        for m in self.markets:
+            gap = Gap(venue=self.adapter.venue, symbol=m["symbol"], instrument_id=self.adapter.instrument_id(m),
+                      ts_event=start_ns, ts_recv=now, stream=stream, end_ns=max(end_ns, start_ns), reason=reason[:500])
+            await self._send(gap, stream)
+
+    def _read_watermark(self) -> int | None:
+        """Until when the previous run of this collector had every liquidation acknowledged."""
+        try:
+            return int(json.loads(self.state_path.read_text())["liquidations_complete_until_ns"])
+        except FileNotFoundError:
+            return None
+        except (ValueError, KeyError, TypeError) as exc:
+            self.log.warning("liquidations: unreadable state {} ({}); no restart gap recorded", self.state_path, exc)
+            return None
+
+    async def _keep_watermark(self) -> None:
+        """Persist "every liquidation before T is durable" so that a restart knows where data may be missing."""
+        self.state_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        while True:
+            self._write_watermark()
+            await asyncio.sleep(WATERMARK_EVERY_S)
+
+    def _write_watermark(self) -> None:
+        if self.liq_stream is None:
+            return
+        while self.liq_pending and self.liq_pending[0][0] <= self.outbox.acked:
+            self.liq_pending.popleft()
+        until = self.liq_stream.complete_until_ns()
+        if self.liq_pending:
+            until = min(until, self.liq_pending[0][1] - 2_000_000_000)
+        tmp = self.state_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"liquidations_complete_until_ns": until}))
+        os.replace(tmp, self.state_path)  # atomic: a crash leaves the old or the new watermark
+
+    # -- sending ----------------------------------------------------------------------------------
+
+    async def _send(self, event: AnyEvent, stream: str) -> bool:
+        """Send one event through the outbox; when the outbox is full, count it towards a gap."""
+        key = (stream, event.instrument_id)
+        if len(self.outbox) >= self.cfg.outbox_max_events:
+            over = self.overflow.setdefault(key, [event.ts_event, event.ts_event, 0, event])
+            over[0], over[1], over[2] = min(over[0], event.ts_event), max(over[1], event.ts_event), over[2] + 1
+            if over[2] == 1:
+                self.log.error("outbox full ({} unacknowledged events): dropping {} {} and recording a gap",
+                               len(self.outbox), stream, event.instrument_id)
+            return False
+        if self.overflow:
+            await self._flush_overflow()
+        await self.sock.send(self.outbox.add(event))
+        return True
+
+    async def _flush_overflow(self) -> None:
+        """Space again: record what was dropped as Gap events (they bypass the bound, a few at most)."""
+        dropped, self.overflow = self.overflow, {}
+        for (stream, _), (first, last, count, sample) in dropped.items():
+            gap = Gap(venue=sample.venue, symbol=sample.symbol, instrument_id=sample.instrument_id, ts_event=first,
+                      ts_recv=now_ns(), stream=stream, end_ns=last, reason=f"outbox full: {count} events dropped")
+            await self.sock.send(self.outbox.add(gap))
+            self.log.warning("{} {}: {} events dropped while the outbox was full, gap recorded", stream, sample.instrument_id, count)
 
     async def _load_markets(self) -> bool:
         """Load the venue's markets (retrying while it is unreachable) and resolve our symbols."""
@@ -129,7 +239,7 @@ class Collector:
                 self.log.info("fetch {} recovered after {} failures", what, failures)
             failures = 0
             for event in events:
-                await self.sock.send(self.outbox.add(event))
+                await self._send(event, what)
             self._count(events)
             self.log.debug("fetch {} ok: {} events", what, len(events))
             next_at += interval_s
@@ -152,6 +262,8 @@ class Collector:
                 case Ack(epoch=epoch, seq=seq):
                     self.outbox.ack(epoch, seq)
                     self.stats.queue_depth = len(self.outbox)
+                    if self.overflow and len(self.outbox) < self.cfg.outbox_max_events:
+                        await self._flush_overflow()
                 case ResendFrom(epoch=epoch, seq=seq):
                     for data in self.outbox.resend_from(epoch, seq):
                         await self.sock.send(data)
@@ -174,6 +286,8 @@ class Collector:
             self.log.error("stopping with {} unacknowledged events (writer not answering)", len(self.outbox))
         else:
             self.log.info("all {} events acknowledged", self.outbox.seq)
+        if self.liq_stream is not None:
+            self._write_watermark()
 
 
 @click.command()

@@ -201,6 +201,7 @@ class LiquidationStream:
         max_connection_age_s: float | None = -1.0,  # -1: the venue's default (Binance 23.5 h)
         dedup_window_s: float = 300.0,
         check_interval_s: float = 0.25,
+        missing_since: tuple[int, str] | None = None,
     ) -> None:
         check_supported(adapter.name)  # raises LiquidationsUnsupported (Hyperliquid)
         if adapter.name not in NORMALIZERS:
@@ -231,6 +232,9 @@ class LiquidationStream:
         self._next_cid = 0
         self._rng = random.Random()
         self._outage: tuple[int, str] | None = None  # (start_ns, reason) of the outage in progress
+        # (start_ns, reason): data may be missing since then (the previous run of the caller
+        # stopped there); reported as a gap ending at the first subscription acknowledgement.
+        self._missing_since = missing_since
 
     # -- public -----------------------------------------------------------------------------
 
@@ -238,7 +242,7 @@ class LiquidationStream:
         deliver = asyncio.create_task(self._deliver(), name=f"liq-deliver-{self.venue}")
         exchange, own = self.client, False
         failures = 0
-        self._outage = None
+        self._outage = self._missing_since
         first = True
         conn: _Conn | None = None
         try:
@@ -286,6 +290,19 @@ class LiquidationStream:
             await self._drain(deliver)
             self.log.info("liquidations: stopped ({} delivered, {} duplicates dropped, {} gaps, {} reconnects)",
                           self.stats.delivered, self.stats.duplicates, self.stats.gaps, self.stats.failures)
+
+    def complete_until_ns(self, margin_ns: int = 2 * NS) -> int:
+        """Everything the venue sent before this instant has been handed to `on_event`.
+
+        `margin_ns` covers frames still in flight (socket buffers, ccxt's parser). Used by a
+        collector to say, after a crash, from when data may be missing.
+        """
+        until = time.time_ns() - margin_ns
+        if self._outage is not None:
+            until = min(until, self._outage[0])
+        if self._queue:
+            until = min(until, self._queue[0].ts_event - margin_ns)
+        return until
 
     # -- connections ------------------------------------------------------------------------
 

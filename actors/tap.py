@@ -27,9 +27,9 @@ import zmq
 import zmq.asyncio
 
 from messages.codec import decode_event
-from messages.events import AnyEvent, FundingRate, Liquidation, OpenInterest
+from messages.events import AnyEvent, FundingRate, Gap, Liquidation, OpenInterest
 
-KINDS = ("liq", "oi", "funding", "instrument", "all")
+KINDS = ("liq", "oi", "funding", "instrument", "gap", "all")
 
 
 def _when(ns: int) -> str:
@@ -45,12 +45,14 @@ def format_event(e: AnyEvent) -> str:
             return f"{head} OI   {e.open_interest:,.4f} base = {e.open_interest_value:,.0f} USD"
         case FundingRate():
             return f"{head} FUND {e.rate * 100:+.4f}% / {e.interval_minutes} min" + (" (settled)" if e.settled else "")
+        case Gap():
+            return f"{head} GAP  {e.stream} until {_when(e.end_ns)} ({(e.end_ns - e.ts_event) / 1e9:.1f} s): {e.reason}"
         case _:
             return f"{head} {type(e).__name__.upper()}"
 
 
 def prefixes(kind: str, venue: str | None) -> list[bytes]:
-    kinds = ["liq", "oi", "funding", "instrument"] if kind == "all" else [kind]
+    kinds = list(KINDS[:-1]) if kind == "all" else [kind]
     return [f"{k}.{venue.upper()}." .encode() if venue else f"{k}.".encode() for k in kinds]
 
 

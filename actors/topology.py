@@ -27,6 +27,9 @@ class VenueConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     open_interest_interval_s: Seconds = 10.0
     funding_interval_s: Seconds = 60.0
     instruments_interval_s: Seconds = 3600.0  # refresh of the instrument definitions
+    liquidations: bool = False  # stream liquidations (Binance, Bybit; Hyperliquid has no public feed)
+    liquidation_silence_timeout_s: Seconds = 60.0  # connected but no frame this long: reconnect
+    outbox_max_events: Annotated[int, msgspec.Meta(gt=0)] = 500_000  # unacknowledged events kept; beyond: gap
     enabled: bool = True
 
 

@@ -22,11 +22,11 @@ from actors.runtime import Stats, run_actor, socket
 from actors.topology import Topology
 from messages.codec import decode_event, decode_message, encode
 from messages.envelope import Ack, Envelope, Heartbeat, Rejected, ResendFrom
-from messages.events import AnyEvent, FundingRate, Instrument, Liquidation, OpenInterest
+from messages.events import AnyEvent, FundingRate, Gap, Instrument, Liquidation, OpenInterest
 
 MAX_FUTURE_NS = 5 * 60 * 1_000_000_000  # venue clocks drift; 5 minutes ahead is not drift
 DRAIN_IDLE_S = 0.3
-TOPIC_KIND = {OpenInterest: "oi", FundingRate: "funding", Instrument: "instrument", Liquidation: "liq"}
+TOPIC_KIND = {OpenInterest: "oi", FundingRate: "funding", Instrument: "instrument", Liquidation: "liq", Gap: "gap"}
 
 
 def check(event: AnyEvent, now_ns: int) -> str | None:
@@ -35,6 +35,8 @@ def check(event: AnyEvent, now_ns: int) -> str | None:
         return f"ts_event {event.ts_event} is more than 5 min in the future"
     if not event.instrument_id.endswith("." + event.venue):
         return f"instrument_id {event.instrument_id!r} does not belong to venue {event.venue}"
+    if type(event) is Gap and event.end_ns < event.ts_event:
+        return f"gap ends ({event.end_ns}) before it starts ({event.ts_event})"
     return None
 
 

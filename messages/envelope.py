@@ -56,15 +56,4 @@ class Heartbeat(Message, frozen=True, kw_only=True, tag="heartbeat"):
     ts: int
 
 
-class Gap(Message, frozen=True, kw_only=True, tag="gap"):
-    """A window in which a source could not collect a stream (outage, overflow)."""
-
-    source: str
-    venue: str
-    stream: str
-    start_ns: int
-    end_ns: int
-    reason: str
-
-
-AnyMessage = Envelope | Rejected | Ack | ResendFrom | Heartbeat | Gap
+AnyMessage = Envelope | Rejected | Ack | ResendFrom | Heartbeat

@@ -93,4 +93,17 @@ class Liquidation(Event, frozen=True, kw_only=True, tag="liquidation"):
     value: Positive  # USD (quote) = quantity x price
 
 
-AnyEvent = OpenInterest | FundingRate | Instrument | Liquidation
+class Gap(Event, frozen=True, kw_only=True, tag="gap"):
+    """A window [ts_event, end_ns] in which `stream` of this instrument may be missing data.
+
+    Recorded for a lost connection (ts_event = the last frame received, end_ns = the venue's
+    acknowledgement of the new subscription), a collector restart (from the last acknowledged
+    event to the new subscription) and an outbox overflow. `ts_recv` is when it was recorded.
+    """
+
+    stream: Literal["liquidations", "open_interest", "funding", "instruments"]
+    end_ns: NanosTs
+    reason: Annotated[str, msgspec.Meta(max_length=500)]
+
+
+AnyEvent = OpenInterest | FundingRate | Instrument | Liquidation | Gap

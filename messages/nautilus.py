@@ -48,7 +48,7 @@ from nautilus_trader.model.data import FundingRateUpdate
 from nautilus_trader.model.identifiers import InstrumentId
 from nautilus_trader.model.instruments import CryptoPerpetual
 
-__all__ = ["CryptoPerpetual", "FundingRateInfo", "FundingRateUpdate", "Liquidation", "OpenInterest"]
+__all__ = ["CryptoPerpetual", "FundingRateInfo", "FundingRateUpdate", "Gap", "Liquidation", "OpenInterest"]
 
 # The class names are part of the on-disk contract: Nautilus derives the directory
 # (`custom_<snake_case name>`) and the `type` column from them. Fields must stay in step with
@@ -110,3 +110,19 @@ class Liquidation(Data):
     quantity: float = 0.0
     price: float = 0.0
     value: float = 0.0
+
+
+@customdataclass
+class Gap(Data):
+    """A window in which a stream of this instrument may be missing data (`data/custom_gap/<ID>/`).
+
+    - `stream`: "liquidations", "open_interest" or "funding".
+    - `ts_event`: start of the window (UNIX ns); `end_ns`: its end. Data inside it may be
+      incomplete: a lost connection, a collector restart, an outbox overflow (`reason`).
+    - `ts_init` = `ts_event` plus a sub-millisecond offset per stream (the natural key).
+    """
+
+    instrument_id: InstrumentId = _NO_INSTRUMENT
+    stream: str = ""
+    end_ns: int = 0
+    reason: str = ""
