@@ -192,7 +192,11 @@ def replace_files(
     final = directory / file_name(ts[0].as_py(), ts[-1].as_py())
     others = [f for f in superseded if f.path != final]
     tmp = directory / f".{final.name}{TMP_SUFFIX}"
-    _write_parquet(table, tmp, durable)
+    try:
+        _write_parquet(table, tmp, durable)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # disk full mid-write: leave no partial file behind
+        raise
     if others:
         commit = directory / f".{final.name}{COMMIT_SUFFIX}"
         os.replace(tmp, commit)

@@ -7,6 +7,10 @@ Start order: (emulator,) writer, validator, collectors. Stop order on SIGINT/SIG
 (they wait for their last acks), validator, writer (syncs its WAL, writes Parquet), emulator;
 each stage has a deadline after which a straggler is killed, all within `shutdown_timeout_s`.
 Each child runs in its own session, so Ctrl-C reaches only the coordinator.
+
+Control plane (`topo.endpoint("control")`, a ROUTER): every actor reports `ActorStats` once a
+second (an actor silent for `HANG_AFTER_S` is hung: killed and restarted), and `bin/ctl` sends
+`Command`s: status, restart, stop, start of one actor, answered with a `Reply`.
 """
 
 import asyncio
@@ -19,15 +23,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import click
+import zmq
+import zmq.asyncio
 from loguru import logger
 
 from actors.logs import make_private_dir, setup_logging
 from actors.restart import RestartTracker
+from actors.runtime import socket
 from actors.topology import Topology, TopologyError, load_topology
+from messages.codec import encode
+from messages.control import ActorStats, ActorStatus, Command, Reply, control_decoder
 
 EMULATOR_READY_TIMEOUT_S = 20.0
 # Stop deadlines, as fractions of shutdown_timeout_s, by stage (design §5: ~3 s, ~4.5 s, ~8.5 s).
 STAGE_DEADLINES = {"collector": 0.30, "validator": 0.45, "writer": 0.85, "emulator": 0.95}
+HANG_AFTER_S = 10.0  # no stats report for this long from a running actor: it is hung
+STOP_ONE_TIMEOUT_S = 5.0  # bin/ctl stop/restart: SIGTERM, then SIGKILL after this
 
 
 @dataclass
@@ -39,8 +50,21 @@ class Actor:
     proc: asyncio.subprocess.Process | None = None
     started_at: float = 0.0
     restarts: int = 0
-    failed: bool = False
+    state: str = "starting"  # running, backoff, stopping, stopped, failed
+    requested: str | None = None  # "stop" or "restart" from bin/ctl: the exit is not a crash
+    stats: ActorStats | None = None
+    last_report: float = 0.0
     task: asyncio.Task | None = field(default=None, repr=False)
+
+    def status(self, now: float) -> ActorStatus:
+        s = self.stats if self.stats and self.proc and self.stats.pid == self.proc.pid else None
+        alive = self.proc is not None and self.proc.returncode is None
+        return ActorStatus(
+            name=self.name, state=self.state, pid=self.proc.pid if alive else None,
+            uptime_s=round(now - self.started_at, 1) if alive else 0.0, restarts=self.restarts,
+            events_in=s.events_in if s else 0, events_out=s.events_out if s else 0,
+            queue_depth=s.queue_depth if s else 0, last_event_ns=s.last_event_ns if s else 0,
+        )
 
 
 class Coordinator:
@@ -48,6 +72,8 @@ class Coordinator:
         self.topo, self.topology_path, self.sandbox = topo, topology_path, sandbox
         self.stopping = asyncio.Event()
         self.actors: list[Actor] = []
+        self.zctx = zmq.asyncio.Context()
+        self.control = socket(self.zctx, zmq.ROUTER)
 
     def _actor(self, name: str, stage: str, module: str, *args: str) -> Actor:
         argv = [sys.executable, "-m", module, "--topology", str(self.topology_path), "--catalog", self.topo.catalog, *args]
@@ -57,6 +83,14 @@ class Coordinator:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self._on_signal, sig)
+        try:
+            self.control.bind(self.topo.endpoint("control"))
+        except zmq.ZMQError as exc:
+            logger.error("cannot bind the control endpoint {}: {} (is mesh {!r} already running?)",
+                         self.topo.endpoint("control"), exc, self.topo.mesh)
+            return 1
+        control = asyncio.create_task(self._serve_control())
+        watchdog = asyncio.create_task(self._watch_hangs())
         urls: dict[str, str] = {}
         if self.sandbox:
             urls = await self._start_emulator()
@@ -85,6 +119,10 @@ class Coordinator:
         )
         await self.stopping.wait()
         await self._shutdown()
+        watchdog.cancel()
+        control.cancel()
+        self.control.close()
+        self.zctx.term()
         return 0
 
     def _on_signal(self, sig: int) -> None:
@@ -98,32 +136,119 @@ class Coordinator:
 
     async def _spawn(self, actor: Actor) -> None:
         actor.proc = await asyncio.create_subprocess_exec(*actor.argv, start_new_session=True)
-        actor.started_at = time.monotonic()
+        actor.started_at = actor.last_report = time.monotonic()
+        actor.state = "running"
         logger.info("started {} (pid {})", actor.name, actor.proc.pid)
 
     async def _supervise(self, actor: Actor) -> None:
+        """Restart `actor` when it exits, unless the mesh or bin/ctl stopped it."""
         while True:
             code = await actor.proc.wait()
-            if self.stopping.is_set():
+            if self.stopping.is_set() or actor.requested == "stop":
+                actor.state, actor.requested = "stopped", None
                 return
+            if actor.requested == "restart":  # bin/ctl restart: at once, not counted as a crash
+                actor.requested = None
+                actor.restarts += 1
+                await self._spawn(actor)
+                continue
             uptime = time.monotonic() - actor.started_at
             delay = actor.tracker.on_exit(time.monotonic(), uptime)
             if delay is None:
-                actor.failed = True
+                actor.state = "failed"
                 p = self.topo.restart
                 logger.critical(
-                    "{} crashed {} times within {:.0f}s: marked FAILED, not restarting; the rest of the mesh keeps running",
-                    actor.name, p.max_restarts + 1, p.window_s,
+                    "{} crashed {} times within {:.0f}s: marked FAILED, not restarting (bin/ctl start {} to try again); "
+                    "the rest of the mesh keeps running", actor.name, p.max_restarts + 1, p.window_s, actor.name,
                 )
                 return
+            actor.state = "backoff"
             logger.error("{} exited with code {} after {:.1f}s: restarting in {:.1f}s", actor.name, code, uptime, delay)
             try:
                 await asyncio.wait_for(self.stopping.wait(), delay)
+                actor.state = "stopped"
                 return
             except TimeoutError:
                 pass
             actor.restarts += 1
             await self._spawn(actor)
+
+    async def _terminate(self, actor: Actor, why: str) -> None:
+        """SIGTERM one actor (it drains and stops cleanly); SIGKILL if it does not within the timeout."""
+        actor.requested, actor.state = why, "stopping"
+        actor.proc.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(asyncio.shield(actor.proc.wait()), STOP_ONE_TIMEOUT_S)
+        except TimeoutError:
+            logger.error("{} did not stop within {:.0f}s: killed", actor.name, STOP_ONE_TIMEOUT_S)
+            actor.proc.kill()
+
+    # -- control plane ------------------------------------------------------------------------
+
+    async def _serve_control(self) -> None:
+        while True:
+            peer, data = await self.control.recv_multipart()
+            try:
+                msg = control_decoder.decode(data)
+            except Exception as exc:  # noqa: BLE001 - a bad peer must not stop the coordinator
+                logger.warning("control: refused an undecodable message from {!r}: {}", peer, exc)
+                continue
+            match msg:
+                case ActorStats():
+                    actor = self._find(msg.name)
+                    if actor is not None:
+                        actor.stats, actor.last_report = msg, time.monotonic()
+                case Command():
+                    reply = await self._command(msg)
+                    await self.control.send_multipart([peer, encode(reply)])
+
+    def _find(self, name: str) -> Actor | None:
+        return next((a for a in self.actors if a.name == name), None)
+
+    async def _command(self, cmd: Command) -> Reply:
+        now = time.monotonic()
+        if cmd.command == "status":
+            return Reply(ok=True, actors=[a.status(now) for a in self.actors])
+        actor = self._find(cmd.name)
+        if actor is None or actor.stage == "emulator":
+            names = ", ".join(a.name for a in self.actors if a.stage != "emulator")
+            return Reply(ok=False, message=f"no actor named {cmd.name!r}; actors: {names}")
+        if self.stopping.is_set():
+            return Reply(ok=False, message="the mesh is stopping")
+        alive = actor.proc is not None and actor.proc.returncode is None
+        if cmd.command == "start":
+            if alive or actor.state == "backoff":
+                return Reply(ok=False, message=f"{actor.name} is {actor.state} (pid {actor.proc.pid})" if alive
+                             else f"{actor.name} is already restarting (backoff)")
+            actor.tracker = RestartTracker(self.topo.restart)  # a manual start forgives the crash loop
+            await self._spawn(actor)
+            actor.task = asyncio.create_task(self._supervise(actor))
+            logger.info("{} started by bin/ctl", actor.name)
+            return Reply(ok=True, message=f"{actor.name} started (pid {actor.proc.pid})")
+        if not alive:
+            return Reply(ok=False, message=f"{actor.name} is not running ({actor.state})")
+        old_pid = actor.proc.pid
+        logger.info("bin/ctl {} {} (pid {})", cmd.command, actor.name, old_pid)
+        await self._terminate(actor, cmd.command)
+        if cmd.command == "stop":
+            return Reply(ok=True, message=f"{actor.name} stopped (was pid {old_pid})")
+        deadline = time.monotonic() + STOP_ONE_TIMEOUT_S
+        while (actor.proc.pid == old_pid or actor.proc.returncode is not None) and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        return Reply(ok=True, message=f"{actor.name} restarted: pid {old_pid} -> {actor.proc.pid}")
+
+    async def _watch_hangs(self) -> None:
+        """An actor that stops reporting (event loop stuck, deadlock) is killed; _supervise restarts it."""
+        while True:
+            await asyncio.sleep(1.0)
+            now = time.monotonic()
+            for a in self.actors:
+                if a.stage == "emulator" or a.state != "running" or a.proc is None or a.proc.returncode is not None:
+                    continue
+                if now - a.last_report > HANG_AFTER_S:
+                    logger.error("{} (pid {}) sent no report for {:.0f}s: hung, killing it", a.name, a.proc.pid, now - a.last_report)
+                    a.last_report = now
+                    a.proc.kill()
 
     async def _start_emulator(self) -> dict[str, str] | None:
         sb = self.topo.sandbox

@@ -8,6 +8,11 @@ syncs the WAL (group commit) and only then acknowledges. Every `flush_interval_s
 shutdown, the accepted rows go to Parquet in the Nautilus layout (actors/catalog_store.py),
 after which the WAL is rotated. After a crash the WAL is replayed into the catalog on start.
 Rejected events go to `<run_dir>/deadletter.jsonl` with their reason.
+
+Disk full (or any write error) on the WAL or the catalog: the writer forgets what it accepted
+since the last WAL sync, stops accepting and acknowledging (collectors keep everything in their
+outboxes and re-send it), retries every second, and resumes when a flush succeeds. A failed
+Parquet write leaves no partial file (temp file + rename).
 """
 
 import asyncio
@@ -31,6 +36,8 @@ from messages.envelope import Ack, Envelope, Heartbeat, Message, Rejected, Resen
 from messages.events import AnyEvent
 
 RESEND_REQUEST_EVERY_S = 0.5
+BLOCKED_RETRY_S = 1.0
+BLOCKED_REMIND_S = 30.0
 
 StreamKey = tuple[str, int]  # (source, epoch)
 
@@ -57,6 +64,9 @@ class Writer:
         self.resend_asked: dict[StreamKey, float] = {}
         self.rows: list[AnyEvent] = []
         self.dead: list[Rejected] = []
+        self.synced_rows, self.synced_dead = 0, 0  # how many of rows/dead are in the synced WAL
+        self.blocked_since: float | None = None  # a write failed: accept nothing until a flush succeeds
+        self.blocked_reminded = 0.0
         self.last_sync = time.monotonic()
         self.ctx = zmq.asyncio.Context()
         self.sock = socket(self.ctx, zmq.ROUTER)
@@ -74,7 +84,9 @@ class Writer:
         flusher.cancel()
         await asyncio.gather(receiver, flusher, return_exceptions=True)
         await self._sync_and_ack()
-        self.flush()
+        if not self.flush():
+            logger.error("stopping with {} events not in Parquet: they are in the WAL and are written at the next start",
+                         len(self.rows) + len(self.dead))
         self.wal.close()
         self.sock.close()
         self.ctx.term()
@@ -117,6 +129,8 @@ class Writer:
                 await self._sync_and_ack()
 
     async def _on_data(self, peer: bytes, msg: Envelope | Rejected, data: bytes) -> None:
+        if self.blocked_since is not None:
+            return  # not accepted, not acknowledged: its collector keeps it and re-sends it
         key = (msg.source, msg.epoch)
         self.peer[key] = peer
         expected = self.last_seq.get(key, 0) + 1
@@ -154,9 +168,35 @@ class Writer:
             logger.debug("hole in {} after seq {}: asking for a re-send", key[0], after)
             await self._send(peer, ResendFrom(source=key[0], epoch=key[1], seq=after))
 
-    async def _sync_and_ack(self) -> None:
+    def _sync_wal(self) -> None:
+        """Group commit. On failure forget what was accepted since the last sync (never acked)."""
         if self.wal.unsynced:
-            self.wal.sync()
+            try:
+                self.wal.sync()
+            except OSError:
+                self.last_seq = dict(self.durable)
+                del self.rows[self.synced_rows:]
+                del self.dead[self.synced_dead:]
+                self.stats.queue_depth = len(self.rows) + len(self.dead)
+                raise
+        self.synced_rows, self.synced_dead = len(self.rows), len(self.dead)
+
+    def _block(self, what: str, exc: OSError) -> None:
+        now = time.monotonic()
+        if self.blocked_since is None:
+            self.blocked_since = self.blocked_reminded = now
+            logger.error("{} failed: {}. Disk full? Not accepting or acknowledging events until it works again "
+                         "(collectors keep theirs and re-send); retrying every {:.0f}s", what, exc, BLOCKED_RETRY_S)
+        elif now - self.blocked_reminded >= BLOCKED_REMIND_S:
+            self.blocked_reminded = now
+            logger.error("still blocked after {:.0f}s: {} failed: {}", now - self.blocked_since, what, exc)
+
+    async def _sync_and_ack(self) -> None:
+        try:
+            self._sync_wal()
+        except OSError as exc:
+            self._block("syncing the WAL", exc)
+            return
         self.last_sync = time.monotonic()
         for key, seq in self.last_seq.items():
             if self.durable.get(key) != seq:
@@ -171,31 +211,38 @@ class Writer:
 
     async def _flush_periodically(self) -> None:
         while True:
-            await asyncio.sleep(self.topo.writer.flush_interval_s)
+            await asyncio.sleep(BLOCKED_RETRY_S if self.blocked_since is not None else self.topo.writer.flush_interval_s)
             self.flush()
 
-    def flush(self) -> None:
-        """Rows -> Parquet, dead letters -> file, then rotate the WAL. On failure keep all
-        (rows stay in memory and in the WAL) and try again at the next flush."""
-        if not self.rows and not self.dead:
-            return
+    def flush(self) -> bool:
+        """WAL sync, rows -> Parquet, dead letters -> file, then rotate the WAL. On failure keep
+        everything synced (in memory and in the WAL), block, and try again in a second."""
+        if not self.rows and not self.dead and self.blocked_since is None:
+            return True
         started = time.monotonic()
         try:
+            self._sync_wal()
             written = self.store.write(self.rows)
             self._write_dead_letters()
+            self.wal.rotate(encode(Checkpoint(streams=[(s, e, q) for (s, e), q in self.last_seq.items()])))
         except OSError as exc:
-            logger.error("writing Parquet failed, will retry ({} rows kept in the WAL): {}", len(self.rows), exc)
-            return
+            self._block("writing the catalog", exc)
+            return False
         logger.info(
             "flushed {} events in {:.0f} ms: {} new rows in {} of {} directories, {} dead letters",
-            len(self.rows), (time.monotonic() - started) * 1000, sum(written.values()), sum(1 for n in written.values() if n), len(written), len(self.dead),
+            len(self.rows), (time.monotonic() - started) * 1000, sum(written.values()),
+            sum(1 for n in written.values() if n), len(written), len(self.dead),
         )
         logger.debug("rows per directory: {}", written)
         self.stats.events_out += len(self.rows) + len(self.dead)
         self.rows, self.dead = [], []
+        self.synced_rows = self.synced_dead = 0
         self.stats.queue_depth = 0
-        self.wal.sync()
-        self.wal.rotate(encode(Checkpoint(streams=[(s, e, q) for (s, e), q in self.last_seq.items()])))
+        if self.blocked_since is not None:
+            logger.warning("writing works again after {:.1f}s: accepting and acknowledging events",
+                           time.monotonic() - self.blocked_since)
+            self.blocked_since = None
+        return True
 
     def _write_dead_letters(self) -> None:
         if not self.dead:
