@@ -19,10 +19,10 @@ import zmq.asyncio
 from loguru import logger
 
 from actors.runtime import Stats, run_actor, socket
-from actors.topology import Topology
+from actors.topology import VENUE_NAMES, Topology
 from messages.codec import decode_event, decode_message, encode
 from messages.envelope import Ack, Envelope, Heartbeat, Rejected, ResendFrom
-from messages.events import AnyEvent, FundingRate, Gap, Instrument, Liquidation, OpenInterest
+from messages.events import AnyEvent, FundingRate, Gap, Instrument, Liquidation, Malformed, OpenInterest
 
 MAX_FUTURE_NS = 5 * 60 * 1_000_000_000  # venue clocks drift; 5 minutes ahead is not drift
 DRAIN_IDLE_S = 0.3
@@ -31,6 +31,8 @@ TOPIC_KIND = {OpenInterest: "oi", FundingRate: "funding", Instrument: "instrumen
 
 def check(event: AnyEvent, now_ns: int) -> str | None:
     """What is wrong with a well-typed event, or None."""
+    if type(event) is Malformed:  # the collector could not normalize it: never data
+        return f"malformed {event.venue} {event.symbol}: {event.reason}"
     if event.ts_event > now_ns + MAX_FUTURE_NS:
         return f"ts_event {event.ts_event} is more than 5 min in the future"
     if not event.instrument_id.endswith("." + event.venue):
@@ -38,6 +40,11 @@ def check(event: AnyEvent, now_ns: int) -> str | None:
     if type(event) is Gap and event.end_ns < event.ts_event:
         return f"gap ends ({event.end_ns}) before it starts ({event.ts_event})"
     return None
+
+
+def known_peer(identity: bytes) -> bool:
+    """Only collectors (`collector.<venue>`) send on the ingest socket; anything else is refused."""
+    return identity.startswith(b"collector.") and identity[len(b"collector."):].decode(errors="replace") in VENUE_NAMES
 
 
 def validate(envelope: Envelope, now_ns: int) -> tuple[AnyEvent | None, str | None]:
@@ -48,6 +55,11 @@ def validate(envelope: Envelope, now_ns: int) -> tuple[AnyEvent | None, str | No
         return None, f"invalid event: {exc}"
     reason = check(event, now_ns)
     return (None, reason) if reason else (event, None)
+
+
+def validate_event(event: AnyEvent, now_ns: int) -> tuple[AnyEvent | None, str | None]:
+    """`validate` for an event not yet encoded (the CLI): the same constraints and checks."""
+    return validate(Envelope(source="cli", epoch=0, seq=0, payload=msgspec.Raw(encode(event))), now_ns)
 
 
 def topic(event: AnyEvent) -> bytes:
@@ -87,6 +99,9 @@ class Validator:
             peer, data = await self.ingest.recv_multipart()
             self.last_ingest = time.monotonic()
             self.stats.events_in += 1
+            if not known_peer(peer):
+                logger.warning("message from unknown peer {!r} refused", peer[:64])
+                continue
             try:
                 msg = decode_message(data)
             except (msgspec.DecodeError, msgspec.ValidationError) as exc:
@@ -94,6 +109,8 @@ class Validator:
                 logger.warning("undecodable message from {!r} dropped: {}", peer, exc)
                 continue
             match msg:
+                case Envelope() if msg.source.encode() != peer:  # acks would go to the named source
+                    logger.warning("envelope from {!r} claiming source {!r} refused", peer[:64], msg.source[:64])
                 case Envelope():
                     await self._check_and_forward(msg, data)
                 case Heartbeat():

@@ -6,10 +6,12 @@ error, and the caller decides how to show them.
 """
 
 import asyncio
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from actors.collector import describe
+from actors.validator import validate_event
 from actors.venues import UnknownSymbol, adapter
 from messages.events import FundingRate, OpenInterest
 
@@ -49,8 +51,16 @@ async def _one_venue(kind: str, venue: str, symbols: Sequence[str], url: str | N
             return [], errors
         fetch = ad.fetch_open_interest if kind == "open_interest" else ad.fetch_funding
         try:
-            return await fetch(client, chosen), errors
+            events = await fetch(client, chosen)
         except Exception as exc:
             return [], errors + [(ad.venue, f"fetch failed: {describe(exc)}")]
+        rows = []
+        for event in events:  # the validator's rules: a bad value is reported, never printed as data
+            _, reason = validate_event(event, time.time_ns())
+            if reason:
+                errors.append((ad.venue, f"{event.symbol}: refused: {reason}"))
+            else:
+                rows.append(event)
+        return rows, errors
     finally:
         await client.close()

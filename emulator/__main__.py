@@ -28,13 +28,15 @@ def _parse_venues(ctx: click.Context, param: click.Parameter, value: str) -> lis
 
 
 async def _serve(seed: int, venues: list[str], host: str, ports: dict[str, int], ground_truth: str | None,
-                 ready_file: str | None, liquidation_rate: float | None = None) -> None:
+                 ready_file: str | None, liquidation_rate: float | None = None, rate_limits: bool = False,
+                 rate_limit_scale: float = 1.0) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     emu = await start_emulator(seed=seed, venues=venues, host=host, ports=ports, ground_truth=ground_truth,
-                               liquidation_rate=liquidation_rate)
+                               liquidation_rate=liquidation_rate, rate_limits=rate_limits,
+                               rate_limit_scale=rate_limit_scale)
     try:
         if ready_file:
             write_ready_file(ready_file, emu.urls)
@@ -58,15 +60,21 @@ async def _serve(seed: int, venues: list[str], host: str, ports: dict[str, int],
               help="Write the venue base URLs here (JSON) once listening.")
 @click.option("--liquidation-rate", type=float, default=None,
               help="Base liquidations per symbol per second (default 0.2; cascades: POST /_emulator/cascade).")
+@click.option("--rate-limits/--no-rate-limits", default=False,
+              help="Enforce the venues' request limits (429/418, retCode 10006...; docs/venue-faults.md); "
+                   "also POST /_emulator/ratelimit?enabled=1.")
+@click.option("--rate-limit-scale", type=click.FloatRange(min=0.0, min_open=True, max=10.0), default=1.0,
+              help="Multiply every rate-limit window and ban (0.1: a 1-minute window lasts 6 s).")
 @click.option("--log-level", default="INFO", type=click.Choice(["TRACE", "DEBUG", "INFO", "WARNING", "ERROR"]),
               help="DEBUG logs one line per request.")
 def main(host: str, seed: int, venues: list[str], port_binance: int, port_bybit: int, port_hyperliquid: int,
-         ground_truth: str | None, ready_file: str | None, log_level: str, liquidation_rate: float | None) -> None:
+         ground_truth: str | None, ready_file: str | None, log_level: str, liquidation_rate: float | None,
+         rate_limits: bool, rate_limit_scale: float) -> None:
     """Emulate Binance USDT-M, Bybit v5 linear and Hyperliquid REST on loopback."""
     logger.remove()
     logger.add(sys.stderr, level=log_level)
     ports = {"binance": port_binance, "bybit": port_bybit, "hyperliquid": port_hyperliquid}
-    asyncio.run(_serve(seed, venues, host, ports, ground_truth, ready_file, liquidation_rate))
+    asyncio.run(_serve(seed, venues, host, ports, ground_truth, ready_file, liquidation_rate, rate_limits, rate_limit_scale))
 
 
 if __name__ == "__main__":

@@ -72,9 +72,9 @@ def hl_price(x: float, sz_decimals: int) -> str:
 # -- HTTP -----------------------------------------------------------------------------------
 
 
-def json_response(data: object, status: int = 200) -> web.Response:
+def json_response(data: object, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
     """JSON response encoded with msgspec (fast, exact float repr)."""
-    return web.Response(body=_ENCODER.encode(data), status=status, content_type="application/json")
+    return web.Response(body=_ENCODER.encode(data), status=status, content_type="application/json", headers=headers)
 
 
 def logging_middleware(venue: str) -> Callable:

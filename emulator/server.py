@@ -13,7 +13,7 @@ from pathlib import Path
 from aiohttp import web
 from loguru import logger
 
-from emulator import binance, bybit, hyperliquid
+from emulator import binance, bybit, faults, hyperliquid, ratelimit
 from emulator.common import VenueContext
 from emulator.ground_truth import GroundTruth
 from emulator.liquidations import LIQUIDATION_RATE
@@ -59,6 +59,8 @@ async def start_emulator(
     ground_truth: str | os.PathLike[str] | None = None,
     clock_ns: Callable[[], int] = time.time_ns,
     liquidation_rate: float | None = None,
+    rate_limits: bool = False,
+    rate_limit_scale: float = 1.0,
 ) -> Emulator:
     """Start the given venues in the running event loop (port 0 / missing = a free port).
 
@@ -76,6 +78,8 @@ async def start_emulator(
             app = _FACTORIES[venue](VenueContext(venue, market, recorder, clock_ns))
             if liquidation_rate is not None:  # base liquidations per symbol per second
                 app[LIQUIDATION_RATE] = liquidation_rate
+            ratelimit.install(app, venue, enabled=rate_limits, scale=rate_limit_scale)  # the venue's limits
+            faults.install(app, venue, recorder)  # maintenance, timeouts, malformed answers, delistings
             runner = web.AppRunner(app, access_log=None, shutdown_timeout=_SHUTDOWN_TIMEOUT_S)
             await runner.setup()
             emu._runners.append(runner)  # noqa: SLF001

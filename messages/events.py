@@ -106,4 +106,16 @@ class Gap(Event, frozen=True, kw_only=True, tag="gap"):
     reason: Annotated[str, msgspec.Meta(max_length=500)]
 
 
-AnyEvent = OpenInterest | FundingRate | Instrument | Liquidation | Gap
+class Malformed(Event, frozen=True, kw_only=True, tag="malformed"):
+    """Something a venue sent for this instrument that could not be normalized (missing field,
+    wrong type, not JSON...). Sent like any event so the failure is accounted for per item; the
+    validator always turns it into a `Rejected` dead letter with `reason`, never into data.
+
+    `ts_event` = `ts_recv` (when the bad answer arrived); `raw` is an excerpt of what was sent.
+    """
+
+    reason: Annotated[str, msgspec.Meta(max_length=1000)]
+    raw: Annotated[str, msgspec.Meta(max_length=2000)] = ""
+
+
+AnyEvent = OpenInterest | FundingRate | Instrument | Liquidation | Gap | Malformed

@@ -5,15 +5,24 @@ functions of (ccxt structure, market, receive time), so they are unit-tested wit
 the `fetch_*` coroutines only call ccxt and hand the results to them.
 """
 
+import contextvars
 import difflib
+import math
 import os
 import time
 from decimal import Decimal
+from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar
+
+import msgspec
+from loguru import logger
 
 import ccxt.async_support as ccxt_async
 
-from messages.events import FundingRate, Instrument, OpenInterest, Venue
+from actors.budget import attach, emulator_limits
+from actors.recording import Recorder, current_op
+
+from messages.events import AnyEvent, FundingRate, Instrument, Malformed, OpenInterest, Venue
 
 Market = dict[str, Any]
 
@@ -22,6 +31,27 @@ MS = 1_000_000  # ns per ms
 
 def now_ns() -> int:
     return time.time_ns()
+
+
+# When the last answer of a venue reached this task (a replayed answer: when it was recorded).
+_received: contextvars.ContextVar[int | None] = contextvars.ContextVar("received_ns", default=None)
+REPLAY_HEADER = "X-Derivs-Recorded-Ns"  # sent by `python -m emulator --replay`
+OP_HEADER = "X-Derivs-Op"  # sandbox only: what the adapter was doing (the replay matches on it)
+
+
+def received_ns() -> int:
+    """Receive time of the last answer awaited in this task (now if none): `ts_recv` of its events."""
+    return _received.get() or now_ns()
+
+
+def set_received(ns: int) -> None:
+    _received.set(ns)
+
+
+async def timed(call: Awaitable[Any]) -> tuple[Any, int]:
+    """(result, its receive time): for calls run in their own task, whose receive time is not ours."""
+    result = await call
+    return result, received_ns()
 
 
 def ms_to_ns(ms: int | float | None) -> int | None:
@@ -38,6 +68,64 @@ def decimal_str(value: float | int | str | None) -> str | None:
 def decimals(increment: str) -> int:
     """Number of decimal places of a tick or step size ('0.001' -> 3, '10' -> 0)."""
     return max(0, -Decimal(increment).normalize().as_tuple().exponent)
+
+
+class MalformedItem(ValueError):
+    """A venue value that cannot be normalized; the message names the field and the value."""
+
+
+def number(row: Any, key: str) -> float:
+    """A finite number from a venue payload's field (numbers come as strings), or MalformedItem."""
+    value = row.get(key) if isinstance(row, dict) else None
+    if value is None or value == "":
+        raise MalformedItem(f"{key} missing")
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise MalformedItem(f"{key} is not a number: {_short(value)}")
+    try:
+        x = float(value)
+    except ValueError:
+        raise MalformedItem(f"{key} is not a number: {_short(value)}") from None
+    if not math.isfinite(x):
+        raise MalformedItem(f"{key} is not a finite number: {_short(value)}")
+    return x
+
+
+def field(struct: dict, key: str, raw_key: str | None = None) -> float:
+    """A finite number of a ccxt structure, or MalformedItem naming what the venue sent."""
+    value = struct.get(key)
+    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    info = struct.get("info")
+    if raw_key is None or not isinstance(info, dict):
+        raise MalformedItem(f"{key} is {_short(value)}")
+    sent = f"the venue sent {raw_key}={_short(info[raw_key])}" if raw_key in info else f"{raw_key} missing"
+    raise MalformedItem(f"{key} is {_short(value)}: {sent}")
+
+
+def info_of(struct: Any) -> Any:
+    """The venue's raw item inside a ccxt structure (for a dead letter), or the thing itself."""
+    return struct.get("info", struct) if isinstance(struct, dict) else struct
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def excerpt(payload: Any, limit: int = 2000) -> str:
+    """What the venue sent, as JSON text cut to `limit` characters (for a dead letter)."""
+    try:
+        text = msgspec.json.encode(payload, enc_hook=repr).decode()
+    except (TypeError, ValueError, msgspec.EncodeError):
+        text = repr(payload)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def reason_of(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
+    if isinstance(exc, MalformedItem):
+        return text
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 class UnknownSymbol(LookupError):
@@ -57,13 +145,17 @@ class VenueAdapter:
     ccxt_id: ClassVar[str]  # binanceusdm
     env_prefix: ClassVar[str]  # BINANCE -> BINANCE_API_KEY / BINANCE_API_SECRET
     options: ClassVar[dict[str, Any]] = {}
+    _absent: set[str] = frozenset()  # type: ignore[assignment]  # symbols the venue stopped answering for
 
     # -- client ---------------------------------------------------------------------------
 
-    def client(self, sandbox_url: str | None = None, *, pro: bool = False) -> Any:
+    def client(self, sandbox_url: str | None = None, *, pro: bool = False, record_dir: str | None = None) -> Any:
         """A ccxt async (or ccxt.pro) client: the real venue, or the emulator at `sandbox_url`.
 
-        Keys are optional and read from the environment only; they never reach a log line.
+        Its REST requests go through the venue's request budget (`actors/budget.py`);
+        `record_dir` also records every answer there (`actors/recording.py`). Keys are optional
+        and read from the environment only; they never reach a log line or a recording. Against the
+        emulator, the budget takes the emulator's rate-limit settings (`emulator_limits`).
         """
         if sandbox_url:
             from emulator.ccxt_config import ccxt_config
@@ -79,8 +171,35 @@ class VenueAdapter:
         if pro:
             import ccxt.pro as ccxt_pro
 
-            return getattr(ccxt_pro, self.ccxt_id)(config)
-        return getattr(ccxt_async, self.ccxt_id)(config)
+            client = getattr(ccxt_pro, self.ccxt_id)(config)
+        else:
+            client = getattr(ccxt_async, self.ccxt_id)(config)
+        recorder = Recorder(record_dir, self.name) if record_dir else None
+        def on_response(code: int, url: str, method: str, headers: Any, body: Any, *request: Any) -> None:
+            replayed = (headers or {}).get(REPLAY_HEADER) if sandbox_url else None
+            _received.set(int(replayed) if replayed and replayed.isdigit() else now_ns())
+            if recorder is not None:
+                recorder.write(code, url, method, headers, body, *request)
+
+        enforced, scale = emulator_limits(sandbox_url) if sandbox_url else (True, 1.0)
+        attach(client, self.name, scale=scale, enabled=enforced, pro=pro, on_response=on_response)
+        if sandbox_url:
+            budgeted = client.fetch
+
+            async def fetch(url: str, method: str = "GET", headers: Any = None, body: Any = None) -> Any:
+                op = current_op.get()
+                return await budgeted(url, method, {**(headers or {}), OP_HEADER: op} if op else headers, body)
+
+            client.fetch = fetch
+        if recorder is not None:
+            original_close = client.close
+
+            async def close() -> None:
+                await original_close()
+                recorder.close()
+
+            client.close = close
+        return client
 
     # -- symbols --------------------------------------------------------------------------
 
@@ -146,6 +265,55 @@ class VenueAdapter:
             maker_fee=decimal_str(market.get("maker")) or "0.0002",
             taker_fee=decimal_str(market.get("taker")) or "0.0005",
         )
+
+    # -- per item: a bad item becomes a Malformed event, never an exception ---------------
+
+    def malformed(self, market: Market, reason: str, raw: Any, ts_recv: int) -> Malformed:
+        return Malformed(venue=self.venue, symbol=market["symbol"], instrument_id=self.instrument_id(market),
+                         ts_event=ts_recv, ts_recv=ts_recv, reason=reason[:1000], raw=excerpt(raw))
+
+    def safely(self, market: Market, raw: Any, ts_recv: int, build: Callable[[], AnyEvent]) -> AnyEvent:
+        """`build()`, or a Malformed event with the reason if the venue's item cannot be normalized."""
+        try:
+            return build()
+        except Exception as exc:  # noqa: BLE001 - whatever a bad payload does, it must not abort the fetch
+            return self.malformed(market, reason_of(exc), raw, ts_recv)
+
+    def unparsable(self, markets: list[Market], exc: BaseException, ts_recv: int) -> list[Malformed]:
+        """The whole answer could not be read (not JSON, wrong shape): one Malformed per market."""
+        return [self.malformed(m, f"answer could not be parsed: {reason_of(exc)}", "", ts_recv) for m in markets]
+
+    def absent(self, markets: list[Market], found: Any, what: str) -> list[Market]:
+        """The markets the venue's answer left out (delisted while running?): logged, not fatal."""
+        missing = [m for m in markets if m["symbol"] not in found]
+        for m in missing:
+            if m["symbol"] not in self._absent:
+                logger.bind(venue=self.venue).error("{} {}: not in the venue's {} answer (delisted?); skipped until it is back",
+                                                    self.venue, self.raw_symbol(m), what)
+        for m in markets:
+            if m["symbol"] in found and m["symbol"] in self._absent:
+                logger.bind(venue=self.venue).info("{} {}: listed again", self.venue, self.raw_symbol(m))
+        self._absent = ({m["symbol"] for m in missing} | self._absent) - {m["symbol"] for m in markets if m["symbol"] in found}
+        return missing
+
+    async def per_symbol(self, call: Awaitable[Any], markets: list[Market], what: str,
+                         build: Callable[[dict, Market, int], AnyEvent]) -> list[AnyEvent]:
+        """One answer for all markets (`call`, a ccxt `fetch_*s`), normalized market by market:
+        an unreadable answer or item becomes Malformed events, a market left out is logged."""
+        try:
+            found = await call
+        except ccxt_async.BadResponse as exc:  # ccxt could not read the answer
+            return self.unparsable(markets, exc, received_ns())
+        except ccxt_async.BaseError:
+            raise  # the venue is down, busy, in maintenance or refusing: the collector backs off
+        except Exception as exc:  # noqa: BLE001 - ccxt choked on the answer itself
+            return self.unparsable(markets, exc, received_ns())
+        ts_recv = received_ns()
+        if not isinstance(found, dict) or not found:  # read as nothing: not JSON, or not the venue's shape
+            return self.unparsable(markets, MalformedItem(f"{what} answer holds no items (not JSON?)"), ts_recv)
+        self.absent(markets, found, what)
+        return [self.safely(m, info_of(found[m["symbol"]]), ts_recv, lambda m=m: build(found[m["symbol"]], m, ts_recv))
+                for m in markets if m["symbol"] in found]
 
     # -- fetches (ccxt calls, then the normalizers) --------------------------------------
 

@@ -9,18 +9,26 @@
 """
 
 import asyncio
+import math
 import time
 from typing import Any
 
-from actors.venues.base import Market, VenueAdapter, ms_to_ns, now_ns
-from messages.events import FundingRate, OpenInterest
+import ccxt
+from loguru import logger
+
+from actors.recording import operation
+from actors.venues.base import Market, MalformedItem, VenueAdapter, field, info_of, ms_to_ns, now_ns, reason_of
+from messages.events import FundingRate, Malformed, OpenInterest
 
 DEFAULT_INTERVAL_MIN = 8 * 60
+DELISTED_RETRY_S = 600.0  # a symbol the venue calls invalid is asked for again this rarely
 INTERVALS_TTL_S = 3600.0
 
 
 def normalize_open_interest(oi: dict, mark_price: float, market: Market, instrument_id: str, ts_recv: int) -> OpenInterest:
-    amount = oi["openInterestAmount"]
+    amount = field(oi, "openInterestAmount", "openInterest")
+    if not (isinstance(mark_price, int | float) and math.isfinite(mark_price)):
+        raise MalformedItem(f"markPrice of premiumIndex is {mark_price!r}: the USD value cannot be computed")
     return OpenInterest(
         venue="BINANCE",
         symbol=market["symbol"],
@@ -39,7 +47,7 @@ def normalize_funding(fr: dict, interval_minutes: int, market: Market, instrumen
         instrument_id=instrument_id,
         ts_event=ms_to_ns(fr.get("timestamp")) or ts_recv,
         ts_recv=ts_recv,
-        rate=fr["fundingRate"],
+        rate=field(fr, "fundingRate", "lastFundingRate"),
         interval_minutes=interval_minutes,
         next_funding_ns=ms_to_ns(fr.get("fundingTimestamp")),
         predicted_rate=None,  # Binance publishes no separate prediction
@@ -59,34 +67,65 @@ class BinanceAdapter(VenueAdapter):
     def __init__(self) -> None:
         self._intervals: dict[str, int] = {}  # symbol -> minutes, only non-default ones
         self._intervals_at = 0.0
+        self._retry_at: dict[str, float] = {}  # delisted symbol -> when to ask again (monotonic)
 
     def instrument_id(self, market: Market) -> str:
         return f"{market['id']}-PERP.BINANCE"
 
-    async def fetch_open_interest(self, client: Any, markets: list[Market]) -> list[OpenInterest]:
-        async def one(market: Market) -> OpenInterest:
-            oi, fr = await asyncio.gather(
-                client.fetch_open_interest(market["symbol"]), client.fetch_funding_rate(market["symbol"])
-            )
-            return normalize_open_interest(oi, fr["markPrice"], market, self.instrument_id(market), now_ns())
+    async def fetch_open_interest(self, client: Any, markets: list[Market]) -> list[OpenInterest | Malformed]:
+        async def one(market: Market) -> OpenInterest | Malformed | None:
+            try:
+                oi, fr = await asyncio.gather(
+                    client.fetch_open_interest(market["symbol"]), client.fetch_funding_rate(market["symbol"])
+                )
+            except ccxt.BadSymbol as exc:  # delisted while we run: skip it, look again now and then
+                self._delisted(market, exc)
+                return None
+            except ccxt.BadResponse as exc:  # ccxt could not read the answer
+                return self.unparsable([market], exc, now_ns())[0]
+            except ccxt.BaseError:
+                raise  # the venue is down, busy, in maintenance or refusing: the collector backs off
+            except Exception as exc:  # noqa: BLE001 - ccxt choked on the answer itself
+                return self.unparsable([market], exc, now_ns())[0]
+            ts_recv = now_ns()
+            return self.safely(market, {"openInterest": info_of(oi), "premiumIndex": info_of(fr)}, ts_recv,
+                               lambda: normalize_open_interest(oi, fr["markPrice"], market, self.instrument_id(market), ts_recv))
 
-        return list(await asyncio.gather(*(one(m) for m in markets)))
+        with operation("open_interest"):
+            events = await asyncio.gather(*(one(m) for m in self._listed(markets)))
+        return [e for e in events if e is not None]
 
-    async def fetch_funding(self, client: Any, markets: list[Market]) -> list[FundingRate]:
-        await self._refresh_intervals(client)
-        rates = await client.fetch_funding_rates([m["symbol"] for m in markets])
+    async def fetch_funding(self, client: Any, markets: list[Market]) -> list[FundingRate | Malformed]:
+        with operation("funding"):
+            await self._refresh_intervals(client)
+            try:
+                rates = await client.fetch_funding_rates([m["symbol"] for m in markets])
+            except ccxt.BadResponse as exc:
+                return self.unparsable(markets, exc, now_ns())
+            except ccxt.BaseError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - ccxt choked on the answer itself
+                return self.unparsable(markets, exc, now_ns())
         ts_recv = now_ns()
+        if not isinstance(rates, dict) or not rates:  # an answer ccxt read as nothing: not JSON, or not a list
+            return self.unparsable(markets, MalformedItem("premiumIndex answer holds no rates (not JSON?)"), ts_recv)
+        self.absent(markets, rates, "premiumIndex")
         return [
-            normalize_funding(
-                rates[m["symbol"]],
-                self._intervals.get(m["symbol"], DEFAULT_INTERVAL_MIN),
-                m,
-                self.instrument_id(m),
-                ts_recv,
-            )
+            self.safely(m, info_of(rates[m["symbol"]]), ts_recv, lambda m=m: normalize_funding(
+                rates[m["symbol"]], self._intervals.get(m["symbol"], DEFAULT_INTERVAL_MIN), m, self.instrument_id(m), ts_recv))
             for m in markets
             if m["symbol"] in rates
         ]
+
+    def _listed(self, markets: list[Market]) -> list[Market]:
+        """Markets to ask for: a delisted one only once its retry time has come."""
+        now = time.monotonic()
+        return [m for m in markets if self._retry_at.get(m["symbol"], 0.0) <= now]
+
+    def _delisted(self, market: Market, exc: Exception) -> None:
+        self._retry_at[market["symbol"]] = time.monotonic() + DELISTED_RETRY_S
+        logger.bind(venue=self.venue).error("BINANCE {}: the venue answers invalid symbol (delisted?): skipped, "
+                                            "asked again in {:.0f} s ({})", market["id"], DELISTED_RETRY_S, reason_of(exc))
 
     async def _refresh_intervals(self, client: Any) -> None:
         if time.monotonic() - self._intervals_at < INTERVALS_TTL_S:

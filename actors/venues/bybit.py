@@ -12,8 +12,9 @@
 
 from typing import Any
 
-from actors.venues.base import Market, VenueAdapter, ms_to_ns, now_ns
-from messages.events import FundingRate, OpenInterest
+from actors.recording import operation
+from actors.venues.base import Market, VenueAdapter, field, ms_to_ns, now_ns, number
+from messages.events import FundingRate, Malformed, OpenInterest
 
 
 # `openInterest` is the sum of both sides from this instant (2026-06-11T00:00Z).
@@ -22,10 +23,10 @@ TWO_SIDED_FROM_MS = 1_781_136_000_000
 
 def one_side(row: dict, ts_ms: int, field: str = "openInterest") -> float:
     """One side of a Bybit OI figure (`openInterest` or `openInterestValue`) of a row at ts_ms."""
-    single = row.get("single" + field[0].upper() + field[1:])
-    if single not in (None, ""):
-        return float(single)
-    total = float(row[field])
+    single_key = "single" + field[0].upper() + field[1:]
+    if row.get(single_key) not in (None, ""):
+        return number(row, single_key)
+    total = number(row, field)
     return total / 2 if ts_ms >= TWO_SIDED_FROM_MS else total
 
 
@@ -51,7 +52,7 @@ def normalize_funding(fr: dict, market: Market, instrument_id: str, ts_recv: int
         instrument_id=instrument_id,
         ts_event=ms_to_ns(fr.get("timestamp")) or ts_recv,
         ts_recv=ts_recv,
-        rate=fr["fundingRate"],
+        rate=field(fr, "fundingRate", "fundingRate"),
         interval_minutes=int(market["info"].get("fundingInterval") or 480),
         next_funding_ns=ms_to_ns(fr.get("fundingTimestamp")),
         predicted_rate=None,  # tickers' fundingRate already is the rate to be settled next
@@ -71,19 +72,12 @@ class BybitAdapter(VenueAdapter):
     def instrument_id(self, market: Market) -> str:
         return f"{market['id']}-LINEAR.BYBIT"
 
-    async def _tickers(self, client: Any, markets: list[Market]) -> dict[str, dict]:
-        return await client.fetch_funding_rates([m["symbol"] for m in markets])
+    async def fetch_open_interest(self, client: Any, markets: list[Market]) -> list[OpenInterest | Malformed]:
+        with operation("open_interest"):
+            return await self.per_symbol(client.fetch_funding_rates([m["symbol"] for m in markets]), markets, "tickers",
+                                         lambda fr, m, ts: normalize_open_interest(fr, m, self.instrument_id(m), ts))
 
-    async def fetch_open_interest(self, client: Any, markets: list[Market]) -> list[OpenInterest]:
-        tickers = await self._tickers(client, markets)
-        ts_recv = now_ns()
-        return [
-            normalize_open_interest(tickers[m["symbol"]], m, self.instrument_id(m), ts_recv)
-            for m in markets
-            if m["symbol"] in tickers
-        ]
-
-    async def fetch_funding(self, client: Any, markets: list[Market]) -> list[FundingRate]:
-        tickers = await self._tickers(client, markets)
-        ts_recv = now_ns()
-        return [normalize_funding(tickers[m["symbol"]], m, self.instrument_id(m), ts_recv) for m in markets if m["symbol"] in tickers]
+    async def fetch_funding(self, client: Any, markets: list[Market]) -> list[FundingRate | Malformed]:
+        with operation("funding"):
+            return await self.per_symbol(client.fetch_funding_rates([m["symbol"] for m in markets]), markets, "tickers",
+                                         lambda fr, m, ts: normalize_funding(fr, m, self.instrument_id(m), ts))

@@ -11,15 +11,16 @@
 import asyncio
 from typing import Any
 
-from actors.venues.base import Market, VenueAdapter, ms_to_ns, now_ns
-from messages.events import FundingRate, OpenInterest
+from actors.recording import operation
+from actors.venues.base import Market, VenueAdapter, field, ms_to_ns, number, received_ns, set_received, timed
+from messages.events import FundingRate, Malformed, OpenInterest
 
 INTERVAL_MIN = 60
 
 
 def normalize_open_interest(fr: dict, market: Market, instrument_id: str, ts_recv: int) -> OpenInterest:
     info = fr["info"]
-    amount = float(info["openInterest"])
+    amount = number(info, "openInterest")
     return OpenInterest(
         venue="HYPERLIQUID",
         symbol=market["symbol"],
@@ -27,7 +28,7 @@ def normalize_open_interest(fr: dict, market: Market, instrument_id: str, ts_rec
         ts_event=ts_recv,
         ts_recv=ts_recv,
         open_interest=amount,
-        open_interest_value=amount * float(info["markPx"]),
+        open_interest_value=amount * number(info, "markPx"),
     )
 
 
@@ -39,10 +40,10 @@ def normalize_funding(fr: dict, predicted: dict | None, market: Market, instrume
         instrument_id=instrument_id,
         ts_event=ts_recv,
         ts_recv=ts_recv,
-        rate=fr["fundingRate"],
+        rate=field(fr, "fundingRate", "funding"),
         interval_minutes=int((predicted or {}).get("fundingIntervalHours") or 1) * 60,
         next_funding_ns=ms_to_ns(next_ms),
-        predicted_rate=float(predicted["fundingRate"]) if predicted else None,
+        predicted_rate=number(predicted, "fundingRate") if predicted else None,
         mark_price=fr.get("markPrice"),
         index_price=fr.get("indexPrice"),  # oraclePx
         settled=False,
@@ -52,10 +53,14 @@ def normalize_funding(fr: dict, predicted: dict | None, market: Market, instrume
 def predicted_by_coin(response: list) -> dict[str, dict]:
     """predictedFundings -> {coin: Hyperliquid's own entry}. Other venues' entries are ignored."""
     out: dict[str, dict] = {}
-    for coin, entries in response:
-        for venue, entry in entries:
-            if venue == "HlPerp" and entry:
-                out[coin] = entry
+    for item in response if isinstance(response, list) else []:
+        try:
+            coin, entries = item
+            for venue, entry in entries:
+                if venue == "HlPerp" and isinstance(entry, dict):
+                    out[coin] = entry
+        except (TypeError, ValueError):
+            continue  # a malformed entry: that coin gets no prediction
     return out
 
 
@@ -72,19 +77,29 @@ class HyperliquidAdapter(VenueAdapter):
     def raw_symbol(self, market: Market) -> str:
         return market["baseName"]  # ccxt's id is the asset index ("0"); the coin name is what users know
 
-    async def fetch_open_interest(self, client: Any, markets: list[Market]) -> list[OpenInterest]:
-        rates = await client.fetch_funding_rates([m["symbol"] for m in markets])
-        ts_recv = now_ns()
-        return [normalize_open_interest(rates[m["symbol"]], m, self.instrument_id(m), ts_recv) for m in markets if m["symbol"] in rates]
+    async def fetch_open_interest(self, client: Any, markets: list[Market]) -> list[OpenInterest | Malformed]:
+        with operation("open_interest"):
+            return await self.per_symbol(client.fetch_funding_rates([m["symbol"] for m in markets]), markets,
+                                         "metaAndAssetCtxs",
+                                         lambda fr, m, ts: normalize_open_interest(fr, m, self.instrument_id(m), ts))
 
-    async def fetch_funding(self, client: Any, markets: list[Market]) -> list[FundingRate]:
-        rates, predictions = await asyncio.gather(
-            client.fetch_funding_rates([m["symbol"] for m in markets]), client.publicPostInfo({"type": "predictedFundings"})
-        )
-        ts_recv = now_ns()
-        predicted = predicted_by_coin(predictions)
-        return [
-            normalize_funding(rates[m["symbol"]], predicted.get(m["baseName"]), m, self.instrument_id(m), ts_recv)
-            for m in markets
-            if m["symbol"] in rates
-        ]
+    async def fetch_funding(self, client: Any, markets: list[Market]) -> list[FundingRate | Malformed]:
+        predicted: dict[str, dict] = {}
+
+        async def both() -> Any:
+            """Rates (in this task, so its receive time is seen) and predictions side by side."""
+            predictions = asyncio.ensure_future(timed(client.publicPostInfo({"type": "predictedFundings"})))
+            try:
+                rates = await client.fetch_funding_rates([m["symbol"] for m in markets])
+            except BaseException:
+                predictions.cancel()
+                raise
+            rates_ns = received_ns()
+            answer, predictions_ns = await predictions
+            predicted.update(predicted_by_coin(answer))
+            set_received(max(rates_ns, predictions_ns))  # ts_recv: when the later of the two arrived
+            return rates
+
+        with operation("funding"):
+            return await self.per_symbol(both(), markets, "metaAndAssetCtxs", lambda fr, m, ts: normalize_funding(
+                fr, predicted.get(m["baseName"]), m, self.instrument_id(m), ts))

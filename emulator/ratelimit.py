@@ -1,0 +1,296 @@
+"""Request-rate limits of the emulated venues: their weights, headers and answers.
+
+One `Limiter` per venue app, installed as a middleware by `emulator/server.py`. It counts every
+REST request (control paths under `/_emulator/` and WebSocket upgrades are free) and answers as
+the venue does once a limit is exceeded:
+
+| venue | limits (per IP) | header on every answer | over the limit | kept going anyway |
+|---|---|---|---|---|
+| Binance | REQUEST_WEIGHT 2400 / 1 min (fixed minutes); `/fapi/v1/fundingRate` + `/fapi/v1/fundingInfo` 500 requests / 5 min; `/futures/data/*` 1000 requests / 5 min | `X-MBX-USED-WEIGHT-1M` | HTTP 429 `{"code":-1003}` + `Retry-After` (s) | HTTP 418 ban + `Retry-After`, 2 min, doubling |
+| Bybit | 600 requests / 5 s (rolling) | `X-Bapi-Limit`, `X-Bapi-Limit-Status`, `X-Bapi-Limit-Reset-Timestamp` | HTTP 200 `retCode` 10006 "Too many visits!" | HTTP 403 "access too frequent", 10 min |
+| Hyperliquid | weight 1200 / 1 min (rolling); info weight 20 (2 for l2Book, allMids, clearinghouseState, orderStatus, spotClearinghouseState, exchangeStatus; 60 for userRole) | none | HTTP 429 (no Retry-After) | 429 again |
+
+Weights (Binance): premiumIndex 1 with a symbol and 10 without, everything else here 1.
+"Kept going anyway" = `BAN_AFTER` requests that arrive while the last limit answer's wait has
+not expired. The Bybit mapping of 10006 to the IP limit and the `/futures/data` bucket are the
+emulator's choices (the venues document them per UID / loosely): see docs/venue-faults.md.
+
+Controls (every venue):
+- `GET /_emulator/ratelimit`: counters (requests, limited, banned, early = requests sent before a
+  Retry-After expired), the weight used per rule, the settings.
+- `POST /_emulator/ratelimit?enabled=0|1&scale=S`: on/off; `scale` multiplies every window and
+  ban length (0.1 = Binance's minute lasts 6 s) so tests reach a limit quickly; limits unchanged.
+- `POST /_emulator/ratelimit/consume?weight=N[&rule=NAME]`: another program on the same IP uses
+  N of a rule's budget now.
+- `POST /_emulator/ratelimit/reset`: counters, windows and bans back to zero.
+"""
+
+from __future__ import annotations
+
+import collections
+import math
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import msgspec
+from aiohttp import web
+from loguru import logger
+
+from emulator.common import json_response
+
+BAN_AFTER = 3  # requests sent while told to wait, before a ban
+IN_FLIGHT_S = 0.05  # requests arriving this soon after a limit answer were sent before it was read
+LIMITER = web.AppKey("ratelimit_limiter", object)
+
+
+@dataclass
+class Rule:
+    """One limit: at most `limit` weight per `window_s` (fixed, epoch-aligned windows or rolling)."""
+
+    name: str
+    limit: int
+    window_s: float
+    fixed: bool
+    used_fixed: tuple[int, float] = (0, 0.0)  # (window index, weight) for fixed windows
+    log: collections.deque = field(default_factory=collections.deque)  # (t, weight) for rolling ones
+
+    def used(self, now: float, scale: float) -> float:
+        w = self.window_s * scale
+        if self.fixed:
+            index, used = self.used_fixed
+            return used if index == math.floor(now / w) else 0.0
+        while self.log and self.log[0][0] <= now - w:
+            self.log.popleft()
+        return sum(weight for _, weight in self.log)
+
+    def add(self, now: float, scale: float, weight: float) -> None:
+        if self.fixed:
+            index = math.floor(now / (self.window_s * scale))
+            self.used_fixed = (index, self.used(now, scale) + weight)
+        else:
+            self.log.append((now, weight))
+
+    def reset_in(self, now: float, scale: float, weight: float) -> float:
+        """Seconds until `weight` more would fit."""
+        w = self.window_s * scale
+        if self.fixed:
+            return (math.floor(now / w) + 1) * w - now
+        excess = self.used(now, scale) + weight - self.limit
+        for t, wt in self.log:
+            excess -= wt
+            if excess <= 0:
+                return t + w - now
+        return w
+
+
+# -- per venue: rules and weights -----------------------------------------------------------
+
+HL_LIGHT = {"l2Book", "allMids", "clearinghouseState", "orderStatus", "spotClearinghouseState", "exchangeStatus"}
+
+
+def binance_rules() -> list[Rule]:
+    return [Rule("REQUEST_WEIGHT", 2400, 60.0, True), Rule("FUNDING", 500, 300.0, True), Rule("DATA", 1000, 300.0, True)]
+
+
+def binance_weights(request: web.Request, body: bytes) -> dict[str, float] | None:
+    path = request.path
+    if path.startswith("/futures/data/"):
+        return {"DATA": 1}
+    if not path.startswith("/fapi/"):
+        return None  # WebSocket paths and the like
+    if path in ("/fapi/v1/fundingRate", "/fapi/v1/fundingInfo"):
+        return {"REQUEST_WEIGHT": 1, "FUNDING": 1}
+    if path == "/fapi/v1/premiumIndex":
+        return {"REQUEST_WEIGHT": 1 if request.query.get("symbol") else 10}
+    return {"REQUEST_WEIGHT": 1}
+
+
+def bybit_rules() -> list[Rule]:
+    return [Rule("IP", 600, 5.0, False)]
+
+
+def bybit_weights(request: web.Request, body: bytes) -> dict[str, float] | None:
+    return {"IP": 1} if request.path.startswith("/v5/") else None
+
+
+def hyperliquid_rules() -> list[Rule]:
+    return [Rule("WEIGHT", 1200, 60.0, False)]
+
+
+def hyperliquid_weights(request: web.Request, body: bytes) -> dict[str, float] | None:
+    if request.path != "/info":
+        return None
+    try:
+        kind = msgspec.json.decode(body).get("type")
+    except (msgspec.DecodeError, AttributeError):
+        kind = None
+    return {"WEIGHT": 2 if kind in HL_LIGHT else 60 if kind == "userRole" else 20}
+
+
+VENUES: dict[str, tuple[Callable[[], list[Rule]], Callable[[web.Request, bytes], dict[str, float] | None]]] = {
+    "binance": (binance_rules, binance_weights),
+    "bybit": (bybit_rules, bybit_weights),
+    "hyperliquid": (hyperliquid_rules, hyperliquid_weights),
+}
+BAN_S = {"binance": 120.0, "bybit": 600.0}  # Hyperliquid: no documented ban
+
+
+class Limiter:
+    """The limits of one venue app, and its counters."""
+
+    def __init__(self, venue: str, *, enabled: bool = True, scale: float = 1.0, clock: Callable[[], float] = time.time):
+        self.venue, self.enabled, self.scale, self.clock = venue, enabled, scale, clock
+        self._rules_factory, self.weights = VENUES[venue]
+        self.reset()
+
+    def reset(self) -> None:
+        self.rules = {r.name: r for r in self._rules_factory()}
+        self.counts = collections.Counter()
+        self.wait_until = 0.0  # the last limit answer told the client to wait until then
+        self.answered_at = 0.0  # when the last limit answer was given
+        self.ban_until = 0.0
+        self.bans = 0
+        self.early = 0  # requests that arrived while a Retry-After had not expired
+
+    def state(self) -> dict:
+        now = self.clock()
+        return {
+            "venue": self.venue, "enabled": self.enabled, "scale": self.scale,
+            "requests": self.counts["requests"], "limited": self.counts["limited"], "banned": self.counts["banned"],
+            "early": self.early,
+            "rules": {r.name: {"limit": r.limit, "window_s": r.window_s * self.scale, "used": r.used(now, self.scale)}
+                      for r in self.rules.values()},
+        }
+
+    def consume(self, rule: str, weight: float) -> None:
+        self.rules[rule].add(self.clock(), self.scale, weight)
+
+    # -- the decision ---------------------------------------------------------------------
+
+    def admit(self, weights: dict[str, float]) -> web.StreamResponse | None:
+        """None if the request may be served (its weight is counted), else the venue's refusal."""
+        now = self.clock()
+        self.counts["requests"] += 1
+        if now < self.ban_until:
+            self.counts["banned"] += 1
+            return self._banned(now)
+        if now < self.wait_until and now > self.answered_at + IN_FLIGHT_S:
+            self.early += 1
+            self.counts["early_streak"] += 1
+            if self.venue in BAN_S and self.counts["early_streak"] >= BAN_AFTER:
+                self.bans += 1
+                self.ban_until = now + BAN_S[self.venue] * self.scale * 2 ** (self.bans - 1)
+                self.counts["banned"] += 1
+                logger.warning("{} ban: {} requests ignored the wait; banned for {:.1f} s", self.venue,
+                               self.counts["early_streak"], self.ban_until - now)
+                return self._banned(now)
+        else:
+            self.counts["early_streak"] = 0
+        over = [r for r in self.rules.values() if r.name in weights and r.used(now, self.scale) + weights[r.name] > r.limit]
+        if over:
+            wait = max(r.reset_in(now, self.scale, weights[r.name]) for r in over)
+            retry_after = max(1, math.ceil(wait))  # whole seconds, as the venues send it
+            if self.venue != "hyperliquid":  # Hyperliquid names no wait: nothing a client could ignore
+                self.wait_until = max(self.wait_until, now + (retry_after if self.venue == "binance" else wait))
+            self.counts["limited"] += 1
+            if now > self.answered_at + IN_FLIGHT_S:
+                self.answered_at = now
+            logger.info("{} rate limit {} exceeded: refused, retry after {:.2f} s", self.venue, over[0].name, wait)
+            return self._limited(now, over[0], wait, retry_after)
+        for name, weight in weights.items():
+            self.rules[name].add(now, self.scale, weight)
+        return None
+
+    def headers(self) -> dict[str, str]:
+        """Usage headers sent with every answer."""
+        now = self.clock()
+        if self.venue == "binance":
+            return {"X-MBX-USED-WEIGHT-1M": str(int(self.rules["REQUEST_WEIGHT"].used(now, self.scale)))}
+        if self.venue == "bybit":
+            rule = self.rules["IP"]
+            used = rule.used(now, self.scale)
+            reset_ms = int((now + (rule.reset_in(now, self.scale, 1) if used >= rule.limit else 0)) * 1000)
+            return {"X-Bapi-Limit": str(rule.limit), "X-Bapi-Limit-Status": str(max(0, int(rule.limit - used))),
+                    "X-Bapi-Limit-Reset-Timestamp": str(reset_ms)}
+        return {}
+
+    def _limited(self, now: float, rule: Rule, wait: float, retry_after: int) -> web.StreamResponse:
+        if self.venue == "binance":
+            msg = (f"Too many requests; current limit of IP(127.0.0.1) is {rule.limit} requests per minute. "
+                   "Please use the websocket for live updates to avoid polling the API.")
+            return json_response({"code": -1003, "msg": msg}, status=429, headers={"Retry-After": str(retry_after)})
+        if self.venue == "bybit":
+            return json_response({"retCode": 10006, "retMsg": "Too many visits!", "result": {}, "retExtInfo": {},
+                                  "time": int(now * 1000)})
+        return web.Response(status=429, text="null", content_type="application/json")
+
+    def _banned(self, now: float) -> web.StreamResponse:
+        left = max(1, math.ceil(self.ban_until - now))
+        if self.venue == "binance":
+            msg = (f"Way too much request weight used; IP banned until {int(self.ban_until * 1000)}. "
+                   "Please use the websocket for live updates to avoid bans.")
+            return json_response({"code": -1003, "msg": msg}, status=418, headers={"Retry-After": str(left)})
+        if self.venue == "bybit":
+            return web.Response(status=403, text="access too frequent")
+        return web.Response(status=429, text="null", content_type="application/json")
+
+
+def install(app: web.Application, venue: str, *, enabled: bool = True, scale: float = 1.0) -> Limiter:
+    """Add the limiter middleware and its control routes to a venue app (before it starts)."""
+    limiter = Limiter(venue, enabled=enabled, scale=scale)
+    app[LIMITER] = limiter
+
+    @web.middleware
+    async def limit(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]):
+        if not limiter.enabled or request.path.startswith("/_emulator/"):
+            return await handler(request)
+        weights = limiter.weights(request, await request.read())  # read() is cached: the handler reads it again
+        if weights is None:
+            return await handler(request)
+        refusal = limiter.admit(weights)
+        response = refusal if refusal is not None else await handler(request)
+        response.headers.update(limiter.headers())
+        return response
+
+    async def status(request: web.Request) -> web.Response:
+        return json_response(limiter.state())
+
+    async def configure(request: web.Request) -> web.Response:
+        q = request.query
+        try:
+            if "enabled" in q:
+                limiter.enabled = q["enabled"].lower() in ("1", "true", "yes", "on")
+            if "scale" in q:
+                scale = float(q["scale"])
+                if not 0 < scale <= 10:
+                    raise ValueError(scale)
+                limiter.scale = scale
+                limiter.reset()
+        except ValueError:
+            raise web.HTTPBadRequest(text=f"scale must be a number in (0, 10], got {q.get('scale')!r}") from None
+        return json_response(limiter.state())
+
+    async def consume(request: web.Request) -> web.Response:
+        rule = request.query.get("rule") or next(iter(limiter.rules))
+        if rule not in limiter.rules:
+            raise web.HTTPBadRequest(text=f"unknown rule {rule!r}; {venue} has {sorted(limiter.rules)}")
+        try:
+            weight = float(request.query.get("weight", "0"))
+        except ValueError:
+            raise web.HTTPBadRequest(text=f"weight must be a number, got {request.query.get('weight')!r}") from None
+        limiter.consume(rule, weight)
+        return json_response(limiter.state())
+
+    async def reset(request: web.Request) -> web.Response:
+        limiter.reset()
+        return json_response(limiter.state())
+
+    app.middlewares.append(limit)
+    app.add_routes([
+        web.get("/_emulator/ratelimit", status),
+        web.post("/_emulator/ratelimit", configure),
+        web.post("/_emulator/ratelimit/consume", consume),
+        web.post("/_emulator/ratelimit/reset", reset),
+    ])
+    return limiter
