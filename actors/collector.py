@@ -27,6 +27,7 @@ import zmq
 import zmq.asyncio
 from loguru import logger
 
+from actors.backfill import backfill
 from actors.liquidation_stream import LiquidationStream, LiquidationsUnsupported
 from actors.outbox import Outbox
 from actors.runtime import Stats, run_actor, socket, wait_or_stop
@@ -97,7 +98,22 @@ class Collector:
             self._poll("open_interest", self.cfg.open_interest_interval_s, lambda: self.adapter.fetch_open_interest(self.client, self.markets)),
             self._poll("funding", self.cfg.funding_interval_s, lambda: self.adapter.fetch_funding(self.client, self.markets)),
             self._liquidations(),
+            self._backfill(),
         )
+
+    # -- history backfill (FR-007) --------------------------------------------------------------
+
+    async def _backfill(self) -> None:
+        """Keep the last `backfill_lookback` of OI / settled funding history filled (actors/backfill.py)."""
+        await backfill(self.adapter, self.client, self.markets, self.topo.catalog, self.cfg, self._send_history,
+                       self.stop, self.log)
+
+    async def _send_history(self, event: AnyEvent) -> None:
+        """A history row goes out like a polled one, but waits while the outbox is half full (live data first)."""
+        while len(self.outbox) >= self.cfg.outbox_max_events // 2:
+            await asyncio.sleep(0.05)
+        await self._send(event, "open_interest" if hasattr(event, "open_interest") else "funding")
+        self._count([event])
 
     # -- liquidations ---------------------------------------------------------------------------
 

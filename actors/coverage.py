@@ -25,6 +25,7 @@ the first / after the last stored row are.
 from __future__ import annotations
 
 import statistics
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -201,21 +202,37 @@ def missing_ranges(
     end_ns: int,
     step_ns: int,
     max_hole_steps: int | None = None,
+    also_have: Iterable[tuple[int, int]] = (),
 ) -> list[tuple[int, int]]:
     """Closed [start, end] ns ranges of [start_ns, end_ns] the catalog lacks (see module doc).
 
     OI: grid points k*step_ns without a stored row, in runs. Funding: `step_ns` is the funding
     interval; before the first / after the last settled row, and gaps longer than
     (max_hole_steps + 1) intervals. Asking again for a stored range gives [].
+    `also_have`: (ts ns, interval ns) of rows known to be on their way to the catalog (sent to
+    the writer, not flushed yet), counted as stored (OI: the interval is ignored).
     """
     kind = kind_of(kind)
     if end_ns < start_ns or step_ns <= 0:
         return []
     max_hole = DEFAULT_MAX_HOLE_STEPS[kind] if max_hole_steps is None else max_hole_steps
     stored = _stored(catalog_root, kind, instrument_id, start_ns, end_ns, step_ns)
+    extra = [(t, iv) for t, iv in also_have if start_ns <= t <= end_ns and (kind != "oi" or t % step_ns == 0)]
+    if extra:
+        stored = sorted(dict([*stored, *extra]).items())
     if kind == "oi":
         return _grid_missing([t for t, _ in stored], start_ns, end_ns, step_ns, max_hole)
     return _settlement_missing(stored, start_ns, end_ns, step_ns, max_hole)
+
+
+def neighbours(catalog_root: Path | str, instrument_id: str, start_ns: int, end_ns: int,
+               also_have: Iterable[tuple[int, int]] = ()) -> list[int]:
+    """Settled funding times next to [start_ns, end_ns]: the last two before it and the first
+    after it (stored or in `also_have`), for `fetch_funding_history(known_ns=...)`."""
+    table = read_table(catalog_root, "funding", instrument_id)
+    ts = table.filter(pc.equal(table["settled"], True))["ts_init"].to_pylist() if table.num_rows else []
+    ts = sorted({*ts, *(t for t, _ in also_have)})
+    return [t for t in ts if t < start_ns][-2:] + [t for t in ts if t > end_ns][:1]
 
 
 def _grid_missing(stored: list[int], start_ns: int, end_ns: int, step: int, max_hole: int) -> list[tuple[int, int]]:

@@ -235,12 +235,23 @@ async def fetch_funding_history(
     start_ns: int,
     end_ns: int,
     progress: Progress | None = None,
+    known_ns: list[int] | None = None,
 ) -> list[FundingRate]:
-    """Settled funding rates with funding time in [start_ns, end_ns], oldest first."""
+    """Settled funding rates with funding time in [start_ns, end_ns], oldest first.
+
+    `known_ns`: settlement times already stored next to the range (`actors.coverage.neighbours`).
+    They serve as the edge rows' neighbours for `interval_minutes`, so with two known before the
+    range no padding is fetched before it, and with one known after it none after it: a top-up
+    asks the venue for nothing it already gave.
+    """
     start_ms, end_ms = -(-start_ns // MS), min(end_ns // MS, _now_ms())
     if start_ms > end_ms:
         return []
-    lo, hi = start_ms - FUNDING_PAD_MS, min(end_ms + FUNDING_PAD_MS, _now_ms())
+    known = sorted({t // MS for t in known_ns or ()})
+    known_before = [t for t in known if t < start_ms][-2:]
+    known_after = [t for t in known if t > end_ms][:1]
+    lo = start_ms if len(known_before) == 2 else start_ms - FUNDING_PAD_MS
+    hi = end_ms if known_after else min(end_ms + FUNDING_PAD_MS, _now_ms())
 
     def report(pages: int, rows: int, reached_ms: int) -> None:
         if progress:
@@ -252,7 +263,7 @@ async def fetch_funding_history(
         raw = await _bybit_funding(client, market, lo, hi, end_ms, start_ms, report)
     else:
         raw = await _hyperliquid_funding(client, market, lo, hi, report)
-    intervals = row_intervals(sorted(raw))
+    intervals = row_intervals(sorted(set(raw) | set(known_before) | set(known_after)))
     fallback = 480
     if any(m is None for t, m in intervals.items() if start_ms <= t <= end_ms):
         fallback = await _current_interval_minutes(adapter, client, market)
@@ -339,6 +350,12 @@ async def _hyperliquid_funding(client, market, lo, hi, report) -> dict[int, tupl
             break
         since = max(r["timestamp"] for r in rows) + 1
     return raw
+
+
+def default_funding_interval_ns(venue: str, market: Market) -> int:
+    """The funding interval to plan with while nothing is stored (then the rows' own count)."""
+    minutes = int((market.get("info") or {}).get("fundingInterval") or 0)
+    return minutes * 60 * 10**9 or (3600 if venue == "hyperliquid" else 8 * 3600) * 10**9
 
 
 async def _current_interval_minutes(adapter: VenueAdapter, client: Any, market: Market) -> int:

@@ -17,6 +17,32 @@ VENUE_NAMES: tuple[str, ...] = ("binance", "bybit", "hyperliquid")
 
 Seconds = Annotated[float, msgspec.Meta(gt=0)]
 Name = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.-]+$", min_length=1, max_length=64)]
+OiPeriod = Literal["5m", "15m", "30m", "1h", "2h", "4h", "6h", "12h", "1d"]
+# OI history periods per venue (the same as actors.history.OI_PERIODS; a unit test checks).
+BACKFILL_OI_PERIODS: dict[str, tuple[str, ...]] = {
+    "binance": ("5m", "15m", "30m", "1h", "2h", "4h", "6h", "12h", "1d"),
+    "bybit": ("5m", "15m", "30m", "1h", "4h", "1d"),
+    "hyperliquid": (),
+}
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(value: str | float, name: str = "duration") -> float:
+    """'90s', '30m', '12h', '2d' or a number of seconds (>= 0) -> seconds; ValueError otherwise."""
+    allowed = "allowed: a number of seconds >= 0, or a number followed by s, m, h or d (e.g. '12h', '2d')"
+    if isinstance(value, bool):
+        raise ValueError(f"{name}: {value!r} is not a duration; {allowed}")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    else:
+        text = value.strip().lower()
+        try:
+            seconds = float(text[:-1]) * _DURATION_UNITS[text[-1]] if text and text[-1] in _DURATION_UNITS else float(text)
+        except ValueError:
+            raise ValueError(f"{name}: {value!r} is not a duration; {allowed}") from None
+    if not seconds >= 0 or seconds == float("inf"):
+        raise ValueError(f"{name}: {value!r} is not a duration; {allowed}")
+    return seconds
 
 
 class VenueConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -30,7 +56,24 @@ class VenueConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     liquidations: bool = False  # stream liquidations (Binance, Bybit; Hyperliquid has no public feed)
     liquidation_silence_timeout_s: Seconds = 60.0  # connected but no frame this long: reconnect
     outbox_max_events: Annotated[int, msgspec.Meta(gt=0)] = 500_000  # unacknowledged events kept; beyond: gap
+    # History kept filled from the catalog (actors/backfill.py, docs/history.md): on start the
+    # collector fetches what the catalog lacks of the last `backfill_lookback` (OI history at
+    # `backfill_oi_period`, settled funding), then tops it up every `backfill_interval_s`.
+    backfill_lookback: str | float = 0  # "90m", "12h", "2d" or seconds; 0 = off
+    backfill_oi_period: OiPeriod = "5m"  # Binance: 5m..1d; Bybit: 5m 15m 30m 1h 4h 1d; Hyperliquid: no OI history
+    backfill_interval_s: Seconds = 600.0
     enabled: bool = True
+
+    def __post_init__(self) -> None:
+        parse_duration(self.backfill_lookback, "backfill_lookback")
+        periods = BACKFILL_OI_PERIODS[self.venue]
+        if periods and self.backfill_oi_period not in periods:
+            raise ValueError(f"backfill_oi_period: {self.backfill_oi_period!r} is not served by {self.venue}; "
+                             f"allowed: {', '.join(periods)}")
+
+    @property
+    def backfill_lookback_s(self) -> float:
+        return parse_duration(self.backfill_lookback, "backfill_lookback")
 
 
 class RestartPolicy(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

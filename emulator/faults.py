@@ -8,7 +8,7 @@ Controls (every venue):
   - `timeout`: answer only after `delay` seconds (default 15, beyond ccxt's 10 s timeout);
   - `refuse`: drop the connection without an answer (the client sees a reset connection);
   - `malformed`: corrupt the data answers (`kind`, see `MUTATIONS`) for `symbol` (a venue id:
-    BTCUSDT / BTC; default every row of the answer);
+    BTCUSDT / BTC; default every row of the answer), of `endpoint` only if given;
   - `none`: back to normal.
   The fault lasts `seconds` (default: until changed) or `count` answers, whichever ends first.
 - `POST /_emulator/delist?symbol=SYM[&relist=1]`: the venue stops listing SYM (Binance, Bybit):
@@ -57,6 +57,7 @@ class Fault:
     left: int | None = None  # answers left, None = unlimited
     kind: str = "missing"
     symbol: str = ""
+    endpoint: str = ""  # malformed: only this endpoint (a path, or Hyperliquid's info type)
     delay_s: float = 15.0
     delisted: set[str] = field(default_factory=set)
     counts: Counter = field(default_factory=Counter)
@@ -122,9 +123,10 @@ def install(app: web.Application, venue: str, recorder: GroundTruth) -> Fault:
     """Add the fault middleware and its control routes to a venue app (before it starts)."""
     fault = Fault()
 
-    def record(endpoint: str, what: str, rows: list[dict], symbol_key: str, time_field: str | None, envelope_ms: Any) -> None:
+    def record(endpoint: str, what: str, rows: list[dict], symbol_key: str, time_field: str | None, envelope_ms: Any,
+               op: str = "") -> None:
         recorder.write([{
-            "venue": venue.upper(), "kind": "fault", "fault": what, "endpoint": endpoint,
+            "venue": venue.upper(), "kind": "fault", "fault": what, "endpoint": endpoint, "op": op,
             "raw_symbol": r.get(symbol_key), "ts_ms": r.get(time_field) if time_field else envelope_ms,
             "served_ns": time.time_ns(),
         } for r in rows])
@@ -184,7 +186,8 @@ def install(app: web.Application, venue: str, recorder: GroundTruth) -> Fault:
             await asyncio.sleep(fault.delay_s)
         response = await handler(request)
         target = DATA_ENDPOINTS.get((venue, endpoint))
-        malformed = active and fault.mode == "malformed" and target is not None
+        malformed = (active and fault.mode == "malformed" and target is not None
+                     and fault.endpoint in ("", endpoint))
         if not (fault.delisted or malformed) or not isinstance(response, web.Response) or response.status != 200:
             return response
         try:
@@ -200,7 +203,8 @@ def install(app: web.Application, venue: str, recorder: GroundTruth) -> Fault:
                 fault.spend()
                 fault.counts[f"malformed_{fault.kind}"] += len(hit)
                 envelope_ms = data.get("time") if isinstance(data, dict) else None
-                record(endpoint, f"malformed {fault.kind}", hit, symbol_key, time_field, envelope_ms)
+                record(endpoint, f"malformed {fault.kind}", hit, symbol_key, time_field, envelope_ms,
+                       request.headers.get("X-Derivs-Op", ""))
                 if fault.kind == "nonjson":
                     return web.Response(status=200, text="<html><body>502 Bad Gateway</body></html>", content_type="text/html")
                 for r in hit:
@@ -224,6 +228,7 @@ def install(app: web.Application, venue: str, recorder: GroundTruth) -> Fault:
         except ValueError as exc:
             raise web.HTTPBadRequest(text=f"seconds, count and delay must be numbers: {exc}") from None
         fault.mode, fault.kind, fault.symbol, fault.delay_s, fault.left = mode, kind, q.get("symbol", ""), delay, count
+        fault.endpoint = q.get("endpoint", "")
         fault.until = time.monotonic() + seconds if seconds is not None else float("inf")
         logger.info("{} fault: {} ({}) for {} s / {} answers", venue, mode, kind if mode == "malformed" else "-",
                     seconds if seconds is not None else "ever", count if count is not None else "all")

@@ -275,7 +275,9 @@ class VenueAdapter:
     def safely(self, market: Market, raw: Any, ts_recv: int, build: Callable[[], AnyEvent]) -> AnyEvent:
         """`build()`, or a Malformed event with the reason if the venue's item cannot be normalized."""
         try:
-            return build()
+            event = build()
+            msgspec.msgpack.encode(event)  # e.g. a timestamp beyond 64 bits: the collector could not send it
+            return event
         except Exception as exc:  # noqa: BLE001 - whatever a bad payload does, it must not abort the fetch
             return self.malformed(market, reason_of(exc), raw, ts_recv)
 

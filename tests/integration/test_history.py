@@ -237,3 +237,26 @@ def test_cli_incremental_merge_and_nautilus_load(emu, tmp_path: Path) -> None:
     nt_funding = [r for r in loaded["funding"] if r[0] == "ETHUSDT-LINEAR.BYBIT"]
     assert len(nt_funding) == json.loads(derivs(*f_args).stdout)["already_stored"]
     assert {r[4] for r in nt_funding} == {480}
+
+
+def test_funding_with_stored_neighbours_asks_only_for_the_range(emu) -> None:
+    """A top-up knows the stored settlements around its range: no padding is fetched, and the
+    edge rows still get the interval of their period."""
+    url = emu["urls"]["bybit"]
+    now = time.time_ns() // MS
+    h8 = 8 * 3_600_000
+    a = (now - 20 * DAY_MS) // h8 * h8
+    b = a + 10 * h8
+    known = [(a - 2 * h8) * MS, (a - h8) * MS, (b + h8) * MS]
+    asked_at = time.time_ns()
+    rows = run("bybit", url, lambda ad, c, m: fetch_funding_history(ad, c, m, a * MS, b * MS, known_ns=known), "ETH")
+    served = [r for r in truth(emu, venue="BYBIT", kind="funding_history", raw_symbol="ETHUSDT") if r["served_ns"] >= asked_at]
+    assert served and all(a <= r["ts_ms"] <= b for r in served)  # nothing outside the range was asked for
+    assert [r.ts_event // MS for r in rows] == sorted(r["ts_ms"] for r in served)
+    by_ts = {r["ts_ms"]: r for r in served}
+    assert all(r.interval_minutes == by_ts[r.ts_event // MS]["interval_minutes"] == 480 for r in rows)
+    # without them, a day on each side is fetched to decide the edge rows' intervals
+    asked_at = time.time_ns()
+    run("bybit", url, lambda ad, c, m: fetch_funding_history(ad, c, m, a * MS, b * MS), "ETH")
+    padded = [r for r in truth(emu, venue="BYBIT", kind="funding_history", raw_symbol="ETHUSDT") if r["served_ns"] >= asked_at]
+    assert min(r["ts_ms"] for r in padded) < a and max(r["ts_ms"] for r in padded) > b

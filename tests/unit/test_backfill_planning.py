@@ -1,0 +1,90 @@
+"""Backfill settings and planning with rows not flushed yet."""
+
+import pytest
+
+from actors.backfill import merge, subtract
+from actors.catalog_store import CatalogStore
+from actors.coverage import missing_ranges, neighbours
+from actors.history import OI_PERIODS
+from actors.topology import BACKFILL_OI_PERIODS, TopologyError, load_topology, parse_duration
+from messages.events import FundingRate, OpenInterest
+
+NS = 1_000_000_000
+STEP = 300 * NS
+T0 = 1_790_000_000 * NS // STEP * STEP
+H8 = 8 * 3600 * NS
+
+
+@pytest.mark.parametrize("text, seconds", [(0, 0.0), (3600, 3600.0), ("90s", 90.0), ("30m", 1800.0), ("12h", 43200.0),
+                                           ("2d", 172800.0), ("1.5d", 129600.0), (" 2D ", 172800.0), ("600", 600.0)])
+def test_durations(text, seconds):
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("bad", ["2x", "-1h", "", "d", "nan", "inf", -5, True])
+def test_bad_durations_name_the_value_and_what_is_allowed(bad):
+    with pytest.raises(ValueError, match=r"backfill_lookback: .* is not a duration; allowed: a number of seconds"):
+        parse_duration(bad, "backfill_lookback")
+
+
+@pytest.mark.parametrize("venue_yaml, expected", [
+    ("{venue: bybit, symbols: [BTC], backfill_lookback: 2weeks}", ["venues[0]", "backfill_lookback: '2weeks' is not a duration", "e.g. '12h', '2d'"]),
+    ("{venue: bybit, symbols: [BTC], backfill_oi_period: 2h}", ["backfill_oi_period: '2h' is not served by bybit", "allowed: 5m, 15m, 30m, 1h, 4h, 1d"]),
+    ("{venue: binance, symbols: [BTC], backfill_oi_period: 1m}", ["venues[0].backfill_oi_period", "'1m'", "allowed:"]),
+    ("{venue: binance, symbols: [BTC], backfill_interval_s: 0}", ["venues[0].backfill_interval_s", "> 0"]),
+])
+def test_bad_backfill_settings_are_clear_errors(tmp_path, venue_yaml, expected):
+    path = tmp_path / "topology.yaml"
+    path.write_text(f"venues: [{venue_yaml}]\n")
+    with pytest.raises(TopologyError) as err:
+        load_topology(path)
+    for part in expected:
+        assert part in str(err.value), str(err.value)
+
+
+def test_backfill_defaults_off_and_parses(tmp_path):
+    path = tmp_path / "topology.yaml"
+    path.write_text("venues: [{venue: binance, symbols: [BTC]}, {venue: hyperliquid, symbols: [BTC], backfill_lookback: 36h}]\n")
+    topo, _ = load_topology(path)
+    assert topo.venues[0].backfill_lookback_s == 0 and topo.venues[0].backfill_oi_period == "5m"
+    assert topo.venues[1].backfill_lookback_s == 36 * 3600
+
+
+def test_topology_knows_the_same_oi_periods_as_the_fetcher():
+    assert BACKFILL_OI_PERIODS == {k: tuple(v) for k, v in OI_PERIODS.items()}
+
+
+def test_subtract_and_merge():
+    assert subtract([(0, 100)], [(10, 20), (50, 200)]) == [(0, 9), (21, 49)]
+    assert subtract([(0, 10), (20, 30)], []) == [(0, 10), (20, 30)]
+    assert subtract([(5, 8)], [(0, 100)]) == []
+    assert merge([(20, 30), (0, 10), (11, 15), (29, 40)]) == [(0, 15), (20, 40)]
+
+
+def _oi(ts: int) -> OpenInterest:
+    return OpenInterest(venue="BINANCE", symbol="BTC/USDT:USDT", instrument_id="BTCUSDT-PERP.BINANCE", ts_event=ts,
+                        ts_recv=ts, open_interest=1.0, open_interest_value=2.0)
+
+
+def _funding(ts: int) -> FundingRate:
+    return FundingRate(venue="BYBIT", symbol="BTC/USDT:USDT", instrument_id="BTCUSDT-LINEAR.BYBIT", ts_event=ts,
+                       ts_recv=ts, rate=0.0001, interval_minutes=480, settled=True)
+
+
+def test_rows_sent_but_not_flushed_count_as_stored(tmp_path):
+    catalog = tmp_path / "catalog"
+    CatalogStore(catalog, durable=False).write([_oi(T0 + i * STEP) for i in range(10)])
+    end = T0 + 29 * STEP
+    assert missing_ranges(catalog, "oi", "BTCUSDT-PERP.BINANCE", T0, end, STEP) == [(T0 + 10 * STEP, end)]
+    pending = [(T0 + i * STEP, STEP) for i in range(10, 25)]
+    assert missing_ranges(catalog, "oi", "BTCUSDT-PERP.BINANCE", T0, end, STEP, also_have=pending) == [(T0 + 25 * STEP, end)]
+    # funding: the last pending settlement decides when the next one is due
+    CatalogStore(catalog, durable=False).write([_funding(T0 + i * H8) for i in range(3)])
+    now = T0 + 6 * H8 + 1
+    iid = "BTCUSDT-LINEAR.BYBIT"
+    assert missing_ranges(catalog, "funding", iid, T0, now, H8) == [(T0 + 2 * H8 + 1, now)]
+    sent = [(T0 + i * H8, H8) for i in (3, 4, 5, 6)]
+    assert missing_ranges(catalog, "funding", iid, T0, now, H8, also_have=sent) == []
+    assert neighbours(catalog, iid, T0 + 2 * H8 + 1, now) == [T0 + H8, T0 + 2 * H8]
+    assert neighbours(catalog, iid, T0 + 1, T0 + H8 - 1, also_have=sent) == [T0, T0 + H8]
+
