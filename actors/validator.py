@@ -43,7 +43,10 @@ def check(event: AnyEvent, now_ns: int) -> str | None:
 
 
 def known_peer(identity: bytes) -> bool:
-    """Only collectors (`collector.<venue>`) send on the ingest socket; anything else is refused."""
+    """Only collectors (`collector.<venue>`) and `derivs history` handing rows to the running mesh
+    (`cli.history.<pid>`, cli/handoff.py) send on the ingest socket; anything else is refused."""
+    if identity.startswith(b"cli.history.") and identity[len(b"cli.history."):].isdigit():
+        return True
     return identity.startswith(b"collector.") and identity[len(b"collector."):].decode(errors="replace") in VENUE_NAMES
 
 

@@ -27,6 +27,7 @@ import zmq
 import zmq.asyncio
 from loguru import logger
 
+from actors.catalog_lock import CatalogLock
 from actors.catalog_store import CatalogStore
 from actors.runtime import Stats, run_actor, socket
 from actors.topology import Topology
@@ -55,6 +56,10 @@ _incoming_decoder = msgspec.msgpack.Decoder(Envelope | Rejected | Heartbeat)
 class Writer:
     def __init__(self, topo: Topology, stop: asyncio.Event, stats: Stats):
         self.topo, self.stop, self.stats = topo, stop, stats
+        # Held for our whole life: `derivs history` sees a running mesh and hands its rows to us; a
+        # CLI writing directly finishes first (waited for up to 5 s); a second writer is refused.
+        self.lock = CatalogLock(topo.catalog, {"kind": "writer", "mesh": topo.mesh, "ingest": topo.endpoint("ingest")})
+        self.lock.acquire(timeout_s=5.0)
         self.store = CatalogStore(Path(topo.catalog), append_same_day=True)
         self.wal = Wal(Path(topo.run_dir) / "writer" / "wal.log")
         self.deadletter_path = Path(topo.run_dir) / "deadletter.jsonl"
@@ -88,6 +93,7 @@ class Writer:
             logger.error("stopping with {} events not in Parquet: they are in the WAL and are written at the next start",
                          len(self.rows) + len(self.dead))
         self.wal.close()
+        self.lock.release()
         self.sock.close()
         self.ctx.term()
 

@@ -6,8 +6,12 @@
     derivs query oi BTC --since 2026-11-01 --until 2026-11-02 --csv
 
 `history` fetches only what the catalog lacks (actors/coverage.missing_ranges), pages through the
-venue (actors/history), writes through the mesh's storage code (`CatalogStore.write`, the writer's
-own), shows a progress bar on a terminal and ends with a summary per venue and symbol.
+venue (actors/history) and stores the rows through the writer (cli/handoff.py): when a mesh is
+running on the catalog (its writer holds `<catalog>/.writer.lock`) the rows are handed to it over
+its ingest endpoint and acknowledged like a collector's; otherwise they are written here with the
+writer's own storage code (`CatalogStore.write`). `--topology` (default ./topology.yaml if
+present) names the mesh: its catalog is the default `--catalog`. A progress bar shows on a
+terminal; a summary per venue and symbol ends the run.
 `query` and `coverage` read the catalog only; no venue is called.
 
 Times are UTC. `--since` is inclusive, `--until` exclusive (default: now); both take
@@ -24,28 +28,33 @@ import sys
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 
 import click
 
-from actors.catalog_store import CatalogStore
 from actors.collector import describe
 from actors.coverage import coverage as catalog_coverage
-from actors.coverage import instrument_ids, missing_ranges, query as catalog_query, read_table
+from actors.coverage import instrument_ids, missing_ranges, neighbours, read_table
+from actors.coverage import query as catalog_query
+from actors.gaps import gap_lines, liquidation_coverage
 from actors.history import (
     OI_PERIODS,
     PERIODS_MS,
     HistoryUnavailable,
+    default_funding_interval_ns,
     fetch_funding_history,
     fetch_open_interest_history,
     oi_history_floor_ns,
 )
-from actors.topology import VENUE_NAMES
+from actors.topology import VENUE_NAMES, TopologyError, load_topology
 from actors.venues import UnknownSymbol, adapter
+from cli.handoff import Sink
 from cli.sandbox import emulator_urls
 
 NS = 1_000_000_000
 MS = 1_000_000
 DEFAULT_CATALOG = "catalog"
+DEFAULT_TOPOLOGY = "topology.yaml"
 FORMS = "YYYY-MM-DD, YYYY-MM-DDTHH:MM[:SS] (or with a space), optional Z or +HH:MM offset, or 'now'; UTC"
 
 
@@ -88,6 +97,8 @@ class Summary:
     venue_holes: list[tuple[int, int]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     error: str | None = None
+    via: str = ""  # "direct": written here; "mesh": handed to the running mesh's writer (written = acknowledged)
+    mesh: str = ""
 
 
 class _Bar:
@@ -130,9 +141,11 @@ class _Bar:
 
 async def run_history(
     kind: str, venue: str, symbol: str, since_ns: int, until_ns: int, period: str, url: str | None, catalog: str,
-    show_progress: bool,
+    show_progress: bool, sink: Sink | None = None,
 ) -> Summary:
-    """Fetch what the catalog lacks of one venue/symbol/range, store it; returns the summary."""
+    """Fetch what the catalog lacks of one venue/symbol/range, store it through `sink` (default:
+    hand it to a running mesh, else write it here); returns the summary."""
+    sink = sink or Sink(catalog, show_progress=show_progress)
     ad = adapter(venue)
     summary = Summary(ad.venue)
     if kind == "oi" and venue == "hyperliquid":
@@ -171,8 +184,7 @@ async def run_history(
                 start_ns = floor
         else:
             # only used while nothing is stored; then the stored rows' own intervals count
-            step_ns = int((market.get("info") or {}).get("fundingInterval") or 0) * 60 * NS or \
-                (3600 * NS if venue == "hyperliquid" else 8 * 3600 * NS)
+            step_ns = default_funding_interval_ns(venue, market)
         if start_ns > end_ns:
             return summary
         summary.already_stored = read_table(catalog, kind, iid, start_ns, end_ns).num_rows if kind == "oi" else \
@@ -188,7 +200,7 @@ async def run_history(
                 if kind == "oi":
                     got = await fetch_open_interest_history(ad, client, market, a, b, period, bar, summary.notes)
                 else:
-                    got = await fetch_funding_history(ad, client, market, a, b, bar)
+                    got = await fetch_funding_history(ad, client, market, a, b, bar, neighbours(catalog, iid, a, b))
                 events += got
         except HistoryUnavailable as exc:
             summary.error = str(exc)
@@ -199,8 +211,8 @@ async def run_history(
         if events:
             ts = sorted(e.ts_event for e in events)
             summary.venue_holes = _venue_holes(ts, step_ns if kind == "oi" else None, events)
-            written = CatalogStore(catalog).write([ad.instrument(market, time.time_ns()), *events])
-            summary.written = sum(n for k, n in written.items() if not k.startswith(("crypto_perpetual", "funding_rate_update")))
+            stored = await sink.store([ad.instrument(market, time.time_ns()), *events], f"{ad.venue} {iid} {kind}")
+            summary.written, summary.via, summary.mesh = stored.rows, stored.via, stored.mesh
         return summary
     finally:
         await client.close()
@@ -226,25 +238,45 @@ def _print_summary(kind: str, s: Summary, as_json: bool) -> None:
         if not s.fetched:
             return
     holes = ", ".join(f"{_iso(a)}..{_iso(b)}" for a, b in s.venue_holes[:5]) + (" ..." if len(s.venue_holes) > 5 else "")
+    stored = (f"handed to the running mesh {s.mesh!r}: {s.written} acknowledged by its writer" if s.via == "mesh"
+              else f"written {s.written}")
     click.echo(f"{s.venue} {s.instrument_id} {kind}: fetched {s.fetched} rows in {s.pages} pages, "
-               f"already stored {s.already_stored}, written {s.written}, "
+               f"already stored {s.already_stored}, {stored}, "
                f"venue holes {len(s.venue_holes)}{': ' + holes if s.venue_holes else ''}")
 
 
-def _history_command(kind: str, symbols, venues, since, until, period, sandbox, emulator_file, catalog, as_json) -> None:  # noqa: ANN001
+def _catalog_and_endpoint(catalog: str | None, topology: str | None) -> tuple[str, str | None]:
+    """The catalog (--catalog, else the topology's, else ./catalog) and the ingest endpoint of the
+    topology's mesh (used when a running writer did not record its own)."""
+    path = topology or DEFAULT_TOPOLOGY
+    if topology is None and not Path(path).is_file():
+        return catalog or DEFAULT_CATALOG, None
+    try:
+        topo, _ = load_topology(path, catalog=catalog)
+    except TopologyError as exc:
+        if topology is None and catalog is not None:  # not asked for and not needed
+            return catalog, None
+        raise click.BadParameter(str(exc), param_hint="--topology") from None
+    return topo.catalog, topo.endpoint("ingest")
+
+
+def _history_command(kind: str, symbols, venues, since, until, period, sandbox, emulator_file, catalog, as_json,  # noqa: ANN001
+                     topology=None) -> None:  # noqa: ANN001
     venues = list(venues or VENUE_NAMES)
+    catalog, endpoint = _catalog_and_endpoint(catalog, topology)
     until = until if until is not None else time.time_ns()
     if since is None:
         raise click.BadParameter("--since is required", param_hint="--since")
     if since >= until:
         raise click.BadParameter(f"--since {_iso(since)} is not before --until {_iso(until)}", param_hint="--since")
     progress = sys.stderr.isatty() and not as_json
+    sink = Sink(catalog, endpoint, progress)
     failed = False
     with emulator_urls(sandbox, emulator_file, venues) as urls:
         for venue in venues:
             for symbol in symbols:
                 summary = asyncio.run(run_history(kind, venue, symbol, since, until, period, (urls or {}).get(venue),
-                                                  catalog, progress))
+                                                  catalog, progress, sink))
                 _print_summary(kind, summary, as_json)
                 failed |= summary.error is not None
     if failed:
@@ -253,7 +285,11 @@ def _history_command(kind: str, symbols, venues, since, until, period, sandbox, 
 
 def _history_options(f):  # noqa: ANN001, ANN202
     f = click.option("--json", "as_json", is_flag=True, help="One JSON summary line per venue and symbol.")(f)
-    f = click.option("--catalog", default=DEFAULT_CATALOG, show_default=True, help="Catalog root directory.")(f)
+    f = click.option("--topology", type=click.Path(dir_okay=False),
+                     help=f"The mesh's topology file: its catalog is the default --catalog, and rows go to that mesh "
+                          f"when it is running [default: ./{DEFAULT_TOPOLOGY} if present].")(f)
+    f = click.option("--catalog", default=None,
+                     help="Catalog root directory [default: the topology's catalog, else ./catalog].")(f)
     f = click.option("--emulator", "emulator_file", type=click.Path(dir_okay=False),
                      help="JSON file {venue: url} of a running emulator.")(f)
     f = click.option("--sandbox", is_flag=True, help="Use the built-in emulated venues.")(f)
@@ -274,17 +310,18 @@ def history() -> None:
 @_history_options
 @click.option("--period", default="5m", show_default=True, type=click.Choice(list(PERIODS_MS)),
               help="Bucket size (Binance: 5m..1d, Bybit: 5m 15m 30m 1h 4h 1d).")
-def history_oi(symbols, venues, since, until, sandbox, emulator_file, catalog, as_json, period) -> None:  # noqa: ANN001
+def history_oi(symbols, venues, since, until, sandbox, emulator_file, catalog, topology, as_json, period) -> None:  # noqa: ANN001
     """Open-interest history (Binance: last 30 days only; Hyperliquid: none exists)."""
     _history_command("oi", symbols, venues or ("binance", "bybit"), since, until, period, sandbox, emulator_file,
-                     catalog, as_json)
+                     catalog, as_json, topology)
 
 
 @history.command("funding")
 @_history_options
-def history_funding(symbols, venues, since, until, sandbox, emulator_file, catalog, as_json) -> None:  # noqa: ANN001
+def history_funding(symbols, venues, since, until, sandbox, emulator_file, catalog, topology, as_json) -> None:  # noqa: ANN001
     """Settled funding-rate history."""
-    _history_command("funding", symbols, venues, since, until, "8h", sandbox, emulator_file, catalog, as_json)
+    _history_command("funding", symbols, venues, since, until, "8h", sandbox, emulator_file, catalog, as_json,
+                     topology)
 
 
 # -- coverage -----------------------------------------------------------------------------------------
@@ -295,7 +332,7 @@ def history_funding(symbols, venues, since, until, sandbox, emulator_file, catal
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def coverage_cmd(catalog: str, as_json: bool) -> None:
     """What the catalog holds per venue / instrument / kind: range, rows, holes (no venue call)."""
-    rows = catalog_coverage(catalog)
+    rows = catalog_coverage(catalog) + liquidation_coverage(catalog)  # liquidations: the recorded gaps are the holes
     if as_json:
         click.echo(json.dumps([r.to_dict() for r in rows], indent=2))
         return
@@ -308,6 +345,8 @@ def coverage_cmd(catalog: str, as_json: bool) -> None:
     widths = [max(len(h), *(len(t[i]) for t in table)) for i, h in enumerate(headers)]
     for line in [headers, ["-" * w for w in widths], *table]:
         click.echo("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip())
+    for line in gap_lines(catalog, _iso):
+        click.echo(line)
 
 
 def _step(ns: int) -> str:

@@ -168,3 +168,95 @@ def test_second_start_asks_only_for_what_is_not_stored(runs):
             ts = read_table(runs["tmp"] / "catalog", kind, iid)["ts_init"].to_pylist()
             assert len(ts) == len(set(ts)), (iid, kind)
 
+
+# -- derivs history hands its rows to a running mesh --------------------------------------------------
+
+# Runs `derivs` with an audit hook that logs every write-mode open, rename, removal or mkdir
+# under the catalog (pyarrow's own C++ writes are not audited, but every catalog write ends in
+# an os.replace, and the direct path opens the lock file for writing).
+_AUDITED_CLI = r"""
+import os, sys
+catalog, log = os.path.realpath(sys.argv[1]), open(sys.argv[2], "w")
+WRITE = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
+def hook(event, args):
+    if event == "open":
+        path, writing = args[0], isinstance(args[2], int) and bool(args[2] & WRITE)
+    elif event in ("os.rename", "os.remove", "os.rmdir", "os.mkdir", "os.truncate"):
+        path, writing = args[0], True
+    else:
+        return
+    if writing and isinstance(path, (str, bytes, os.PathLike)) and os.path.realpath(os.fsdecode(path)).startswith(catalog):
+        log.write(f"{event} {os.fsdecode(path)}\n")
+        log.flush()
+sys.addaudithook(hook)
+sys.argv = ["derivs", *sys.argv[3:]]
+from cli.main import cli
+cli()
+"""
+
+
+def audited_derivs(catalog: Path, audit: Path, *args: str) -> tuple[dict, list[str]]:
+    import subprocess
+    import sys
+
+    from tests.harness import ROOT
+
+    done = subprocess.run([sys.executable, "-c", _AUDITED_CLI, str(catalog), str(audit), *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1]), audit.read_text().splitlines()
+
+
+def _day(ns: int) -> str:
+    return time.strftime("%Y-%m-%d", time.gmtime(ns // NS))
+
+
+def test_cli_hands_history_to_the_running_mesh_and_writes_itself_only_without_one(tmp_path):
+    from actors.catalog_lock import running_writer
+    from actors.coverage import query
+    from tests.harness import start_emulator
+
+    emu, urls, truth_path = start_emulator(tmp_path, "bybit")
+    try:
+        topology = write_topology(tmp_path, venues={"bybit": ["BTC/USDT:USDT"]}, oi_s=2.0, funding_s=5.0, flush_s=1.0,
+                                  sandbox={"start_emulator": False, "emulator_file": str(tmp_path / "emulator.json")})
+        catalog, iid = tmp_path / "catalog", "ETHUSDT-LINEAR.BYBIT"
+        day = 86_400 * NS
+        now = time.time_ns()
+        since, until = _day(now - 40 * day), _day(now - 10 * day)
+        common = ["history", "funding", "ETH", "-v", "bybit", "--until", until, "--topology", str(topology),
+                  "--emulator", str(tmp_path / "emulator.json"), "--json"]
+        proc = start_mesh(topology, "--sandbox")
+        try:
+            info = wait_for(lambda: running_writer(catalog), 20, what="the mesh's writer holding the catalog lock")
+            first, writes = audited_derivs(catalog, tmp_path / "audit1", *common, "--since", since)
+            assert (first["via"], first["mesh"]) == ("mesh", info["mesh"]) and not writes, writes
+            assert first["written"] == first["fetched"] >= 85
+            # in the catalog once the writer has flushed (every second here), written by the writer
+            wait_for(lambda: len(query(catalog, "funding", iid, settled=True)) == first["written"], 10,
+                     what="the handed-over rows in the catalog")
+            assert "cli.history" not in (tmp_path / "run" / "logs" / "validator.log").read_text()  # none refused
+            # five days earlier: only those are fetched, again through the mesh
+            wider, writes = audited_derivs(catalog, tmp_path / "audit2", *common, "--since", _day(now - 45 * day))
+            assert wider["via"] == "mesh" and not writes and 0 < wider["fetched"] <= 16
+            assert wider["already_stored"] == first["written"]
+        finally:
+            stop_mesh(proc)
+        assert proc.returncode == 0 and running_writer(catalog) is None
+        # no mesh: the CLI writes the catalog itself (the audit hook sees it, so the checks above can fail)
+        later = _day(now - 7 * day)
+        direct, writes = audited_derivs(catalog, tmp_path / "audit3", *[a if a != until else later for a in common],
+                                        "--since", _day(now - 45 * day))
+        assert direct["via"] == "direct" and direct["written"] == direct["fetched"] > 0
+        assert any(".writer.lock" in w for w in writes) and any(w.startswith("os.rename") for w in writes)
+    finally:
+        emu.terminate()
+        emu.wait(10)
+    # NautilusTrader in a fresh process: every settlement the venue has in the range once, as served
+    loaded = read_catalog(catalog)
+    ts = [r[1] for r in loaded["funding"] if r[0] == iid]
+    assert len(ts) == len(set(ts)) == first["written"] + wider["written"] + direct["written"]
+    lo, hi = (now - 45 * day) // day * day, (now - 7 * day) // day * day
+    served = {r["ts_ms"] * MS: r["rate"] for r in load_ground_truth(truth_path)
+              if r["kind"] == "funding_history" and r["raw_symbol"] == "ETHUSDT" and lo <= r["ts_ms"] * MS < hi}
+    assert {r[1]: float(r[3]) for r in loaded["funding"] if r[0] == iid} == served

@@ -1,8 +1,14 @@
-"""Backfill settings and planning with rows not flushed yet."""
+"""Backfill settings, planning with rows not flushed yet, and the catalog's writer lock."""
+
+import os
+import subprocess
+import sys
+import time
 
 import pytest
 
 from actors.backfill import merge, subtract
+from actors.catalog_lock import CatalogLock, CatalogBusy, holder, running_writer
 from actors.catalog_store import CatalogStore
 from actors.coverage import missing_ranges, neighbours
 from actors.history import OI_PERIODS
@@ -88,3 +94,32 @@ def test_rows_sent_but_not_flushed_count_as_stored(tmp_path):
     assert neighbours(catalog, iid, T0 + 2 * H8 + 1, now) == [T0 + H8, T0 + 2 * H8]
     assert neighbours(catalog, iid, T0 + 1, T0 + H8 - 1, also_have=sent) == [T0, T0 + H8]
 
+
+def test_writer_lock_tells_a_running_writer_from_a_cli_and_from_nobody(tmp_path):
+    catalog = tmp_path / "catalog"
+    assert holder(catalog) is None and running_writer(catalog) is None
+    with CatalogLock(catalog, {"kind": "cli"}) as cli:
+        assert cli.try_acquire()
+        assert holder(catalog)["kind"] == "cli" and running_writer(catalog) is None
+        with pytest.raises(CatalogBusy, match="is held by cli"):
+            CatalogLock(catalog, {"kind": "writer"}).acquire(timeout_s=0.1)
+    assert holder(catalog) is None  # released
+    # a writer in another process; when it dies the kernel drops the lock (nothing stale)
+    code = ("import sys, time; from actors.catalog_lock import CatalogLock; "
+            "l = CatalogLock(sys.argv[1], {'kind': 'writer', 'mesh': 'm1', 'ingest': 'ipc://@m1.ingest'}); "
+            "l.acquire(5); print('held', flush=True); time.sleep(60)")
+    proc = subprocess.Popen([sys.executable, "-c", code, str(catalog)], stdout=subprocess.PIPE, text=True,
+                            cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
+    try:
+        assert proc.stdout.readline().strip() == "held"
+        info = running_writer(catalog)
+        assert info["mesh"] == "m1" and info["ingest"] == "ipc://@m1.ingest" and info["pid"] == proc.pid
+        assert not CatalogLock(catalog, {"kind": "cli"}).try_acquire()
+    finally:
+        proc.kill()
+        proc.wait()
+    deadline = time.monotonic() + 5
+    while holder(catalog) is not None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    with CatalogLock(catalog, {"kind": "cli"}) as again:
+        assert running_writer(catalog) is None and again.try_acquire()

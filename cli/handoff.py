@@ -1,0 +1,125 @@
+"""Where `derivs history` puts the rows it fetched: the writer stays the only process that writes
+the catalog.
+
+- A mesh is running on the catalog (its writer holds `<catalog>/.writer.lock`,
+  actors/catalog_lock.py): the rows are handed to it. The CLI connects to the mesh's ingest
+  endpoint as a DEALER, exactly like a collector (source `cli.history.<pid>`, an `Outbox` for
+  numbering and re-sending), and waits until the writer has acknowledged every row (it is then
+  in the writer's synced WAL, and in Parquet after the writer's next flush).
+- No mesh: the CLI takes the lock itself for the moment it writes, and writes with the writer's
+  own storage code (`CatalogStore.write`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import click
+import zmq
+import zmq.asyncio
+
+from actors.catalog_lock import CatalogLock, describe, holder, running_writer
+from actors.catalog_store import CatalogStore
+from actors.outbox import Outbox
+from actors.runtime import socket
+from messages.codec import decode_message
+from messages.envelope import Ack, ResendFrom
+from messages.events import AnyEvent, Instrument
+
+WINDOW = 2000  # unacknowledged rows in flight at most
+STALL_TIMEOUT_S = 30.0  # no acknowledgement for this long: the mesh is not taking our rows
+LOCK_WAIT_S = 60.0  # another CLI writing directly: wait this long for it
+
+
+class HandOffError(click.ClickException):
+    """The running mesh did not take the rows."""
+
+
+@dataclass
+class Stored:
+    via: str  # "mesh" | "direct"
+    rows: int  # mesh: rows acknowledged by its writer; direct: rows added or changed
+    mesh: str = ""
+
+
+class Sink:
+    """Stores batches of events for `derivs history` (see the module doc)."""
+
+    def __init__(self, catalog: str, fallback_endpoint: str | None = None, show_progress: bool = False) -> None:
+        self.catalog = catalog
+        self.fallback_endpoint = fallback_endpoint
+        self.show_progress = show_progress
+
+    async def store(self, events: list[AnyEvent], label: str) -> Stored:
+        """Hand `events` to the running mesh, or write them. Stored.rows counts data rows only
+        (not instrument definitions, nor the `funding_rate_update` copy of funding rows)."""
+        deadline = time.monotonic() + LOCK_WAIT_S
+        while True:
+            info = running_writer(self.catalog)
+            if info is not None:
+                endpoint = info.get("ingest") or self.fallback_endpoint
+                if not endpoint:
+                    raise HandOffError(f"a mesh writer ({describe(info)}) holds {self.catalog}, but its ingest endpoint "
+                                       "is unknown: pass --topology with that mesh's topology file")
+                n = await hand_off(events, endpoint, label=f"{label} -> mesh {info.get('mesh')!r}",
+                                   show_progress=self.show_progress)
+                definitions = sum(isinstance(e, Instrument) for e in events)
+                return Stored("mesh", max(0, n - definitions), str(info.get("mesh", "")))
+            lock = CatalogLock(self.catalog, {"kind": "cli", "command": "derivs history"})
+            if lock.try_acquire():
+                with lock:
+                    written = CatalogStore(self.catalog).write(events)
+                return Stored("direct", sum(n for k, n in written.items()
+                                            if not k.startswith(("crypto_perpetual", "funding_rate_update"))))
+            if time.monotonic() > deadline:
+                raise click.ClickException(f"{Path(self.catalog) / '.writer.lock'} is held by "
+                                           f"{describe(holder(self.catalog) or {})} for more than {LOCK_WAIT_S:.0f}s")
+            await asyncio.sleep(0.1)  # another CLI is writing (or a writer is just starting): look again
+
+
+async def hand_off(events: list[AnyEvent], endpoint: str, *, label: str = "", show_progress: bool = False,
+                   stall_timeout_s: float = STALL_TIMEOUT_S) -> int:
+    """Send `events` through the mesh (validator -> writer) as a collector does; return when the
+    writer has acknowledged all of them (the number of events). HandOffError if it stops answering."""
+    source = f"cli.history.{os.getpid()}"
+    outbox = Outbox(source)
+    ctx = zmq.asyncio.Context()
+    sock = socket(ctx, zmq.DEALER, identity=source)
+    sock.connect(endpoint)
+    bar = click.progressbar(length=len(events), label=label, file=sys.stderr, show_eta=True) if show_progress else None
+    if bar is not None:
+        bar.__enter__()
+    sent = done = 0
+    last_progress = time.monotonic()
+    try:
+        while sent < len(events) or len(outbox):
+            while sent < len(events) and len(outbox) < WINDOW:
+                await sock.send(outbox.add(events[sent]))
+                sent += 1
+            if await sock.poll(100):
+                msg = decode_message(await sock.recv())
+                if isinstance(msg, Ack):
+                    outbox.ack(msg.epoch, msg.seq)
+                elif isinstance(msg, ResendFrom):
+                    for data in outbox.resend_from(msg.epoch, msg.seq):
+                        await sock.send(data)
+            for data in outbox.due():
+                await sock.send(data)
+            if outbox.acked > done:
+                if bar is not None:
+                    bar.update(outbox.acked - done)
+                done, last_progress = outbox.acked, time.monotonic()
+            elif time.monotonic() - last_progress > stall_timeout_s:
+                raise HandOffError(f"the running mesh at {endpoint} acknowledged {done} of {len(events)} rows and then "
+                                   f"nothing for {stall_timeout_s:.0f}s (is its validator or writer down? see its logs)")
+    finally:
+        if bar is not None:
+            bar.__exit__(None, None, None)
+        sock.close()
+        ctx.term()
+    return done
