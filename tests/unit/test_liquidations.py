@@ -209,3 +209,60 @@ def test_catalog_keeps_several_liquidations_of_one_millisecond(tmp_path):
     rows = pq.read_table(store.files(LIQUIDATION, "BTCUSDT-LINEAR.BYBIT")[0]).to_pylist()
     assert len(rows) == 5 and {r["ts_event"] for r in rows} == {same_ms[0].ts_event}
     assert sorted((r["side"], r["quantity"], r["price"]) for r in rows) == sorted((e.side, e.quantity, e.price) for e in [*same_ms, one_more])
+
+
+# -- the bus's last-value cache and recorded gaps -------------------------------------------------
+
+
+def test_last_value_replay_matches_the_subscribed_prefix_only():
+    from actors.taps_cache import matching
+
+    cache = {b"liq.BYBIT.BTCUSDT-LINEAR.BYBIT": b"1", b"liq.BINANCE.BTCUSDT-PERP.BINANCE": b"2", b"oi.BYBIT.BTCUSDT-LINEAR.BYBIT": b"3"}
+    assert dict(matching(cache, b"liq.")) == {b"liq.BYBIT.BTCUSDT-LINEAR.BYBIT": b"1", b"liq.BINANCE.BTCUSDT-PERP.BINANCE": b"2"}
+    assert dict(matching(cache, b"liq.BYBIT.")) == {b"liq.BYBIT.BTCUSDT-LINEAR.BYBIT": b"1"}
+    assert dict(matching(cache, b"")) == cache
+    assert list(matching(cache, b"gap.")) == []
+
+
+def _gap(iid: str, start: int, seconds: float, stream: str = "liquidations", reason: str = "dropped"):
+    from messages.events import Gap
+
+    venue = iid.rsplit(".", 1)[1]
+    return Gap(venue=venue, symbol="BTC/USDT:USDT", instrument_id=iid, ts_event=start, ts_recv=start,
+               stream=stream, end_ns=start + int(seconds * 1e9), reason=reason)
+
+
+def _stored_liq(iid: str, ts: int, qty: float = 1.0) -> Liquidation:
+    venue = iid.rsplit(".", 1)[1]
+    return Liquidation(venue=venue, symbol="BTC/USDT:USDT", instrument_id=iid, ts_event=ts, ts_recv=ts,
+                       side="LONG", quantity=qty, price=90_000.0, value=qty * 90_000.0)
+
+
+def test_recorded_gaps_are_listed_filtered_and_become_liquidation_holes(tmp_path):
+    from actors.gaps import gap_lines, gaps, liquidation_coverage
+
+    t0 = 1_795_000_000_000_000_000
+    byb, bin_ = "BTCUSDT-LINEAR.BYBIT", "BTCUSDT-PERP.BINANCE"
+    CatalogStore(tmp_path, durable=False).write([
+        _stored_liq(byb, t0), _stored_liq(byb, t0 + 10 * 10**9, 2.0), _stored_liq(byb, t0 + 30 * 10**9, 3.0), _stored_liq(bin_, t0 + 5 * 10**9),
+        _gap(byb, t0 + 12 * 10**9, 4.5), _gap(byb, t0 + 12 * 10**9, 60, stream="open_interest", reason="outbox full: 3 events dropped"),
+        _gap(bin_, t0 - 100 * 10**9, 90, reason="collector was not running"),
+    ])
+    every = gaps(tmp_path)
+    assert [(g.instrument_id, g.stream, g.start_ns - t0, g.seconds) for g in every] == [
+        (bin_, "liquidations", -100 * 10**9, 90.0), (byb, "liquidations", 12 * 10**9, 4.5), (byb, "open_interest", 12 * 10**9, 60.0)]
+    assert [g.venue for g in gaps(tmp_path, venue="bybit")] == ["BYBIT", "BYBIT"]
+    assert [g.stream for g in gaps(tmp_path, instrument_id=byb, stream="open_interest")] == ["open_interest"]
+    # a window filter keeps a gap that started before it but reaches into it
+    assert [g.instrument_id for g in gaps(tmp_path, start_ns=t0 - 20 * 10**9, end_ns=t0 - 15 * 10**9)] == [bin_]
+    assert gaps(tmp_path, start_ns=t0 + 100 * 10**9) == []
+    with pytest.raises(ValueError, match="unknown stream 'liq'"):
+        gaps(tmp_path, stream="liq")
+    cov = {c.instrument_id: c for c in liquidation_coverage(tmp_path)}
+    assert (cov[byb].kind, cov[byb].source, cov[byb].rows, cov[byb].first_ns - t0, cov[byb].last_ns - t0) == (
+        "liquidations", "stream", 3, 0, 30 * 10**9)
+    assert cov[byb].holes == [(t0 + 12 * 10**9, t0 + 16_500_000_000)]  # the liquidation gap only
+    assert cov[bin_].rows == 1 and len(cov[bin_].holes) == 1
+    lines = gap_lines(tmp_path, str)
+    assert lines[1] == "recorded gaps: 3" and "outbox full: 3 events dropped" in lines[-1]
+    assert gap_lines(tmp_path / "empty", str) == []
