@@ -3,21 +3,25 @@
     bin/tap topology.yaml                         # liquidations of every venue (default --kind liq)
     bin/tap topology.yaml --kind oi --venue bybit
     bin/tap topology.yaml --symbol BTC --json     # JSON lines
-    bin/tap --endpoint ipc://@derivs.taps.lvc     # any PUB with the same topics (e.g. taps_cache)
+    bin/tap --endpoint ipc://@derivs.taps         # any publisher with the same topics
 
-The validator's PUB (`topology.yaml` bus.taps, default `ipc://@<mesh>.taps`) sends two frames per
-good event: the topic `<kind>.<VENUE>.<INSTRUMENT_ID>` (kinds: liq, oi, funding, instrument)
-and the msgpack-encoded event, decoded here with the same strict typed decoder as the validator.
-Kind and venue are filtered by the SUB prefix (libzmq drops the rest at the publisher side);
+The validator's bus (`topology.yaml` bus.taps, default `ipc://@<mesh>.taps`) sends two frames
+per good event: the topic `<kind>.<VENUE>.<INSTRUMENT_ID>` (kinds: liq, oi, funding, instrument,
+gap) and the msgpack-encoded event, decoded here with the same strict typed decoder as the
+validator. Kind and venue are filtered by the SUB prefix (the publisher drops the rest);
 `--symbol` matches the instrument id, the ccxt symbol or the base coin (BTC, BTCUSDT,
-BTCUSDT-PERP.BINANCE, BTC/USDT:USDT). A tap is a PUB/SUB subscriber: if it is slower than the
-bus it loses messages (never slowing storage), and it only sees what is published after it
-connects - unless it connects to `actors/taps_cache.py`, which replays the last value per stream.
+BTCUSDT-PERP.BINANCE, BTC/USDT:USDT).
+
+On connect the bus replays the last event of every matching stream (actors/taps_cache.py), so a
+tap shows the current state at once. That replay reaches every subscriber of the stream, so an
+exact repeat of the previous message on a topic is dropped here. A tap slower than the bus loses
+messages (it never slows storage); killing it changes nothing for the mesh.
 """
 
 import asyncio
 import signal
 import sys
+import threading
 import time
 from datetime import UTC, datetime
 
@@ -77,11 +81,13 @@ async def tap(endpoint: str, kind: str, venue: str | None, symbol: str | None, a
     sock.connect(endpoint)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    if threading.current_thread() is threading.main_thread():  # in-process use from a thread: no signals
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
     deadline = None if seconds is None else time.monotonic() + seconds
     encoder = msgspec.json.Encoder()
     printed = 0
+    last: dict[bytes, bytes] = {}  # topic -> previous payload: a replay to another tap repeats it
     try:
         while not stop.is_set() and (count is None or printed < count):
             timeout = 0.2 if deadline is None else min(0.2, deadline - time.monotonic())
@@ -90,8 +96,9 @@ async def tap(endpoint: str, kind: str, venue: str | None, symbol: str | None, a
             if not await sock.poll(int(timeout * 1000)):
                 continue
             frames = await sock.recv_multipart()
-            if len(frames) != 2:
+            if len(frames) != 2 or last.get(frames[0]) == frames[1]:
                 continue
+            last[frames[0]] = frames[1]
             try:
                 event = decode_event(frames[1])
             except (msgspec.DecodeError, msgspec.ValidationError) as exc:

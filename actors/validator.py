@@ -19,6 +19,7 @@ import zmq.asyncio
 from loguru import logger
 
 from actors.runtime import Stats, run_actor, socket
+from actors.taps_cache import LastValueBus
 from actors.topology import VENUE_NAMES, Topology
 from messages.codec import decode_event, decode_message, encode
 from messages.envelope import Ack, Envelope, Heartbeat, Rejected, ResendFrom
@@ -79,14 +80,14 @@ class Validator:
         self.ingest.bind(topo.endpoint("ingest"))
         self.store = socket(self.ctx, zmq.DEALER, identity="validator")
         self.store.connect(topo.endpoint("store"))
-        self.taps = socket(self.ctx, zmq.PUB)
-        self.taps.bind(topo.endpoint("taps"))
+        self.taps = LastValueBus(self.ctx, topo.endpoint("taps"))  # XPUB: a new tap gets the last value per topic
         self.passed = self.rejected = 0
         self.last_ingest = time.monotonic()
 
     async def run(self) -> None:
         logger.info("start: ingest and store bound")
-        tasks = [asyncio.create_task(self._from_collectors()), asyncio.create_task(self._from_writer())]
+        tasks = [asyncio.create_task(self._from_collectors()), asyncio.create_task(self._from_writer()),
+                 asyncio.create_task(self.taps.serve())]
         await self.stop.wait()
         await self._drain()
         for task in tasks:

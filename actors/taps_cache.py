@@ -1,0 +1,86 @@
+"""The live bus with a last-value cache: a tap that connects late gets the last value per stream.
+
+The validator publishes every good event on one socket (`topo.endpoint("taps")`), topic
+`<kind>.<VENUE>.<INSTRUMENT_ID>`, frame 2 the msgpack event. A plain PUB would give a new
+subscriber nothing until the next event of each stream (a quiet instrument: minutes). This is
+the zguide's "Last Value Caching" pattern on the publishing socket itself:
+
+- the socket is an XPUB with `XPUB_VERBOSE`, so *every* subscribe message reaches us (a plain
+  XPUB passes only the first subscriber of a prefix);
+- we keep the last message of every topic (one per kind x instrument: a few hundred at most);
+- on each subscribe message for prefix P we re-send the cached message of every topic that
+  starts with P, right away.
+
+The cost of doing it on one bus: XPUB cannot send to one subscriber only, so the replay goes to
+every subscriber whose prefix matches that topic. A subscriber that was already connected may
+therefore see the last value of a topic twice (the same bytes again) when another tap attaches.
+`actors/tap.py` drops a message identical to the previous one on the same topic; a plain SUB
+should do the same if it counts events (docs/liquidations.md). A replay never goes back in
+time: it is always the newest message of the topic at that moment.
+
+Sending never blocks: no `XPUB_NODROP`, so a tap slower than the bus loses messages (past
+`SNDHWM` per tap) and storage never waits for a tap. Attaching and detaching taps touches
+neither the validator's path to the writer nor the cache's size.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+
+import zmq
+import zmq.asyncio
+from loguru import logger
+
+SUBSCRIBE, UNSUBSCRIBE = 1, 0
+DEFAULT_SNDHWM = 100_000  # per tap: a cascade burst must not overflow a tap that keeps up on average
+
+
+def matching(cache: dict[bytes, bytes], prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
+    """(topic, payload) of every cached topic a SUB with `prefix` receives (b"" = all)."""
+    for topic, payload in list(cache.items()):
+        if topic.startswith(prefix):
+            yield topic, payload
+
+
+class LastValueBus:
+    """An XPUB publisher that replays the last message per topic to each new subscription.
+
+    Drop-in for the PUB it replaces: `await bus.send_multipart([topic, payload])`, `close()`;
+    run `await bus.serve()` as a task to answer subscriptions.
+    """
+
+    def __init__(self, ctx: zmq.asyncio.Context, endpoint: str, *, sndhwm: int = DEFAULT_SNDHWM) -> None:
+        self.sock = ctx.socket(zmq.XPUB)
+        self.sock.setsockopt(zmq.LINGER, 0)
+        self.sock.setsockopt(zmq.XPUB_VERBOSE, 1)
+        self.sock.setsockopt(zmq.SNDHWM, sndhwm)
+        self.sock.bind(endpoint)
+        self.endpoint = endpoint
+        self.last: dict[bytes, bytes] = {}
+        self.subscriptions = 0
+        self.replayed = 0
+
+    async def send_multipart(self, frames: list[bytes]) -> None:
+        topic, payload = frames
+        self.last[topic] = payload
+        await self.sock.send_multipart([topic, payload])
+
+    async def serve(self) -> None:
+        """Answer subscribe messages with the cached values until cancelled."""
+        while True:
+            message = await self.sock.recv()
+            if not message or message[0] != SUBSCRIBE:
+                continue  # an unsubscribe (or garbage): nothing to do
+            prefix = message[1:]
+            self.subscriptions += 1
+            sent = 0
+            for topic, payload in matching(self.last, prefix):
+                await self.sock.send_multipart([topic, payload])
+                sent += 1
+            self.replayed += sent
+            logger.debug("tap subscribed to {!r}: replayed the last value of {} topics", prefix, sent)
+            await asyncio.sleep(0)  # a storm of subscriptions must not starve the event path
+
+    def close(self) -> None:
+        self.sock.close()
