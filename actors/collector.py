@@ -129,6 +129,7 @@ class Collector:
                 self._record_gap, self.stop, client_factory=lambda: self.adapter.client(self.sandbox_url, pro=True),
                 silence_timeout_s=self.cfg.liquidation_silence_timeout_s,
                 missing_since=missing_since and (missing_since, "collector was not running"),
+                all_markets=list(self.adapter.perpetuals(self.client.markets).values()) if self.cfg.liquidation_all_symbols else None,
             )
         except LiquidationsUnsupported as exc:
             self.log.error("liquidations: {} (open interest and funding keep running)", exc)
@@ -149,7 +150,7 @@ class Collector:
     async def _record_gap(self, start_ns: int, end_ns: int, reason: str, stream: str = "liquidations") -> None:
         """One Gap event per instrument of the stream (they are stored and published like data)."""
         now = now_ns()
-        for m in self.markets:
+        for m in self.liq_stream.markets if self.liq_stream else self.markets:  # all-symbols mode: every market
             gap = Gap(venue=self.adapter.venue, symbol=m["symbol"], instrument_id=self.adapter.instrument_id(m),
                       ts_event=start_ns, ts_recv=now, stream=stream, end_ns=max(end_ns, start_ns), reason=reason[:500])
             await self._send(gap, stream)

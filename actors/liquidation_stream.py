@@ -8,12 +8,14 @@ What ccxt.pro 4.5.90 does, and what this module adds (venues.md "Things that bit
 - Bursts. `watch_liquidations*` resolves one future per message hash: a burst of N liquidations
   handled in one read reaches the caller as 1 (`newUpdates=True`), the rest only sit in
   `exchange.liquidations`, a 1000-entry ring a cascade overruns. So ccxt.pro is used for what it
-  is good at (dialling, the subscribe request, keepalive pings, parsing frames) and every raw
-  message it receives is also handed to `actors/venues/liquidations.py` by a hook on the
-  client's `handle_message` (ccxt builds each WebSocket client with `on_message =
+  is good at (dialling, the subscribe request, keepalive pings, decoding frames) and every raw
+  message it receives is handed to `actors/venues/liquidations.py` by a hook on the client's
+  `handle_message` (ccxt builds each WebSocket client with `on_message =
   exchange.handle_message`, so an instance attribute set before the first watch is used for
-  every connection, including reconnects). Nothing is lost in a burst, whatever the consumer's
-  speed: events wait in an in-memory queue for `on_event`.
+  every connection, including reconnects). Liquidation messages stop at the hook: ccxt's own
+  parsing of them costs 25-90 us a row (a cascade batch holds hundreds) and would only fill its
+  cache; acks, pongs and errors go on to ccxt. Nothing is lost in a burst, whatever the
+  consumer's speed: events wait in an in-memory queue for `on_event`.
 - Reconnects. ccxt.pro does not reconnect by itself: a dropped socket rejects the pending watch
   with `NetworkError` and the next `watch_*` call dials again. Here every failure (error, a
   subscription refused or not acknowledged, silence) closes the socket, waits with exponential
@@ -37,6 +39,10 @@ What ccxt.pro 4.5.90 does, and what this module adds (venues.md "Things that bit
   Binance), waits for its subscription acknowledgement, then closes the old one: both deliver
   during the overlap and the de-duplication drops the doubles, so there is no hole. Without a
   factory it reconnects in place at that age and reports the (short) planned gap.
+- All symbols (Binance only): with `all_markets`, the stream subscribes to `!forceOrder@arr`
+  instead of one `<symbol>@forceOrder` per market and keeps the liquidations of every market in
+  `all_markets` (their instrument ids come from those ccxt markets); the venue's 1/s/symbol
+  sampling applies there too. Bybit has no all-symbols topic.
 - Hyperliquid has no public liquidation feed: the constructor raises `LiquidationsUnsupported`
   with a clear message; the caller logs it and keeps its other venues running.
 
@@ -72,6 +78,9 @@ __all__ = ["DedupWindow", "LiquidationStream", "LiquidationsUnsupported", "Strea
 
 NS = 1_000_000_000
 BINANCE_MAX_AGE_S = 23.5 * 3600  # Binance drops a connection at 24 h
+# A gap starts this long before the last frame received: frames the venue had already queued
+# when the socket died (sent before that frame was *read* here) are lost with it.
+IN_FLIGHT_NS = 1 * NS
 
 OnEvent = Callable[[Liquidation], Awaitable[None]]
 OnGap = Callable[[int, int, str], Awaitable[None]]
@@ -115,6 +124,10 @@ class DedupWindow:
                 _, old = self._order.popleft()
                 self._counts.pop(old, None)
         return n > others
+
+
+def _names(names: list[str], limit: int = 8) -> str:
+    return ", ".join(names[:limit]) + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
 
 def liquidation_key(e: Liquidation) -> tuple:
@@ -181,6 +194,8 @@ class LiquidationStream:
     - `stop`: set it to end `run()`.
     - `client_factory()`: a fresh ccxt.pro client of the same venue, for hole-free rotation
       before Binance's 24 h limit; the stream closes the clients it creates.
+    - `all_markets`: Binance only: watch every market of this list on `!forceOrder@arr`
+      (`markets` is then only what the caller configured; `self.markets` is what is watched).
     """
 
     def __init__(
@@ -202,13 +217,20 @@ class LiquidationStream:
         dedup_window_s: float = 300.0,
         check_interval_s: float = 0.25,
         missing_since: tuple[int, str] | None = None,
+        all_markets: list[Market] | None = None,
     ) -> None:
         check_supported(adapter.name)  # raises LiquidationsUnsupported (Hyperliquid)
         if adapter.name not in NORMALIZERS:
             raise LiquidationsUnsupported(f"no liquidation stream for venue {adapter.name!r}")
         if not markets:
             raise ValueError("no markets to watch")
-        self.adapter, self.client, self.markets = adapter, client_pro, list(markets)
+        if all_markets is not None and adapter.name != "binance":
+            raise LiquidationsUnsupported(
+                f"liquidation_all_symbols: {adapter.name} has no all-symbols liquidation stream "
+                "(only binance: !forceOrder@arr); list the symbols instead")
+        self.all_symbols = all_markets is not None
+        self.adapter, self.client = adapter, client_pro
+        self.markets = list({m["symbol"]: m for m in [*markets, *(all_markets or [])]}.values())
         self.on_event, self.on_gap, self.stop = on_event, on_gap, stop
         self.client_factory = client_factory
         self.silence_timeout_s, self.ack_timeout_s = silence_timeout_s, ack_timeout_s
@@ -253,8 +275,8 @@ class LiquidationStream:
                     if await self._sleep(delay):
                         break
                 conn = self._open(exchange, own)
-                self.log.info("liquidations: connecting{} ({} symbols: {})", "" if first else f" (attempt {failures + 1})",
-                              len(self.unified), ", ".join(self.symbols))
+                self.log.info("liquidations: connecting{} ({} symbols{}: {})", "" if first else f" (attempt {failures + 1})",
+                              len(self.unified), ", all-symbols stream" if self.all_symbols else "", _names(list(self.symbols)))
                 try:
                     conn = await self._supervise(conn)
                     break  # stop was set
@@ -267,7 +289,7 @@ class LiquidationStream:
                     if failed_conn.acked_ns is None and first and self._outage is None:
                         start = failed_conn.opened_ns  # never connected yet: the stream's start
                     else:
-                        start = f.start_ns
+                        start = f.start_ns - IN_FLIGHT_NS
                     if self._outage is None:
                         self._outage = (start, f.reason)
                     self.log.warning("liquidations: connection lost: {} (failure {} in a row)", f.reason, failures)
@@ -314,6 +336,10 @@ class LiquidationStream:
         def handle_message(ws_client: Any, message: Any) -> Any:
             try:
                 self._on_raw(exchange, ws_client, message)
+                if self._is_liq(message):
+                    # taken whole above; ccxt's own parser (25-90 us a row, a cascade batch holds
+                    # hundreds) would only refill its capped cache and resolve a watch nobody reads
+                    return None
             except Exception:  # our bug must not break ccxt's receive loop
                 self.log.exception("liquidations: raw message handler failed")
             return original(ws_client, message)
@@ -344,7 +370,7 @@ class LiquidationStream:
         ex = conn.exchange
         while True:
             if symbol is None:
-                await ex.watch_liquidations_for_symbols(self.unified)
+                await ex.watch_liquidations_for_symbols([] if self.all_symbols else self.unified)  # []: !forceOrder@arr
             else:
                 await ex.watch_liquidations(symbol)
 

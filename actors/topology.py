@@ -55,6 +55,7 @@ class VenueConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     instruments_interval_s: Seconds = 3600.0  # refresh of the instrument definitions
     liquidations: bool = False  # stream liquidations (Binance, Bybit; Hyperliquid has no public feed)
     liquidation_silence_timeout_s: Seconds = 60.0  # connected but no frame this long: reconnect
+    liquidation_all_symbols: bool = False  # binance only: !forceOrder@arr, every USDT-M perpetual, not just `symbols`
     outbox_max_events: Annotated[int, msgspec.Meta(gt=0)] = 500_000  # unacknowledged events kept; beyond: gap
     # History kept filled from the catalog (actors/backfill.py, docs/history.md): on start the
     # collector fetches what the catalog lacks of the last `backfill_lookback` (OI history at

@@ -12,8 +12,9 @@ from pathlib import Path
 
 import aiohttp
 import zmq
+import zmq.asyncio
 
-from actors.liquidation_stream import LiquidationStream
+from actors.liquidation_stream import LiquidationStream, LiquidationsUnsupported
 from actors.validator import topic
 from actors.venues import adapter
 from emulator.ground_truth import load_ground_truth
@@ -65,9 +66,12 @@ class Harness:
         kw = {"backoff_initial_s": 0.2, "backoff_max_s": 2.0, **self.stream_kw}
         if kw.pop("with_factory", False):
             kw["client_factory"] = lambda: self.ad.client(self.url, pro=True)
+        if kw.pop("all_symbols", False):
+            kw["all_markets"] = list(self.ad.perpetuals(markets).values())
         self.stream = LiquidationStream(self.ad, self.client, self.markets, on_event, on_gap, self.stop, **kw)
         self.task = asyncio.create_task(self.stream.run())
         await self.until(lambda: self.stream.stats.connects >= 1, 10, "first subscription")
+        self.subscribed_ns = time.time_ns()  # pushed before this: nobody was subscribed yet, no gap covers it
         return self
 
     async def __aexit__(self, *exc):
@@ -172,7 +176,7 @@ def test_drop_reconnects_and_reports_the_gap(tmp_path):
             assert len(h.events) > before  # streaming again
             truth = [r for r in h.truth() if r["raw_symbol"] in ("BTCUSDT", "ETHUSDT")]  # the watched ones
             got = {_key_event(e) for e in h.events}
-            missed = [r for r in truth if _key_truth(r, "bybit") not in got and r["sent_ns"] < time.time_ns() - 1e9]
+            missed = [r for r in truth if _key_truth(r, "bybit") not in got and h.subscribed_ns < r["sent_ns"] < time.time_ns() - 1e9]
             assert missed, "liquidations published during the outage cannot have arrived"
             for r in missed:  # everything missing lies inside the reported gap
                 assert start <= r["sent_ns"] <= end, r
@@ -180,6 +184,34 @@ def test_drop_reconnects_and_reports_the_gap(tmp_path):
             assert len(got) == len(h.events)
 
     asyncio.run(main())
+
+
+def test_binance_all_symbols_stream_delivers_every_listed_perpetual(tmp_path):
+    """`!forceOrder@arr`: liquidations of symbols nobody configured arrive with their own ids."""
+    async def main():
+        async with Harness(tmp_path, "binance", rate=3.0, all_symbols=True) as h:
+            await asyncio.sleep(3.0)
+            await h.post("/_emulator/liquidation_rate?per_second=0")
+            await h.settled()
+            truth = h.truth()
+            listed = {m["id"] for m in h.ad.perpetuals(h.client.markets).values()}
+            assert {r["raw_symbol"] for r in truth} == listed and len(listed) > 2
+            # once subscribed, the one all-symbols socket got every push of every symbol
+            assert all(r["connections"] == 1 for r in truth if r["sent_ns"] > h.subscribed_ns)
+            _assert_exact(h)
+            assert {e.instrument_id for e in h.events} == {f"{s}-PERP.BINANCE" for s in listed}
+
+    asyncio.run(main())
+
+
+def test_all_symbols_is_refused_on_bybit_with_a_clear_message():
+    ad = adapter("bybit")
+    try:
+        LiquidationStream(ad, None, [{"symbol": "BTC/USDT:USDT", "id": "BTCUSDT"}], None, None, asyncio.Event(), all_markets=[])
+    except LiquidationsUnsupported as exc:
+        assert "liquidation_all_symbols: bybit has no all-symbols liquidation stream" in str(exc)
+    else:
+        raise AssertionError("bybit accepted an all-symbols stream")
 
 
 def test_silence_is_detected_and_reconnected(tmp_path):
@@ -257,6 +289,8 @@ def test_tap_filters_and_prints_bus_events(tmp_path):
                     side="LONG", quantity=0.5, price=90000.0, value=45000.0),
         Liquidation(venue="BYBIT", symbol="BTC/USDT:USDT", instrument_id="BTCUSDT-LINEAR.BYBIT", ts_event=ts, ts_recv=ts,
                     side="SHORT", quantity=1.0, price=90010.0, value=90010.0),
+        Liquidation(venue="BYBIT", symbol="BTC/USDT:USDT", instrument_id="BTCUSDT-LINEAR.BYBIT", ts_event=ts + 1_000_000,
+                    ts_recv=ts + 1_000_000, side="SHORT", quantity=2.0, price=90020.0, value=180040.0),
         Liquidation(venue="BYBIT", symbol="ETH/USDT:USDT", instrument_id="ETHUSDT-LINEAR.BYBIT", ts_event=ts, ts_recv=ts,
                     side="SHORT", quantity=2.0, price=3000.0, value=6000.0),
     ]
@@ -275,6 +309,31 @@ def test_tap_filters_and_prints_bus_events(tmp_path):
         ctx.term()
     rows = [json.loads(line) for line in out.splitlines()]
     assert len(rows) == 2 and all(r["instrument_id"] == "BTCUSDT-LINEAR.BYBIT" and r["side"] == "SHORT" for r in rows)
+    assert {r["quantity"] for r in rows} == {1.0, 2.0}  # two distinct events, not one repeated
+
+
+def test_tap_drops_an_exact_repeat_on_a_topic():
+    """The bus's last-value replay reaches every subscriber of a topic: a tap shows it once."""
+    endpoint = f"ipc://@tap-test-{uuid.uuid4().hex[:8]}"
+    ctx = zmq.Context()
+    pub = ctx.socket(zmq.PUB)
+    pub.setsockopt(zmq.LINGER, 0)
+    pub.bind(endpoint)
+    ts = time.time_ns() // 1_000_000 * 1_000_000
+    e = Liquidation(venue="BYBIT", symbol="BTC/USDT:USDT", instrument_id="BTCUSDT-LINEAR.BYBIT", ts_event=ts, ts_recv=ts,
+                    side="LONG", quantity=1.0, price=90000.0, value=90000.0)
+    proc = subprocess.Popen([sys.executable, "-m", "actors.tap", "--endpoint", endpoint, "--json", "--seconds", "3"],
+                            cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 10
+        while proc.poll() is None and time.monotonic() < deadline:
+            pub.send_multipart([topic(e), encode(e)])
+            time.sleep(0.05)
+        out, _ = proc.communicate(timeout=5)
+    finally:
+        pub.close()
+        ctx.term()
+    assert len(out.splitlines()) == 1, out
 
 
 _NAUTILUS_READ = r"""
@@ -306,3 +365,49 @@ def test_stored_liquidations_load_in_nautilus(tmp_path):
     rows = json.loads(out.stdout)
     assert sorted((r[0], r[5], r[1], r[2], r[3]) for r in rows) == sorted(_key_event(e) for e in events)
     assert all(0 <= r[6] - r[5] < 1_000_000 for r in rows) and [r[6] for r in rows] == sorted(r[6] for r in rows)
+
+
+def test_bus_replays_the_last_value_per_topic_to_a_late_subscriber():
+    """Real ZeroMQ: the validator's XPUB bus (actors/taps_cache.py) answers each subscription with
+    the newest message of every matching topic; an earlier subscriber of that prefix sees it again."""
+    from actors.taps_cache import LastValueBus
+
+    endpoint = f"ipc://@lvc-test-{uuid.uuid4().hex[:8]}"
+
+    async def recv_all(sock, wait_s: float) -> list[list[bytes]]:
+        out = []
+        while await sock.poll(int(wait_s * 1000)):
+            out.append(await sock.recv_multipart())
+        return out
+
+    async def main():
+        ctx = zmq.asyncio.Context()
+        bus = LastValueBus(ctx, endpoint)
+        serve = asyncio.create_task(bus.serve())
+        early = ctx.socket(zmq.SUB)
+        early.setsockopt(zmq.SUBSCRIBE, b"liq.BYBIT.")
+        early.connect(endpoint)
+        await asyncio.sleep(0.2)
+        frames = [[b"liq.BYBIT.BTCUSDT-LINEAR.BYBIT", b"b1"], [b"liq.BYBIT.BTCUSDT-LINEAR.BYBIT", b"b2"],
+                  [b"liq.BYBIT.ETHUSDT-LINEAR.BYBIT", b"e1"], [b"liq.BINANCE.BTCUSDT-PERP.BINANCE", b"n1"],
+                  [b"oi.BYBIT.BTCUSDT-LINEAR.BYBIT", b"o1"]]
+        for f in frames:
+            await bus.send_multipart(f)
+        assert await recv_all(early, 0.3) == frames[:3]
+        late = ctx.socket(zmq.SUB)
+        late.setsockopt(zmq.SUBSCRIBE, b"liq.")
+        late.connect(endpoint)
+        got = await recv_all(late, 0.5)  # nothing new was published: only the replay
+        assert sorted(got) == sorted([frames[1], frames[2], frames[3]])  # the newest per liq topic, not b1, not oi
+        # the replay reached the early subscriber too (its prefix matches the Bybit topics)
+        assert sorted(await recv_all(early, 0.3)) == sorted([frames[1], frames[2]])
+        await bus.send_multipart([b"liq.BYBIT.BTCUSDT-LINEAR.BYBIT", b"b3"])
+        assert await recv_all(late, 0.3) == [[b"liq.BYBIT.BTCUSDT-LINEAR.BYBIT", b"b3"]]
+        assert bus.subscriptions == 2 and bus.replayed == 3
+        serve.cancel()
+        for s in (early, late):
+            s.close(linger=0)
+        bus.close()
+        ctx.term()
+
+    asyncio.run(main())
