@@ -40,7 +40,7 @@ from messages.events import AnyEvent, Gap, Liquidation
 
 BACKOFF_INITIAL_S = 1.0
 BACKOFF_MAX_S = 60.0
-DRAIN_TIMEOUT_S = 2.5  # at shutdown: wait this long for the last acks (coordinator allows ~3 s)
+DRAIN_TIMEOUT_S = 4.5  # at shutdown: wait this long for the last acks (coordinator allows ~5 s)
 WATERMARK_EVERY_S = 0.5
 
 
@@ -68,6 +68,7 @@ class Collector:
         self.liq_stream: LiquidationStream | None = None
         self.liq_pending: deque[tuple[int, int]] = deque()  # (seq, ts_event) of unacknowledged liquidations
         self.state_path = Path(topo.run_dir) / "state" / f"{self.name}.json"
+        self.watermark_warned = -60.0
         self.ctx = zmq.asyncio.Context()
         self.sock = socket(self.ctx, zmq.DEALER, identity=self.name)
         self.sock.connect(topo.endpoint("ingest"))
@@ -181,8 +182,14 @@ class Collector:
         if self.liq_pending:
             until = min(until, self.liq_pending[0][1] - 2_000_000_000)
         tmp = self.state_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"liquidations_complete_until_ns": until}))
-        os.replace(tmp, self.state_path)  # atomic: a crash leaves the old or the new watermark
+        try:
+            tmp.write_text(json.dumps({"liquidations_complete_until_ns": until}))
+            os.replace(tmp, self.state_path)  # atomic: a crash leaves the old or the new watermark
+        except OSError as exc:  # disk full: an older watermark only makes a restart gap longer
+            if time.monotonic() - self.watermark_warned >= 60:
+                self.watermark_warned = time.monotonic()
+                self.log.warning("liquidations: cannot save the watermark {}: {} (a restart gap would start earlier)",
+                                 self.state_path, exc)
 
     # -- sending ----------------------------------------------------------------------------------
 
@@ -265,10 +272,14 @@ class Collector:
                 next_at = now
             await wait_or_stop(self.stop, next_at - now)
 
+    def _queued(self) -> int:
+        """Events not yet acknowledged: in the outbox, or received and waiting to enter it."""
+        return len(self.outbox) + (self.liq_stream.queued if self.liq_stream else 0)
+
     def _count(self, events: list[AnyEvent]) -> None:
         self.stats.events_in += len(events)
         self.stats.events_out = self.outbox.seq
-        self.stats.queue_depth = len(self.outbox)
+        self.stats.queue_depth = self._queued()
         if events:
             self.stats.last_event_ns = events[-1].ts_recv
 
@@ -278,7 +289,7 @@ class Collector:
             match msg:
                 case Ack(epoch=epoch, seq=seq):
                     self.outbox.ack(epoch, seq)
-                    self.stats.queue_depth = len(self.outbox)
+                    self.stats.queue_depth = self._queued()
                     if self.overflow and len(self.outbox) < self.cfg.outbox_max_events:
                         await self._flush_overflow()
                 case ResendFrom(epoch=epoch, seq=seq):

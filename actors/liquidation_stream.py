@@ -313,6 +313,11 @@ class LiquidationStream:
             self.log.info("liquidations: stopped ({} delivered, {} duplicates dropped, {} gaps, {} reconnects)",
                           self.stats.delivered, self.stats.duplicates, self.stats.gaps, self.stats.failures)
 
+    @property
+    def queued(self) -> int:
+        """Liquidations received and not yet handed to `on_event`."""
+        return len(self._queue)
+
     def complete_until_ns(self, margin_ns: int = 2 * NS) -> int:
         """Everything the venue sent before this instant has been handed to `on_event`.
 

@@ -2,13 +2,17 @@
 
 Acks are cumulative, so the outbox is an ordered map seq -> encoded envelope. Resending is
 go-back-N: when the oldest unacknowledged event is older than the timeout (or the writer asks),
-everything from it on is sent again; the writer keeps only the next expected seq, so a resend
-never doubles a row.
+the events from it on are sent again; the writer keeps only the next expected seq, so a resend
+never doubles a row. A resend is at most `resend_window` events: re-sending a whole backlog of
+tens of thousands at every timeout saturates the validator with copies and the mesh never
+catches up (congestion collapse); the writer asks for the next window as soon as it has the
+previous one.
 """
 
 import random
 import time
 from collections import OrderedDict
+from itertools import islice
 
 import msgspec
 
@@ -23,14 +27,16 @@ def new_epoch() -> int:
 
 
 class Outbox:
-    def __init__(self, source: str, epoch: int | None = None, *, resend_after_s: float = 2.0):
+    def __init__(self, source: str, epoch: int | None = None, *, resend_after_s: float = 2.0, resend_window: int = 5000):
         self.source = source
         self.epoch = new_epoch() if epoch is None else epoch
         self.resend_after_s = resend_after_s
+        self.resend_window = resend_window
         self.seq = 0  # last seq assigned
         self.acked = 0  # highest seq the writer made durable
         self._pending: OrderedDict[int, bytes] = OrderedDict()
         self._oldest_sent_at = 0.0
+        self._resent_to, self._resent_at = 0, 0.0  # the last window re-sent on request, and when
 
     def __len__(self) -> int:
         return len(self._pending)
@@ -54,18 +60,27 @@ class Outbox:
         self._oldest_sent_at = time.monotonic()
 
     def resend_from(self, epoch: int, seq: int) -> list[bytes]:
-        """The writer wants everything after `seq` again."""
+        """The writer wants everything after `seq` again.
+
+        Not an acknowledgement: the writer may have accepted up to `seq` without syncing it
+        yet, and a crash before the sync would lose what an ack here had forgotten.
+        """
         if epoch != self.epoch:
             return []
-        self.ack(epoch, seq)
-        return self._all()
+        now = time.monotonic()
+        # Live events interleave with a window in flight, so the writer asks again before the
+        # window has arrived: send only what follows it (what was just re-sent is on its way).
+        if now - self._resent_at < self.resend_after_s and seq < self._resent_to:
+            seq = self._resent_to
+        window = [(s, data) for s, data in islice(((s, d) for s, d in self._pending.items() if s > seq), self.resend_window)]
+        if window:
+            self._resent_to, self._resent_at = window[-1][0], now
+        self._oldest_sent_at = now
+        return [data for _, data in window]
 
     def due(self) -> list[bytes]:
-        """Everything unacknowledged, if the oldest has waited past the timeout."""
+        """The oldest unacknowledged events (one window), if the oldest has waited past the timeout."""
         if self._pending and time.monotonic() - self._oldest_sent_at >= self.resend_after_s:
-            return self._all()
+            self._oldest_sent_at = time.monotonic()
+            return list(islice(self._pending.values(), self.resend_window))
         return []
-
-    def _all(self) -> list[bytes]:
-        self._oldest_sent_at = time.monotonic()
-        return list(self._pending.values())

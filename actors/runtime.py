@@ -22,6 +22,7 @@ from messages.codec import encode
 from messages.control import ActorStats
 
 PARENT_POLL_S = 0.5
+SUPERVISOR_PID_ENV = "DERIVS_SUPERVISOR_PID"  # set by the coordinator for every child
 STATS_EVERY_S = 1.0
 
 
@@ -60,7 +61,7 @@ async def _supervised(name: str, main: ActorMain, topo: Topology) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, _on_signal, stop, sig)
-    helpers = [asyncio.create_task(_watch_parent(stop)), asyncio.create_task(_report_stats(name, topo, stats))]
+    helpers = [asyncio.create_task(watch_parent(stop)), asyncio.create_task(_report_stats(name, topo, stats))]
     try:
         await main(topo, stop, stats)
     finally:
@@ -91,13 +92,19 @@ def _on_signal(stop: asyncio.Event, sig: signal.Signals) -> None:
     stop.set()
 
 
-async def _watch_parent(stop: asyncio.Event) -> None:
-    parent = os.getppid()
+async def watch_parent(stop: asyncio.Event) -> None:
+    """Set `stop` when the supervising process is gone.
+
+    The supervisor's pid comes from the environment, not from getppid() at start: a child whose
+    parent died while it was still importing would otherwise take init for its parent.
+    """
+    parent = int(os.environ.get(SUPERVISOR_PID_ENV) or os.getppid())
     while not stop.is_set():
-        await asyncio.sleep(PARENT_POLL_S)
         if os.getppid() != parent:
             logger.warning("parent process {} is gone: stopping", parent)
             stop.set()
+            return
+        await asyncio.sleep(PARENT_POLL_S)
 
 
 def socket(ctx: zmq.asyncio.Context, kind: int, *, identity: str | None = None) -> zmq.asyncio.Socket:

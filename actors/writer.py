@@ -29,6 +29,7 @@ from loguru import logger
 
 from actors.catalog_lock import CatalogLock
 from actors.catalog_store import CatalogStore
+from actors.durable_trace import DurableTrace
 from actors.runtime import Stats, run_actor, socket
 from actors.topology import Topology
 from actors.wal import Wal
@@ -36,7 +37,11 @@ from messages.codec import decode_event, encode
 from messages.envelope import Ack, Envelope, Heartbeat, Message, Rejected, ResendFrom
 from messages.events import AnyEvent
 
-RESEND_REQUEST_EVERY_S = 0.5
+RESEND_REQUEST_EVERY_S = 0.05  # a new hole (progress since the last request): ask for the next window soon
+# The same hole is asked for again only after this: a re-send of a big backlog takes time to
+# arrive, and every request makes the collector send its whole backlog again.
+RESEND_SAME_AGAIN_S = 3.0
+REACK_EVERY_S = 0.5  # a flood of re-sent duplicates gets one repeated ack, not one each
 BLOCKED_RETRY_S = 1.0
 BLOCKED_REMIND_S = 30.0
 
@@ -66,13 +71,15 @@ class Writer:
         self.last_seq: dict[StreamKey, int] = {}  # accepted (in the WAL, maybe not synced yet)
         self.durable: dict[StreamKey, int] = {}  # synced: safe to acknowledge
         self.peer: dict[StreamKey, bytes] = {}  # who delivered it (the validator), for acks
-        self.resend_asked: dict[StreamKey, float] = {}
+        self.resend_asked: dict[StreamKey, tuple[int, float]] = {}  # (after seq, when)
+        self.reacked: dict[StreamKey, float] = {}
         self.rows: list[AnyEvent] = []
         self.dead: list[Rejected] = []
         self.synced_rows, self.synced_dead = 0, 0  # how many of rows/dead are in the synced WAL
         self.blocked_since: float | None = None  # a write failed: accept nothing until a flush succeeds
         self.blocked_reminded = 0.0
         self.last_sync = time.monotonic()
+        self.trace = DurableTrace.from_env()  # opt-in (DERIVS_DURABLE_TRACE): when rows became durable, for the bench
         self.ctx = zmq.asyncio.Context()
         self.sock = socket(self.ctx, zmq.ROUTER)
         self.sock.bind(topo.endpoint("store"))  # abstract ipc: a second writer fails here, loudly
@@ -143,7 +150,9 @@ class Writer:
         if msg.seq == expected:
             self._accept(msg, data, log_to_wal=True)
         elif msg.seq < expected:
-            if key in self.durable:  # a re-send of something already durable: ack again
+            now = time.monotonic()
+            if key in self.durable and now - self.reacked.get(key, 0.0) >= REACK_EVERY_S:
+                self.reacked[key] = now  # a re-send of something already durable: ack again
                 await self._send(peer, Ack(source=msg.source, epoch=msg.epoch, seq=self.durable[key]))
         else:
             await self._ask_resend(peer, key, expected - 1)
@@ -169,8 +178,10 @@ class Writer:
 
     async def _ask_resend(self, peer: bytes, key: StreamKey, after: int) -> None:
         now = time.monotonic()
-        if now - self.resend_asked.get(key, 0.0) >= RESEND_REQUEST_EVERY_S:
-            self.resend_asked[key] = now
+        asked_after, asked_at = self.resend_asked.get(key, (-1, 0.0))
+        wait = RESEND_SAME_AGAIN_S if asked_after == after else RESEND_REQUEST_EVERY_S
+        if now - asked_at >= wait:
+            self.resend_asked[key] = (after, now)
             logger.debug("hole in {} after seq {}: asking for a re-send", key[0], after)
             await self._send(peer, ResendFrom(source=key[0], epoch=key[1], seq=after))
 
@@ -185,6 +196,8 @@ class Writer:
                 del self.dead[self.synced_dead:]
                 self.stats.queue_depth = len(self.rows) + len(self.dead)
                 raise
+            if self.trace is not None:
+                self.trace.synced(self.rows[self.synced_rows:])
         self.synced_rows, self.synced_dead = len(self.rows), len(self.dead)
 
     def _block(self, what: str, exc: OSError) -> None:

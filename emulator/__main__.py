@@ -9,12 +9,14 @@ SIGINT/SIGTERM stop it within a second.
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import sys
 
 import click
 from loguru import logger
 
+from actors.runtime import SUPERVISOR_PID_ENV, watch_parent
 from emulator.market import VENUES
 from emulator.server import start_emulator, write_ready_file
 
@@ -34,6 +36,8 @@ async def _serve(seed: int, venues: list[str], host: str, ports: dict[str, int],
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    if os.environ.get(SUPERVISOR_PID_ENV):  # started by a coordinator: leave with it
+        asyncio.get_running_loop().create_task(watch_parent(stop))
     emu = await start_emulator(seed=seed, venues=venues, host=host, ports=ports, ground_truth=ground_truth,
                                liquidation_rate=liquidation_rate, rate_limits=rate_limits,
                                rate_limit_scale=rate_limit_scale)

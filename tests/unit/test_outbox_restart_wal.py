@@ -28,6 +28,17 @@ def test_outbox_numbers_without_holes_and_forgets_only_what_is_acked():
     assert [decode_message(d).seq for d in box.resend_from(epoch=5, seq=3)] == [4, 5]
 
 
+def test_a_resend_request_is_not_an_acknowledgement():
+    # The writer asks from what it accepted, which may not be synced yet: keep it until an Ack.
+    box = Outbox("collector.x", epoch=5)
+    for i in range(5):
+        box.add(oi(i))
+    assert [decode_message(d).seq for d in box.resend_from(epoch=5, seq=3)] == [4, 5]
+    assert len(box) == 5
+    box.ack(epoch=5, seq=3)
+    assert len(box) == 2
+
+
 def test_outbox_resends_everything_unacked_after_the_timeout():
     box = Outbox("c", epoch=1, resend_after_s=0.05)
     for i in range(3):
