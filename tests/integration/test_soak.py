@@ -1,0 +1,65 @@
+"""Soak (opt-in: `bin/test -m soak`): the sandbox mesh at a high event rate for SOAK_MINUTES
+(default 30), the RSS of every actor sampled every 10 s; prints the slope per actor and writes
+the samples to `soak_rss.csv` in the test's temp dir.
+
+The memory must stay flat (user story 6, SC-006): after a warm-up of a fifth of the run, no
+actor may grow faster than SOAK_MAX_MB_PER_HOUR (default 20 MB/h), and nothing may be lost.
+"""
+
+import os
+import signal
+import statistics
+import time
+
+import pytest
+
+from tests.integration.faults import LoadedMesh, compare, read_liquidations, settle_and_stop
+
+MINUTES = float(os.environ.get("SOAK_MINUTES", "30"))
+MAX_MB_PER_HOUR = float(os.environ.get("SOAK_MAX_MB_PER_HOUR", "20"))
+RATE_PER_SYMBOL = float(os.environ.get("SOAK_RATE_PER_SYMBOL", "1000"))  # Bybit, two symbols
+SAMPLE_S = 10.0
+
+
+def rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:")) / 1024
+
+
+def slope_mb_per_hour(samples: list[tuple[float, float]]) -> float:
+    ts, mb = zip(*samples, strict=True)
+    return statistics.linear_regression(ts, mb).slope * 3600
+
+
+@pytest.mark.soak
+def test_memory_stays_flat_at_a_high_event_rate(tmp_path):
+    mesh = LoadedMesh(tmp_path)
+    try:
+        mesh.start()
+        mesh.liquidation_rate("bybit", RATE_PER_SYMBOL)
+        samples: dict[str, list[tuple[float, float]]] = {}
+        started = time.monotonic()
+        while (elapsed := time.monotonic() - started) < MINUTES * 60:
+            for a in mesh.status():
+                if a["pid"]:
+                    samples.setdefault(a["name"], []).append((elapsed, rss_mb(a["pid"])))
+            time.sleep(SAMPLE_S)
+        restarts = {a["name"]: a["restarts"] for a in mesh.status()}
+        signal_ns, _ = settle_and_stop(mesh, signal.SIGINT)
+    finally:
+        mesh.kill()
+
+    with open(tmp_path / "soak_rss.csv", "w") as f:
+        f.write("actor,seconds,rss_mb\n")
+        f.writelines(f"{name},{t:.0f},{mb:.1f}\n" for name, rows in samples.items() for t, mb in rows)
+    warm = MINUTES * 60 / 5
+    slopes = {name: slope_mb_per_hour([s for s in rows if s[0] >= warm]) for name, rows in samples.items()}
+    for name, rows in samples.items():
+        print(f"soak {name:<22} rss {rows[0][1]:7.1f} -> {rows[-1][1]:7.1f} MB, slope after warm-up "
+              f"{slopes[name]:+7.2f} MB/h, restarts {restarts.get(name)}")
+    bybit = compare(mesh.truth(), read_liquidations(mesh.catalog), "BYBIT", signal_ns)
+    print(f"soak {bybit['expected']:,} Bybit liquidations over {MINUTES:g} min, {len(bybit['missing'])} missing")
+
+    assert bybit["missing"] == [] and bybit["duplicates"] == []
+    assert all(n == 0 for n in restarts.values()), restarts
+    assert all(s < MAX_MB_PER_HOUR for s in slopes.values()), slopes
