@@ -214,7 +214,7 @@ class LiquidationStream:
         backoff_max_s: float = 30.0,
         stable_after_s: float = 10.0,
         max_connection_age_s: float | None = -1.0,  # -1: the venue's default (Binance 23.5 h)
-        dedup_window_s: float = 300.0,
+        dedup_window_s: float = 60.0,  # rotation overlaps last seconds; memory grows with rate x window
         check_interval_s: float = 0.25,
         missing_since: tuple[int, str] | None = None,
         all_markets: list[Market] | None = None,
