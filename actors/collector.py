@@ -62,7 +62,7 @@ class Collector:
         self.adapter: VenueAdapter = adapter(venue.venue)
         self.log = logger.bind(venue=self.adapter.venue)
         self.sandbox_url = sandbox_url
-        self.client = self.adapter.client(sandbox_url)
+        self.client = self.adapter.client(sandbox_url, record_dir=str(Path(topo.run_dir) / "recordings") if venue.record else None)
         self.outbox = Outbox(self.name)
         self.overflow: dict[tuple[str, str], list] = {}  # (stream, instrument) -> [first_ns, last_ns, count, event]
         self.liq_stream: LiquidationStream | None = None

@@ -64,6 +64,7 @@ class VenueConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     backfill_oi_period: OiPeriod = "5m"  # Binance: 5m..1d; Bybit: 5m 15m 30m 1h 4h 1d; Hyperliquid: no OI history
     backfill_interval_s: Seconds = 600.0
     enabled: bool = True
+    record: bool = False  # record the venue's raw REST answers to run_dir/recordings/<venue>.jsonl
 
     def __post_init__(self) -> None:
         parse_duration(self.backfill_lookback, "backfill_lookback")
@@ -104,8 +105,21 @@ class BusConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     taps: str = ""  # validator's live PUB for taps
     control: str = ""  # coordinator: actor stats in, bin/ctl commands
 
+    allow_remote: bool = False  # a tcp endpoint beyond loopback needs this: the bus has no authentication
+
     def endpoint(self, mesh: str, name: str) -> str:
         return getattr(self, name) or f"ipc://@{mesh}.{name}"
+
+    def remote_endpoints(self) -> list[tuple[str, str]]:
+        """(name, endpoint) of the tcp endpoints whose address is not a loopback one."""
+        out = []
+        for name in ("ingest", "store", "taps", "control"):
+            endpoint = getattr(self, name)
+            if endpoint.startswith("tcp://"):
+                host = endpoint[len("tcp://"):].rsplit(":", 1)[0].strip("[]")
+                if not (host == "localhost" or host == "::1" or host.startswith("127.")):
+                    out.append((name, endpoint))
+        return out
 
 
 class SandboxConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -164,6 +178,11 @@ def load_topology(path: str | os.PathLike, *, catalog: str | None = None) -> tup
     dupes = sorted({v for v in seen if seen.count(v) > 1})
     if dupes:
         raise TopologyError(f"{path}: venues: {', '.join(dupes)} listed more than once (one entry per venue)")
+    remote = topo.bus.remote_endpoints()
+    if remote and not topo.bus.allow_remote:
+        name, endpoint = remote[0]
+        raise TopologyError(f"{path}: bus.{name}: {endpoint!r} is reachable from other machines and the bus has no "
+                            "authentication; use tcp://127.0.0.1:PORT (or ipc), or set bus.allow_remote: true")
     base = path.parent
     # --catalog on the command line is relative to the working directory, the file's to the file.
     catalog_path = Path(catalog).resolve() if catalog else (base / topo.catalog).resolve()
