@@ -29,7 +29,7 @@ from loguru import logger
 
 from actors.backfill import backfill
 from actors.liquidation_stream import LiquidationStream, LiquidationsUnsupported
-from actors.outbox import Outbox
+from actors.outbox import Outbox, OutboxFull
 from actors.runtime import Stats, run_actor, socket, wait_or_stop
 from actors.topology import Topology, VenueConfig
 from actors.venues import UnknownSymbol, VenueAdapter, adapter
@@ -63,12 +63,14 @@ class Collector:
         self.log = logger.bind(venue=self.adapter.venue)
         self.sandbox_url = sandbox_url
         self.client = self.adapter.client(sandbox_url, record_dir=str(Path(topo.run_dir) / "recordings") if venue.record else None)
-        self.outbox = Outbox(self.name)
+        self.outbox = Outbox(self.name, memory_max=venue.outbox_max_events, spool_max_bytes=venue.outbox_spool_mb << 20,
+                             spool_path=Path(topo.run_dir) / "spool" / f"{self.name}.spool")
         self.overflow: dict[tuple[str, str], list] = {}  # (stream, instrument) -> [first_ns, last_ns, count, event]
         self.liq_stream: LiquidationStream | None = None
         self.liq_pending: deque[tuple[int, int]] = deque()  # (seq, ts_event) of unacknowledged liquidations
         self.state_path = Path(topo.run_dir) / "state" / f"{self.name}.json"
         self.watermark_warned = -60.0
+        self.unsent = 0  # messages the socket would not take (bus full): re-sent from the outbox
         self.ctx = zmq.asyncio.Context()
         self.sock = socket(self.ctx, zmq.DEALER, identity=self.name)
         self.sock.connect(topo.endpoint("ingest"))
@@ -88,6 +90,7 @@ class Collector:
             receiver.cancel()
             resender.cancel()
             await self.client.close()
+            self.outbox.close()
             self.sock.close()
             self.ctx.term()
 
@@ -195,18 +198,26 @@ class Collector:
 
     async def _send(self, event: AnyEvent, stream: str) -> bool:
         """Send one event through the outbox; when the outbox is full, count it towards a gap."""
-        key = (stream, event.instrument_id)
-        if len(self.outbox) >= self.cfg.outbox_max_events:
-            over = self.overflow.setdefault(key, [event.ts_event, event.ts_event, 0, event])
+        try:
+            data = self.outbox.add(event)
+        except OutboxFull as exc:
+            over = self.overflow.setdefault((stream, event.instrument_id), [event.ts_event, event.ts_event, 0, event])
             over[0], over[1], over[2] = min(over[0], event.ts_event), max(over[1], event.ts_event), over[2] + 1
             if over[2] == 1:
-                self.log.error("outbox full ({} unacknowledged events): dropping {} {} and recording a gap",
-                               len(self.outbox), stream, event.instrument_id)
+                self.log.error("outbox full ({}): dropping {} {} and recording a gap", exc, stream, event.instrument_id)
             return False
-        if self.overflow:
-            await self._flush_overflow()
-        await self.sock.send(self.outbox.add(event))
+        if data is not None:  # None: spooled to disk, sent when the writer has caught up
+            self._transmit(data)
         return True
+
+    def _transmit(self, data: bytes) -> None:
+        """Hand a message to the socket without ever waiting: when the validator does not keep up
+        (ZeroMQ's high-water mark), it stays in the outbox and goes out with the next resend.
+        The outbox, bounded and spooled, is the only buffer; a blocked send would pile events
+        up unbounded in front of it instead."""
+        sent = self.sock.send(data, flags=zmq.NOBLOCK)  # pyzmq: a future, done at once for NOBLOCK
+        if sent.done() and sent.exception() is not None:  # reading the exception also marks it handled
+            self.unsent += 1
 
     async def _flush_overflow(self) -> None:
         """Space again: record what was dropped as Gap events (they bypass the bound, a few at most)."""
@@ -214,7 +225,9 @@ class Collector:
         for (stream, _), (first, last, count, sample) in dropped.items():
             gap = Gap(venue=sample.venue, symbol=sample.symbol, instrument_id=sample.instrument_id, ts_event=first,
                       ts_recv=now_ns(), stream=stream, end_ns=last, reason=f"outbox full: {count} events dropped")
-            await self.sock.send(self.outbox.add(gap))
+            data = self.outbox.add(gap, force=True)
+            if data is not None:
+                self._transmit(data)
             self.log.warning("{} {}: {} events dropped while the outbox was full, gap recorded", stream, sample.instrument_id, count)
 
     async def _load_markets(self) -> bool:
@@ -290,11 +303,13 @@ class Collector:
                 case Ack(epoch=epoch, seq=seq):
                     self.outbox.ack(epoch, seq)
                     self.stats.queue_depth = self._queued()
-                    if self.overflow and len(self.outbox) < self.cfg.outbox_max_events:
+                    for data in self.outbox.refill():  # spooled events, in order, as room frees
+                        self._transmit(data)
+                    if self.overflow:  # acks flow again: record what was dropped
                         await self._flush_overflow()
                 case ResendFrom(epoch=epoch, seq=seq):
                     for data in self.outbox.resend_from(epoch, seq):
-                        await self.sock.send(data)
+                        self._transmit(data)
 
     async def _resend_overdue(self) -> None:
         while True:
@@ -303,7 +318,7 @@ class Collector:
             if overdue:
                 self.log.debug("re-sending {} unacknowledged events", len(overdue))
             for data in overdue:
-                await self.sock.send(data)
+                self._transmit(data)
 
     async def _drain(self) -> None:
         """Stopping: wait (bounded) until the writer has acknowledged everything we sent."""

@@ -7,8 +7,13 @@ never doubles a row. A resend is at most `resend_window` events: re-sending a wh
 tens of thousands at every timeout saturates the validator with copies and the mesh never
 catches up (congestion collapse); the writer asks for the next window as soon as it has the
 previous one.
+
+The outbox is bounded: `memory_max` events in memory (sent, in flight), then up to
+`spool_max_bytes` on disk (actors/spool.py: not sent yet, sent in order when memory has room).
+Beyond both, `add` raises `OutboxFull` without using a seq, and the caller records a gap.
 """
 
+import os
 import random
 import time
 from collections import OrderedDict
@@ -18,7 +23,12 @@ import msgspec
 
 from messages.codec import encode
 from messages.envelope import Envelope
+from actors.spool import Spool
 from messages.events import AnyEvent
+
+
+class OutboxFull(Exception):
+    """Memory and spool are full: the event was not numbered; record it as a gap."""
 
 
 def new_epoch() -> int:
@@ -27,8 +37,11 @@ def new_epoch() -> int:
 
 
 class Outbox:
-    def __init__(self, source: str, epoch: int | None = None, *, resend_after_s: float = 2.0, resend_window: int = 5000):
+    def __init__(self, source: str, epoch: int | None = None, *, resend_after_s: float = 2.0, resend_window: int = 5000,
+                 memory_max: int = 1_000_000, spool_path: str | os.PathLike | None = None, spool_max_bytes: int = 0):
         self.source = source
+        self.memory_max = memory_max
+        self.spool = Spool(spool_path, spool_max_bytes) if spool_path and spool_max_bytes > 0 else None
         self.epoch = new_epoch() if epoch is None else epoch
         self.resend_after_s = resend_after_s
         self.resend_window = resend_window
@@ -39,16 +52,53 @@ class Outbox:
         self._resent_to, self._resent_at = 0, 0.0  # the last window re-sent on request, and when
 
     def __len__(self) -> int:
-        return len(self._pending)
+        """Unacknowledged events: in flight (memory) and waiting on disk."""
+        return len(self._pending) + (self.spool.count if self.spool else 0)
 
-    def add(self, event: AnyEvent) -> bytes:
-        """Number the event and keep it; returns the wire message to send now."""
+    @property
+    def spooled(self) -> int:
+        return self.spool.count if self.spool else 0
+
+    def add(self, event: AnyEvent, *, force: bool = False) -> bytes | None:
+        """Number the event and keep it; returns the wire message to send now, or None if it
+        went to the spool (sent later by `refill`). `force` ignores the bounds (a few gap records).
+
+        Raises OutboxFull (no seq used) when memory and spool are full.
+        """
+        payload = msgspec.Raw(encode(event))
+        # Seqs go out in order: once events wait on disk, new ones queue behind them.
+        in_memory = not self.spooled and (force or len(self._pending) < self.memory_max)
+        if not in_memory and not force and (self.spool is None or not self.spool.has_room(len(payload) + 64)):
+            raise OutboxFull(f"{self.source}: {len(self._pending)} events in memory and {self.spooled} on disk unacknowledged")
         self.seq += 1
-        data = encode(Envelope(source=self.source, epoch=self.epoch, seq=self.seq, payload=msgspec.Raw(encode(event))))
+        data = encode(Envelope(source=self.source, epoch=self.epoch, seq=self.seq, payload=payload))
+        if in_memory:
+            self._keep(self.seq, data)
+            return data
+        try:
+            self.spool.append(self.seq, data)
+        except OSError as exc:  # the spool's disk is full: the seq stays unused
+            self.seq -= 1
+            raise OutboxFull(f"{self.source}: spool {self.spool.path}: {exc}") from exc
+        return None
+
+    def _keep(self, seq: int, data: bytes) -> None:
         if not self._pending:
             self._oldest_sent_at = time.monotonic()
-        self._pending[self.seq] = data
-        return data
+        self._pending[seq] = data
+
+    def refill(self) -> list[bytes]:
+        """Move spooled events into memory as far as it has room; returns them, to send now (in order)."""
+        moved: list[bytes] = []
+        while self.spooled and len(self._pending) < self.memory_max:
+            seq, data = self.spool.pop()
+            self._keep(seq, data)
+            moved.append(data)
+        return moved
+
+    def close(self) -> None:
+        if self.spool is not None:
+            self.spool.close()
 
     def ack(self, epoch: int, seq: int) -> None:
         """Forget everything up to `seq` (acks for another epoch are a previous life's: ignored)."""

@@ -56,7 +56,8 @@ class VenueConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     liquidations: bool = False  # stream liquidations (Binance, Bybit; Hyperliquid has no public feed)
     liquidation_silence_timeout_s: Seconds = 60.0  # connected but no frame this long: reconnect
     liquidation_all_symbols: bool = False  # binance only: !forceOrder@arr, every USDT-M perpetual, not just `symbols`
-    outbox_max_events: Annotated[int, msgspec.Meta(gt=0)] = 500_000  # unacknowledged events kept; beyond: gap
+    outbox_max_events: Annotated[int, msgspec.Meta(gt=0)] = 200_000  # unacknowledged events in memory (in flight)
+    outbox_spool_mb: Annotated[int, msgspec.Meta(ge=0)] = 1024  # then on disk (run_dir/spool); beyond: gap
     # History kept filled from the catalog (actors/backfill.py, docs/history.md): on start the
     # collector fetches what the catalog lacks of the last `backfill_lookback` (OI history at
     # `backfill_oi_period`, settled funding), then tops it up every `backfill_interval_s`.

@@ -41,14 +41,14 @@ class LoadedMesh:
     """The sandbox mesh with liquidation streams on Binance and Bybit and OI on Hyperliquid."""
 
     def __init__(self, tmp: Path, *, restart: dict | None = None, run_dir: Path | None = None,
-                 catalog: Path | None = None, emulator_file: Path | None = None):
+                 catalog: Path | None = None, emulator_file: Path | None = None, venue_extra: dict | None = None):
         venues = {"binance": ["BTC/USDT:USDT", "ETH/USDT:USDT"], "bybit": ["BTC/USDT:USDT", "ETH/USDT:USDT"],
                   "hyperliquid": ["BTC/USDC:USDC"]}
         self.run_dir, self.catalog = run_dir or tmp / "run", catalog or tmp / "catalog"
         topo = {
             "mesh": f"f{uuid.uuid4().hex[:10]}", "catalog": str(self.catalog), "run_dir": str(self.run_dir),
             "venues": [{"venue": v, "symbols": s, "open_interest_interval_s": 1.0, "funding_interval_s": 5.0,
-                        "liquidations": v != "hyperliquid"} for v, s in venues.items()],
+                        "liquidations": v != "hyperliquid", **(venue_extra or {})} for v, s in venues.items()],
             "writer": {"flush_interval_s": 1.0},
             "restart": restart or {"backoff_initial_s": 0.3, "backoff_max_s": 2, "max_restarts": 10, "window_s": 60},
         }

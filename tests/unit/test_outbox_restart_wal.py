@@ -2,6 +2,8 @@
 
 import time
 
+import pytest
+
 from actors.outbox import Outbox
 from actors.restart import RestartTracker
 from actors.topology import RestartPolicy
@@ -72,3 +74,31 @@ def test_wal_replays_complete_frames_ignores_a_torn_tail_and_rotates(tmp_path):
     wal.sync()
     assert list(wal.replay()) == [b"checkpoint", b"after"]
     assert oct((tmp_path / "wal.log").stat().st_mode & 0o777) == "0o600"
+
+
+def test_outbox_spools_beyond_memory_and_sends_in_order_as_acks_free_room(tmp_path):
+    box = Outbox("collector.x", epoch=7, memory_max=3, spool_path=tmp_path / "x.spool", spool_max_bytes=10_000)
+    sent = [box.add(oi(i)) for i in range(8)]
+    assert [s is not None for s in sent] == [True] * 3 + [False] * 5  # 3 in flight, 5 on disk
+    assert len(box) == 8 and box.spooled == 5
+    assert box.refill() == []  # no room yet
+    box.ack(epoch=7, seq=2)
+    assert [decode_message(d).seq for d in box.refill()] == [4, 5]
+    box.ack(epoch=7, seq=5)
+    assert [decode_message(d).seq for d in box.refill()] == [6, 7, 8]
+    assert box.spooled == 0 and (tmp_path / "x.spool").stat().st_size == 0  # emptied once read back
+    assert oct((tmp_path / "x.spool").stat().st_mode & 0o777) == "0o600"
+
+
+def test_a_full_outbox_refuses_without_using_a_seq(tmp_path):
+    from actors.outbox import OutboxFull
+
+    box = Outbox("collector.x", epoch=7, memory_max=2, spool_path=tmp_path / "x.spool", spool_max_bytes=600)
+    with pytest.raises(OutboxFull, match="unacknowledged"):
+        for i in range(100):
+            box.add(oi(i))
+    last = box.seq
+    assert 2 < last < 100 and len(box) == last  # every numbered event is kept, the refused one has no seq
+    assert box.add(oi(100), force=True) is None  # a gap record queues behind the spool, bounds or not
+    box.ack(epoch=7, seq=2)
+    assert [decode_message(d).seq for d in box.refill()] == [3, 4]  # continues right after memory, in order
