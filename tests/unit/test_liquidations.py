@@ -266,3 +266,24 @@ def test_recorded_gaps_are_listed_filtered_and_become_liquidation_holes(tmp_path
     lines = gap_lines(tmp_path, str)
     assert lines[1] == "recorded gaps: 3" and "outbox full: 3 events dropped" in lines[-1]
     assert gap_lines(tmp_path / "empty", str) == []
+
+
+def test_coverage_command_shows_liquidations_and_recorded_gaps(tmp_path):
+    import json
+
+    from click.testing import CliRunner
+
+    from cli.history import coverage_cmd
+
+    t0 = 1_795_000_000_000_000_000
+    iid = "ETHUSDT-LINEAR.BYBIT"
+    CatalogStore(tmp_path, durable=False).write([_stored_liq(iid, t0), _stored_liq(iid, t0 + 2 * 10**9, 2.0),
+                                                 _gap(iid, t0 + 10**9, 0.5, reason="silence: no message and no pong for 60 s")])
+    out = CliRunner().invoke(coverage_cmd, ["--catalog", str(tmp_path)])
+    assert out.exit_code == 0, out.output
+    row = next(line for line in out.output.splitlines() if line.startswith("BYBIT"))
+    assert row.split()[1:5] == [iid, "liquidations", "stream", "2"] and row.split()[-1] == "1"  # 2 rows, 1 hole
+    assert "recorded gaps: 1" in out.output and "silence: no message and no pong for 60 s" in out.output
+    as_json = CliRunner().invoke(coverage_cmd, ["--catalog", str(tmp_path), "--json"])
+    (liq,) = [r for r in json.loads(as_json.output) if r["kind"] == "liquidations"]
+    assert liq["holes"] == [[t0 + 10**9, t0 + 1_500_000_000]]
