@@ -18,6 +18,9 @@ therefore see the last value of a topic twice (the same bytes again) when anothe
 should do the same if it counts events (docs/liquidations.md). A replay never goes back in
 time: it is always the newest message of the topic at that moment.
 
+Each event is published once: a collector re-sends what the writer has not acknowledged in
+time, and the validator passes the re-send to the writer but not to the bus (`first_time`).
+
 Sending never blocks: no `XPUB_NODROP`, so a tap slower than the bus loses messages (past
 `SNDHWM` per tap) and storage never waits for a tap. Attaching and detaching taps touches
 neither the validator's path to the writer nor the cache's size.
@@ -58,8 +61,19 @@ class LastValueBus:
         self.sock.bind(endpoint)
         self.endpoint = endpoint
         self.last: dict[bytes, bytes] = {}
+        self.published: dict[tuple[str, int], int] = {}  # (source, epoch) -> highest seq published
         self.subscriptions = 0
         self.replayed = 0
+
+    def first_time(self, source: str, epoch: int, seq: int) -> bool:
+        """True the first time an event is seen: the storage path re-sends events that are not
+        acknowledged in time (a backlog, a writer restart), and a tap must not show them twice
+        nor the cache go back to an older value. One entry per collector run (epoch)."""
+        key = (source, epoch)
+        if seq <= self.published.get(key, 0):
+            return False
+        self.published[key] = seq
+        return True
 
     async def send_multipart(self, frames: list[bytes]) -> None:
         topic, payload = frames

@@ -135,7 +135,8 @@ class Validator:
         self.stats.events_out += 1
         self.stats.last_event_ns = event.ts_recv
         await self.store.send(data)
-        await self.taps.send_multipart([topic(event), bytes(envelope.payload)])
+        if self.taps.first_time(envelope.source, envelope.epoch, envelope.seq):  # a re-send is not news for taps
+            await self.taps.send_multipart([topic(event), bytes(envelope.payload)])
 
     async def _from_writer(self) -> None:
         while True:

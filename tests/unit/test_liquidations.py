@@ -287,3 +287,14 @@ def test_coverage_command_shows_liquidations_and_recorded_gaps(tmp_path):
     as_json = CliRunner().invoke(coverage_cmd, ["--catalog", str(tmp_path), "--json"])
     (liq,) = [r for r in json.loads(as_json.output) if r["kind"] == "liquidations"]
     assert liq["holes"] == [[t0 + 10**9, t0 + 1_500_000_000]]
+
+
+def test_the_bus_publishes_an_event_once_even_when_storage_re_sends_it():
+    from actors.taps_cache import LastValueBus
+
+    bus = LastValueBus.__new__(LastValueBus)  # no socket needed for the bookkeeping
+    bus.published = {}
+    assert [bus.first_time("collector.bybit", 7, s) for s in (1, 2, 3)] == [True, True, True]
+    assert [bus.first_time("collector.bybit", 7, s) for s in (1, 2, 3)] == [False, False, False]  # a go-back-N re-send
+    assert bus.first_time("collector.bybit", 8, 1) and bus.first_time("collector.binance", 7, 1)  # a new run, another source
+    assert bus.first_time("collector.bybit", 7, 4)
