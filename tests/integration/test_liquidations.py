@@ -234,7 +234,9 @@ def test_silence_is_detected_and_reconnected(tmp_path):
 def test_rotation_before_the_age_limit_leaves_no_hole(tmp_path):
     async def main():
         async with Harness(tmp_path, "bybit", rate=30.0, with_factory=True, max_connection_age_s=1.5) as h:
-            await h.until(lambda: h.stream.stats.rotations >= 2, 15, "two rotations")
+            # a 500 ms push lands in a rotation's overlap about every other time: wait for one that did
+            await h.until(lambda: h.stream.stats.rotations >= 2 and h.stream.stats.duplicates > 0, 30,
+                          "two rotations, one overlapping a push")
             await h.post("/_emulator/liquidation_rate?per_second=0")
             await h.settled()
             assert h.gaps == []
