@@ -20,7 +20,9 @@ from tests.harness import start_emulator
 CALLS = 1000
 # Scale per venue so that its allowed rate is ~120 calls/s of the call used (weights: Binance
 # premiumIndex without symbol 10 of 2400/min, Bybit tickers 1 of 600/5 s, Hyperliquid 20 of 1200/min).
-SCALE = {"binance": 240 / (60 * 120), "bybit": 1.0, "hyperliquid": 1 / 120}
+# Hyperliquid: 60 calls/s (a 1 s window), as its tiny scaled window is otherwise at the mercy of
+# scheduling jitter on a loaded machine.
+SCALE = {"binance": 240 / (60 * 120), "bybit": 1.0, "hyperliquid": 1 / 60}
 WEIGHT = {"binance": 10, "bybit": 1, "hyperliquid": 20}
 
 
@@ -77,7 +79,10 @@ async def call_many(venue: str, url: str, n: int, workers: int = 16, before: str
         await client.close()
 
 
-@pytest.mark.parametrize("venue", ["binance", "bybit", "hyperliquid"])
+# Binance (two limits, weights, the usage header) in the default suite; the others are opt-in
+# (-m slow) to keep the default suite short: ~10 s and ~17 s each.
+@pytest.mark.parametrize("venue", ["binance", pytest.param("bybit", marks=pytest.mark.slow),
+                                   pytest.param("hyperliquid", marks=pytest.mark.slow)])
 def test_1000_calls_at_the_venues_allowed_rate_get_no_rate_limit_answer(emu, venue):
     url = emu[venue]
     limits(url, SCALE[venue])
