@@ -18,7 +18,7 @@ from tests.harness import mesh_log, start_emulator, wait_for
 from tests.integration.faults import LoadedMesh, compare, read_liquidations, settle_and_stop
 from actors.wal import Wal
 
-LOAD_PER_SYMBOL = 1500  # Bybit liquidations per symbol per second: 3,000/s over BTC and ETH
+LOAD_PER_SYMBOL = 1000  # Bybit liquidations per symbol per second: 2,000/s over BTC and ETH
 
 
 @pytest.fixture
@@ -40,9 +40,9 @@ def test_kill9_under_load_loses_nothing_and_doubles_nothing(mesh, victim):
     rng = random.Random(victim)
     pids = []
     for _ in range(3):
-        time.sleep(rng.uniform(0.5, 2.5))
+        time.sleep(rng.uniform(0.5, 1.5))
         pids.append(mesh.kill9(victim))
-    time.sleep(2.0)
+    time.sleep(1.0)
     writer_events = mesh.actor("writer")["events_in"]
     signal_ns, _ = settle_and_stop(mesh, signal.SIGINT)
     stored = read_liquidations(mesh.catalog)
@@ -50,7 +50,7 @@ def test_kill9_under_load_loses_nothing_and_doubles_nothing(mesh, victim):
     bybit = compare(truth, stored, "BYBIT", signal_ns)
 
     assert len(set(pids)) == 3, f"{victim} was not restarted three times: {pids}"
-    assert bybit["expected"] > 15_000 and writer_events > 0, "not under load"
+    assert bybit["expected"] > 8_000 and writer_events > 0, "not under load"
     assert bybit["duplicates"] == [] and bybit["extra"] == []
     assert bybit["missing"] == [], f"{len(bybit['missing'])} of {bybit['expected']} missing outside any gap"
     if victim == "collector.bybit":
@@ -100,7 +100,7 @@ def test_sigterm_under_load_exits_within_10s_with_nothing_lost_and_a_clean_wal(m
     bybit = compare(mesh.truth(), stored, "BYBIT", signal_ns - 500_000_000)
 
     assert exit_s <= 10.0 and mesh.proc.returncode == 0
-    assert bybit["expected"] > 8_000
+    assert bybit["expected"] > 5_000
     assert bybit["missing"] == [] and bybit["duplicates"] == [] and bybit["gaps"] == []
     assert len(list(Wal(mesh.run_dir / "writer" / "wal.log").replay())) == 1  # only the checkpoint: all in Parquet
     assert "stopping with" not in mesh_log(mesh.topology)  # no unacknowledged events, no rows left behind
@@ -141,7 +141,7 @@ def test_a_crash_loop_marks_the_actor_failed_and_the_rest_keeps_running(tmp_path
 
 @pytest.mark.parametrize("spool_mb", [64, 1])
 def test_writer_down_for_a_while_the_outbox_spools_to_disk_and_overflow_becomes_a_gap(tmp_path, spool_mb):
-    # 2,000 events in memory, then the spool: 64 MB holds ~6 s of 3,000/s, 1 MB does not.
+    # 2,000 events in memory, then the spool: 64 MB holds 6 s of 2,000/s easily, 1 MB does not.
     mesh = LoadedMesh(tmp_path, venue_extra={"outbox_max_events": 2000, "outbox_spool_mb": spool_mb})
     try:
         mesh.start()
@@ -160,7 +160,7 @@ def test_writer_down_for_a_while_the_outbox_spools_to_disk_and_overflow_becomes_
 
     assert spooled == 1 and bybit["duplicates"] == [] and bybit["missing"] == []
     if spool_mb == 64:
-        assert held > 10_000, f"only {held} events waited while the writer was down"
+        assert held > 6_000, f"only {held} events waited while the writer was down"
         assert bybit["gaps"] == [] and bybit["missing_in_gaps"] == []
         assert "outbox full" not in log
     else:  # what did not fit is a recorded gap, named in the log, not a silent loss
@@ -228,5 +228,5 @@ def test_disk_full_blocks_acks_loses_nothing_and_recovers(tmp_path):
 
     assert held > 1000, f"the collector's outbox held only {held} events while the disk was full"
     assert bybit["missing"] == [] and bybit["missing_in_gaps"] == [] and bybit["duplicates"] == []
-    assert bybit["expected"] > 15_000
+    assert bybit["expected"] > 10_000
     assert leftovers == [], f"partial or temporary files left in the catalog: {leftovers}"
