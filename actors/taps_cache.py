@@ -19,7 +19,8 @@ should do the same if it counts events (docs/liquidations.md). A replay never go
 time: it is always the newest message of the topic at that moment.
 
 Each event is published once: a collector re-sends what the writer has not acknowledged in
-time, and the validator passes the re-send to the writer but not to the bus (`first_time`).
+time, and the validator passes the re-send to the writer but not to the bus (`first_time`;
+an event first seen late, after newer ones, is still published, late).
 
 Sending never blocks: no `XPUB_NODROP`, so a tap slower than the bus loses messages (past
 `SNDHWM` per tap) and storage never waits for a tap. Attaching and detaching taps touches
@@ -36,6 +37,7 @@ import zmq.asyncio
 from loguru import logger
 
 SUBSCRIBE, UNSUBSCRIBE = 1, 0
+MAX_OUT_OF_ORDER = 100_000  # seqs seen ahead of a hole that are remembered
 DEFAULT_SNDHWM = 100_000  # per tap: a cascade burst must not overflow a tap that keeps up on average
 
 
@@ -61,18 +63,25 @@ class LastValueBus:
         self.sock.bind(endpoint)
         self.endpoint = endpoint
         self.last: dict[bytes, bytes] = {}
-        self.published: dict[tuple[str, int], int] = {}  # (source, epoch) -> highest seq published
+        # (source, epoch) -> [every seq <= this was seen, seqs seen above it]
+        self.seen: dict[tuple[str, int], list] = {}
         self.subscriptions = 0
         self.replayed = 0
 
     def first_time(self, source: str, epoch: int, seq: int) -> bool:
-        """True the first time an event is seen: the storage path re-sends events that are not
-        acknowledged in time (a backlog, a writer restart), and a tap must not show them twice
-        nor the cache go back to an older value. One entry per collector run (epoch)."""
-        key = (source, epoch)
-        if seq <= self.published.get(key, 0):
+        """True the first time this (source, epoch, seq) comes by (call it for every envelope,
+        good or rejected). The storage path re-sends what the writer has not acknowledged in
+        time, and a collector that could not send at once (its socket full) sends later, out of
+        order: a tap must see each event once, late rather than never."""
+        seen = self.seen.setdefault((source, epoch), [0, set()])
+        if seq <= seen[0] or seq in seen[1]:
             return False
-        self.published[key] = seq
+        seen[1].add(seq)
+        if len(seen[1]) > MAX_OUT_OF_ORDER:  # a hole that never fills: stop waiting for it (bounded memory)
+            seen[0] = min(seen[1]) - 1
+        while seen[0] + 1 in seen[1]:
+            seen[0] += 1
+            seen[1].discard(seen[0])
         return True
 
     async def send_multipart(self, frames: list[bytes]) -> None:

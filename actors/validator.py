@@ -123,6 +123,7 @@ class Validator:
                     logger.warning("unexpected {} from {!r} dropped", type(msg).__name__, peer)
 
     async def _check_and_forward(self, envelope: Envelope, data: bytes) -> None:
+        fresh = self.taps.first_time(envelope.source, envelope.epoch, envelope.seq)  # a re-send is not news for taps
         event, reason = validate(envelope, time.time_ns())
         if event is None:
             self.rejected += 1
@@ -135,7 +136,7 @@ class Validator:
         self.stats.events_out += 1
         self.stats.last_event_ns = event.ts_recv
         await self.store.send(data)
-        if self.taps.first_time(envelope.source, envelope.epoch, envelope.seq):  # a re-send is not news for taps
+        if fresh:
             await self.taps.send_multipart([topic(event), bytes(envelope.payload)])
 
     async def _from_writer(self) -> None:

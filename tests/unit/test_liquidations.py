@@ -290,11 +290,22 @@ def test_coverage_command_shows_liquidations_and_recorded_gaps(tmp_path):
 
 
 def test_the_bus_publishes_an_event_once_even_when_storage_re_sends_it():
+    from actors import taps_cache
     from actors.taps_cache import LastValueBus
 
     bus = LastValueBus.__new__(LastValueBus)  # no socket needed for the bookkeeping
-    bus.published = {}
-    assert [bus.first_time("collector.bybit", 7, s) for s in (1, 2, 3)] == [True, True, True]
-    assert [bus.first_time("collector.bybit", 7, s) for s in (1, 2, 3)] == [False, False, False]  # a go-back-N re-send
-    assert bus.first_time("collector.bybit", 8, 1) and bus.first_time("collector.binance", 7, 1)  # a new run, another source
-    assert bus.first_time("collector.bybit", 7, 4)
+    bus.seen = {}
+    first = lambda s, src="collector.bybit", epoch=7: bus.first_time(src, epoch, s)  # noqa: E731
+    assert [first(s) for s in (1, 2, 3)] == [True, True, True]
+    assert [first(s) for s in (1, 2, 3)] == [False, False, False]  # a go-back-N re-send
+    assert first(1, epoch=8) and first(1, src="collector.binance")  # a new run, another source
+    # out of order (a send that had to wait): 5 before 4, then 4 late, each once
+    assert [first(5), first(4), first(5), first(4), first(6)] == [True, True, False, False, True]
+    assert bus.seen[("collector.bybit", 7)] == [6, set()]
+    # a hole that never fills (the event was lost for good) cannot grow memory without bound
+    taps_cache.MAX_OUT_OF_ORDER, saved = 3, taps_cache.MAX_OUT_OF_ORDER
+    try:
+        assert all(first(s) for s in (8, 9, 10, 11))
+        assert bus.seen[("collector.bybit", 7)] == [11, set()] and first(7) is False
+    finally:
+        taps_cache.MAX_OUT_OF_ORDER = saved
