@@ -267,6 +267,7 @@ class Coordinator:
         argv = [
             sys.executable, "-m", "emulator", "--host", sb.host, "--seed", str(sb.seed), "--venues", venues,
             "--ground-truth", str(truth), "--ready-file", str(ready),
+            "--rate-limits" if sb.rate_limits else "--no-rate-limits",
         ]
         actor = Actor("emulator", "emulator", argv, RestartTracker(self.topo.restart))
         self.actors.append(actor)

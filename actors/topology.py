@@ -130,6 +130,7 @@ class SandboxConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     host: str = "127.0.0.1"
     start_emulator: bool = True  # False: connect to an emulator started elsewhere (`emulator_file`)
     emulator_file: str = ""  # JSON {venue: base_url}; default <run_dir>/emulator.json
+    rate_limits: bool = True  # the emulated venues enforce the real request limits (429/418 like the venues)
 
 
 class Topology(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

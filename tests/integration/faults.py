@@ -52,8 +52,9 @@ class LoadedMesh:
             "writer": {"flush_interval_s": 1.0},
             "restart": restart or {"backoff_initial_s": 0.3, "backoff_max_s": 2, "max_restarts": 10, "window_s": 60},
         }
+        topo["sandbox"] = {"rate_limits": False}  # 1 s polls exceed Hyperliquid's real allowance
         if emulator_file:
-            topo["sandbox"] = {"start_emulator": False, "emulator_file": str(emulator_file)}
+            topo["sandbox"].update(start_emulator=False, emulator_file=str(emulator_file))
         self.topology = tmp / "topology.yaml"
         self.topology.write_text(yaml.safe_dump(topo))
         self.tmp = tmp
