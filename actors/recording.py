@@ -1,8 +1,9 @@
-"""Recording of a client's raw venue traffic, for replay by the emulator (`emulator/replay.py`).
+"""Recording of a client's raw venue traffic, for replay by the emulator
+(`python -m emulator --replay DIR`, `emulator/replay.py`).
 
 One JSON line per REST answer in `<dir>/<venue>.jsonl` (file 0600, directory 0700):
 `{"ts_ns", "venue", "op", "method", "url", "request_body", "status", "headers", "body"}`.
-`ts_ns` is when the answer arrived, `op` what the adapter was doing (`open_interest`,
+`ts_ns` is when the answer arrived (the receive time the client used), `op` what the adapter was doing (`open_interest`,
 `funding`, ...; set with `operation(...)`), `body` the answer exactly as received.
 
 Secrets never reach the file: request headers are not kept at all (API keys and signatures
@@ -87,9 +88,11 @@ class Recorder:
         self._file = os.fdopen(fd, "ab", buffering=0)  # one write per line: a crash loses nothing
 
     def write(self, code: int, url: str, method: str, headers: dict | None, body: str | None,
-              request_headers: Any = None, request_body: Any = None) -> None:
+              request_headers: Any = None, request_body: Any = None, *, ts_ns: int | None = None) -> None:
+        """`ts_ns`: the receive time the client gave the answer (its rows' `ts_recv`), so that a
+        replay hands the client exactly that time back; default now."""
         line = {
-            "ts_ns": time.time_ns(), "venue": self.venue, "op": current_op.get(), "method": method,
+            "ts_ns": time.time_ns() if ts_ns is None else ts_ns, "venue": self.venue, "op": current_op.get(), "method": method,
             "url": redact_url(url), "request_body": redact_body(request_body), "status": code,
             "headers": {k: v for k, v in (headers or {}).items() if k.lower() in KEPT_HEADERS},
             "body": body,

@@ -177,9 +177,10 @@ class VenueAdapter:
         recorder = Recorder(record_dir, self.name) if record_dir else None
         def on_response(code: int, url: str, method: str, headers: Any, body: Any, *request: Any) -> None:
             replayed = (headers or {}).get(REPLAY_HEADER) if sandbox_url else None
-            _received.set(int(replayed) if replayed and replayed.isdigit() else now_ns())
-            if recorder is not None:
-                recorder.write(code, url, method, headers, body, *request)
+            received = int(replayed) if replayed and replayed.isdigit() else now_ns()
+            _received.set(received)
+            if recorder is not None:  # the same receive time: a replay gives it back to the client
+                recorder.write(code, url, method, headers, body, *request, ts_ns=received)
 
         enforced, scale = emulator_limits(sandbox_url) if sandbox_url else (True, 1.0)
         attach(client, self.name, scale=scale, enabled=enforced, pro=pro, on_response=on_response)
