@@ -131,6 +131,7 @@ class SandboxConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     start_emulator: bool = True  # False: connect to an emulator started elsewhere (`emulator_file`)
     emulator_file: str = ""  # JSON {venue: base_url}; default <run_dir>/emulator.json
     rate_limits: bool = True  # the emulated venues enforce the real request limits (429/418 like the venues)
+    replay: str = ""  # a recording (run/recordings of a `record: true` run) served instead of the model; relative to this file
 
 
 class Topology(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

@@ -4,6 +4,9 @@ Each venue listens on its own port (0 = a free one); a venue left out of --venue
 started, so its port is closed and clients get "connection refused". Once every listener is
 bound, the ready file {"binance": "http://127.0.0.1:PORT", ...} is written atomically.
 SIGINT/SIGTERM stop it within a second.
+
+``python -m emulator --replay DIR`` serves a recording (`record: true`, run/recordings) instead of
+the market model: each request gets the next recorded answer of its kind (emulator/replay.py).
 """
 
 from __future__ import annotations
@@ -31,20 +34,25 @@ def _parse_venues(ctx: click.Context, param: click.Parameter, value: str) -> lis
 
 async def _serve(seed: int, venues: list[str], host: str, ports: dict[str, int], ground_truth: str | None,
                  ready_file: str | None, liquidation_rate: float | None = None, rate_limits: bool = False,
-                 rate_limit_scale: float = 1.0) -> None:
+                 rate_limit_scale: float = 1.0, replay: str | None = None) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     if os.environ.get(SUPERVISOR_PID_ENV):  # started by a coordinator: leave with it
         asyncio.get_running_loop().create_task(watch_parent(stop))
-    emu = await start_emulator(seed=seed, venues=venues, host=host, ports=ports, ground_truth=ground_truth,
-                               liquidation_rate=liquidation_rate, rate_limits=rate_limits,
-                               rate_limit_scale=rate_limit_scale)
+    if replay:
+        from emulator.replay import start_replay  # noqa: PLC0415
+
+        emu = await start_replay(replay, venues=venues, host=host, ports=ports, ground_truth=ground_truth)
+    else:
+        emu = await start_emulator(seed=seed, venues=venues, host=host, ports=ports, ground_truth=ground_truth,
+                                   liquidation_rate=liquidation_rate, rate_limits=rate_limits,
+                                   rate_limit_scale=rate_limit_scale)
     try:
         if ready_file:
             write_ready_file(ready_file, emu.urls)
-        logger.info("emulator ready (seed {}): {}", seed, " ".join(f"{v}={u}" for v, u in emu.urls.items()))
+        logger.info("emulator ready ({}): {}", f"replay of {replay}" if replay else f"seed {seed}", " ".join(f"{v}={u}" for v, u in emu.urls.items()))
         await stop.wait()
         logger.info("emulator stopping")
     finally:
@@ -69,16 +77,20 @@ async def _serve(seed: int, venues: list[str], host: str, ports: dict[str, int],
                    "also POST /_emulator/ratelimit?enabled=1.")
 @click.option("--rate-limit-scale", type=click.FloatRange(min=0.0, min_open=True, max=10.0), default=1.0,
               help="Multiply every rate-limit window and ban (0.1: a 1-minute window lasts 6 s).")
+@click.option("--replay", type=click.Path(exists=True, file_okay=False), default=None,
+              help="Serve this recording (a run's recordings/ directory, or the run directory) instead of the "
+                   "market model: recorded answers in order, then 503 maintenance (emulator/replay.py).")
 @click.option("--log-level", default="INFO", type=click.Choice(["TRACE", "DEBUG", "INFO", "WARNING", "ERROR"]),
               help="DEBUG logs one line per request.")
 def main(host: str, seed: int, venues: list[str], port_binance: int, port_bybit: int, port_hyperliquid: int,
          ground_truth: str | None, ready_file: str | None, log_level: str, liquidation_rate: float | None,
-         rate_limits: bool, rate_limit_scale: float) -> None:
+         rate_limits: bool, rate_limit_scale: float, replay: str | None) -> None:
     """Emulate Binance USDT-M, Bybit v5 linear and Hyperliquid REST on loopback."""
     logger.remove()
     logger.add(sys.stderr, level=log_level)
     ports = {"binance": port_binance, "bybit": port_bybit, "hyperliquid": port_hyperliquid}
-    asyncio.run(_serve(seed, venues, host, ports, ground_truth, ready_file, liquidation_rate, rate_limits, rate_limit_scale))
+    asyncio.run(_serve(seed, venues, host, ports, ground_truth, ready_file, liquidation_rate, rate_limits, rate_limit_scale,
+                       replay))
 
 
 if __name__ == "__main__":

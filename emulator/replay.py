@@ -1,0 +1,244 @@
+"""Replay of a recording (`actors/recording.py`) as the venue(s): ``python -m emulator --replay DIR``.
+
+DIR holds `<venue>.jsonl` files (a run's `run/recordings/`, or the run directory itself). Each
+recorded venue gets its own port, like the live emulator, and answers from its tape:
+
+- A request is matched on what identifies it: the operation the client names in `X-Derivs-Op`
+  (sandbox clients send it: Bybit's tickers serve both the open-interest and the funding poll,
+  so the path alone cannot tell which answer comes next), the method, the path, the query and
+  the JSON body (Hyperliquid's info `type`), without the values that change on every request
+  (`timestamp`, `nonce`, signatures: secrets are redacted in the recording anyway). The host is
+  ignored, so a recording of the real venues replays here too.
+- Each such request gets the **next** recorded answer of its kind, in recorded order: the
+  recorded status, the body exactly as received, the recorded headers (content type, rate-limit
+  headers, `Retry-After`), plus `X-Derivs-Recorded-Ns` = when the answer arrived. Sandbox clients
+  take that header as the answer's receive time, so rows timed at receipt (Hyperliquid's, whose
+  payloads carry no time) get their recorded time back. The client's own poll schedule does not
+  matter: the n-th open-interest poll gets the n-th recorded answer whenever it asks.
+- A client that sends no `X-Derivs-Op` (the `derivs` CLI) gets, among the recordings of the
+  same request, the earliest one not served yet.
+- **When a tape runs out** (decision): data answers (any labelled operation: `open_interest`,
+  `funding`, ...) end with the venue's **maintenance answer** (HTTP 503; Binance `-1001`, Bybit
+  `retCode` 10016, as `POST /_emulator/fault?mode=maintenance` renders them), so a replay never
+  invents a row: the collector logs the failure and backs off, exactly as during a real
+  maintenance window, and the catalog holds what the recording held. Metadata (unlabelled
+  requests: `exchangeInfo`, `instruments-info`, `meta`; a restarted collector reloads its
+  markets) repeats its last recorded answer, as a venue whose listings did not change would.
+  A request that was never recorded also gets the maintenance answer (and a WARNING).
+- Transport failures (timeouts, refused connections) reach no recording, so they are not
+  replayed; everything the venue answered, errors and rate-limit answers included, is.
+
+Controls: `GET /_emulator/replay` (per request kind: recorded, served, left; answers given after
+the end; unmatched requests), `GET /_emulator/ratelimit` (limits off: only recorded answers are
+given, recorded 429s included). With `--ground-truth`, one JSON line per answer:
+``{"venue", "kind": "replay", "op", "endpoint", "status", "answer": "recorded"|"repeat"|
+"maintenance"|"unmatched", "recorded_ns", "line", "served_ns"}`` (`line`: 1-based line of the
+recording; null for a maintenance answer).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import deque
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+import msgspec
+from aiohttp import web
+from loguru import logger
+
+from actors.recording import SECRET_KEYS, load, redact_body
+from emulator.common import json_response
+from emulator.ground_truth import GroundTruth
+
+OP_HEADER = "X-Derivs-Op"
+RECORDED_HEADER = "X-Derivs-Recorded-Ns"
+# Request fields that differ between two otherwise identical requests (left out of the match).
+VOLATILE = {"timestamp", "recvwindow", "nonce", "time", "expiresafter", "signature", "sign"} | SECRET_KEYS
+_SHUTDOWN_TIMEOUT_S = 0.2
+_ENCODER = msgspec.json.Encoder(order="sorted")
+
+Key = tuple[str, str, str, str, str]  # (op, method, path, query, body)
+
+
+def request_key(op: str, method: str, url: str, body: Any) -> Key:
+    """What identifies a request for the replay; the same for the recorded and the live one."""
+    parts = urlsplit(url)
+    query = sorted((k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k.lower() not in VOLATILE)
+    text = redact_body(body) if body else None
+    if text:
+        try:
+            data = msgspec.json.decode(text)
+            if isinstance(data, dict):
+                data = {k: v for k, v in data.items() if str(k).lower() not in VOLATILE}
+            text = _ENCODER.encode(data).decode()
+        except msgspec.DecodeError:
+            text = "&".join(sorted(p for p in text.split("&") if p.split("=", 1)[0].lower() not in VOLATILE))
+    return (op or "", method.upper(), parts.path, "&".join(f"{k}={v}" for k, v in query), text or "")
+
+
+def recording_dir(path: str | os.PathLike) -> Path:
+    """DIR itself when it holds `<venue>.jsonl` files, else DIR/recordings (a run directory)."""
+    base = Path(path)
+    if not any(base.glob("*.jsonl")) and (base / "recordings").is_dir():
+        base = base / "recordings"
+    if not any(base.glob("*.jsonl")):
+        raise FileNotFoundError(f"{path}: no recording (<venue>.jsonl) here or in {Path(path) / 'recordings'}")
+    return base
+
+
+def maintenance(venue: str) -> web.Response:
+    """The venue's answer during maintenance (the same as emulator/faults.py's)."""
+    now_ms = int(time.time() * 1000)
+    if venue == "binance":
+        return json_response({"code": -1001, "msg": "Internal error; unable to process your request. Please try again."},
+                             status=503)
+    if venue == "bybit":
+        return json_response({"retCode": 10016, "retMsg": "System maintenance, please try again later.", "result": {},
+                              "retExtInfo": {}, "time": now_ms}, status=503)
+    return web.Response(status=503, text="Service Unavailable: scheduled maintenance")
+
+
+@dataclass
+class Track:
+    """The recorded answers of one kind of request, in order."""
+
+    answers: deque = field(default_factory=deque)  # (line number, record)
+    recorded: int = 0
+    served: int = 0
+    after_end: int = 0  # requests answered once the track was used up
+    last: tuple[int, dict] | None = None
+
+
+class Tape:
+    """One venue's recording, split into tracks by request kind."""
+
+    def __init__(self, venue: str, records: Iterable[dict]):
+        self.venue = venue
+        self.tracks: dict[Key, Track] = {}
+        self.unmatched = 0
+        for line, r in enumerate(records, 1):
+            key = request_key(r.get("op", ""), r.get("method", "GET"), r["url"], r.get("request_body"))
+            track = self.tracks.setdefault(key, Track())
+            track.answers.append((line, r))
+            track.recorded += 1
+
+    def next(self, key: Key) -> tuple[Key | None, Track | None]:
+        """The track that answers this request: its own, or (no op named, or one the recording
+        does not know) the same request's track whose next answer was recorded first."""
+        if key in self.tracks:
+            return key, self.tracks[key]
+        same = [(k, t) for k, t in self.tracks.items() if k[1:] == key[1:]]
+        if not same:
+            return None, None
+        waiting = [(k, t) for k, t in same if t.answers]
+        pool = waiting or same
+        return min(pool, key=lambda kt: (kt[1].answers or [kt[1].last])[0][1]["ts_ns"])
+
+    def state(self) -> dict:
+        tracks = [{"op": k[0], "method": k[1], "path": k[2], "query": k[3], "body": k[4], "recorded": t.recorded,
+                   "served": t.served, "left": len(t.answers), "after_end": t.after_end}
+                  for k, t in self.tracks.items()]
+        data = [t for t in tracks if t["op"]]
+        return {"venue": self.venue, "tracks": tracks, "unmatched": self.unmatched,
+                "data_left": sum(t["left"] for t in data), "data_after_end": sum(t["after_end"] for t in data),
+                "done": all(t["left"] == 0 for t in data)}
+
+
+def create_app(venue: str, tape: Tape, truth: GroundTruth) -> web.Application:
+    def record(key: Key, status: int, answer: str, line: int | None, recorded_ns: int | None) -> None:
+        truth.write([{"venue": venue.upper(), "kind": "replay", "op": key[0], "endpoint": key[2] + (f" {key[4]}" if key[4] else ""),
+                      "query": key[3], "status": status, "answer": answer, "recorded_ns": recorded_ns, "line": line,
+                      "served_ns": time.time_ns()}])
+
+    async def answer(request: web.Request) -> web.StreamResponse:
+        op = request.headers.get(OP_HEADER, "")
+        body = await request.read()
+        key = request_key(op, request.method, request.path_qs, body or None)
+        found, track = tape.next(key)
+        if track is None:
+            tape.unmatched += 1
+            logger.warning("{} replay: no recording of {} {} {} (op {!r}): maintenance answer", venue, request.method,
+                           request.path_qs, key[4], op)
+            record(key, 503, "unmatched", None, None)
+            return maintenance(venue)
+        if track.answers:
+            line, r = track.answers.popleft()
+            track.served += 1
+            track.last = (line, r)
+            kind = "recorded"
+        else:
+            track.after_end += 1
+            if found[0] or track.last is None:  # data: the recording is over, like a venue in maintenance
+                record(found, 503, "maintenance", None, None)
+                return maintenance(venue)
+            line, r = track.last  # metadata: the listing did not change
+            kind = "repeat"
+        record(found, r["status"], kind, line, r["ts_ns"])
+        headers = {k: v for k, v in (r.get("headers") or {}).items() if k.lower() not in ("content-length", "content-encoding")}
+        headers[RECORDED_HEADER] = str(r["ts_ns"])
+        return web.Response(status=r["status"], body=(r.get("body") or "").encode(), headers=headers)
+
+    async def status(request: web.Request) -> web.Response:
+        return json_response(tape.state())
+
+    async def ratelimit(request: web.Request) -> web.Response:
+        # read by sandbox clients (actors/budget.py emulator_limits): the replay enforces nothing
+        return json_response({"venue": venue, "enabled": False, "scale": 1.0, "replay": True})
+
+    app = web.Application()
+    app.add_routes([web.get("/_emulator/replay", status), web.get("/_emulator/ratelimit", ratelimit)])
+    app.router.add_route("*", "/{tail:.*}", answer)
+    return app
+
+
+@dataclass
+class Replay:
+    """A running replay: base URL per venue; close() stops every listener."""
+
+    urls: dict[str, str]
+    tapes: dict[str, Tape]
+    truth: GroundTruth
+    _runners: list[web.AppRunner] = field(default_factory=list, repr=False)
+
+    async def close(self) -> None:
+        for runner in self._runners:
+            await runner.cleanup()
+        self._runners.clear()
+        self.truth.close()
+
+
+async def start_replay(directory: str | os.PathLike, *, venues: Iterable[str] | None = None, host: str = "127.0.0.1",
+                       ports: Mapping[str, int] | None = None,
+                       ground_truth: str | os.PathLike | None = None) -> Replay:
+    """Serve the recording in `directory` (one port per recorded venue, of `venues` if given)."""
+    base = recording_dir(directory)
+    recorded = {p.stem: p for p in sorted(base.glob("*.jsonl"))}
+    wanted = list(venues) if venues is not None else list(recorded)
+    missing = [v for v in wanted if v not in recorded]
+    if missing:
+        logger.warning("replay: no recording of {} in {}: not served", ", ".join(missing), base)
+    wanted = [v for v in wanted if v in recorded]
+    if not wanted:
+        raise FileNotFoundError(f"{base}: no recording of {', '.join(missing) or 'any venue'}")
+    replay = Replay(urls={}, tapes={}, truth=GroundTruth(ground_truth))
+    try:
+        for venue in wanted:
+            tape = Tape(venue, load(recorded[venue]))
+            replay.tapes[venue] = tape
+            runner = web.AppRunner(create_app(venue, tape, replay.truth), access_log=None,
+                                   shutdown_timeout=_SHUTDOWN_TIMEOUT_S)
+            await runner.setup()
+            replay._runners.append(runner)  # noqa: SLF001
+            await web.TCPSite(runner, host, (ports or {}).get(venue, 0)).start()
+            replay.urls[venue] = f"http://{host}:{runner.addresses[0][1]}"
+            logger.info("{} replay: {} answers of {} kinds from {}", venue, sum(t.recorded for t in tape.tracks.values()),
+                        len(tape.tracks), recorded[venue])
+    except BaseException:
+        await replay.close()
+        raise
+    return replay
