@@ -38,6 +38,7 @@ from actors.venues import adapter
 from tests.harness import ROOT, mesh_log, read_catalog, start_mesh, stop_mesh, wait_for, write_topology
 
 RECORD_S = 4.0
+KEY, SECRET = "KEY-" + "k" * 40, "SECRET-" + "s" * 40  # fake Binance keys in run 1's environment
 TAIL_NS = 1_000_000_000  # answers recorded this close to the signal may not have been stored by run 1
 VENUES = ("binance", "bybit", "hyperliquid")
 
@@ -67,9 +68,16 @@ def runs(tmp_path_factory):
     for v in topo["venues"]:
         v["record"] = True
     topology.write_text(yaml.safe_dump(topo))
-    proc = start_mesh(topology, "--sandbox")
+    with pytest.MonkeyPatch.context() as env:  # the coordinator and its children inherit them
+        env.setenv("BINANCE_API_KEY", KEY)
+        env.setenv("BINANCE_API_SECRET", SECRET)
+        proc = start_mesh(topology, "--sandbox")
     try:
         wait_for(lambda: (tmp / "record" / "catalog" / "data" / "custom_open_interest").exists(), 30, what="first rows of run 1")
+        ctl = [subprocess.run([sys.executable, "-m", "actors.ctl", "--topology", str(topology), "status", *json_flag],
+                              cwd=ROOT, capture_output=True, text=True, timeout=30) for json_flag in (["--json"], [])]
+        binance_pid = next(a["pid"] for a in json.loads(ctl[0].stdout) if a["name"] == "collector.binance")
+        collector_env = Path(f"/proc/{binance_pid}/environ").read_bytes().decode(errors="replace")
         time.sleep(RECORD_S)
         signal_ns = time.time_ns()
         stop_mesh(proc, signal.SIGINT)
@@ -104,7 +112,7 @@ def runs(tmp_path_factory):
     served = [json.loads(line) for line in (tmp / "replay" / "run" / "emulator" / "ground_truth.jsonl").read_text().splitlines()]
     return {"tmp": tmp, "signal_ns": signal_ns, "first": first, "second": second, "recordings": recordings,
             "served": served, "states": states, "logs": (record_log, mesh_log(replay_topology)),
-            "returncodes": (record_rc, proc.returncode)}
+            "returncodes": (record_rc, proc.returncode), "ctl": ctl, "collector_env": collector_env}
 
 
 def rows(catalog: dict, kind: str) -> set[tuple]:
@@ -192,3 +200,18 @@ def test_python_m_emulator_replay_serves_a_recording_to_plain_ccxt_clients(runs,
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_api_keys_never_appear_in_ctl_status_logs_or_recordings(runs):
+    """Run 1's collectors had fake Binance keys (read from the environment, used by ccxt); they
+    reach neither `bin/ctl status` (JSON or table), nor any log, nor the recordings."""
+    assert f"BINANCE_API_KEY={KEY}" in runs["collector_env"] and f"BINANCE_API_SECRET={SECRET}" in runs["collector_env"]
+    json_status, table = runs["ctl"]
+    assert json_status.returncode == 0 and table.returncode == 0, json_status.stderr + table.stderr
+    assert {a["name"] for a in json.loads(json_status.stdout)} >= {"collector.binance", "writer", "validator"}
+    run_dir = runs["tmp"] / "record" / "run"
+    texts = [json_status.stdout, json_status.stderr, table.stdout, table.stderr, runs["logs"][0]]
+    texts += [p.read_text(errors="replace") for p in [*run_dir.glob("logs/*"), *run_dir.glob("recordings/*")]]
+    assert len(texts) > 10
+    for text in texts:
+        assert KEY not in text and SECRET not in text
