@@ -62,15 +62,16 @@ class Collector:
         self.adapter: VenueAdapter = adapter(venue.venue)
         self.log = logger.bind(venue=self.adapter.venue)
         self.sandbox_url = sandbox_url
-        self.client = self.adapter.client(sandbox_url, record_dir=str(Path(topo.run_dir) / "recordings") if venue.record else None)
+        self.record_dir = str(Path(topo.run_dir) / "recordings") if venue.record else None  # REST answers, liquidation frames
+        self.client = self.adapter.client(sandbox_url, record_dir=self.record_dir)
         self.outbox = Outbox(self.name, memory_max=venue.outbox_max_events, spool_max_bytes=venue.outbox_spool_mb << 20,
-                             spool_path=Path(topo.run_dir) / "spool" / f"{self.name}.spool")
+                             spool_path=Path(topo.run_dir) / "spool" / f"{self.name}.spool", sender_driven=True)
         self.overflow: dict[tuple[str, str], list] = {}  # (stream, instrument) -> [first_ns, last_ns, count, event]
         self.liq_stream: LiquidationStream | None = None
         self.liq_pending: deque[tuple[int, int]] = deque()  # (seq, ts_event) of unacknowledged liquidations
         self.state_path = Path(topo.run_dir) / "state" / f"{self.name}.json"
         self.watermark_warned = -60.0
-        self.unsent = 0  # messages the socket would not take (bus full): re-sent from the outbox
+        self.wake_sender = asyncio.Event()
         self.ctx = zmq.asyncio.Context()
         self.sock = socket(self.ctx, zmq.DEALER, identity=self.name)
         self.sock.connect(topo.endpoint("ingest"))
@@ -79,6 +80,7 @@ class Collector:
     async def run(self) -> None:
         self.log.info("start: symbols {} (epoch {})", ", ".join(self.cfg.symbols), self.outbox.epoch)
         receiver = asyncio.create_task(self._receive_acks())
+        sender = asyncio.create_task(self._send_in_order())
         resender = asyncio.create_task(self._resend_overdue())
         work = asyncio.create_task(self._collect())
         try:
@@ -89,6 +91,7 @@ class Collector:
         finally:
             receiver.cancel()
             resender.cancel()
+            sender.cancel()
             await self.client.close()
             self.outbox.close()
             self.sock.close()
@@ -126,11 +129,11 @@ class Collector:
         if not self.cfg.liquidations:
             return
         missing_since = self._read_watermark()
-        client_pro = self.adapter.client(self.sandbox_url, pro=True)
+        client_pro = self.adapter.client(self.sandbox_url, pro=True, record_dir=self.record_dir)
         try:
             self.liq_stream = LiquidationStream(
                 self.adapter, client_pro, self.markets, self._send_liquidation,
-                self._record_gap, self.stop, client_factory=lambda: self.adapter.client(self.sandbox_url, pro=True),
+                self._record_gap, self.stop, client_factory=lambda: self.adapter.client(self.sandbox_url, pro=True, record_dir=self.record_dir),
                 silence_timeout_s=self.cfg.liquidation_silence_timeout_s,
                 missing_since=missing_since and (missing_since, "collector was not running"),
                 all_markets=list(self.adapter.perpetuals(self.client.markets).values()) if self.cfg.liquidation_all_symbols else None,
@@ -206,18 +209,20 @@ class Collector:
             if over[2] == 1:
                 self.log.error("outbox full ({}): dropping {} {} and recording a gap", exc, stream, event.instrument_id)
             return False
-        if data is not None:  # None: spooled to disk, sent when the writer has caught up
-            self._transmit(data)
+        self.wake_sender.set()  # in memory: the sender sends it in order; spooled: later, by refill
         return True
 
-    def _transmit(self, data: bytes) -> None:
-        """Hand a message to the socket without ever waiting: when the validator does not keep up
-        (ZeroMQ's high-water mark), it stays in the outbox and goes out with the next resend.
-        The outbox, bounded and spooled, is the only buffer; a blocked send would pile events
-        up unbounded in front of it instead."""
-        sent = self.sock.send(data, flags=zmq.NOBLOCK)  # pyzmq: a future, done at once for NOBLOCK
-        if sent.done() and sent.exception() is not None:  # reading the exception also marks it handled
-            self.unsent += 1
+    async def _send_in_order(self) -> None:
+        """Hand new events to the socket in seq order. When the validator does not keep up
+        (ZeroMQ's high-water mark) this waits, and events wait in the bounded, spooled outbox:
+        in order, so no holes and no re-send round trips, and never unbounded in memory."""
+        while True:
+            await self.wake_sender.wait()
+            self.wake_sender.clear()
+            while batch := self.outbox.unsent(1000):
+                for seq, data in batch:
+                    await self.sock.send(data)
+                    self.outbox.mark_sent(seq)
 
     async def _flush_overflow(self) -> None:
         """Space again: record what was dropped as Gap events (they bypass the bound, a few at most)."""
@@ -225,9 +230,8 @@ class Collector:
         for (stream, _), (first, last, count, sample) in dropped.items():
             gap = Gap(venue=sample.venue, symbol=sample.symbol, instrument_id=sample.instrument_id, ts_event=first,
                       ts_recv=now_ns(), stream=stream, end_ns=last, reason=f"outbox full: {count} events dropped")
-            data = self.outbox.add(gap, force=True)
-            if data is not None:
-                self._transmit(data)
+            self.outbox.add(gap, force=True)
+            self.wake_sender.set()
             self.log.warning("{} {}: {} events dropped while the outbox was full, gap recorded", stream, sample.instrument_id, count)
 
     async def _load_markets(self) -> bool:
@@ -303,22 +307,23 @@ class Collector:
                 case Ack(epoch=epoch, seq=seq):
                     self.outbox.ack(epoch, seq)
                     self.stats.queue_depth = self._queued()
-                    for data in self.outbox.refill():  # spooled events, in order, as room frees
-                        self._transmit(data)
+                    self.outbox.refill()  # spooled events move into memory as room frees ...
+                    if self.outbox.unsent(1):
+                        self.wake_sender.set()  # ... and the sender sends them, in order
                     if self.overflow:  # acks flow again: record what was dropped
                         await self._flush_overflow()
                 case ResendFrom(epoch=epoch, seq=seq):
-                    for data in self.outbox.resend_from(epoch, seq):
-                        self._transmit(data)
+                    self.outbox.resend_from(epoch, seq)  # rewinds the sender's cursor
+                    self.wake_sender.set()
 
     async def _resend_overdue(self) -> None:
         while True:
             await asyncio.sleep(0.25)
-            overdue = self.outbox.due()
-            if overdue:
-                self.log.debug("re-sending {} unacknowledged events", len(overdue))
-            for data in overdue:
-                self._transmit(data)
+            before = self.outbox.sent_to
+            self.outbox.due()  # no ack for a while: rewinds the sender's cursor to the last ack
+            if self.outbox.sent_to < before:
+                self.log.debug("no ack for {:.0f}s: re-sending from seq {}", self.outbox.resend_after_s, self.outbox.sent_to + 1)
+                self.wake_sender.set()
 
     async def _drain(self) -> None:
         """Stopping: wait (bounded) until the writer has acknowledged everything we sent."""

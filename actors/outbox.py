@@ -11,6 +11,13 @@ previous one.
 The outbox is bounded: `memory_max` events in memory (sent, in flight), then up to
 `spool_max_bytes` on disk (actors/spool.py: not sent yet, sent in order when memory has room).
 Beyond both, `add` raises `OutboxFull` without using a seq, and the caller records a gap.
+
+Two ways to send: the caller sends what `add` returns at once (the default), or, with
+`sender_driven=True`, a sender task takes `unsent()` in seq order and awaits the socket, calling
+`mark_sent`; then a slow bus delays events inside the bounded outbox, in order, instead of
+making holes that cost re-send round trips. There a re-send is a rewind of the sender's cursor
+(go-back-N through the same ordered, paced path), ignored while the sender is still streaming
+the range from a rewind less than `resend_after_s` ago.
 """
 
 import os
@@ -38,8 +45,11 @@ def new_epoch() -> int:
 
 class Outbox:
     def __init__(self, source: str, epoch: int | None = None, *, resend_after_s: float = 2.0, resend_window: int = 5000,
-                 memory_max: int = 1_000_000, spool_path: str | os.PathLike | None = None, spool_max_bytes: int = 0):
+                 memory_max: int = 1_000_000, spool_path: str | os.PathLike | None = None, spool_max_bytes: int = 0,
+                 sender_driven: bool = False):
         self.source = source
+        self.sender_driven = sender_driven
+        self.sent_to = 0  # highest seq handed to the socket
         self.memory_max = memory_max
         self.spool = Spool(spool_path, spool_max_bytes) if spool_path and spool_max_bytes > 0 else None
         self.epoch = new_epoch() if epoch is None else epoch
@@ -74,6 +84,8 @@ class Outbox:
         data = encode(Envelope(source=self.source, epoch=self.epoch, seq=self.seq, payload=payload))
         if in_memory:
             self._keep(self.seq, data)
+            if not self.sender_driven:
+                self.sent_to = self.seq
             return data
         try:
             self.spool.append(self.seq, data)
@@ -88,13 +100,31 @@ class Outbox:
         self._pending[seq] = data
 
     def refill(self) -> list[bytes]:
-        """Move spooled events into memory as far as it has room; returns them, to send now (in order)."""
+        """Move spooled events into memory as far as it has room; returns them to send now, in
+        order (sender-driven: nothing, the sender finds them in `unsent`)."""
         moved: list[bytes] = []
         while self.spooled and len(self._pending) < self.memory_max:
             seq, data = self.spool.pop()
             self._keep(seq, data)
-            moved.append(data)
+            if not self.sender_driven:
+                moved.append(data)
+                self.sent_to = seq
         return moved
+
+    def unsent(self, limit: int) -> list[tuple[int, bytes]]:
+        """The next events in memory not yet handed to the socket, in seq order."""
+        out = []
+        seq = self.sent_to + 1
+        while len(out) < limit and seq in self._pending:
+            out.append((seq, self._pending[seq]))
+            seq += 1
+        return out
+
+    def mark_sent(self, seq: int) -> None:
+        if seq > self.sent_to:
+            if self.sent_to <= self.acked:  # nothing was in flight: the resend timer starts now
+                self._oldest_sent_at = time.monotonic()
+            self.sent_to = seq
 
     def close(self) -> None:
         if self.spool is not None:
@@ -118,11 +148,16 @@ class Outbox:
         if epoch != self.epoch:
             return []
         now = time.monotonic()
+        if self.sender_driven:
+            if now - self._resent_at >= self.resend_after_s or seq < self._resent_to:
+                self._rewind(seq, now)
+            return []
         # Live events interleave with a window in flight, so the writer asks again before the
         # window has arrived: send only what follows it (what was just re-sent is on its way).
         if now - self._resent_at < self.resend_after_s and seq < self._resent_to:
             seq = self._resent_to
-        window = [(s, data) for s, data in islice(((s, d) for s, d in self._pending.items() if s > seq), self.resend_window)]
+        window = [(s, data) for s, data in islice(((s, d) for s, d in self._pending.items() if seq < s <= self.sent_to),
+                                                  self.resend_window)]
         if window:
             self._resent_to, self._resent_at = window[-1][0], now
         self._oldest_sent_at = now
@@ -130,7 +165,18 @@ class Outbox:
 
     def due(self) -> list[bytes]:
         """The oldest unacknowledged events (one window), if the oldest has waited past the timeout."""
-        if self._pending and time.monotonic() - self._oldest_sent_at >= self.resend_after_s:
+        if self.sent_to > self.acked and time.monotonic() - self._oldest_sent_at >= self.resend_after_s:
             self._oldest_sent_at = time.monotonic()
-            return list(islice(self._pending.values(), self.resend_window))
+            if self.sender_driven:
+                self._rewind(self.acked, self._oldest_sent_at)
+                return []
+            return [d for s, d in islice(self._pending.items(), self.resend_window) if s <= self.sent_to]
         return []
+
+    def _rewind(self, seq: int, now: float) -> None:
+        """Sender-driven re-send: everything after `seq` goes out again, in order."""
+        target = max(seq, self.acked)
+        if target < self.sent_to:
+            self.sent_to = target
+            self._resent_to, self._resent_at = target, now
+            self._oldest_sent_at = now

@@ -102,3 +102,21 @@ def test_a_full_outbox_refuses_without_using_a_seq(tmp_path):
     assert box.add(oi(100), force=True) is None  # a gap record queues behind the spool, bounds or not
     box.ack(epoch=7, seq=2)
     assert [decode_message(d).seq for d in box.refill()] == [3, 4]  # continues right after memory, in order
+
+
+def test_sender_driven_outbox_sends_in_order_and_resends_by_rewinding():
+    box = Outbox("collector.x", epoch=3, sender_driven=True, resend_after_s=0.05)
+    for i in range(6):
+        box.add(oi(i))
+    batch = box.unsent(4)
+    assert [s for s, _ in batch] == [1, 2, 3, 4]
+    for s, _ in batch:
+        box.mark_sent(s)
+    assert [s for s, _ in box.unsent(10)] == [5, 6]  # only what was never sent
+    box.ack(epoch=3, seq=2)
+    assert box.resend_from(epoch=3, seq=2) == []  # a hole after 2: the cursor goes back, nothing sent here
+    assert [s for s, _ in box.unsent(10)] == [3, 4, 5, 6]
+    box.mark_sent(6)
+    assert box.resend_from(epoch=3, seq=3) == [] and box.sent_to == 6  # the rewind is still streaming: ignored
+    time.sleep(0.06)
+    assert box.due() == [] and box.sent_to == 2  # no ack for a while: back to the last ack
