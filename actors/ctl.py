@@ -22,6 +22,7 @@ from messages.codec import encode
 from messages.control import ActorStatus, Command, Reply, control_decoder
 
 REPLY_TIMEOUT_S = 15.0  # a restart waits for the actor to drain (up to ~5 s) and start again
+STATUS_TIMEOUT_S = 3.0  # the coordinator answers status at once: silence means no mesh
 
 
 def ask(endpoint: str, command: Command, timeout_s: float = REPLY_TIMEOUT_S) -> Reply:
@@ -85,7 +86,7 @@ def cli(ctx: click.Context, topology_path: str) -> None:
 @click.pass_obj
 def status(endpoint: str, as_json: bool) -> None:
     """Every actor's state, pid, uptime, restarts, events in/out, queue depth and last event."""
-    reply = ask(endpoint, Command(command="status"))
+    reply = ask(endpoint, Command(command="status"), STATUS_TIMEOUT_S)
     if as_json:
         click.echo(msgspec.json.encode(reply.actors).decode())
     else:

@@ -230,3 +230,11 @@ def test_disk_full_blocks_acks_loses_nothing_and_recovers(tmp_path):
     assert bybit["missing"] == [] and bybit["missing_in_gaps"] == [] and bybit["duplicates"] == []
     assert bybit["expected"] > 10_000
     assert leftovers == [], f"partial or temporary files left in the catalog: {leftovers}"
+
+
+def test_ctl_without_a_running_mesh_says_so_and_names_unknown_actors(mesh):
+    done = mesh.ctl("status", check=False)
+    assert done.returncode == 1 and "is the mesh running" in done.stderr
+    mesh.start()
+    done = mesh.ctl("restart", "collector.kraken", check=False)
+    assert done.returncode == 1 and "no actor named 'collector.kraken'" in done.stderr and "collector.binance" in done.stderr
