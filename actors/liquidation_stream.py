@@ -337,11 +337,14 @@ class LiquidationStream:
         if getattr(exchange, "_liquidation_hook", None) is self:
             return
         original = exchange.handle_message
+        recorder = getattr(exchange, "derivs_recorder", None)  # `record: true` (actors/recording.py)
 
         def handle_message(ws_client: Any, message: Any) -> Any:
             try:
                 self._on_raw(exchange, ws_client, message)
                 if self._is_liq(message):
+                    if recorder is not None:  # replayed by `python -m emulator --replay`
+                        recorder.frame(getattr(ws_client, "url", ""), message)
                     # taken whole above; ccxt's own parser (25-90 us a row, a cascade batch holds
                     # hundreds) would only refill its capped cache and resolve a watch nobody reads
                     return None

@@ -2,7 +2,9 @@
 (`python -m emulator --replay DIR`, `emulator/replay.py`).
 
 One JSON line per REST answer in `<dir>/<venue>.jsonl` (file 0600, directory 0700):
-`{"ts_ns", "venue", "op", "method", "url", "request_body", "status", "headers", "body"}`.
+`{"ts_ns", "venue", "op", "method", "url", "request_body", "status", "headers", "body"}`, and one
+per WebSocket liquidation message `{"ts_ns", "venue", "kind": "ws", "op", "url", "message"}`
+(recorded by `actors/liquidation_stream.py` when its ccxt.pro client carries a `derivs_recorder`).
 `ts_ns` is when the answer arrived (the receive time the client used), `op` what the adapter was doing (`open_interest`,
 `funding`, ...; set with `operation(...)`), `body` the answer exactly as received.
 
@@ -97,6 +99,14 @@ class Recorder:
             "headers": {k: v for k, v in (headers or {}).items() if k.lower() in KEPT_HEADERS},
             "body": body,
         }
+        self._file.write(_encoder.encode(line) + b"\n")
+
+    def frame(self, url: str, message: Any, ts_ns: int | None = None) -> None:
+        """A WebSocket data message as the client decoded it (`kind: ws`; liquidations)."""
+        if self._file.closed:
+            return
+        line = {"ts_ns": time.time_ns() if ts_ns is None else ts_ns, "venue": self.venue, "kind": "ws",
+                "op": current_op.get() or "liquidations", "url": redact_url(str(url)), "message": message}
         self._file.write(_encoder.encode(line) + b"\n")
 
     def close(self) -> None:

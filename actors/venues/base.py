@@ -193,6 +193,7 @@ class VenueAdapter:
 
             client.fetch = fetch
         if recorder is not None:
+            client.derivs_recorder = recorder  # a ccxt.pro client's liquidation frames (actors/liquidation_stream.py)
             original_close = client.close
 
             async def close() -> None:
