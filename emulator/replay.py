@@ -27,6 +27,8 @@ recorded venue gets its own port, like the live emulator, and answers from its t
   A request that was never recorded also gets the maintenance answer (and a WARNING).
 - Transport failures (timeouts, refused connections) reach no recording, so they are not
   replayed; everything the venue answered, errors and rate-limit answers included, is.
+- Recorded liquidation WebSocket messages (`"kind": "ws"`) are pushed, in order, to the
+  connections subscribed to their stream on the venue's WebSocket paths (`WsReplay`).
 
 Controls: `GET /_emulator/replay` (per request kind: recorded, served, left; answers given after
 the end; unmatched requests), `GET /_emulator/ratelimit` (limits off: only recorded answers are
@@ -38,6 +40,8 @@ recording; null for a maintenance answer).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import time
 from collections import deque
@@ -48,7 +52,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import msgspec
-from aiohttp import web
+from aiohttp import WSMsgType, web
 from loguru import logger
 
 from actors.recording import SECRET_KEYS, load, redact_body
@@ -121,7 +125,19 @@ class Tape:
         self.venue = venue
         self.tracks: dict[Key, Track] = {}
         self.unmatched = 0
+        self.frames: deque = deque()  # (line number, record) of WebSocket liquidation messages, in order
+        self.frames_recorded = self.frames_pushed = self.frames_doubled = 0
+        seen: dict[bytes, int] = {}  # message -> recorded ns: a rotation's overlap recorded it twice
         for line, r in enumerate(records, 1):
+            if r.get("kind") == "ws":
+                self.frames_recorded += 1
+                encoded = _ENCODER.encode(r["message"])
+                if r["ts_ns"] - seen.get(encoded, -DOUBLE_WITHIN_NS - 1) <= DOUBLE_WITHIN_NS:
+                    self.frames_doubled += 1
+                    continue
+                seen[encoded] = r["ts_ns"]
+                self.frames.append((line, r))
+                continue
             key = request_key(r.get("op", ""), r.get("method", "GET"), r["url"], r.get("request_body"))
             track = self.tracks.setdefault(key, Track())
             track.answers.append((line, r))
@@ -146,7 +162,9 @@ class Tape:
         data = [t for t in tracks if t["op"]]
         return {"venue": self.venue, "tracks": tracks, "unmatched": self.unmatched,
                 "data_left": sum(t["left"] for t in data), "data_after_end": sum(t["after_end"] for t in data),
-                "done": all(t["left"] == 0 for t in data)}
+                "done": all(t["left"] == 0 for t in data),
+                "ws": {"recorded": self.frames_recorded, "doubled": self.frames_doubled, "pushed": self.frames_pushed,
+                       "left": len(self.frames)}}
 
 
 def create_app(venue: str, tape: Tape, truth: GroundTruth) -> web.Application:
@@ -192,8 +210,115 @@ def create_app(venue: str, tape: Tape, truth: GroundTruth) -> web.Application:
 
     app = web.Application()
     app.add_routes([web.get("/_emulator/replay", status), web.get("/_emulator/ratelimit", ratelimit)])
+    if venue in WS_PATHS:
+        streams = WsReplay(venue, tape, truth)
+        for path in WS_PATHS[venue]:
+            app.router.add_get(path, streams.serve)
+        app.on_cleanup.append(streams.close)
     app.router.add_route("*", "/{tail:.*}", answer)
     return app
+
+
+# -- liquidation WebSocket streams -------------------------------------------------------------
+
+WS_PATHS = {"binance": ("/market/ws", "/market/ws/{stream}", "/ws", "/ws/{stream}"), "bybit": ("/v5/public/linear",)}
+BINANCE_ALL = "!forceOrder@arr"
+DOUBLE_WITHIN_NS = 5_000_000_000
+
+
+def frame_topic(venue: str, message: Any) -> str:
+    """The stream a recorded message belongs to (`btcusdt@forceOrder`, `allLiquidation.BTCUSDT`)."""
+    if not isinstance(message, dict):
+        return ""
+    if venue == "bybit":
+        return str(message.get("topic", ""))
+    if "stream" in message:  # a combined-stream envelope
+        return str(message["stream"])
+    return f"{str((message.get('o') or {}).get('s', '')).lower()}@forceOrder"
+
+
+class WsReplay:
+    """Pushes a venue's recorded liquidation messages, in recorded order, to the connections
+    subscribed to their stream (answering subscriptions and pings like the venue). One cursor for
+    the venue: a reconnecting client gets the messages not pushed yet, not the tape again. A
+    message of a stream nobody subscribes to waits for a subscriber (the order is kept)."""
+
+    def __init__(self, venue: str, tape: Tape, truth: GroundTruth):
+        self.venue, self.tape, self.truth = venue, tape, truth
+        self.conns: dict[web.WebSocketResponse, set[str]] = {}
+        self.wake = asyncio.Event()
+        self.pusher: asyncio.Task | None = None
+
+    async def close(self, app: web.Application) -> None:
+        if self.pusher is not None:
+            self.pusher.cancel()
+        for ws in list(self.conns):
+            await ws.close()
+
+    async def serve(self, request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(autoping=True)
+        await ws.prepare(request)
+        stream = request.match_info.get("stream", "")
+        self.conns[ws] = {stream} if stream.endswith("@forceOrder") or stream == BINANCE_ALL else set()
+        if self.pusher is None:
+            self.pusher = asyncio.get_running_loop().create_task(self._push())
+        self.wake.set()
+        try:
+            async for msg in ws:
+                if msg.type == WSMsgType.TEXT:
+                    await self._request(ws, msg.data)
+        finally:
+            self.conns.pop(ws, None)
+        return ws
+
+    async def _request(self, ws: web.WebSocketResponse, text: str) -> None:
+        try:
+            req = msgspec.json.decode(text)
+        except msgspec.DecodeError:
+            req = None
+        if not isinstance(req, dict):
+            return
+        topics = self.conns.setdefault(ws, set())
+        if self.venue == "binance":
+            method, params, rid = req.get("method"), req.get("params") or [], req.get("id")
+            if method == "SUBSCRIBE":
+                topics.update(params)
+            elif method == "UNSUBSCRIBE":
+                topics.difference_update(params)
+            await ws.send_str(_ENCODER.encode({"result": sorted(topics) if method == "LIST_SUBSCRIPTIONS" else None,
+                                               "id": rid}).decode())
+        else:
+            op, args = req.get("op"), req.get("args") or []
+            if op == "subscribe":
+                topics.update(args)
+            elif op == "unsubscribe":
+                topics.difference_update(args)
+            await ws.send_str(_ENCODER.encode({"success": True, "ret_msg": "pong" if op == "ping" else "",
+                                               "conn_id": f"replay-{id(ws):x}", "req_id": req.get("req_id", ""),
+                                               "op": op}).decode())
+        self.wake.set()
+
+    async def _push(self) -> None:
+        frames = self.tape.frames
+        while frames:
+            line, r = frames[0]
+            topic = frame_topic(self.venue, r["message"])
+            targets = [ws for ws, topics in self.conns.items()
+                       if not ws.closed and (topic in topics or (self.venue == "binance" and BINANCE_ALL in topics))]
+            if not targets:
+                self.wake.clear()
+                await self.wake.wait()
+                continue
+            text = _ENCODER.encode(r["message"]).decode()
+            for ws in targets:
+                with contextlib.suppress(ConnectionError, RuntimeError):
+                    await ws.send_str(text)
+            frames.popleft()
+            self.tape.frames_pushed += 1
+            self.truth.write([{"venue": self.venue.upper(), "kind": "replay", "op": r.get("op", "liquidations"),
+                               "endpoint": "ws " + topic, "query": "", "status": 101, "answer": "recorded",
+                               "recorded_ns": r["ts_ns"], "line": line, "served_ns": time.time_ns()}])
+            await asyncio.sleep(0)
 
 
 @dataclass
