@@ -41,6 +41,20 @@ RECORD_S = 4.0
 KEY, SECRET = "KEY-" + "k" * 40, "SECRET-" + "s" * 40  # fake Binance keys in run 1's environment
 TAIL_NS = 1_000_000_000  # answers recorded this close to the signal may not have been stored by run 1
 VENUES = ("binance", "bybit", "hyperliquid")
+LIQ_VENUES = ("binance", "bybit")  # Hyperliquid has no public liquidation feed
+_READ_LIQUIDATIONS = r"""
+import json, sys
+from nautilus_trader.persistence.catalog import ParquetDataCatalog
+from messages.nautilus import Gap, Liquidation
+unwrap = lambda r: getattr(r, "data", r)
+out = []
+for path in sys.argv[1:]:
+    cat = ParquetDataCatalog(path)
+    out.append({"rows": [[str(r.instrument_id), r.ts_event, r.ts_init, str(r.side), r.quantity, r.price, r.value]
+                         for r in map(unwrap, cat.query(Liquidation))],
+                "gaps": [[str(r.instrument_id), r.ts_event, r.end_ns, r.reason] for r in map(unwrap, cat.query(Gap))]})
+print(json.dumps(out))
+"""
 
 
 def status(url: str) -> dict:
@@ -67,12 +81,18 @@ def runs(tmp_path_factory):
     topo = yaml.safe_load(topology.read_text())
     for v in topo["venues"]:
         v["record"] = True
+        v["liquidations"] = v["venue"] in LIQ_VENUES
     topology.write_text(yaml.safe_dump(topo))
     with pytest.MonkeyPatch.context() as env:  # the coordinator and its children inherit them
         env.setenv("BINANCE_API_KEY", KEY)
         env.setenv("BINANCE_API_SECRET", SECRET)
         proc = start_mesh(topology, "--sandbox")
     try:
+        emulator_file = tmp / "record" / "run" / "emulator.json"
+        wait_for(emulator_file.exists, 30, what="run 1's emulator")
+        for venue in LIQ_VENUES:  # more liquidations than the default 0.2 per symbol per second
+            urllib.request.urlopen(urllib.request.Request(json.loads(emulator_file.read_text())[venue] +
+                                   "/_emulator/liquidation_rate?per_second=2", method="POST", data=b""), timeout=5).close()
         wait_for(lambda: (tmp / "record" / "catalog" / "data" / "custom_open_interest").exists(), 30, what="first rows of run 1")
         ctl = [subprocess.run([sys.executable, "-m", "actors.ctl", "--topology", str(topology), "status", *json_flag],
                               cwd=ROOT, capture_output=True, text=True, timeout=30) for json_flag in (["--json"], [])]
@@ -90,11 +110,16 @@ def runs(tmp_path_factory):
     (tmp / "replay").mkdir()
     replay_topology = write_topology(tmp / "replay", oi_s=0.3, funding_s=0.5,
                                      sandbox={"rate_limits": False, "replay": "../record/run/recordings"})
+    topo = yaml.safe_load(replay_topology.read_text())
+    for v in topo["venues"]:
+        v["liquidations"] = v["venue"] in LIQ_VENUES
+    replay_topology.write_text(yaml.safe_dump(topo))
     proc = start_mesh(replay_topology, "--sandbox")
     try:
         ready = tmp / "replay" / "run" / "emulator.json"
         urls = wait_for(lambda: ready.exists() and json.loads(ready.read_text()), 30, what="the replay emulator")
-        wait_for(lambda: all(status(u)["done"] for u in urls.values()), 30, what="every recorded answer served")
+        wait_for(lambda: all(status(u)["done"] and not status(u)["ws"]["left"] for u in urls.values()), 30,
+                 what="every recorded answer and liquidation message served")
         # every stream's poll loop went on past the end (a maintenance answer): the polls that got the
         # last recorded answers are complete and their events in the outbox (the drain at stop acks them)
         done_at = after_end({v: status(u) for v, u in urls.items()})
@@ -106,8 +131,12 @@ def runs(tmp_path_factory):
     finally:
         if proc.poll() is None:
             proc.kill()
-    with ThreadPoolExecutor(2) as pool:
+    with ThreadPoolExecutor(3) as pool:
         first, second = pool.map(read_catalog, [tmp / "record" / "catalog", tmp / "replay" / "catalog"])
+        liq = pool.submit(subprocess.run, [sys.executable, "-c", _READ_LIQUIDATIONS, str(tmp / "record" / "catalog"),
+                                           str(tmp / "replay" / "catalog")], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert liq.result().returncode == 0, liq.result().stderr[-3000:]
+    first["liquidations"], second["liquidations"] = json.loads(liq.result().stdout.strip().splitlines()[-1])
     recordings = {v: load(tmp / "record" / "run" / "recordings" / f"{v}.jsonl") for v in VENUES}
     served = [json.loads(line) for line in (tmp / "replay" / "run" / "emulator" / "ground_truth.jsonl").read_text().splitlines()]
     return {"tmp": tmp, "signal_ns": signal_ns, "first": first, "second": second, "recordings": recordings,
@@ -126,8 +155,11 @@ def test_both_runs_stop_cleanly_and_the_replay_served_the_whole_recording_in_ord
     for venue, records in runs["recordings"].items():
         assert {r["op"] for r in records} >= {"", "open_interest", "funding"}, venue
         answers = [s for s in runs["served"] if s["venue"] == venue.upper() and s["answer"] == "recorded"]
-        # every recorded answer served exactly once, each kind of request in recorded order
+        # every recorded answer and liquidation message served exactly once, each kind in recorded order
         assert sorted(s["line"] for s in answers) == list(range(1, len(records) + 1)), venue
+        frames = [s["line"] for s in answers if s["status"] == 101]
+        assert frames == sorted(frames) and len(frames) == sum(r.get("kind") == "ws" for r in records)
+        assert len(frames) >= 3 if venue in LIQ_VENUES else not frames, (venue, len(frames))
         by_kind = defaultdict(list)
         for s in answers:
             by_kind[s["op"], s["endpoint"], s["query"]].append(s["line"])
@@ -182,12 +214,15 @@ def test_python_m_emulator_replay_serves_a_recording_to_plain_ccxt_clients(runs,
         tickers = [r for r in runs["recordings"]["bybit"] if "/v5/market/tickers" in r["url"]]
         expected = [json.loads(r["body"])["time"] for r in sorted(tickers, key=lambda r: r["ts_ns"])[:3]]
 
+        # the collector's REST client and its ccxt.pro client each loaded the markets once
+        loads = 1 + max(t["recorded"] for t in status(url)["tracks"] if t["path"] == "/v5/market/instruments-info")
+
         async def session() -> list[int]:
             ad = adapter("bybit")
             client = ad.client(url)
             try:
-                await client.load_markets()
-                await client.load_markets(reload=True)  # the listing again: repeated
+                for _ in range(loads):  # the listing once more than recorded: repeated
+                    await client.load_markets(reload=True)
                 # the request the collectors' polls make, as ccxt's raw endpoint method (no operation label)
                 return [(await client.publicGetV5MarketTickers({"category": "linear"}))["time"] for _ in range(3)]
             finally:
@@ -215,3 +250,17 @@ def test_api_keys_never_appear_in_ctl_status_logs_or_recordings(runs):
     assert len(texts) > 10
     for text in texts:
         assert KEY not in text and SECRET not in text
+
+
+def test_replayed_liquidations_equal_the_recorded_ones(runs):
+    """Liquidation messages recorded from the WebSocket (Binance forceOrder, Bybit allLiquidation)
+    are pushed again in order by the replay to the second mesh's ccxt.pro clients: the same rows
+    (venue time, side, quantity, price, value), and no gap in either run."""
+    first, second = runs["first"]["liquidations"], runs["second"]["liquidations"]
+    a, b = {tuple(r) for r in first["rows"]}, {tuple(r) for r in second["rows"]}
+    assert {r[0].rsplit(".", 1)[1] for r in a} == {"BINANCE", "BYBIT"}, sorted(a)
+    assert a <= b, sorted(a - b)
+    # a message recorded right before the signal may not have been stored by run 1
+    assert all(r[1] >= runs["signal_ns"] - TAIL_NS - 2_000_000_000 for r in b - a), sorted(b - a)  # T precedes the push
+    assert len(b) == len(second["rows"])  # no row doubled
+    assert first["gaps"] == [] and second["gaps"] == []
