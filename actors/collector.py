@@ -76,6 +76,7 @@ class Collector:
         self.sock = socket(self.ctx, zmq.DEALER, identity=self.name)
         self.sock.connect(topo.endpoint("ingest"))
         self.markets: list[Market] = []
+        self.unknown: list[str] = []  # configured symbols the venue does not list (looked up again rarely)
 
     async def run(self) -> None:
         self.log.info("start: symbols {} (epoch {})", ", ".join(self.cfg.symbols), self.outbox.epoch)
@@ -100,7 +101,12 @@ class Collector:
     async def _collect(self) -> None:
         if not await self._load_markets():
             return
+        if not self.markets:  # every symbol unknown: only look again now and then
+            await self._retry_unknown_symbols(until_any=True)
+            if not self.markets:
+                return
         await asyncio.gather(
+            self._retry_unknown_symbols(),
             self._poll("instruments", self.cfg.instruments_interval_s, self._instruments),
             self._poll("open_interest", self.cfg.open_interest_interval_s, lambda: self.adapter.fetch_open_interest(self.client, self.markets)),
             self._poll("funding", self.cfg.funding_interval_s, lambda: self.adapter.fetch_funding(self.client, self.markets)),
@@ -252,9 +258,34 @@ class Collector:
             try:
                 self.markets.append(self.adapter.resolve(markets, text))
             except UnknownSymbol as exc:
-                self.log.error("{}: skipped", exc)
+                self.unknown.append(text)
+                self.log.error("{}: skipped, looked up again every {:.0f}s", exc, self.cfg.unknown_symbol_retry_s)
         self.log.info("markets loaded: collecting {}", ", ".join(self.adapter.instrument_id(m) for m in self.markets) or "nothing")
-        return bool(self.markets)
+        return True
+
+    async def _retry_unknown_symbols(self, until_any: bool = False) -> None:
+        """A symbol the venue did not list (not yet listed, delisted, a typo) is looked up again
+        rarely; once listed, OI and funding polls include it (a running liquidation stream does
+        not: it picks the symbol up at the collector's next start)."""
+        while self.unknown and not await wait_or_stop(self.stop, self.cfg.unknown_symbol_retry_s):
+            try:
+                markets = await self.client.load_markets(reload=True)
+            except Exception as exc:  # the venue is down: the polls say so; try again next time
+                self.log.warning("looking up {} again failed: {}", ", ".join(self.unknown), describe(exc))
+                continue
+            for text in list(self.unknown):
+                try:
+                    market = self.adapter.resolve(markets, text)
+                except UnknownSymbol:
+                    continue
+                self.unknown.remove(text)
+                self.markets.append(market)
+                await self._send(self.adapter.instrument(market, now_ns()), "instruments")  # its definition at once
+                self.log.warning("{} is listed now: collecting {}", text, self.adapter.instrument_id(market))
+            if until_any and self.markets:
+                return  # _collect starts the polls and the stream now
+            if self.unknown:
+                self.log.info("still not listed: {}", ", ".join(self.unknown))
 
     async def _instruments(self) -> list[AnyEvent]:
         ts = now_ns()

@@ -53,6 +53,7 @@ class VenueConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     open_interest_interval_s: Seconds = 10.0
     funding_interval_s: Seconds = 60.0
     instruments_interval_s: Seconds = 3600.0  # refresh of the instrument definitions
+    unknown_symbol_retry_s: Seconds = 600.0  # a symbol the venue does not list is looked up again this rarely
     liquidations: bool = False  # stream liquidations (Binance, Bybit; Hyperliquid has no public feed)
     liquidation_silence_timeout_s: Seconds = 60.0  # connected but no frame this long: reconnect
     liquidation_all_symbols: bool = False  # binance only: !forceOrder@arr, every USDT-M perpetual, not just `symbols`
