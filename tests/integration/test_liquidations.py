@@ -2,6 +2,7 @@
 compared with the emulator's ground truth (what the venue pushed, and to how many sockets)."""
 
 import asyncio
+import contextlib
 import json
 import os
 import subprocess
@@ -279,12 +280,22 @@ def test_cli_prints_lines_and_hyperliquid_limitation(tmp_path):
         emu.wait(10)
 
 
-def test_tap_filters_and_prints_bus_events(tmp_path):
+@contextlib.contextmanager
+def _bus():
+    """A PUB socket on a fresh endpoint, standing in for the validator's live bus."""
     endpoint = f"ipc://@tap-test-{uuid.uuid4().hex[:8]}"
     ctx = zmq.Context()
     pub = ctx.socket(zmq.PUB)
     pub.setsockopt(zmq.LINGER, 0)
     pub.bind(endpoint)
+    try:
+        yield pub, endpoint
+    finally:
+        pub.close()
+        ctx.term()
+
+
+def test_tap_filters_and_prints_bus_events(tmp_path):
     ts = time.time_ns() // 1_000_000 * 1_000_000
     events = [
         Liquidation(venue="BINANCE", symbol="BTC/USDT:USDT", instrument_id="BTCUSDT-PERP.BINANCE", ts_event=ts, ts_recv=ts,
@@ -296,19 +307,16 @@ def test_tap_filters_and_prints_bus_events(tmp_path):
         Liquidation(venue="BYBIT", symbol="ETH/USDT:USDT", instrument_id="ETHUSDT-LINEAR.BYBIT", ts_event=ts, ts_recv=ts,
                     side="SHORT", quantity=2.0, price=3000.0, value=6000.0),
     ]
-    proc = subprocess.Popen([sys.executable, "-m", "actors.tap", "--endpoint", endpoint, "--venue", "bybit", "--symbol", "BTC",
-                             "--json", "--count", "2", "--seconds", "20"], cwd=ROOT, stdout=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    try:
+    with _bus() as (pub, endpoint):
+        proc = subprocess.Popen([sys.executable, "-m", "actors.tap", "--endpoint", endpoint, "--venue", "bybit", "--symbol",
+                                 "BTC", "--json", "--count", "2", "--seconds", "20"], cwd=ROOT, stdout=subprocess.PIPE,
+                                text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
         deadline = time.monotonic() + 20
         while proc.poll() is None and time.monotonic() < deadline:  # PUB/SUB: re-send until the late joiner got them
             for e in events:
                 pub.send_multipart([topic(e), encode(e)])
             time.sleep(0.1)
         out, _ = proc.communicate(timeout=5)
-    finally:
-        pub.close()
-        ctx.term()
     rows = [json.loads(line) for line in out.splitlines()]
     assert len(rows) == 2 and all(r["instrument_id"] == "BTCUSDT-LINEAR.BYBIT" and r["side"] == "SHORT" for r in rows)
     assert {r["quantity"] for r in rows} == {1.0, 2.0}  # two distinct events, not one repeated
@@ -316,25 +324,17 @@ def test_tap_filters_and_prints_bus_events(tmp_path):
 
 def test_tap_drops_an_exact_repeat_on_a_topic():
     """The bus's last-value replay reaches every subscriber of a topic: a tap shows it once."""
-    endpoint = f"ipc://@tap-test-{uuid.uuid4().hex[:8]}"
-    ctx = zmq.Context()
-    pub = ctx.socket(zmq.PUB)
-    pub.setsockopt(zmq.LINGER, 0)
-    pub.bind(endpoint)
     ts = time.time_ns() // 1_000_000 * 1_000_000
     e = Liquidation(venue="BYBIT", symbol="BTC/USDT:USDT", instrument_id="BTCUSDT-LINEAR.BYBIT", ts_event=ts, ts_recv=ts,
                     side="LONG", quantity=1.0, price=90000.0, value=90000.0)
-    proc = subprocess.Popen([sys.executable, "-m", "actors.tap", "--endpoint", endpoint, "--json", "--seconds", "3"],
-                            cwd=ROOT, stdout=subprocess.PIPE, text=True)
-    try:
+    with _bus() as (pub, endpoint):
+        proc = subprocess.Popen([sys.executable, "-m", "actors.tap", "--endpoint", endpoint, "--json", "--seconds", "3"],
+                                cwd=ROOT, stdout=subprocess.PIPE, text=True)
         deadline = time.monotonic() + 10
         while proc.poll() is None and time.monotonic() < deadline:
             pub.send_multipart([topic(e), encode(e)])
             time.sleep(0.05)
         out, _ = proc.communicate(timeout=5)
-    finally:
-        pub.close()
-        ctx.term()
     assert len(out.splitlines()) == 1, out
 
 
