@@ -32,6 +32,7 @@ def slope_mb_per_hour(samples: list[tuple[float, float]]) -> float:
 
 
 @pytest.mark.soak
+@pytest.mark.timeout(int(MINUTES * 60) + 600)  # the suite's 300 s per-test limit is for the default tests
 def test_memory_stays_flat_at_a_high_event_rate(tmp_path):
     mesh = LoadedMesh(tmp_path)
     try:
