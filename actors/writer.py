@@ -87,7 +87,9 @@ class Writer:
     # -- lifecycle ------------------------------------------------------------------------
 
     async def run(self) -> None:
-        self._recover()
+        # In a thread: replaying a large WAL takes a while, and the event loop must keep reporting
+        # to the coordinator meanwhile (a silent actor is taken for hung and killed).
+        await asyncio.to_thread(self._recover)
         logger.info("start: catalog {}", self.topo.catalog)
         receiver = asyncio.create_task(self._receive())
         flusher = asyncio.create_task(self._flush_periodically())

@@ -153,7 +153,7 @@ def settle_and_stop(mesh: LoadedMesh, sig: int, quiet_s: float = 2.0) -> tuple[i
     time.sleep(quiet_s)
     # A backlog left by the faults drains first: this stop tests what was lost, not a race with it.
     wait_for(lambda: all(a["queue_depth"] == 0 for a in mesh.status() if a["name"].startswith("collector.") and a["pid"]),
-             30, 0.2, "the collectors' backlog to be acknowledged")
+             60, 0.2, "the collectors' backlog to be acknowledged")
     signal_ns = time.time_ns()
     started = time.monotonic()
     mesh.proc.send_signal(sig)
