@@ -98,10 +98,10 @@ def read_catalog(path: Path) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def start_emulator(tmp: Path, venues: str = "binance,bybit,hyperliquid", seed: int = 7) -> tuple[subprocess.Popen, dict[str, str], Path]:
+def start_emulator(tmp: Path, venues: str = "binance,bybit,hyperliquid", seed: int = 7, *extra: str) -> tuple[subprocess.Popen, dict[str, str], Path]:
     ready, truth = tmp / "emulator.json", tmp / "ground_truth.jsonl"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "emulator", "--venues", venues, "--seed", str(seed), "--ready-file", str(ready), "--ground-truth", str(truth)],
+        [sys.executable, "-m", "emulator", "--venues", venues, "--seed", str(seed), "--ready-file", str(ready), "--ground-truth", str(truth), *extra],
         cwd=ROOT, stdout=subprocess.DEVNULL, stderr=open(tmp / "emulator.stderr", "wb"),
     )
     wait_for(ready.exists, 20, 0.05, "the emulator's ready file")
