@@ -14,6 +14,7 @@ second (an actor silent for `HANG_AFTER_S` is hung: killed and restarted), and `
 """
 
 import asyncio
+import fcntl
 import json
 import os
 import signal
@@ -29,7 +30,7 @@ from loguru import logger
 
 from actors.logs import make_private_dir, setup_logging
 from actors.restart import RestartTracker
-from actors.runtime import SUPERVISOR_PID_ENV, socket
+from actors.runtime import SUPERVISOR_PID_ENV, make_bus_dir, socket
 from actors.topology import Topology, TopologyError, load_topology
 from messages.codec import encode
 from messages.control import ActorStats, ActorStatus, Command, Reply, control_decoder
@@ -315,9 +316,29 @@ def main(topology: str, sandbox: bool, catalog: str | None) -> None:
     except TopologyError as exc:
         raise click.ClickException(str(exc)) from None
     make_private_dir(topo.run_dir)
+    lock = _lock_mesh(make_bus_dir(topo.mesh), topo.mesh)
     Path(topo.catalog).mkdir(parents=True, exist_ok=True)
     setup_logging("coordinator", topo.run_dir, json=topo.log_json)
-    sys.exit(asyncio.run(Coordinator(topo, path, sandbox=sandbox).run()))
+    try:
+        sys.exit(asyncio.run(Coordinator(topo, path, sandbox=sandbox).run()))
+    finally:
+        lock.close()
+
+
+def _lock_mesh(directory: Path, mesh: str):  # noqa: ANN202 - the open lock file
+    """One coordinator per mesh name: binding an ipc path would silently take a running mesh's
+    sockets over, so a second one must fail here, loudly."""
+    lock = open(directory / "coordinator.lock", "a+")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.seek(0)
+        raise click.ClickException(f"mesh {mesh!r} is already running (coordinator pid {lock.read().strip() or '?'}); "
+                                   "stop it first, or give this topology another `mesh:` name") from None
+    lock.truncate(0)
+    lock.write(str(os.getpid()))
+    lock.flush()
+    return lock
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@
     bin/ctl start collector.bybit
 
 Talks to the coordinator's control endpoint (`bus.control` in topology.yaml, default
-`ipc://@<mesh>.control`) with typed msgpack messages (messages/control.py).
+`ipc:///tmp/derivs-<uid>/<mesh>/control`) with typed msgpack messages (messages/control.py).
 """
 
 import sys

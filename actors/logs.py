@@ -32,5 +32,7 @@ def make_private_dir(path: str | os.PathLike) -> Path:
     """Create a directory (and parents) closed to other users."""
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if path.stat().st_uid != os.getuid():  # e.g. a /tmp directory planted by another user
+        raise PermissionError(f"{path} belongs to another user (uid {path.stat().st_uid}): refusing to use it")
     os.chmod(path, 0o700)
     return path

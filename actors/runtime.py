@@ -11,13 +11,14 @@ import os
 import signal
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import zmq
 import zmq.asyncio
 from loguru import logger
 
 from actors.logs import make_private_dir, setup_logging
-from actors.topology import Topology, TopologyError, load_topology
+from actors.topology import Topology, TopologyError, bus_dir, load_topology
 from messages.codec import encode
 from messages.control import ActorStats
 
@@ -39,6 +40,12 @@ class Stats:
 ActorMain = Callable[[Topology, asyncio.Event, Stats], Awaitable[None]]
 
 
+def make_bus_dir(mesh: str) -> Path:
+    """The private directory of the mesh's ipc sockets (and its root): 0700, ours."""
+    make_private_dir(bus_dir(mesh).parent)
+    return make_private_dir(bus_dir(mesh))
+
+
 def run_actor(name: str, topology_path: str, catalog: str | None, main: ActorMain) -> None:
     """Load the topology, set up logging, run `main(topology, stop, stats)` until it returns."""
     try:
@@ -46,6 +53,7 @@ def run_actor(name: str, topology_path: str, catalog: str | None, main: ActorMai
     except TopologyError as exc:
         raise SystemExit(f"error: {exc}") from None
     make_private_dir(topo.run_dir)
+    make_bus_dir(topo.mesh)
     setup_logging(name, topo.run_dir, json=topo.log_json)
     try:
         asyncio.run(_supervised(name, main, topo))

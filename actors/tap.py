@@ -3,9 +3,9 @@
     bin/tap topology.yaml                         # liquidations of every venue (default --kind liq)
     bin/tap topology.yaml --kind oi --venue bybit
     bin/tap topology.yaml --symbol BTC --json     # JSON lines
-    bin/tap --endpoint ipc://@derivs.taps         # any publisher with the same topics
+    bin/tap --endpoint ipc:///tmp/derivs-1000/derivs/taps   # any publisher with the same topics
 
-The validator's bus (`topology.yaml` bus.taps, default `ipc://@<mesh>.taps`) sends two frames
+The validator's bus (`topology.yaml` bus.taps, default `ipc:///tmp/derivs-<uid>/<mesh>/taps`) sends two frames
 per good event: the topic `<kind>.<VENUE>.<INSTRUMENT_ID>` (kinds: liq, oi, funding, instrument,
 gap) and the msgpack-encoded event, decoded here with the same strict typed decoder as the
 validator. Kind and venue are filtered by the SUB prefix (the publisher drops the rest);

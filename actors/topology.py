@@ -98,9 +98,16 @@ class WriterConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     wal_sync_events: Annotated[int, msgspec.Meta(gt=0)] = 2000
 
 
+def bus_dir(mesh: str) -> Path:
+    """Where a mesh's default ipc endpoints live: `/tmp/derivs-<uid>/<mesh>/` (DERIVS_BUS_DIR
+    overrides the root), mode 0700 so other users cannot connect. Short on purpose: a socket
+    path may not exceed 107 bytes."""
+    return Path(os.environ.get("DERIVS_BUS_DIR") or f"/tmp/derivs-{os.getuid()}") / mesh
+
+
 class BusConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """ZeroMQ endpoints; empty means `ipc://@<mesh>.<name>` (abstract namespace: a second
-    mesh of the same name fails loudly with "address in use" instead of stealing the socket)."""
+    """ZeroMQ endpoints; empty means `ipc://<bus_dir>/<name>`, a socket file in a directory only
+    its user can enter (the coordinator's lock there keeps a second mesh of the same name out)."""
 
     ingest: str = ""  # collectors -> validator
     store: str = ""  # validator -> writer
@@ -110,7 +117,7 @@ class BusConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     allow_remote: bool = False  # a tcp endpoint beyond loopback needs this: the bus has no authentication
 
     def endpoint(self, mesh: str, name: str) -> str:
-        return getattr(self, name) or f"ipc://@{mesh}.{name}"
+        return getattr(self, name) or f"ipc://{bus_dir(mesh) / name}"
 
     def remote_endpoints(self) -> list[tuple[str, str]]:
         """(name, endpoint) of the tcp endpoints whose address is not a loopback one."""

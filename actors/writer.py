@@ -82,7 +82,7 @@ class Writer:
         self.trace = DurableTrace.from_env()  # opt-in (DERIVS_DURABLE_TRACE): when rows became durable, for the bench
         self.ctx = zmq.asyncio.Context()
         self.sock = socket(self.ctx, zmq.ROUTER)
-        self.sock.bind(topo.endpoint("store"))  # abstract ipc: a second writer fails here, loudly
+        self.sock.bind(topo.endpoint("store"))  # one writer per catalog: its lock (above) keeps a second out
 
     # -- lifecycle ------------------------------------------------------------------------
 

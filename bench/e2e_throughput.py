@@ -35,6 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from actors.outbox import Outbox  # noqa: E402
+from actors.topology import BusConfig  # noqa: E402
 from messages.codec import decode_message, encode  # noqa: E402
 from messages.envelope import Ack, ResendFrom  # noqa: E402
 from messages.events import Liquidation  # noqa: E402
@@ -93,7 +94,7 @@ class Pipeline:
                 "venues": [{"venue": "bybit", "symbols": ["BTC/USDT:USDT"]}], "writer": {"flush_interval_s": 5}}
         self.topology = tmp / "topology.yaml"
         self.topology.write_text(yaml.safe_dump(topo))
-        self.ingest = f"ipc://@{topo['mesh']}.ingest"
+        self.ingest = BusConfig().endpoint(topo["mesh"], "ingest")
         log = open(tmp / "actors.log", "wb")
         self.procs = [subprocess.Popen([sys.executable, "-m", f"actors.{a}", "--topology", str(self.topology)],
                                        cwd=ROOT, stdout=log, stderr=log) for a in ("writer", "validator")]

@@ -46,6 +46,7 @@ import zmq
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from actors.topology import BusConfig  # noqa: E402
 from emulator.ground_truth import load_ground_truth  # noqa: E402
 from messages.codec import decode_event  # noqa: E402
 
@@ -140,7 +141,7 @@ def run_mesh(tmp: Path, phases: list[tuple[str, float, float]], settle_s: float)
     proc = subprocess.Popen([sys.executable, "-m", "actors.coordinator", "--sandbox", str(topology)], cwd=ROOT,
                             stdout=log, stderr=log, env=env)
     windows: list[tuple[str, float, int, int]] = []
-    tap = Tap(f"ipc://@{topo['mesh']}.taps")
+    tap = Tap(BusConfig().endpoint(topo["mesh"], "taps"))
     try:
         ready = tmp / "run" / "emulator.json"
         url = json.loads(wait_for(lambda: ready.exists() and read(ready), 30, "the emulator"))["bybit"]

@@ -8,13 +8,16 @@ import os
 import random
 import shutil
 import signal
+import stat
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.harness import mesh_log, start_emulator, wait_for
+from actors.topology import bus_dir, load_topology
+from tests.harness import ROOT, mesh_log, start_emulator, wait_for
 from tests.integration.faults import LoadedMesh, compare, read_liquidations, settle_and_stop
 from actors.wal import Wal
 
@@ -238,3 +241,15 @@ def test_ctl_without_a_running_mesh_says_so_and_names_unknown_actors(mesh):
     mesh.start()
     done = mesh.ctl("restart", "collector.kraken", check=False)
     assert done.returncode == 1 and "no actor named 'collector.kraken'" in done.stderr and "collector.binance" in done.stderr
+
+
+def test_the_bus_is_private_and_a_second_mesh_of_the_same_name_is_refused(mesh):
+    mesh.start()
+    topo, _ = load_topology(mesh.topology)
+    sockets = bus_dir(topo.mesh)
+    assert topo.endpoint("ingest") == f"ipc://{sockets / 'ingest'}" and (sockets / "ingest").is_socket()
+    assert stat.S_IMODE(sockets.stat().st_mode) == 0o700 and stat.S_IMODE(sockets.parent.stat().st_mode) == 0o700
+    second = subprocess.run([sys.executable, "-m", "actors.coordinator", "--sandbox", str(mesh.topology)], cwd=ROOT,
+                            capture_output=True, text=True, timeout=30)
+    assert second.returncode == 1 and f"mesh {topo.mesh!r} is already running (coordinator pid {mesh.proc.pid})" in second.stderr
+    assert mesh.actor("writer")["state"] == "running"  # the first mesh is untouched

@@ -19,6 +19,7 @@ import yaml
 import zmq
 
 from actors.recording import load
+from actors.runtime import make_bus_dir
 from actors.topology import TopologyError, load_topology
 from actors.venues import adapter
 from messages.codec import decode_event, decode_message, encode
@@ -49,6 +50,7 @@ def test_validator_refuses_unknown_peers_and_unknown_message_types(tmp_path):
     """The real validator process; we play the writer (ROUTER on `store`) and two senders."""
     topology = write_topology(tmp_path)
     topo, _ = load_topology(topology)
+    make_bus_dir(topo.mesh)
     ctx = zmq.Context()
     store = ctx.socket(zmq.ROUTER)
     store.bind(topo.endpoint("store"))
