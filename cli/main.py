@@ -100,6 +100,7 @@ def funding(symbols, venues, sandbox, emulator_file, as_json) -> None:
 
 __import__("cli.history").history.register(cli)  # history oi|funding, coverage, query
 cli.add_command(__import__("cli.liquidations").liquidations.liquidations)  # derivs liquidations (streaming)
+cli.add_command(__import__("cli.deadletters").deadletters.deadletters)  # derivs deadletters (refused events)
 
 if __name__ == "__main__":
     cli()

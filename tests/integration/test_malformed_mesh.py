@@ -5,13 +5,15 @@ letter with its reason and never a catalog row; every valid answer is stored (SC
 
 import json
 import signal
+import subprocess
+import sys
 import time
 import urllib.request
 from collections import Counter
 
 import pytest
 
-from tests.harness import mesh_log, read_catalog, start_emulator, start_mesh, stop_mesh, wait_for, write_topology
+from tests.harness import ROOT, mesh_log, read_catalog, start_emulator, start_mesh, stop_mesh, wait_for, write_topology
 
 RUN_S = 8.0
 MARGIN_NS = 1_000_000_000  # answers this close to the signal may not have reached the catalog
@@ -50,7 +52,7 @@ def run(tmp_path_factory):
     dead = [json.loads(line) for line in (run_dir / "deadletter.jsonl").read_text().splitlines()] if (run_dir / "deadletter.jsonl").exists() else []
     return {"catalog": read_catalog(topology.parent / "catalog"), "dead": dead, "log": mesh_log(topology),
             "truth": [json.loads(line) for line in truth_path.read_text().splitlines()], "signal_ns": signal_ns,
-            "returncode": proc.returncode}
+            "returncode": proc.returncode, "topology": topology}
 
 
 def faults(run, venue: str, op: str) -> list[dict]:
@@ -109,3 +111,16 @@ def test_maintenance_is_logged_per_venue_retried_and_the_others_unaffected(run):
     assert any("503" in l or "maintenance" in l.lower() or "ExchangeNotAvailable" in l for l in lines), lines[:3]
     counts = Counter(r[0] for r in run["catalog"]["open_interest"])
     assert all(counts[iid] >= 4 for iid in ("BTCUSDT-LINEAR.BYBIT", "ETHUSDT-PERP.BINANCE", "BTC-USD-PERP.HYPERLIQUID")), counts
+
+
+def test_derivs_deadletters_lists_them_with_reasons_and_filters(run):
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "cli.main", "deadletters", "--topology", str(run["topology"]), *args],
+                              cwd=ROOT, capture_output=True, text=True, timeout=60)
+
+    listed = cli("--json")
+    assert listed.returncode == 0 and [json.loads(line) for line in listed.stdout.splitlines()] == run["dead"]
+    nan = [json.loads(line) for line in cli("--json", "--reason", "nan").stdout.splitlines()]
+    assert nan and all("nan" in d["reason"].lower() for d in nan) and len(nan) < len(run["dead"])
+    table = cli("--source", "collector.bybit")
+    assert f"{sum(d['source'] == 'collector.bybit' for d in run['dead'])} dead letters" in table.stderr
