@@ -272,19 +272,28 @@ def merge_into(directory: Path, new: pa.Table, durable: bool = True, append_same
     return changed
 
 
-def _same_day_predecessor(files: list[DataFile], start: int, end: int) -> list[DataFile]:
-    """The newest file before `start`, if it and the new rows all lie in one UTC day.
+# Appending re-writes the file: past this size a new file starts instead, so that a flush costs
+# the same at the end of a busy day as at its start (a day of liquidations at 2,000/s would
+# otherwise be re-written whole every few seconds, and the writer would fall behind).
+APPEND_MAX_BYTES = 8 << 20
 
-    Appending into it keeps one file per instrument per day while the writer flushes every few
-    seconds. The merged hull [f.start, end] meets no other file: f is the newest before start
-    and nothing overlaps [start, end].
+
+def _same_day_predecessor(files: list[DataFile], start: int, end: int) -> list[DataFile]:
+    """The newest file before `start`, if it and the new rows all lie in one UTC day and it is
+    smaller than APPEND_MAX_BYTES.
+
+    Appending into it keeps one file per instrument per day (for the usual rates) while the
+    writer flushes every few seconds. The merged hull [f.start, end] meets no other file: f is
+    the newest before start and nothing overlaps [start, end].
     """
     before = [f for f in files if f.end < start]
     if not before:
         return []
     latest = max(before, key=lambda f: f.end)
     day_ns = 86_400 * NS
-    return [latest] if latest.start // day_ns == end // day_ns else []
+    if latest.start // day_ns != end // day_ns or latest.path.stat().st_size >= APPEND_MAX_BYTES:
+        return []
+    return [latest]
 
 
 def compact_directory(

@@ -35,32 +35,37 @@ def slope_mb_per_hour(samples: list[tuple[float, float]]) -> float:
 @pytest.mark.timeout(int(MINUTES * 60) + 600)  # the suite's 300 s per-test limit is for the default tests
 def test_memory_stays_flat_at_a_high_event_rate(tmp_path):
     mesh = LoadedMesh(tmp_path)
+    samples: dict[str, list[tuple[float, float]]] = {}
     try:
         mesh.start()
         mesh.liquidation_rate("bybit", RATE_PER_SYMBOL)
-        samples: dict[str, list[tuple[float, float]]] = {}
         started = time.monotonic()
         while (elapsed := time.monotonic() - started) < MINUTES * 60:
             for a in mesh.status():
                 if a["pid"]:
                     samples.setdefault(a["name"], []).append((elapsed, rss_mb(a["pid"])))
             time.sleep(SAMPLE_S)
-        restarts = {a["name"]: a["restarts"] for a in mesh.status()}
+        status = {a["name"]: a for a in mesh.status()}
+        report(tmp_path, samples, status)  # before stopping: the figures survive a failed stop
         signal_ns, _ = settle_and_stop(mesh, signal.SIGINT)
     finally:
         mesh.kill()
+    bybit = compare(mesh.truth(), read_liquidations(mesh.catalog), "BYBIT", signal_ns)
+    print(f"soak {bybit['expected']:,} Bybit liquidations over {MINUTES:g} min, {len(bybit['missing'])} missing")
+    slopes = {name: slope_mb_per_hour([s for s in rows if s[0] >= MINUTES * 60 / 5]) for name, rows in samples.items()}
 
+    assert bybit["missing"] == [] and bybit["duplicates"] == []
+    assert all(a["restarts"] == 0 for a in status.values()), status
+    assert all(s < MAX_MB_PER_HOUR for s in slopes.values()), slopes
+
+
+def report(tmp_path, samples: dict[str, list[tuple[float, float]]], status: dict[str, dict]) -> None:
     with open(tmp_path / "soak_rss.csv", "w") as f:
         f.write("actor,seconds,rss_mb\n")
         f.writelines(f"{name},{t:.0f},{mb:.1f}\n" for name, rows in samples.items() for t, mb in rows)
     warm = MINUTES * 60 / 5
-    slopes = {name: slope_mb_per_hour([s for s in rows if s[0] >= warm]) for name, rows in samples.items()}
     for name, rows in samples.items():
+        a = status.get(name, {})
         print(f"soak {name:<22} rss {rows[0][1]:7.1f} -> {rows[-1][1]:7.1f} MB, slope after warm-up "
-              f"{slopes[name]:+7.2f} MB/h, restarts {restarts.get(name)}")
-    bybit = compare(mesh.truth(), read_liquidations(mesh.catalog), "BYBIT", signal_ns)
-    print(f"soak {bybit['expected']:,} Bybit liquidations over {MINUTES:g} min, {len(bybit['missing'])} missing")
-
-    assert bybit["missing"] == [] and bybit["duplicates"] == []
-    assert all(n == 0 for n in restarts.values()), restarts
-    assert all(s < MAX_MB_PER_HOUR for s in slopes.values()), slopes
+              f"{slope_mb_per_hour([s for s in rows if s[0] >= warm]):+7.2f} MB/h, restarts {a.get('restarts')}, "
+              f"events in {a.get('events_in', 0):,}, queue {a.get('queue_depth', 0):,}", flush=True)

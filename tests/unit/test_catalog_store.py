@@ -406,3 +406,15 @@ def test_append_same_day_keeps_one_file_per_day_and_all_rows(tmp_path):
     assert len(files) == 2 and files[0].startswith("2025-01-01T00-00-00") and files[1].startswith("2025-01-02")
     table = cf.read_files(cf.list_files(store.directory(OPEN_INTEREST, BTC)), OPEN_INTEREST_SCHEMA)
     assert table.num_rows == 12 and table["open_interest"].to_pylist()[-1] == 99.0
+
+
+def test_append_same_day_starts_a_new_file_once_the_days_file_is_big(tmp_path, monkeypatch):
+    """A flush re-writes the file it appends to: a busy day rolls over to new files instead."""
+    monkeypatch.setattr(cf, "APPEND_MAX_BYTES", 6_000)
+    store = CatalogStore(tmp_path, append_same_day=True)
+    for flush in range(8):  # flushes of 100 rows each, all in one day
+        store.write([oi(T0 + (flush * 100 + i) * MIN // 100, float(i)) for i in range(100)])
+    files = cf.list_files(store.directory(OPEN_INTEREST, BTC))
+    assert 1 < len(files) < 8 and cf.intervals_disjoint(files)
+    assert all(f.path.stat().st_size < 6_000 + 3_000 for f in files[:-1])  # none grew far past the limit
+    assert cf.read_files(files, OPEN_INTEREST_SCHEMA).num_rows == 800
