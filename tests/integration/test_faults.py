@@ -46,14 +46,13 @@ def test_kill9_under_load_loses_nothing_and_doubles_nothing(mesh, victim):
         time.sleep(rng.uniform(0.5, 1.5))
         pids.append(mesh.kill9(victim))
     time.sleep(1.0)
-    writer_events = mesh.actor("writer")["events_in"]
     signal_ns, _ = settle_and_stop(mesh, signal.SIGINT)
     stored = read_liquidations(mesh.catalog)
     truth = mesh.truth()
     bybit = compare(truth, stored, "BYBIT", signal_ns)
 
     assert len(set(pids)) == 3, f"{victim} was not restarted three times: {pids}"
-    assert bybit["expected"] > 8_000 and writer_events > 0, "not under load"
+    assert bybit["expected"] > 8_000, "not under load"
     assert bybit["duplicates"] == [] and bybit["extra"] == []
     assert bybit["missing"] == [], f"{len(bybit['missing'])} of {bybit['expected']} missing outside any gap"
     if victim == "collector.bybit":
