@@ -97,9 +97,14 @@ def query(
     return rows
 
 
-def instrument_ids(catalog_root: Path | str, kind: str) -> list[str]:
-    base = Path(catalog_root) / "data" / KIND_DIRS[kind_of(kind)]
+def ids_in(catalog_root: Path | str, data_dir: str) -> list[str]:
+    """Instrument ids with a directory under `<catalog>/data/<data_dir>/`, sorted."""
+    base = Path(catalog_root) / "data" / data_dir
     return sorted(p.name for p in base.iterdir() if p.is_dir()) if base.is_dir() else []
+
+
+def instrument_ids(catalog_root: Path | str, kind: str) -> list[str]:
+    return ids_in(catalog_root, KIND_DIRS[kind_of(kind)])
 
 
 # -- coverage report --------------------------------------------------------------------------------

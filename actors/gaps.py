@@ -23,7 +23,7 @@ import pyarrow.compute as pc
 
 from actors.catalog_files import list_files, read_files
 from actors.catalog_schema import GAP, LIQUIDATION, schema_for
-from actors.coverage import Coverage
+from actors.coverage import Coverage, ids_in
 
 STREAMS = ("liquidations", "open_interest", "funding", "instruments")
 
@@ -45,11 +45,6 @@ class GapRow:
         return asdict(self)
 
 
-def _ids(catalog_root: Path | str, kind: str) -> list[str]:
-    base = Path(catalog_root) / "data" / kind
-    return sorted(p.name for p in base.iterdir() if p.is_dir()) if base.is_dir() else []
-
-
 def gaps(catalog_root: Path | str, *, venue: str | None = None, instrument_id: str | None = None,
          stream: str | None = None, start_ns: int | None = None, end_ns: int | None = None) -> list[GapRow]:
     """Recorded gaps, filtered; a gap is kept if its window meets [start_ns, end_ns]."""
@@ -57,7 +52,7 @@ def gaps(catalog_root: Path | str, *, venue: str | None = None, instrument_id: s
         raise ValueError(f"unknown stream {stream!r}; expected one of: {', '.join(STREAMS)}")
     lo, hi = start_ns if start_ns is not None else 0, end_ns if end_ns is not None else 2**64 - 1
     out: list[GapRow] = []
-    for iid in _ids(catalog_root, GAP):
+    for iid in ids_in(catalog_root, GAP):
         if instrument_id is not None and iid != instrument_id:
             continue
         if venue is not None and iid.rsplit(".", 1)[-1] != venue.upper():
@@ -80,7 +75,7 @@ def liquidation_coverage(catalog_root: Path | str) -> list[Coverage]:
     for g in gaps(catalog_root, stream="liquidations"):
         by_id.setdefault(g.instrument_id, []).append((g.start_ns, g.end_ns))
     out: list[Coverage] = []
-    for iid in sorted(set(_ids(catalog_root, LIQUIDATION)) | set(by_id)):
+    for iid in sorted(set(ids_in(catalog_root, LIQUIDATION)) | set(by_id)):
         files = list_files(Path(catalog_root) / "data" / LIQUIDATION / iid)
         ts = read_files(files, schema_for(LIQUIDATION, iid))["ts_event"].to_pylist()
         holes = by_id.get(iid, [])

@@ -184,7 +184,7 @@ async def _bybit_oi(adapter, client, market, start_ms, end_ms, period, progress)
         for row in result.get("list") or []:
             ts = int(row["timestamp"])
             if start_ms <= ts <= end_ms:
-                raw[ts] = bybit.one_side(row, int(row["timestamp"]))
+                raw[ts] = bybit.one_side(row, ts)
         cursor = result.get("nextPageCursor") or None
         if progress:
             # newest first: the fetch has covered [oldest so far, end]
@@ -258,11 +258,11 @@ async def fetch_funding_history(
             progress(pages, rows, max(start_ms, min(end_ms, reached_ms)) * MS)
 
     if adapter.name == "binance":
-        raw = await _binance_funding(client, market, lo, hi, report)
+        raw = await _forward_funding(client, market, lo, hi, report, BINANCE_FUNDING_PAGE, BINANCE_FUNDING_PAGE, True)
     elif adapter.name == "bybit":
         raw = await _bybit_funding(client, market, lo, hi, end_ms, start_ms, report)
     else:
-        raw = await _hyperliquid_funding(client, market, lo, hi, report)
+        raw = await _forward_funding(client, market, lo, hi, report, None, HYPERLIQUID_PAGE, False)
     intervals = row_intervals(sorted(set(raw) | set(known_before) | set(known_after)))
     fallback = 480
     if any(m is None for t, m in intervals.items() if start_ms <= t <= end_ms):
@@ -305,16 +305,18 @@ def row_intervals(times: list[int]) -> dict[int, int | None]:
     return out
 
 
-async def _binance_funding(client, market, lo, hi, report) -> dict[int, tuple[float, float | None]]:  # noqa: ANN001
+async def _forward_funding(client, market, lo, hi, report, limit, page, with_mark) -> dict[int, tuple[float, float | None]]:  # noqa: ANN001
+    """Binance and Hyperliquid: oldest first, next startTime = last funding time + 1, until a
+    short page. `limit` is sent as is (None: the venue's own page of `page` rows)."""
     raw: dict[int, tuple[float, float | None]] = {}
     since = lo
     for pages in range(1, _MAX_PAGES):
-        rows = await client.fetch_funding_rate_history(market["symbol"], since, BINANCE_FUNDING_PAGE, {"until": hi})
+        rows = await client.fetch_funding_rate_history(market["symbol"], since, limit, {"until": hi})
         for r in rows:
-            mark = r["info"].get("markPrice")
+            mark = r["info"].get("markPrice") if with_mark else None
             raw[r["timestamp"]] = (float(r["info"]["fundingRate"]), float(mark) if mark not in (None, "") else None)
         report(pages, len(raw), max(raw) if raw else hi)
-        if len(rows) < BINANCE_FUNDING_PAGE:
+        if len(rows) < page:
             break
         since = max(r["timestamp"] for r in rows) + 1
     return raw
@@ -335,20 +337,6 @@ async def _bybit_funding(client, market, lo, hi, end_ms, start_ms, report) -> di
         until = oldest - 1
         if until < lo:
             break
-    return raw
-
-
-async def _hyperliquid_funding(client, market, lo, hi, report) -> dict[int, tuple[float, float | None]]:  # noqa: ANN001
-    raw: dict[int, tuple[float, float | None]] = {}
-    since = lo
-    for pages in range(1, _MAX_PAGES):
-        rows = await client.fetch_funding_rate_history(market["symbol"], since, None, {"until": hi})
-        for r in rows:
-            raw[r["timestamp"]] = (float(r["info"]["fundingRate"]), None)
-        report(pages, len(raw), max(raw) if raw else hi)
-        if len(rows) < HYPERLIQUID_PAGE:
-            break
-        since = max(r["timestamp"] for r in rows) + 1
     return raw
 
 

@@ -17,13 +17,12 @@ import os
 import sys
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import click
 import zmq
 import zmq.asyncio
 
-from actors.catalog_lock import CatalogLock, describe, holder, running_writer
+from actors.catalog_lock import CatalogLock, describe, holder, lock_path, running_writer
 from actors.catalog_store import CatalogStore
 from actors.outbox import Outbox
 from actors.runtime import socket
@@ -77,7 +76,7 @@ class Sink:
                 return Stored("direct", sum(n for k, n in written.items()
                                             if not k.startswith(("crypto_perpetual", "funding_rate_update"))))
             if time.monotonic() > deadline:
-                raise click.ClickException(f"{Path(self.catalog) / '.writer.lock'} is held by "
+                raise click.ClickException(f"{lock_path(self.catalog)} is held by "
                                            f"{describe(holder(self.catalog) or {})} for more than {LOCK_WAIT_S:.0f}s")
             await asyncio.sleep(0.1)  # another CLI is writing (or a writer is just starting): look again
 

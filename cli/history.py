@@ -34,7 +34,7 @@ import click
 
 from actors.collector import describe
 from actors.coverage import coverage as catalog_coverage
-from actors.coverage import instrument_ids, missing_ranges, neighbours, read_table
+from actors.coverage import holes_in, instrument_ids, missing_ranges, neighbours, read_table
 from actors.coverage import query as catalog_query
 from actors.gaps import gap_lines, liquidation_coverage
 from actors.history import (
@@ -106,6 +106,7 @@ class _Bar:
 
     def __init__(self, label: str, span_ns: int, enabled: bool) -> None:
         self.pages = self.rows = 0
+        self._pages0 = self._rows0 = 0  # pages and rows of the ranges before this one
         self._done = 0
         self._base_done = 0
         self._range_start = 0
@@ -116,10 +117,6 @@ class _Bar:
         if self._bar is not None:
             self._bar.__enter__()
 
-    def start_range(self, start_ns: int) -> None:
-        self._base_done = self._done
-        self._range_start = start_ns
-
     def __call__(self, pages: int, rows: int, reached_ns: int) -> None:
         self.pages, self.rows = self._pages0 + pages, self._rows0 + rows
         done = self._base_done + max(0, (reached_ns - self._range_start) // MS)
@@ -129,10 +126,8 @@ class _Bar:
 
     def next_range(self, start_ns: int) -> None:
         self._pages0, self._rows0 = self.pages, self.rows
-        self.start_range(start_ns)
-
-    _pages0 = 0
-    _rows0 = 0
+        self._base_done = self._done
+        self._range_start = start_ns
 
     def close(self) -> None:
         if self._bar is not None:
@@ -209,8 +204,7 @@ async def run_history(
         summary.pages = bar.pages
         summary.fetched = len(events)
         if events:
-            ts = sorted(e.ts_event for e in events)
-            summary.venue_holes = _venue_holes(ts, step_ns if kind == "oi" else None, events)
+            summary.venue_holes = _venue_holes(events, step_ns if kind == "oi" else None)
             stored = await sink.store([ad.instrument(market, time.time_ns()), *events], f"{ad.venue} {iid} {kind}")
             summary.written, summary.via, summary.mesh = stored.rows, stored.via, stored.mesh
         return summary
@@ -218,9 +212,8 @@ async def run_history(
         await client.close()
 
 
-def _venue_holes(ts: list[int], step_ns: int | None, events: list) -> list[tuple[int, int]]:
-    from actors.coverage import holes_in
-
+def _venue_holes(events: list, step_ns: int | None) -> list[tuple[int, int]]:
+    ts = sorted(e.ts_event for e in events)
     if step_ns is not None:
         return holes_in(ts, step_ns)
     by_ts = {e.ts_event: e.interval_minutes * 60 * NS for e in events}
