@@ -34,15 +34,16 @@ class CatalogBusy(RuntimeError):
         super().__init__(f"{path} is held by {describe(holder)}")
 
 
-def lock_path(catalog: str | os.PathLike) -> Path:
-    return Path(catalog) / LOCK_NAME
+def lock_path(catalog: str | os.PathLike, name: str = LOCK_NAME) -> Path:
+    return Path(catalog) / name
 
 
 class CatalogLock:
-    """An exclusive writer lock on one catalog; `info` is written into the file once held."""
+    """An exclusive lock file in a directory (by default the catalog's writer lock); `info` is
+    written into the file once held. The coordinator uses one too (`coordinator.lock`)."""
 
-    def __init__(self, catalog: str | os.PathLike, info: dict) -> None:
-        self.path = lock_path(catalog)
+    def __init__(self, catalog: str | os.PathLike, info: dict, name: str = LOCK_NAME) -> None:
+        self.path = lock_path(catalog, name)
         self.info = info
         self.fd: int | None = None
 
@@ -65,7 +66,7 @@ class CatalogLock:
         deadline = time.monotonic() + timeout_s
         while not self.try_acquire():
             if time.monotonic() >= deadline:
-                raise CatalogBusy(self.path, holder(self.path.parent) or {})
+                raise CatalogBusy(self.path, holder(self.path.parent, self.path.name) or {})
             time.sleep(poll_s)
 
     def release(self) -> None:
@@ -81,9 +82,9 @@ class CatalogLock:
         self.release()
 
 
-def holder(catalog: str | os.PathLike) -> dict | None:
+def holder(catalog: str | os.PathLike, name: str = LOCK_NAME) -> dict | None:
     """What the current holder recorded ({} if nothing yet), or None if nobody holds the lock."""
-    path = lock_path(catalog)
+    path = lock_path(catalog, name)
     try:
         fd = os.open(path, os.O_RDONLY)
     except FileNotFoundError:

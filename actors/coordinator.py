@@ -14,7 +14,6 @@ second (an actor silent for `HANG_AFTER_S` is hung: killed and restarted), and `
 """
 
 import asyncio
-import fcntl
 import json
 import os
 import signal
@@ -28,6 +27,7 @@ import zmq
 import zmq.asyncio
 from loguru import logger
 
+from actors.catalog_lock import CatalogLock, holder
 from actors.logs import make_private_dir, setup_logging
 from actors.restart import RestartTracker
 from actors.runtime import SUPERVISOR_PID_ENV, make_bus_dir, socket
@@ -322,22 +322,17 @@ def main(topology: str, sandbox: bool, catalog: str | None) -> None:
     try:
         sys.exit(asyncio.run(Coordinator(topo, path, sandbox=sandbox).run()))
     finally:
-        lock.close()
+        lock.release()
 
 
-def _lock_mesh(directory: Path, mesh: str):  # noqa: ANN202 - the open lock file
+def _lock_mesh(directory: Path, mesh: str) -> CatalogLock:
     """One coordinator per mesh name: binding an ipc path would silently take a running mesh's
     sockets over, so a second one must fail here, loudly."""
-    lock = open(directory / "coordinator.lock", "a+")
-    try:
-        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        lock.seek(0)
-        raise click.ClickException(f"mesh {mesh!r} is already running (coordinator pid {lock.read().strip() or '?'}); "
-                                   "stop it first, or give this topology another `mesh:` name") from None
-    lock.truncate(0)
-    lock.write(str(os.getpid()))
-    lock.flush()
+    lock = CatalogLock(directory, {"kind": "coordinator", "mesh": mesh}, name="coordinator.lock")
+    if not lock.try_acquire():
+        pid = (holder(directory, "coordinator.lock") or {}).get("pid", "?")
+        raise click.ClickException(f"mesh {mesh!r} is already running (coordinator pid {pid}); "
+                                   "stop it first, or give this topology another `mesh:` name")
     return lock
 
 

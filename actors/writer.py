@@ -39,7 +39,7 @@ from messages.events import AnyEvent
 
 RESEND_REQUEST_EVERY_S = 0.05  # a new hole (progress since the last request): ask for the next window soon
 # The same hole is asked for again only after this: a re-send of a big backlog takes time to
-# arrive, and every request makes the collector send its whole backlog again.
+# arrive, and every request makes the collector go back and send from there again.
 RESEND_SAME_AGAIN_S = 3.0
 REACK_EVERY_S = 0.5  # a flood of re-sent duplicates gets one repeated ack, not one each
 BLOCKED_RETRY_S = 1.0
