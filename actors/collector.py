@@ -15,7 +15,6 @@ venue does not list is logged and skipped; nothing here stops the other venues o
 import asyncio
 import json
 import os
-import random
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -33,26 +32,13 @@ from actors.outbox import Outbox, OutboxFull
 from actors.runtime import Stats, run_actor, socket, wait_or_stop
 from actors.topology import Topology, VenueConfig
 from actors.venues import UnknownSymbol, VenueAdapter, adapter
-from actors.venues.base import Market, now_ns
+from actors.venues.base import Market, backoff_delay, describe, now_ns
 from messages.codec import decode_message
 from messages.envelope import Ack, ResendFrom
 from messages.events import AnyEvent, Gap, Liquidation
 
-BACKOFF_INITIAL_S = 1.0
-BACKOFF_MAX_S = 60.0
 DRAIN_TIMEOUT_S = 4.5  # at shutdown: wait this long for the last acks (coordinator allows ~5 s)
 WATERMARK_EVERY_S = 0.5
-
-
-def backoff_delay(failures: int, initial: float = BACKOFF_INITIAL_S, cap: float = BACKOFF_MAX_S) -> float:
-    """Exponential backoff with full jitter: 1, 2, 4 ... s (capped), times a random 0.5-1.0."""
-    return min(cap, initial * 2 ** max(0, failures - 1)) * random.uniform(0.5, 1.0)
-
-
-def describe(exc: BaseException) -> str:
-    """A short reason for a log line: the ccxt class says more than the message alone."""
-    text = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 class Collector:

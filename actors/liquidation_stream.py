@@ -63,7 +63,7 @@ from typing import Any
 
 from loguru import logger
 
-from actors.venues.base import Market, VenueAdapter
+from actors.venues.base import Market, VenueAdapter, backoff_delay, describe
 from actors.venues.liquidations import (
     ACKS,
     IS_LIQUIDATION,
@@ -81,20 +81,10 @@ BINANCE_MAX_AGE_S = 23.5 * 3600  # Binance drops a connection at 24 h
 # A gap starts this long before the last frame received: frames the venue had already queued
 # when the socket died (sent before that frame was *read* here) are lost with it.
 IN_FLIGHT_NS = 1 * NS
+REASON_CHARS = 200  # of an exception's first line, in a log line and a gap's reason
 
 OnEvent = Callable[[Liquidation], Awaitable[None]]
 OnGap = Callable[[int, int, str], Awaitable[None]]
-
-
-def backoff_delay(failures: int, initial: float, cap: float, rng: random.Random | None = None) -> float:
-    """Exponential backoff with full jitter: initial x 2^(failures-1), capped, x U(0.5, 1)."""
-    r = (rng or random).uniform(0.5, 1.0)
-    return min(cap, initial * 2 ** max(0, failures - 1)) * r
-
-
-def describe(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 class DedupWindow:
@@ -341,8 +331,9 @@ class LiquidationStream:
 
         def handle_message(ws_client: Any, message: Any) -> Any:
             try:
-                self._on_raw(exchange, ws_client, message)
-                if self._is_liq(message):
+                is_liq = self._is_liq(message)
+                self._on_raw(exchange, ws_client, message, is_liq)
+                if is_liq:
                     if recorder is not None:  # replayed by `python -m emulator --replay`
                         recorder.frame(getattr(ws_client, "url", ""), message)
                     # taken whole above; ccxt's own parser (25-90 us a row, a cascade batch holds
@@ -439,7 +430,7 @@ class LiquidationStream:
                     next_conn = self._open(fresh, True)
                     self.log.info("liquidations: opening a replacement connection (age limit)")
                 except Exception as exc:
-                    self.log.warning("liquidations: replacement connection failed to start: {}", describe(exc))
+                    self.log.warning("liquidations: replacement connection failed to start: {}", describe(exc, REASON_CHARS))
                     rotate_after = time.monotonic() + 60
             if next_conn is not None:
                 try:
@@ -462,7 +453,7 @@ class LiquidationStream:
     def _check(self, conn: _Conn) -> None:
         for t in conn.watchers:
             if t.done() and not t.cancelled() and t.exception() is not None:
-                reason = describe(t.exception())
+                reason = describe(t.exception(), REASON_CHARS)
                 if "keepalive" in reason:  # ccxt's own pong check: the socket went silent
                     reason = f"silence: no pong ({reason})"
                 raise _Failure(reason, conn.last_alive_ns(), conn)
@@ -479,7 +470,7 @@ class LiquidationStream:
 
     # -- messages ---------------------------------------------------------------------------
 
-    def _on_raw(self, exchange: Any, ws_client: Any, message: Any) -> None:
+    def _on_raw(self, exchange: Any, ws_client: Any, message: Any, is_liq: bool) -> None:
         conn = self._conns.get(id(exchange))
         if conn is None:
             return
@@ -489,13 +480,13 @@ class LiquidationStream:
             return  # a frame of a socket being closed
         now = time.time_ns()
         conn.last_frame_ns = now
-        if self._is_liq(message):
+        if is_liq:
             events, skipped = self._normalize(message, self.symbols, now)
             if skipped:
                 self.stats.skipped += len(skipped)
                 self.log.debug("liquidations: skipped {} row(s): {}", len(skipped), "; ".join(sorted(set(skipped))))
+            self.stats.received += len(events)
             for ev in events:
-                self.stats.received += 1
                 if self.dedup.admit(liquidation_key(ev), ev.ts_event, conn.cid):
                     self._queue.append(ev)
                 else:

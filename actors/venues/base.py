@@ -9,6 +9,7 @@ import contextvars
 import difflib
 import math
 import os
+import random
 import time
 from decimal import Decimal
 from collections.abc import Awaitable, Callable
@@ -121,11 +122,30 @@ def excerpt(payload: Any, limit: int = 2000) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def reason_of(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
-    if isinstance(exc, MalformedItem):
-        return text
+def _first_line(exc: BaseException, limit: int) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:limit] if text else ""
+
+
+def describe(exc: BaseException, limit: int = 300) -> str:
+    """A short reason for a log line: the ccxt class says more than the message alone."""
+    text = _first_line(exc, limit)
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def reason_of(exc: BaseException) -> str:
+    """`describe`, except that a MalformedItem's message alone already names field and value."""
+    return _first_line(exc, 300) if isinstance(exc, MalformedItem) else describe(exc)
+
+
+BACKOFF_INITIAL_S = 1.0
+BACKOFF_MAX_S = 60.0
+
+
+def backoff_delay(failures: int, initial: float = BACKOFF_INITIAL_S, cap: float = BACKOFF_MAX_S,
+                  rng: random.Random | None = None) -> float:
+    """Exponential backoff with full jitter: initial x 2^(failures-1), capped, x U(0.5, 1)."""
+    return min(cap, initial * 2 ** max(0, failures - 1)) * (rng or random).uniform(0.5, 1.0)
 
 
 class UnknownSymbol(LookupError):
