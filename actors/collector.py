@@ -111,7 +111,7 @@ class Collector:
         """A history row goes out like a polled one, but waits while the outbox is half full (live data first)."""
         while len(self.outbox) >= self.cfg.outbox_max_events // 2:
             await asyncio.sleep(0.05)
-        await self._send(event, "open_interest" if hasattr(event, "open_interest") else "funding")
+        self._send(event, "open_interest" if hasattr(event, "open_interest") else "funding")
         self._count([event])
 
     # -- liquidations ---------------------------------------------------------------------------
@@ -142,7 +142,7 @@ class Collector:
             await client_pro.close()
 
     async def _send_liquidation(self, event: Liquidation) -> None:
-        if await self._send(event, "liquidations"):
+        if self._send(event, "liquidations"):
             self.liq_pending.append((self.outbox.seq, event.ts_event))
         self._count([event])
 
@@ -152,7 +152,7 @@ class Collector:
         for m in self.liq_stream.markets if self.liq_stream else self.markets:  # all-symbols mode: every market
             gap = Gap(venue=self.adapter.venue, symbol=m["symbol"], instrument_id=self.adapter.instrument_id(m),
                       ts_event=start_ns, ts_recv=now, stream=stream, end_ns=max(end_ns, start_ns), reason=reason[:500])
-            await self._send(gap, stream)
+            self._send(gap, stream)
 
     def _read_watermark(self) -> int | None:
         """Until when the previous run of this collector had every liquidation acknowledged."""
@@ -191,7 +191,7 @@ class Collector:
 
     # -- sending ----------------------------------------------------------------------------------
 
-    async def _send(self, event: AnyEvent, stream: str) -> bool:
+    def _send(self, event: AnyEvent, stream: str) -> bool:
         """Send one event through the outbox; when the outbox is full, count it towards a gap."""
         try:
             data = self.outbox.add(event)
@@ -216,7 +216,7 @@ class Collector:
                     await self.sock.send(data)
                     self.outbox.mark_sent(seq)
 
-    async def _flush_overflow(self) -> None:
+    def _flush_overflow(self) -> None:
         """Space again: record what was dropped as Gap events (they bypass the bound, a few at most)."""
         dropped, self.overflow = self.overflow, {}
         for (stream, _), (first, last, count, sample) in dropped.items():
@@ -266,7 +266,7 @@ class Collector:
                     continue
                 self.unknown.remove(text)
                 self.markets.append(market)
-                await self._send(self.adapter.instrument(market, now_ns()), "instruments")  # its definition at once
+                self._send(self.adapter.instrument(market, now_ns()), "instruments")  # its definition at once
                 self.log.warning("{} is listed now: collecting {}", text, self.adapter.instrument_id(market))
             if until_any and self.markets:
                 return  # _collect starts the polls and the stream now
@@ -297,7 +297,7 @@ class Collector:
                 self.log.info("fetch {} recovered after {} failures", what, failures)
             failures = 0
             for event in events:
-                await self._send(event, what)
+                self._send(event, what)
             self._count(events)
             self.log.debug("fetch {} ok: {} events", what, len(events))
             next_at += interval_s
@@ -328,7 +328,7 @@ class Collector:
                     if self.outbox.unsent(1):
                         self.wake_sender.set()  # ... and the sender sends them, in order
                     if self.overflow:  # acks flow again: record what was dropped
-                        await self._flush_overflow()
+                        self._flush_overflow()
                 case ResendFrom(epoch=epoch, seq=seq):
                     self.outbox.resend_from(epoch, seq)  # rewinds the sender's cursor
                     self.wake_sender.set()
