@@ -40,7 +40,7 @@ async def _serve(seed: int, venues: list[str], host: str, ports: dict[str, int],
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     if os.environ.get(SUPERVISOR_PID_ENV):  # started by a coordinator: leave with it
-        asyncio.get_running_loop().create_task(watch_parent(stop))
+        loop.create_task(watch_parent(stop))
     if replay:
         from emulator.replay import start_replay  # noqa: PLC0415
 

@@ -119,6 +119,17 @@ def _rows(data: Any, where: str) -> list[dict]:
     return []
 
 
+def maintenance(venue: str) -> web.Response:
+    """The venue's answer during a maintenance window (also the replay's answer past a tape's end)."""
+    if venue == "binance":
+        return json_response({"code": -1001, "msg": "Internal error; unable to process your request. Please try again."},
+                             status=503)
+    if venue == "bybit":
+        return json_response({"retCode": 10016, "retMsg": "System maintenance, please try again later.", "result": {},
+                              "retExtInfo": {}, "time": int(time.time() * 1000)}, status=503)
+    return web.Response(status=503, text="Service Unavailable: scheduled maintenance")
+
+
 def install(app: web.Application, venue: str, recorder: GroundTruth) -> Fault:
     """Add the fault middleware and its control routes to a venue app (before it starts)."""
     fault = Fault()
@@ -151,15 +162,6 @@ def install(app: web.Application, venue: str, recorder: GroundTruth) -> Fault:
         return json_response({"retCode": 10001, "retMsg": "params error: symbol invalid", "result": {}, "retExtInfo": {},
                               "time": int(time.time() * 1000)})
 
-    def maintenance() -> web.Response:
-        if venue == "binance":
-            return json_response({"code": -1001, "msg": "Internal error; unable to process your request. Please try again."},
-                                 status=503)
-        if venue == "bybit":
-            return json_response({"retCode": 10016, "retMsg": "System maintenance, please try again later.", "result": {},
-                                  "retExtInfo": {}, "time": int(time.time() * 1000)}, status=503)
-        return web.Response(status=503, text="Service Unavailable: scheduled maintenance")
-
     @web.middleware
     async def middleware(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]):
         if request.path.startswith("/_emulator/") or request.headers.get("Upgrade", "").lower() == "websocket":
@@ -173,7 +175,7 @@ def install(app: web.Application, venue: str, recorder: GroundTruth) -> Fault:
         if active and fault.mode == "maintenance":
             fault.spend()
             fault.counts["maintenance"] += 1
-            return maintenance()
+            return maintenance(venue)
         if active and fault.mode == "refuse":
             fault.spend()
             fault.counts["refused"] += 1

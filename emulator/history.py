@@ -137,10 +137,6 @@ def install_stats(app: web.Application) -> Counter:
 # -- Binance ----------------------------------------------------------------------------------
 
 
-def _binance_error(code: int, msg: str) -> web.Response:
-    return json_response({"code": code, "msg": msg}, status=400)
-
-
 def _int(q, name: str) -> int | None | str:  # noqa: ANN001
     raw = q.get(name)
     if raw is None or raw == "":
@@ -151,8 +147,18 @@ def _int(q, name: str) -> int | None | str:  # noqa: ANN001
         return "bad"
 
 
+def _paging(q, max_limit: int, default: int, start: str = "startTime",  # noqa: ANN001
+            end: str = "endTime") -> tuple[int, int | None, int | None] | None:
+    """(limit, start, end) of a history query, limit defaulted; None if one of them is not an
+    integer or limit is outside 1..max_limit (the venue's "limit invalid" answer)."""
+    limit, lo, hi = _int(q, "limit"), _int(q, start), _int(q, end)
+    if "bad" in (limit, lo, hi) or (limit is not None and not 1 <= limit <= max_limit):
+        return None
+    return limit or default, lo, hi
+
+
 def install_binance(app: web.Application, ctx: VenueContext) -> None:
-    from emulator.binance import VENUE, instruments  # binance imports this module first
+    from emulator.binance import VENUE, _error, _invalid_symbol, _missing, instruments  # binance imports this module first
 
     market = ctx.market
 
@@ -163,20 +169,20 @@ def install_binance(app: web.Application, ctx: VenueContext) -> None:
         q = request.query
         now = ctx.now_ms()
         if not q.get("symbol"):
-            return _binance_error(-1102, "Mandatory parameter 'symbol' was not sent, was empty/null, or malformed.")
+            return _missing("symbol")
         inst = lookup(q["symbol"], now)
         if inst is None:
-            return _binance_error(-1121, "Invalid symbol.")
+            return _invalid_symbol()
         step = BINANCE_OI_PERIODS.get(q.get("period", ""))
         if step is None:
-            return _binance_error(-1130, "Data sent for parameter 'period' is not valid.")
-        limit, start, end = _int(q, "limit"), _int(q, "startTime"), _int(q, "endTime")
-        if "bad" in (limit, start, end) or (limit is not None and not 1 <= limit <= 500):
-            return _binance_error(-1130, "Data sent for parameter 'limit' is not valid.")
-        limit = limit or 30
+            return _error(-1130, "Data sent for parameter 'period' is not valid.")
+        paging = _paging(q, 500, 30)
+        if paging is None:
+            return _error(-1130, "Data sent for parameter 'limit' is not valid.")
+        limit, start, end = paging
         floor = now - BINANCE_OI_RETENTION_MS
         if start is not None and start < floor:
-            return _binance_error(-1130, "parameter 'startTime' is invalid.")
+            return _error(-1130, "parameter 'startTime' is invalid.")
         newest = (min(now, end if end is not None else now) // step) * step
         floor = max(floor, inst.onboard_ms)
         if start is not None:
@@ -208,14 +214,14 @@ def install_binance(app: web.Application, ctx: VenueContext) -> None:
     async def funding_rate(request: web.Request) -> web.Response:
         q = request.query
         now = ctx.now_ms()
-        limit, start, end = _int(q, "limit"), _int(q, "startTime"), _int(q, "endTime")
-        if "bad" in (limit, start, end) or (limit is not None and not 1 <= limit <= 1000):
-            return _binance_error(-1130, "Data sent for parameter 'limit' is not valid.")
-        limit = limit or 100
+        paging = _paging(q, 1000, 100)
+        if paging is None:
+            return _error(-1130, "Data sent for parameter 'limit' is not valid.")
+        limit, start, end = paging
         if q.get("symbol"):
             inst = lookup(q["symbol"], now)
             if inst is None:
-                return _binance_error(-1121, "Invalid symbol.")
+                return _invalid_symbol()
             insts = [inst]
         else:
             insts = [i for i in instruments(now) if i.servable and i.perpetual]
@@ -253,14 +259,12 @@ def install_binance(app: web.Application, ctx: VenueContext) -> None:
 
 def install_bybit(app: web.Application, ctx: VenueContext) -> None:
     from emulator.bybit import VENUE, _envelope, instruments  # bybit imports this module first
+    from emulator.bybit import _params_error as bad  # retCode 10001
 
     market = ctx.market
 
     def lookup(symbol: str | None, now: int):  # noqa: ANN202
         return next((i for i in instruments(now) if i.symbol == symbol), None)
-
-    def bad(now: int, msg: str) -> web.Response:
-        return _envelope({}, now, 10001, msg)
 
     async def funding_history(request: web.Request) -> web.Response:
         q = request.query
@@ -270,12 +274,12 @@ def install_bybit(app: web.Application, ctx: VenueContext) -> None:
         inst = lookup(q.get("symbol"), now)
         if inst is None or not inst.perpetual:
             return bad(now, "params error: symbol invalid")
-        limit, start, end = _int(q, "limit"), _int(q, "startTime"), _int(q, "endTime")
-        if "bad" in (limit, start, end) or (limit is not None and not 1 <= limit <= 200):
+        paging = _paging(q, 200, 200)
+        if paging is None:
             return bad(now, "params error: limit invalid")
+        limit, start, end = paging
         if start is not None and end is None:
             return bad(now, "params error: startTime and endTime must be passed together")
-        limit = limit or 200
         hi = min(now, end if end is not None else now)
         lo = max(start or 0, inst.launch_ms)
         stamps = last_present(market, "bybit", inst.coin, hi, limit, lo, now)
@@ -301,10 +305,10 @@ def install_bybit(app: web.Application, ctx: VenueContext) -> None:
         step = BYBIT_KLINE_INTERVALS.get(q.get("interval", ""))
         if step is None:
             return bad(now, "params error: interval invalid")
-        limit, start, end = _int(q, "limit"), _int(q, "start"), _int(q, "end")
-        if "bad" in (limit, start, end) or (limit is not None and not 1 <= limit <= 1000):
+        paging = _paging(q, 1000, 200, "start", "end")
+        if paging is None:
             return bad(now, "params error: limit invalid")
-        limit = limit or 200
+        limit, start, end = paging
         t = (min(now, end if end is not None else now) // step) * step
         lo = max(start or 0, inst.launch_ms)
         tick = float(inst.spec.tick)
@@ -359,7 +363,7 @@ def hyperliquid_funding_history(ctx: VenueContext, body: dict, listed: tuple[str
         return json_response([])
     rows, records = [], []
     s = market.next_funding_ms("hyperliquid", coin, start - 1 - 80)  # a row's time may trail the hour
-    while s - 0 <= end and len(rows) < HL_PAGE:
+    while s <= end and len(rows) < HL_PAGE:
         t = s + hl_latency_ms(market, coin, s)
         if start <= t <= end and not funding_hole(market, "hyperliquid", coin, s, now):
             rate_str = stripped(market.funding_rate("hyperliquid", coin, s), 10)

@@ -57,13 +57,14 @@ from loguru import logger
 
 from actors.recording import SECRET_KEYS, load, redact_body
 from emulator.common import json_response
+from emulator.faults import maintenance  # the venue's maintenance answer
 from emulator.ground_truth import GroundTruth
+from emulator.server import listen
 
 OP_HEADER = "X-Derivs-Op"
 RECORDED_HEADER = "X-Derivs-Recorded-Ns"
 # Request fields that differ between two otherwise identical requests (left out of the match).
 VOLATILE = {"timestamp", "recvwindow", "nonce", "time", "expiresafter", "signature", "sign"} | SECRET_KEYS
-_SHUTDOWN_TIMEOUT_S = 0.2
 _ENCODER = msgspec.json.Encoder(order="sorted")
 
 Key = tuple[str, str, str, str, str]  # (op, method, path, query, body)
@@ -93,18 +94,6 @@ def recording_dir(path: str | os.PathLike) -> Path:
     if not any(base.glob("*.jsonl")):
         raise FileNotFoundError(f"{path}: no recording (<venue>.jsonl) here or in {Path(path) / 'recordings'}")
     return base
-
-
-def maintenance(venue: str) -> web.Response:
-    """The venue's answer during maintenance (the same as emulator/faults.py's)."""
-    now_ms = int(time.time() * 1000)
-    if venue == "binance":
-        return json_response({"code": -1001, "msg": "Internal error; unable to process your request. Please try again."},
-                             status=503)
-    if venue == "bybit":
-        return json_response({"retCode": 10016, "retMsg": "System maintenance, please try again later.", "result": {},
-                              "retExtInfo": {}, "time": now_ms}, status=503)
-    return web.Response(status=503, text="Service Unavailable: scheduled maintenance")
 
 
 @dataclass
@@ -355,12 +344,8 @@ async def start_replay(directory: str | os.PathLike, *, venues: Iterable[str] | 
         for venue in wanted:
             tape = Tape(venue, load(recorded[venue]))
             replay.tapes[venue] = tape
-            runner = web.AppRunner(create_app(venue, tape, replay.truth), access_log=None,
-                                   shutdown_timeout=_SHUTDOWN_TIMEOUT_S)
-            await runner.setup()
-            replay._runners.append(runner)  # noqa: SLF001
-            await web.TCPSite(runner, host, (ports or {}).get(venue, 0)).start()
-            replay.urls[venue] = f"http://{host}:{runner.addresses[0][1]}"
+            replay.urls[venue] = await listen(replay._runners, create_app(venue, tape, replay.truth), host,  # noqa: SLF001
+                                              (ports or {}).get(venue, 0))
             logger.info("{} replay: {} answers of {} kinds from {}", venue, sum(t.recorded for t in tape.tracks.values()),
                         len(tape.tracks), recorded[venue])
     except BaseException:

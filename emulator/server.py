@@ -50,6 +50,16 @@ class Emulator:
         await self.close()
 
 
+async def listen(runners: list[web.AppRunner], app: web.Application, host: str, port: int) -> str:
+    """Serve app on host:port (0 = a free port); its runner joins `runners` (to be cleaned up
+    even if listening fails). Returns the base URL."""
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=_SHUTDOWN_TIMEOUT_S)
+    await runner.setup()
+    runners.append(runner)
+    await web.TCPSite(runner, host, port).start()
+    return f"http://{host}:{runner.addresses[0][1]}"
+
+
 async def start_emulator(
     *,
     seed: int = 7,
@@ -80,13 +90,7 @@ async def start_emulator(
                 app[LIQUIDATION_RATE] = liquidation_rate
             ratelimit.install(app, venue, enabled=rate_limits, scale=rate_limit_scale)  # the venue's limits
             faults.install(app, venue, recorder)  # maintenance, timeouts, malformed answers, delistings
-            runner = web.AppRunner(app, access_log=None, shutdown_timeout=_SHUTDOWN_TIMEOUT_S)
-            await runner.setup()
-            emu._runners.append(runner)  # noqa: SLF001
-            site = web.TCPSite(runner, host, (ports or {}).get(venue, 0))
-            await site.start()
-            port = runner.addresses[0][1]
-            emu.urls[venue] = f"http://{host}:{port}"
+            emu.urls[venue] = await listen(emu._runners, app, host, (ports or {}).get(venue, 0))  # noqa: SLF001
     except BaseException:
         await emu.close()
         raise
