@@ -37,6 +37,42 @@ def read_liquidations(catalog: Path) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def read_liquidations_arrow(catalog: Path) -> dict:
+    """The same rows as `read_liquidations` (liquidations and gaps), read with pyarrow.
+
+    For millions of rows (the soak): building a Nautilus object per row takes minutes.
+    `nautilus_count` checks that ParquetDataCatalog still reads the same catalog.
+    """
+    import pyarrow.dataset as ds
+
+    def rows(kind: str, columns: list[str]) -> list[list]:
+        path = catalog / "data" / kind
+        if not path.is_dir():
+            return []
+        table = ds.dataset(path, format="parquet", exclude_invalid_files=False).to_table(columns=columns)
+        return [list(r) for r in zip(*(table[c].to_pylist() for c in columns), strict=True)]
+
+    return {"liquidations": rows("custom_liquidation", ["instrument_id", "ts_event", "side", "quantity", "price"]),
+            "gaps": rows("custom_gap", ["instrument_id", "stream", "ts_event", "end_ns", "reason"])}
+
+
+_COUNT = r"""
+import sys
+from nautilus_trader.persistence.catalog import ParquetDataCatalog
+from messages.nautilus import Liquidation
+cat = ParquetDataCatalog(sys.argv[1])
+print(len(cat.query(Liquidation, identifiers=[sys.argv[2]], start=int(sys.argv[3]), end=int(sys.argv[4]))))
+"""
+
+
+def nautilus_count(catalog: Path, instrument_id: str, start_ns: int, end_ns: int) -> int:
+    """Liquidations of one instrument with ts_init in [start_ns, end_ns], via the real ParquetDataCatalog."""
+    done = subprocess.run([sys.executable, "-c", _COUNT, str(catalog), instrument_id, str(start_ns), str(end_ns)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return int(done.stdout.strip().splitlines()[-1])
+
+
 class LoadedMesh:
     """The sandbox mesh with liquidation streams on Binance and Bybit and OI on Hyperliquid."""
 
