@@ -21,9 +21,13 @@ RATE_PER_SYMBOL = float(os.environ.get("SOAK_RATE_PER_SYMBOL", "1000"))  # Bybit
 SAMPLE_S = 10.0
 
 
-def rss_mb(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as f:
-        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:")) / 1024
+def rss_mb(pid: int) -> float | None:
+    """None if the process is gone (or a zombie, which has no VmRSS) since the status was read."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            return next((int(line.split()[1]) / 1024 for line in f if line.startswith("VmRSS:")), None)
+    except FileNotFoundError:
+        return None
 
 
 def slope_mb_per_hour(samples: list[tuple[float, float, int]]) -> float:
@@ -42,8 +46,8 @@ def test_memory_stays_flat_at_a_high_event_rate(tmp_path):
         started = time.monotonic()
         while (elapsed := time.monotonic() - started) < MINUTES * 60:
             for a in mesh.status():
-                if a["pid"]:
-                    samples.setdefault(a["name"], []).append((elapsed, rss_mb(a["pid"]), a.get("queue_depth", 0)))
+                if a["pid"] and (mb := rss_mb(a["pid"])) is not None:
+                    samples.setdefault(a["name"], []).append((elapsed, mb, a.get("queue_depth", 0)))
             time.sleep(SAMPLE_S)
         status = {a["name"]: a for a in mesh.status()}
         report(tmp_path, samples, status)  # before stopping: the figures survive a failed stop
