@@ -160,7 +160,7 @@ def merge_tables(existing: pa.Table, new: pa.Table) -> tuple[pa.Table, int]:
 # -- crash-safe writing -------------------------------------------------------------------------
 
 
-def _fsync_dir(directory: Path) -> None:
+def fsync_dir(directory: Path) -> None:
     fd = os.open(directory, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -201,12 +201,12 @@ def replace_files(
         commit = directory / f".{final.name}{COMMIT_SUFFIX}"
         os.replace(tmp, commit)
         if durable:
-            _fsync_dir(directory)
+            fsync_dir(directory)
         _finish_commit(commit, final, others, durable)
     else:
         os.replace(tmp, final)
         if durable:
-            _fsync_dir(directory)
+            fsync_dir(directory)
     return final
 
 
@@ -217,7 +217,7 @@ def _finish_commit(
         f.path.unlink(missing_ok=True)
     os.replace(commit, final)
     if durable:
-        _fsync_dir(final.parent)
+        fsync_dir(final.parent)
 
 
 def recover(directory: Path, durable: bool = True) -> int:

@@ -2,8 +2,12 @@
 
 Frames are `<u32 length><bytes>`. A torn last frame (crash mid-append) is ignored on replay:
 its message was never synced, so never acknowledged, so its collector still has it and will
-re-send it. After the rows are in Parquet the log is rotated: a new file that starts with a
-checkpoint (the last seq per stream) replaces the old one atomically.
+re-send it.
+
+Segments, so that Parquet can be written while the log goes on: `seal` renames the log to
+`<name>.<n>.sealed` (its rows are what the writer is about to put in Parquet) and starts a new
+log with a checkpoint (the last seq per stream). Once those rows are in Parquet, `drop_sealed`
+deletes the segment. Replay reads the sealed segments oldest first, then the log.
 
 Appends are buffered here and written by `sync` (one write + one fsync per group). If that
 fails (disk full), the file is cut back to its last synced size, so a later append never
@@ -14,6 +18,8 @@ import os
 import struct
 from collections.abc import Iterator
 from pathlib import Path
+
+from actors.catalog_files import fsync_dir
 
 _LEN = struct.Struct("<I")
 
@@ -52,20 +58,26 @@ class Wal:
         self._pending.clear()
         self.unsynced = 0
 
-    def replay(self) -> Iterator[bytes]:
-        """Every complete frame in the file, oldest first."""
-        with open(self.path, "rb") as f:
-            data = f.read()
-        pos = 0
-        while pos + _LEN.size <= len(data):
-            (size,) = _LEN.unpack_from(data, pos)
-            if pos + _LEN.size + size > len(data):
-                break  # torn tail: never synced, never acknowledged
-            yield data[pos + _LEN.size : pos + _LEN.size + size]
-            pos += _LEN.size + size
+    def segments(self) -> list[Path]:
+        """Sealed segments, oldest first."""
+        return sorted(self.path.parent.glob(f"{self.path.name}.*.sealed"), key=_number)
 
-    def rotate(self, first: bytes) -> None:
-        """Replace the log by one holding only `first` (the checkpoint): temp file, fsync, rename."""
+    def replay(self) -> Iterator[bytes]:
+        """Every complete frame of the sealed segments and the log, oldest first."""
+        for path in [*self.segments(), self.path]:
+            yield from _frames(path)
+
+    def seal(self, first: bytes) -> Path:
+        """Set the log aside as the newest sealed segment and go on in a new log that starts
+        with `first` (the checkpoint). Everything appended must be synced. Returns the segment.
+
+        A crash between the two renames leaves the segment and no log (the next start makes an
+        empty one): replay still has every frame.
+        """
+        assert not self._pending, "seal after sync"
+        segments = self.segments()
+        number = _number(segments[-1]) + 1 if segments else 1
+        segment = self.path.with_name(f"{self.path.name}.{number}.sealed")
         tmp = self.path.with_suffix(".tmp")
         with open(tmp, "wb") as f:
             f.write(_LEN.pack(len(first)) + first)
@@ -73,16 +85,41 @@ class Wal:
             os.fsync(f.fileno())
         os.chmod(tmp, 0o600)
         self._file.close()
+        os.replace(self.path, segment)
         os.replace(tmp, self.path)
-        dir_fd = os.open(self.path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)  # the rename itself must survive a crash
-        finally:
-            os.close(dir_fd)
+        fsync_dir(self.path.parent)  # the renames themselves must survive a crash
         self._file = open(self.path, "ab", buffering=0)
-        self._pending.clear()
         self.synced_size = len(first) + _LEN.size
         self.unsynced = 0
+        return segment
+
+    def drop_sealed(self, upto: Path) -> None:
+        """Delete the sealed segments up to and including `upto`: their rows are in Parquet."""
+        for path in self.segments():
+            if _number(path) <= _number(upto):
+                path.unlink()
+        fsync_dir(self.path.parent)
 
     def close(self) -> None:
         self._file.close()
+
+
+def _frames(path: Path) -> Iterator[bytes]:
+    """The complete frames of one file; a torn tail (never synced, never acknowledged) is left out."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        return
+    pos = 0
+    while pos + _LEN.size <= len(data):
+        (size,) = _LEN.unpack_from(data, pos)
+        if pos + _LEN.size + size > len(data):
+            break
+        yield data[pos + _LEN.size : pos + _LEN.size + size]
+        pos += _LEN.size + size
+
+
+def _number(segment: Path) -> int:
+    """`wal.log.<n>.sealed` -> n."""
+    return int(segment.name.split(".")[-2])

@@ -5,8 +5,10 @@
 Per (source, epoch) it accepts only the next expected seq (a hole asks the collector to
 re-send; a repeat is acknowledged again and dropped), appends what it accepts to the WAL,
 syncs the WAL (group commit) and only then acknowledges. Every `flush_interval_s`, and at
-shutdown, the accepted rows go to Parquet in the Nautilus layout (actors/catalog_store.py),
-after which the WAL is rotated. After a crash the WAL is replayed into the catalog on start.
+shutdown, the accepted rows go to Parquet in the Nautilus layout (actors/catalog_store.py): the
+WAL is sealed (actors/wal.py), the rows are written in a thread while events go on being
+accepted into a new WAL segment, and the sealed segment is deleted once they are in Parquet.
+After a crash the WAL is replayed into the catalog on start.
 Rejected events go to `<run_dir>/deadletter.jsonl` with their reason.
 
 Disk full (or any write error) on the WAL or the catalog: the writer forgets what it accepted
@@ -20,6 +22,7 @@ import json
 import os
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import click
 import msgspec
@@ -50,9 +53,17 @@ StreamKey = tuple[str, int]  # (source, epoch)
 
 
 class Checkpoint(Message, frozen=True, kw_only=True, tag="checkpoint"):
-    """First WAL frame after a rotation: the last seq accepted per stream."""
+    """First WAL frame after a seal: the last seq accepted per stream."""
 
     streams: list[tuple[str, int, int]]
+
+
+class Batch(NamedTuple):
+    """What one flush puts in Parquet: the rows of the sealed WAL segments up to `segment`."""
+
+    rows: list[AnyEvent]
+    dead: list[Rejected]
+    segment: Path
 
 
 _wal_decoder = msgspec.msgpack.Decoder(Envelope | Rejected | Checkpoint)
@@ -90,16 +101,19 @@ class Writer:
     async def run(self) -> None:
         # In a thread: replaying a large WAL takes a while, and the event loop must keep reporting
         # to the coordinator meanwhile (a silent actor is taken for hung and killed).
-        await asyncio.to_thread(self._recover)
+        replayed = await asyncio.to_thread(self._recover)
+        if replayed:
+            logger.warning("recovered {} events from the WAL of an earlier run", replayed)
+            await self.flush()
         logger.info("start: catalog {}", self.topo.catalog)
         receiver = asyncio.create_task(self._receive())
         flusher = asyncio.create_task(self._flush_periodically())
         await self.stop.wait()
         receiver.cancel()
-        flusher.cancel()
-        await asyncio.gather(receiver, flusher, return_exceptions=True)
+        await asyncio.gather(receiver, return_exceptions=True)
+        await flusher  # it sees the stop and returns, after the flush it may be in (never cut off mid-write)
         await self._sync_and_ack()
-        if not self.flush():
+        if not await self.flush():
             logger.error("stopping with {} events not in Parquet: they are in the WAL and are written at the next start",
                          len(self.rows) + len(self.dead))
         self.wal.close()
@@ -107,8 +121,8 @@ class Writer:
         self.sock.close()
         self.ctx.term()
 
-    def _recover(self) -> None:
-        """Replay the WAL of a previous run that did not get to write Parquet."""
+    def _recover(self) -> int:
+        """Take in the WAL of a previous run that did not get to write Parquet; returns the count."""
         replayed = 0
         for frame in self.wal.replay():
             msg = _wal_decoder.decode(frame)
@@ -118,9 +132,8 @@ class Writer:
             self._accept(msg, frame, log_to_wal=False)
             replayed += 1
         self.durable = dict(self.last_seq)
-        if replayed:
-            logger.warning("recovered {} events from the WAL of an earlier run", replayed)
-            self.flush()
+        self.synced_rows, self.synced_dead = len(self.rows), len(self.dead)  # all of it is on disk
+        return replayed
 
     # -- receiving ------------------------------------------------------------------------
 
@@ -232,49 +245,81 @@ class Writer:
     # -- Parquet --------------------------------------------------------------------------
 
     async def _flush_periodically(self) -> None:
-        while True:
-            await asyncio.sleep(BLOCKED_RETRY_S if self.blocked_since is not None else self.topo.writer.flush_interval_s)
-            self.flush()
+        while not self.stop.is_set():
+            interval = BLOCKED_RETRY_S if self.blocked_since is not None else self.topo.writer.flush_interval_s
+            try:
+                await asyncio.wait_for(self.stop.wait(), interval)
+            except TimeoutError:
+                await self.flush()
 
-    def flush(self) -> bool:
-        """WAL sync, rows -> Parquet, dead letters -> file, then rotate the WAL. On failure keep
-        everything synced (in memory and in the WAL), block, and try again in a second."""
+    async def flush(self) -> bool:
+        """Rows and dead letters accepted so far -> Parquet and the dead-letter file.
+
+        The WAL is synced and sealed here; the writing runs in a thread, so the loop goes on
+        accepting and acknowledging meanwhile. On failure the rows go back (they and their sealed
+        segment are kept), the writer blocks and the next try comes in a second.
+        """
         if not self.rows and not self.dead and self.blocked_since is None:
             return True
         started = time.monotonic()
         try:
-            self._sync_wal()
-            written = self.store.write(self.rows)
-            self._write_dead_letters()
-            self.wal.rotate(encode(Checkpoint(streams=[(s, e, q) for (s, e), q in self.last_seq.items()])))
+            batch = self._seal()
         except OSError as exc:
+            self._block("syncing the WAL", exc)
+            return False
+        try:
+            written = await asyncio.to_thread(self._write, batch)
+            self.wal.drop_sealed(batch.segment)
+        except OSError as exc:
+            self._give_back(batch)
             self._block("writing the catalog", exc)
             return False
-        finally:
-            # A flush reads and re-writes the day's file (up to 8 MB): pyarrow's allocator keeps
-            # those pages, and RSS saw-toothed 190-340 MB with the file's size. Handing them back
-            # keeps it flat (bench/writer_memory.py).
-            pa.default_memory_pool().release_unused()
         logger.info(
             "flushed {} events in {:.0f} ms: {} new rows in {} of {} directories, {} dead letters",
-            len(self.rows), (time.monotonic() - started) * 1000, sum(written.values()),
-            sum(1 for n in written.values() if n), len(written), len(self.dead),
+            len(batch.rows), (time.monotonic() - started) * 1000, sum(written.values()),
+            sum(1 for n in written.values() if n), len(written), len(batch.dead),
         )
         logger.debug("rows per directory: {}", written)
-        self.stats.events_out += len(self.rows) + len(self.dead)
-        self.rows, self.dead = [], []
-        self.synced_rows = self.synced_dead = 0
-        self.stats.queue_depth = 0
+        self.stats.events_out += len(batch.rows) + len(batch.dead)
+        self.stats.queue_depth = len(self.rows) + len(self.dead)
         if self.blocked_since is not None:
             logger.warning("writing works again after {:.1f}s: accepting and acknowledging events",
                            time.monotonic() - self.blocked_since)
             self.blocked_since = None
         return True
 
-    def _write_dead_letters(self) -> None:
-        if not self.dead:
+    def _seal(self) -> Batch:
+        """Sync the WAL and seal it: what was accepted so far becomes the batch to write."""
+        self._sync_wal()
+        segment = self.wal.seal(encode(Checkpoint(streams=[(s, e, q) for (s, e), q in self.last_seq.items()])))
+        batch = Batch(self.rows, self.dead, segment)
+        self.rows, self.dead = [], []
+        self.synced_rows = self.synced_dead = 0
+        return batch
+
+    def _give_back(self, batch: Batch) -> None:
+        """A flush failed: its rows go back in front of the newer ones (its segment stays on disk);
+        the next flush writes them all and then drops every segment up to its own."""
+        self.rows[:0], self.dead[:0] = batch.rows, batch.dead
+        self.synced_rows += len(batch.rows)
+        self.synced_dead += len(batch.dead)
+
+    def _write(self, batch: Batch) -> dict[str, int]:
+        """In a thread: the event loop goes on meanwhile, touching none of what is used here."""
+        try:
+            written = self.store.write(batch.rows)
+            self._write_dead_letters(batch.dead)
+        finally:
+            # A flush reads and re-writes the day's file (up to 8 MB): pyarrow's allocator keeps
+            # those pages, and RSS saw-toothed 190-340 MB with the file's size. Handing them back
+            # keeps it flat (bench/writer_memory.py).
+            pa.default_memory_pool().release_unused()
+        return written
+
+    def _write_dead_letters(self, dead: list[Rejected]) -> None:
+        if not dead:
             return
-        lines = "".join(json.dumps({"source": r.source, "epoch": r.epoch, "seq": r.seq, "reason": r.reason, "payload": _readable(r.payload)}, default=str) + "\n" for r in self.dead)
+        lines = "".join(json.dumps({"source": r.source, "epoch": r.epoch, "seq": r.seq, "reason": r.reason, "payload": _readable(r.payload)}, default=str) + "\n" for r in dead)
         fd = os.open(self.deadletter_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         try:
             os.write(fd, lines.encode())

@@ -61,7 +61,7 @@ def test_restart_backoff_grows_resets_after_uptime_and_stops_a_crash_loop():
         assert 0.8 <= calm.on_exit(now=i * 100, uptime_s=50) <= 1.2
 
 
-def test_wal_replays_complete_frames_ignores_a_torn_tail_and_rotates(tmp_path):
+def test_wal_replays_complete_frames_ignores_a_torn_tail_and_seals(tmp_path):
     wal = Wal(tmp_path / "wal.log")
     for i in range(3):
         wal.append(b"frame%d" % i)
@@ -69,11 +69,38 @@ def test_wal_replays_complete_frames_ignores_a_torn_tail_and_rotates(tmp_path):
     with open(tmp_path / "wal.log", "ab") as f:
         f.write(b"\xff\x00\x00\x00partial")  # a crash in the middle of an append
     assert list(Wal(tmp_path / "wal.log").replay()) == [b"frame0", b"frame1", b"frame2"]
-    wal.rotate(b"checkpoint")
+    segment = wal.seal(b"checkpoint")
     wal.append(b"after")
     wal.sync()
+    assert list(wal.replay()) == [b"frame0", b"frame1", b"frame2", b"checkpoint", b"after"]
+    wal.drop_sealed(segment)
     assert list(wal.replay()) == [b"checkpoint", b"after"]
     assert oct((tmp_path / "wal.log").stat().st_mode & 0o777) == "0o600"
+
+
+def test_wal_segments_replay_in_order_and_drop_up_to_the_one_written(tmp_path):
+    """A failed flush keeps its segment; the next flush seals another and drops both."""
+    wal = Wal(tmp_path / "wal.log")
+    segments = []
+    for i in range(11):  # past 9: the order is numeric, not by name
+        wal.append(b"row%d" % i)
+        wal.sync()
+        segments.append(wal.seal(b"cp%d" % i))
+    frames = list(wal.replay())
+    assert [f for f in frames if f.startswith(b"row")] == [b"row%d" % i for i in range(11)]
+    wal.drop_sealed(segments[9])
+    assert list(Wal(tmp_path / "wal.log").replay()) == [b"cp9", b"row10", b"cp10"]
+
+
+def test_wal_crash_between_the_renames_of_a_seal_loses_nothing(tmp_path):
+    wal = Wal(tmp_path / "wal.log")
+    wal.append(b"row")
+    wal.sync()
+    wal.close()
+    (tmp_path / "wal.log").rename(tmp_path / "wal.log.1.sealed")  # the log set aside, the new one not in place
+    reopened = Wal(tmp_path / "wal.log")
+    assert list(reopened.replay()) == [b"row"]
+    assert reopened.seal(b"cp").name == "wal.log.2.sealed"
 
 
 def test_outbox_spools_beyond_memory_and_sends_in_order_as_acks_free_room(tmp_path):
