@@ -157,6 +157,31 @@ def merge_tables(existing: pa.Table, new: pa.Table) -> tuple[pa.Table, int]:
     return merged, fresh + changed
 
 
+def place_distinct(existing: pa.Table, new: pa.Table, first_slot, next_slot) -> pa.Table:
+    """`new` re-keyed so that no row replaces a *different* stored row (liquidations: rows never
+    change, so a clash is another event of the same instant, never a correction).
+
+    Linear probing over stored and placed rows: each row walks from `first_slot(row)` by
+    `next_slot` to its identical twin (a re-send: the merge then adds nothing) or to a free slot.
+    Rows are never removed, so a re-sent row walks the same occupied slots to the same place.
+    When no key of `new` is stored, its keys (probed within the batch the same way) stand.
+    """
+    clash = pc.is_in(new["ts_init"], value_set=existing["ts_init"].combine_chunks())
+    if not pc.any(clash).as_py():
+        return new
+    content = [c for c in new.schema.names if c != "ts_init"]
+    taken = {r["ts_init"]: tuple(r[c] for c in content) for r in existing.to_pylist()}
+    placed = []
+    for row in new.to_pylist():
+        mine, slot = tuple(row[c] for c in content), first_slot(row)
+        while slot in taken and taken[slot] != mine:
+            slot = next_slot(slot)
+        if slot not in taken:
+            taken[slot] = mine
+            placed.append({**row, "ts_init": slot})
+    return pa.Table.from_pylist(sorted(placed, key=lambda r: r["ts_init"]), schema=new.schema)
+
+
 # -- crash-safe writing -------------------------------------------------------------------------
 
 
@@ -250,11 +275,14 @@ def recover(directory: Path, durable: bool = True) -> int:
     return actions
 
 
-def merge_into(directory: Path, new: pa.Table, durable: bool = True, append_same_day: bool = False) -> int:
+def merge_into(directory: Path, new: pa.Table, durable: bool = True, append_same_day: bool = False,
+               slots: tuple | None = None) -> int:
     """Merge `new` (sorted, unique ts_init) into the directory; returns rows added or changed.
 
     The rows go into one file together with every existing file they overlap (their hull can
     meet no other file, since the files are disjoint). Re-writing stored rows changes nothing.
+    With `slots` ((first_slot, next_slot), for liquidations) a different row on a stored key is
+    another row and is placed by `place_distinct`.
     """
     if new.num_rows == 0:
         return 0
@@ -266,7 +294,10 @@ def merge_into(directory: Path, new: pa.Table, durable: bool = True, append_same
     if not touched:
         replace_files(directory, new, durable=durable)
         return new.num_rows
-    merged, changed = merge_tables(read_files(touched, new.schema), new)
+    existing = read_files(touched, new.schema)
+    if slots is not None:
+        new = place_distinct(existing, new, *slots)
+    merged, changed = merge_tables(existing, new)
     if changed:
         replace_files(directory, merged, touched, durable)
     return changed

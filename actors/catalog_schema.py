@@ -188,10 +188,27 @@ def liquidation_ts_init(e: Liquidation) -> int:
     cascade has several liquidations in one venue millisecond. The offset (0..999_999 ns) is a
     stable hash of (side, price, quantity), so distinct liquidations of one millisecond get
     distinct keys, a re-sent liquidation gets the same key (idempotent), and rows stay in event
-    order at ms precision. Two different liquidations collide only if the hash does (about 1 in
-    10^6 per pair within the same ms), and then the later one replaces the earlier.
+    order at ms precision. Two different liquidations can still hash alike (1 in 10^6 per pair
+    in one ms: at 2,000/s about once in half an hour, found by the soak): this is only the first
+    slot tried; `next_slot` gives the others (linear probing, in `group_events` and against the
+    stored rows in `catalog_files.place_distinct`).
     """
     return e.ts_event + _sub_ms_offset(f"{e.side}|{e.price!r}|{e.quantity!r}")
+
+
+def liquidation_row_slot(row: dict) -> int:
+    """`liquidation_ts_init` of a stored row (a dict of LIQUIDATION_SCHEMA's columns)."""
+    return row["ts_event"] + _sub_ms_offset(f"{row['side']}|{row['price']!r}|{row['quantity']!r}")
+
+
+def next_slot(ts_init: int) -> int:
+    """The next ts_init to try for a liquidation whose slot holds another: +1 ns, inside its ms."""
+    return ts_init - ts_init % 1_000_000 + (ts_init + 1) % 1_000_000
+
+
+def liquidation_content(e: Liquidation) -> tuple:
+    """What makes two liquidations of one instrument the same (the columns besides the keys)."""
+    return (e.side, e.quantity, e.price, e.value, e.ts_event)
 
 
 def _sub_ms_offset(text: str) -> int:
@@ -225,8 +242,8 @@ def gap_table(events: list[Gap], instrument_id: str) -> pa.Table:
     )
 
 
-def liquidation_table(events: list[Liquidation], instrument_id: str) -> pa.Table:
-    """Rows for `data/custom_liquidation/<id>/`; `events` sorted by `liquidation_ts_init`."""
+def liquidation_table(events: list[Liquidation], instrument_id: str, ts_init: list[int]) -> pa.Table:
+    """Rows for `data/custom_liquidation/<id>/`; `events` sorted by their slots `ts_init`."""
     n = len(events)
     return pa.table(
         [
@@ -237,7 +254,7 @@ def liquidation_table(events: list[Liquidation], instrument_id: str) -> pa.Table
             pa.array([e.value for e in events], pa.float64()),
             pa.array(["Liquidation"] * n, pa.string()),
             pa.array([e.ts_event for e in events], pa.uint64()),
-            pa.array([liquidation_ts_init(e) for e in events], pa.uint64()),
+            pa.array(ts_init, pa.uint64()),
         ],
         schema=LIQUIDATION_SCHEMA,
     )
@@ -358,16 +375,22 @@ def crypto_perpetual_table(events: list[Instrument]) -> pa.Table:
 # -- batching -----------------------------------------------------------------------------------
 
 
-def group_events(events: Iterable[AnyEvent]) -> dict[tuple[type, str], list[AnyEvent]]:
-    """Events per (event class, instrument id), sorted by ts_event, one per timestamp.
+def group_events(events: Iterable[AnyEvent]) -> dict[tuple[type, str], dict[int, AnyEvent]]:
+    """Events per (event class, instrument id), as {ts_init: event} sorted by ts_init.
 
-    The natural key of a stored row is (instrument_id, ts_init) and ts_init = ts_event, so of
-    two events with the same key the later one in `events` wins (a re-fetch corrects a row).
+    The natural key of a stored row is (instrument_id, ts_init), so of two events with the same
+    key the later one in `events` wins (a re-fetch corrects a row). Liquidations never change:
+    a different one on a taken slot is another liquidation and tries the next slot.
     """
     latest: dict[tuple[type, str], dict[int, AnyEvent]] = {}
     for event in events:
-        latest.setdefault((type(event), event.instrument_id), {})[ts_init_of(event)] = event
-    return {key: [by_ts[ts] for ts in sorted(by_ts)] for key, by_ts in latest.items()}
+        by_ts = latest.setdefault((type(event), event.instrument_id), {})
+        slot = ts_init_of(event)
+        if type(event) is Liquidation:
+            while slot in by_ts and liquidation_content(by_ts[slot]) != liquidation_content(event):
+                slot = next_slot(slot)
+        by_ts[slot] = event
+    return {key: dict(sorted(by_ts.items())) for key, by_ts in latest.items()}
 
 
 def build_tables(events: Iterable[AnyEvent]) -> dict[tuple[str, str], pa.Table]:
@@ -377,7 +400,8 @@ def build_tables(events: Iterable[AnyEvent]) -> dict[tuple[str, str], pa.Table]:
     event becomes a row in both `funding_rate_update` and `custom_funding_rate_info`.
     """
     tables: dict[tuple[str, str], pa.Table] = {}
-    for (cls, instrument_id), group in group_events(events).items():
+    for (cls, instrument_id), by_ts in group_events(events).items():
+        group = list(by_ts.values())
         if cls is OpenInterest:
             tables[(OPEN_INTEREST, instrument_id)] = open_interest_table(group, instrument_id)
         elif cls is FundingRate:
@@ -388,7 +412,7 @@ def build_tables(events: Iterable[AnyEvent]) -> dict[tuple[str, str], pa.Table]:
         elif cls is Instrument:
             tables[(CRYPTO_PERPETUAL, instrument_id)] = crypto_perpetual_table(group)
         elif cls is Liquidation:
-            tables[(LIQUIDATION, instrument_id)] = liquidation_table(group, instrument_id)
+            tables[(LIQUIDATION, instrument_id)] = liquidation_table(group, instrument_id, list(by_ts))
         elif cls is Gap:
             tables[(GAP, instrument_id)] = gap_table(group, instrument_id)
         else:

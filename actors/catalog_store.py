@@ -26,8 +26,11 @@ from actors.catalog_schema import (
     CRYPTO_PERPETUAL,
     CRYPTO_PERPETUAL_SCHEMA,
     KINDS,
+    LIQUIDATION,
     TS_COLUMNS,
     build_tables,
+    liquidation_row_slot,
+    next_slot,
     schema_for,
 )
 from messages.events import AnyEvent
@@ -71,7 +74,8 @@ class CatalogStore:
             if kind == CRYPTO_PERPETUAL:
                 rows = self._write_instruments(directory, table)
             else:
-                rows = merge_into(directory, table, self.durable, self.append_same_day)
+                rows = merge_into(directory, table, self.durable, self.append_same_day,
+                                  (liquidation_row_slot, next_slot) if kind == LIQUIDATION else None)
             written[f"{kind}/{instrument_id}"] = rows
         return written
 
