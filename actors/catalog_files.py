@@ -170,7 +170,10 @@ def place_distinct(existing: pa.Table, new: pa.Table, first_slot, next_slot) -> 
     if not pc.any(clash).as_py():
         return new
     content = [c for c in new.schema.names if c != "ts_init"]
-    taken = {r["ts_init"]: tuple(r[c] for c in content) for r in existing.to_pylist()}
+    # Every slot lies in its row's ms: only the stored rows of the new rows' ms can be walked over.
+    ms = pc.divide(existing["ts_init"], 1_000_000)
+    near = existing.filter(pc.is_in(ms, value_set=pc.unique(pc.divide(new["ts_init"], 1_000_000))))
+    taken = {r["ts_init"]: tuple(r[c] for c in content) for r in near.to_pylist()}
     placed = []
     for row in new.to_pylist():
         mine, slot = tuple(row[c] for c in content), first_slot(row)

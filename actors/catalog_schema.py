@@ -193,7 +193,7 @@ def liquidation_ts_init(e: Liquidation) -> int:
     slot tried; `next_slot` gives the others (linear probing, in `group_events` and against the
     stored rows in `catalog_files.place_distinct`).
     """
-    return e.ts_event + _sub_ms_offset(f"{e.side}|{e.price!r}|{e.quantity!r}")
+    return liquidation_row_slot({"ts_event": e.ts_event, "side": e.side, "price": e.price, "quantity": e.quantity})
 
 
 def liquidation_row_slot(row: dict) -> int:

@@ -38,6 +38,7 @@ from actors.coverage import holes_in, instrument_ids, missing_ranges, neighbours
 from actors.coverage import query as catalog_query
 from actors.gaps import gap_lines, liquidation_coverage
 from actors.history import (
+    MS,
     OI_PERIODS,
     PERIODS_MS,
     HistoryUnavailable,
@@ -52,7 +53,6 @@ from cli.handoff import Sink
 from cli.sandbox import emulator_urls
 
 NS = 1_000_000_000
-MS = 1_000_000
 DEFAULT_CATALOG = "catalog"
 DEFAULT_TOPOLOGY = "topology.yaml"
 FORMS = "YYYY-MM-DD, YYYY-MM-DDTHH:MM[:SS] (or with a space), optional Z or +HH:MM offset, or 'now'; UTC"
