@@ -196,8 +196,24 @@ def fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def _write_parquet(table: pa.Table, path: Path, durable: bool) -> None:
-    pq.write_table(table, path, row_group_size=ROWS_PER_GROUP)
+def _write_parquet(table: pa.Table, path: Path, durable: bool, head: Path | None = None) -> None:
+    """`table` to `path`; with `head`, that file's rows (all earlier than table's) come first.
+
+    The head is copied one row group at a time, so appending to the day's 8 MB file holds one
+    group in memory instead of the whole file; its last, partly filled group is written together
+    with `table`, so the groups stay full (ROWS_PER_GROUP) as in a file written in one go.
+    """
+    with pq.ParquetWriter(path, table.schema) as writer:
+        if head is not None:
+            with pq.ParquetFile(head) as source:
+                last = source.num_row_groups - 1
+                for i in range(last + 1):
+                    group = source.read_row_group(i, columns=table.schema.names).cast(table.schema)
+                    if i < last:
+                        writer.write_table(group, row_group_size=ROWS_PER_GROUP)
+                    else:
+                        table = pa.concat_tables([group, table])
+        writer.write_table(table, row_group_size=ROWS_PER_GROUP)
     if durable:
         with open(path, "rb+") as f:
             os.fsync(f.fileno())
@@ -208,20 +224,22 @@ def replace_files(
     table: pa.Table,
     superseded: Iterable[DataFile] = (),
     durable: bool = True,
+    head: DataFile | None = None,
 ) -> Path:
     """Write `table` as one file named by its first/last ts_init, replacing `superseded`.
 
-    Every superseded file must lie inside the new file's interval (its rows are in `table`).
+    Every superseded file must lie inside the new file's interval (its rows are in `table`, or
+    in `head`: a superseded file whose rows all precede `table`'s and are copied in first).
     See the module docstring for the order of steps and why a crash is safe at any point.
     """
     if table.num_rows == 0:
         raise ValueError("refusing to write an empty file")
     ts = table["ts_init"]
-    final = directory / file_name(ts[0].as_py(), ts[-1].as_py())
+    final = directory / file_name(head.start if head else ts[0].as_py(), ts[-1].as_py())
     others = [f for f in superseded if f.path != final]
     tmp = directory / f".{final.name}{TMP_SUFFIX}"
     try:
-        _write_parquet(table, tmp, durable)
+        _write_parquet(table, tmp, durable, head.path if head else None)
     except BaseException:
         tmp.unlink(missing_ok=True)  # disk full mid-write: leave no partial file behind
         raise
@@ -293,9 +311,12 @@ def merge_into(directory: Path, new: pa.Table, durable: bool = True, append_same
     recover(directory, durable)
     start, end = new["ts_init"][0].as_py(), new["ts_init"][-1].as_py()
     files = list_files(directory)
-    touched = overlapping(files, start, end) or (_same_day_predecessor(files, start, end) if append_same_day else [])
+    touched = overlapping(files, start, end)
     if not touched:
-        replace_files(directory, new, durable=durable)
+        # Nothing stored at or after `start` in this day's file: the rows are appended to it as
+        # they are (no key can clash), its own rows streamed through (see _write_parquet).
+        day_file = _same_day_predecessor(files, start, end) if append_same_day else None
+        replace_files(directory, new, [day_file] if day_file else [], durable, head=day_file)
         return new.num_rows
     existing = read_files(touched, new.schema)
     if slots is not None:
@@ -312,7 +333,7 @@ def merge_into(directory: Path, new: pa.Table, durable: bool = True, append_same
 APPEND_MAX_BYTES = 8 << 20
 
 
-def _same_day_predecessor(files: list[DataFile], start: int, end: int) -> list[DataFile]:
+def _same_day_predecessor(files: list[DataFile], start: int, end: int) -> DataFile | None:
     """The newest file before `start`, if it and the new rows all lie in one UTC day and it is
     smaller than APPEND_MAX_BYTES.
 
@@ -322,12 +343,12 @@ def _same_day_predecessor(files: list[DataFile], start: int, end: int) -> list[D
     """
     before = [f for f in files if f.end < start]
     if not before:
-        return []
+        return None
     latest = max(before, key=lambda f: f.end)
     day_ns = 86_400 * NS
     if latest.start // day_ns != end // day_ns or latest.path.stat().st_size >= APPEND_MAX_BYTES:
-        return []
-    return [latest]
+        return None
+    return latest
 
 
 def compact_directory(

@@ -310,9 +310,9 @@ class Writer:
             written = self.store.write(batch.rows)
             self._write_dead_letters(batch.dead)
         finally:
-            # A flush reads and re-writes the day's file (up to 8 MB): pyarrow's allocator keeps
-            # those pages, and RSS saw-toothed 190-340 MB with the file's size. Handing them back
-            # keeps it flat (bench/writer_memory.py).
+            # A flush re-writes the day's file (up to 8 MB, streamed a row group at a time):
+            # pyarrow's allocator would keep the pages, and RSS saw-toothed with the file's size.
+            # Handing them back keeps it flat (bench/writer_memory.py).
             pa.default_memory_pool().release_unused()
         return written
 

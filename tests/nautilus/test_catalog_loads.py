@@ -371,3 +371,16 @@ def test_store_and_nautilus_writer_share_a_directory(tmp_path):
     values = [(x.data.ts_init, x.data.open_interest) for x in nautilus.query(NautilusOpenInterest)]
     assert values == [(T0, 1000.0), (T0 + MIN, 1042.0), (T0 + 2 * MIN, 1002.0), (T0 + 5 * MIN, 1005.0), (T0 + 10 * MIN, 1010.0)]
     assert len(store.files(OPEN_INTEREST, iid)) == 2
+
+
+def test_the_writer_appends_to_a_day_file_nautilus_wrote(tmp_path):
+    """The writer's append (the day's file streamed into the new one) casts Nautilus's int64
+    timestamps and keeps its rows; Nautilus reads the result as one file."""
+    iid = IDS[0]
+    nautilus = ParquetDataCatalog(str(tmp_path))
+    nautilus.write_data(_nautilus_objects([_oi(iid, T0 + i * MIN, i) for i in range(3)]))
+    store = CatalogStore(tmp_path, durable=False, append_same_day=True)
+    assert store.write([_oi(iid, T0 + 5 * MIN, 5.0)]) == {f"{OPEN_INTEREST}/{iid}": 1}
+    assert len(store.files(OPEN_INTEREST, iid)) == 1
+    values = [(x.data.ts_init, x.data.open_interest) for x in ParquetDataCatalog(str(tmp_path)).query(NautilusOpenInterest)]
+    assert values == [(T0, 1000.0), (T0 + MIN, 1001.0), (T0 + 2 * MIN, 1002.0), (T0 + 5 * MIN, 1005.0)]

@@ -418,3 +418,22 @@ def test_append_same_day_starts_a_new_file_once_the_days_file_is_big(tmp_path, m
     assert 1 < len(files) < 8 and cf.intervals_disjoint(files)
     assert all(f.path.stat().st_size < 6_000 + 3_000 for f in files[:-1])  # none grew far past the limit
     assert cf.read_files(files, OPEN_INTEREST_SCHEMA).num_rows == 800
+
+
+def test_appending_streams_the_days_file_and_keeps_its_row_groups_full(tmp_path, monkeypatch):
+    """The append path copies the day's file group by group: same rows as a merge in one go,
+    every row group full but the last (a partial last group is re-packed, not left behind)."""
+    monkeypatch.setattr(cf, "ROWS_PER_GROUP", 10)
+    store = CatalogStore(tmp_path, durable=False, append_same_day=True)
+    model = {}
+    for flush in range(9):  # 7 rows per flush: each flush ends in a partial group
+        batch = [oi(T0 + (flush * 7 + i) * MIN, float(flush * 7 + i)) for i in range(7)]
+        assert store.write(batch) == {f"{OPEN_INTEREST}/{BTC}": 7}
+        model.update({e.ts_event: e.open_interest for e in batch})
+    [only] = cf.list_files(store.directory(OPEN_INTEREST, BTC))
+    meta = pq.ParquetFile(only.path).metadata
+    assert [meta.row_group(i).num_rows for i in range(meta.num_row_groups)] == [10] * 6 + [3]
+    table = pq.read_table(only.path)
+    assert dict(zip(table["ts_init"].to_pylist(), table["open_interest"].to_pylist(), strict=True)) == model
+    assert (only.start, only.end) == (T0, T0 + 62 * MIN)
+    assert not [p for p in only.path.parent.iterdir() if p.name.startswith(".")]
