@@ -76,7 +76,11 @@ def report(tmp_path, samples: dict[str, list[tuple[float, float, int]]], status:
         f.writelines(f"{name},{t:.0f},{mb:.1f},{q}\n" for name, rows in samples.items() for t, mb, q in rows)
     warm = MINUTES * 60 / 5
     for name, rows in samples.items():
-        a = status.get(name, {})
-        print(f"soak {name:<22} rss {rows[0][1]:7.1f} -> {rows[-1][1]:7.1f} MB, slope after warm-up "
-              f"{slope_mb_per_hour([s for s in rows if s[0] >= warm]):+7.2f} MB/h, restarts {a.get('restarts')}, "
-              f"events in {a.get('events_in', 0):,}, queue {a.get('queue_depth', 0):,}", flush=True)
+        a, after = status.get(name, {}), [s for s in rows if s[0] >= warm]
+        # Medians of the first and last fifth after warm-up: a trend that one peak cannot make.
+        fifth = max(1, len(after) // 5)
+        first, last = (statistics.median(mb for _, mb, _ in part) for part in (after[:fifth], after[-fifth:]))
+        print(f"soak {name:<22} rss {rows[0][1]:7.1f} -> {rows[-1][1]:7.1f} MB (max {max(mb for _, mb, _ in after):.1f}), "
+              f"slope after warm-up {slope_mb_per_hour(after):+7.2f} MB/h, median {first:.1f} -> {last:.1f} MB, "
+              f"restarts {a.get('restarts')}, events in {a.get('events_in', 0):,}, queue {a.get('queue_depth', 0):,}",
+              flush=True)
