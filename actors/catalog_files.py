@@ -206,13 +206,13 @@ def _write_parquet(table: pa.Table, path: Path, durable: bool, head: Path | None
     with pq.ParquetWriter(path, table.schema) as writer:
         if head is not None:
             with pq.ParquetFile(head) as source:
+                def group(i: int) -> pa.Table:
+                    return source.read_row_group(i, columns=table.schema.names).cast(table.schema)
+
                 last = source.num_row_groups - 1
-                for i in range(last + 1):
-                    group = source.read_row_group(i, columns=table.schema.names).cast(table.schema)
-                    if i < last:
-                        writer.write_table(group, row_group_size=ROWS_PER_GROUP)
-                    else:
-                        table = pa.concat_tables([group, table])
+                for i in range(last):
+                    writer.write_table(group(i), row_group_size=ROWS_PER_GROUP)
+                table = pa.concat_tables([group(last), table])
         writer.write_table(table, row_group_size=ROWS_PER_GROUP)
     if durable:
         with open(path, "rb+") as f:
@@ -228,15 +228,15 @@ def replace_files(
 ) -> Path:
     """Write `table` as one file named by its first/last ts_init, replacing `superseded`.
 
-    Every superseded file must lie inside the new file's interval (its rows are in `table`, or
-    in `head`: a superseded file whose rows all precede `table`'s and are copied in first).
+    Every superseded file must lie inside the new file's interval (its rows are in `table`).
+    `head`, a file whose rows all precede `table`'s, is copied in first and superseded too.
     See the module docstring for the order of steps and why a crash is safe at any point.
     """
     if table.num_rows == 0:
         raise ValueError("refusing to write an empty file")
     ts = table["ts_init"]
     final = directory / file_name(head.start if head else ts[0].as_py(), ts[-1].as_py())
-    others = [f for f in superseded if f.path != final]
+    others = [f for f in [*superseded, *([head] if head else [])] if f.path != final]
     tmp = directory / f".{final.name}{TMP_SUFFIX}"
     try:
         _write_parquet(table, tmp, durable, head.path if head else None)
@@ -316,7 +316,7 @@ def merge_into(directory: Path, new: pa.Table, durable: bool = True, append_same
         # Nothing stored at or after `start` in this day's file: the rows are appended to it as
         # they are (no key can clash), its own rows streamed through (see _write_parquet).
         day_file = _same_day_predecessor(files, start, end) if append_same_day else None
-        replace_files(directory, new, [day_file] if day_file else [], durable, head=day_file)
+        replace_files(directory, new, durable=durable, head=day_file)
         return new.num_rows
     existing = read_files(touched, new.schema)
     if slots is not None:
