@@ -13,7 +13,13 @@ import time
 
 import pytest
 
-from tests.integration.faults import LoadedMesh, compare_arrow, nautilus_count, read_liquidations_arrow, settle_and_stop
+from tests.integration.faults import (
+    LoadedMesh,
+    compare_arrow,
+    count_liquidations_arrow,
+    nautilus_count,
+    settle_and_stop,
+)
 
 MINUTES = float(os.environ.get("SOAK_MINUTES", "30"))
 MAX_MB_PER_HOUR = float(os.environ.get("SOAK_MAX_MB_PER_HOUR", "20"))
@@ -58,11 +64,10 @@ def test_memory_stays_flat_at_a_high_event_rate(tmp_path):
     bybit = compare_arrow(mesh.truth_path, mesh.catalog, "BYBIT", signal_ns)
     print(f"soak {bybit['expected']:,} Bybit liquidations over {MINUTES:g} min: {len(bybit['missing'])} missing "
           f"{bybit['missing'][:3]}, {bybit['duplicates']} duplicates, {bybit['extra']} never pushed")
-    stored = read_liquidations_arrow(mesh.catalog)
     # ParquetDataCatalog still reads the grown catalog: the last minute of one instrument agrees.
     iid, last_ms = "BTCUSDT-LINEAR.BYBIT", signal_ns // 1_000_000 * 1_000_000
-    window = [r for r in stored["liquidations"] if r[0] == iid and last_ms - 60 * 10**9 <= r[1] <= last_ms]
-    assert window and nautilus_count(mesh.catalog, iid, last_ms - 60 * 10**9, last_ms + 999_999) == len(window)
+    window = count_liquidations_arrow(mesh.catalog, iid, last_ms - 60 * 10**9, last_ms + 999_999)
+    assert window and nautilus_count(mesh.catalog, iid, last_ms - 60 * 10**9, last_ms + 999_999) == window
     slopes = {name: slope_mb_per_hour([s for s in rows if s[0] >= MINUTES * 60 / 5]) for name, rows in samples.items()}
 
     assert bybit["missing"] == [] and bybit["duplicates"] == 0 and bybit["extra"] == 0
