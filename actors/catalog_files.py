@@ -196,27 +196,52 @@ def fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def _write_parquet(table: pa.Table, path: Path, durable: bool, head: Path | None = None) -> None:
-    """`table` to `path`; with `head`, that file's rows (all earlier than table's) come first.
+def _write_parquet(table: pa.Table, path: Path, durable: bool, head: "Head | None" = None) -> None:
+    """`table` to `path`; with `head`, that file's first `head.copied` row groups come first.
 
-    The head is copied one row group at a time, so appending to the day's 8 MB file holds one
-    group in memory instead of the whole file; its last, partly filled group is written together
-    with `table`, so the groups stay full (ROWS_PER_GROUP) as in a file written in one go.
+    They are copied one group at a time, so re-writing the day's 8 MB file holds one group in
+    memory instead of the whole file.
     """
     with pq.ParquetWriter(path, table.schema) as writer:
-        if head is not None:
-            with pq.ParquetFile(head) as source:
-                def group(i: int) -> pa.Table:
-                    return source.read_row_group(i, columns=table.schema.names).cast(table.schema)
-
-                last = source.num_row_groups - 1
-                for i in range(last):
-                    writer.write_table(group(i), row_group_size=ROWS_PER_GROUP)
-                table = pa.concat_tables([group(last), table])
+        if head is not None and head.copied:
+            with pq.ParquetFile(head.file.path) as source:
+                for i in range(head.copied):
+                    group = source.read_row_group(i, columns=table.schema.names).cast(table.schema)
+                    writer.write_table(group, row_group_size=ROWS_PER_GROUP)
         writer.write_table(table, row_group_size=ROWS_PER_GROUP)
     if durable:
         with open(path, "rb+") as f:
             os.fsync(f.fileno())
+
+
+class Head(NamedTuple):
+    """A stored file re-written with new rows: its leading row groups are copied as they are."""
+
+    file: DataFile
+    copied: int  # leading row groups that hold only rows before the new ones
+
+
+def split_at(file: DataFile, schema: pa.Schema, start: int) -> tuple[Head, pa.Table]:
+    """`file` as the row groups that end before `start`'s ms (copied unchanged) and the rows of
+    the others (its tail, to be merged with the new rows from `start` on).
+
+    Only the tail can hold a key of a new row: rows are sorted, and a liquidation probes for a
+    free slot only within its own ms. The last group always goes to the tail, so that a partly
+    filled one is re-packed with the new rows and the groups stay full (ROWS_PER_GROUP) as in a
+    file written in one go. A group without statistics goes to the tail (never wrongly copied).
+    """
+    before = start - start % 1_000_000
+    with pq.ParquetFile(file.path) as source:
+        meta = source.metadata
+        column = meta.schema.names.index("ts_init")
+        copied = 0
+        while copied < meta.num_row_groups - 1:
+            stats = meta.row_group(copied).column(column).statistics
+            if stats is None or not stats.has_min_max or stats.max >= before:
+                break
+            copied += 1
+        tail = source.read_row_groups(range(copied, meta.num_row_groups), columns=schema.names).cast(schema)
+    return Head(file, copied), tail
 
 
 def replace_files(
@@ -224,22 +249,23 @@ def replace_files(
     table: pa.Table,
     superseded: Iterable[DataFile] = (),
     durable: bool = True,
-    head: DataFile | None = None,
+    head: Head | None = None,
 ) -> Path:
     """Write `table` as one file named by its first/last ts_init, replacing `superseded`.
 
     Every superseded file must lie inside the new file's interval (its rows are in `table`).
-    `head`, a file whose rows all precede `table`'s, is copied in first and superseded too.
+    `head.file`, whose rows not copied (see `split_at`) are in `table`, is superseded too.
     See the module docstring for the order of steps and why a crash is safe at any point.
     """
     if table.num_rows == 0:
         raise ValueError("refusing to write an empty file")
     ts = table["ts_init"]
-    final = directory / file_name(head.start if head else ts[0].as_py(), ts[-1].as_py())
-    others = [f for f in [*superseded, *([head] if head else [])] if f.path != final]
+    first = min(head.file.start, ts[0].as_py()) if head else ts[0].as_py()  # new rows may come before the head's
+    final = directory / file_name(first, ts[-1].as_py())
+    others = [f for f in [*superseded, *([head.file] if head else [])] if f.path != final]
     tmp = directory / f".{final.name}{TMP_SUFFIX}"
     try:
-        _write_parquet(table, tmp, durable, head.path if head else None)
+        _write_parquet(table, tmp, durable, head)
     except BaseException:
         tmp.unlink(missing_ok=True)  # disk full mid-write: leave no partial file behind
         raise
@@ -304,6 +330,12 @@ def merge_into(directory: Path, new: pa.Table, durable: bool = True, append_same
     meet no other file, since the files are disjoint). Re-writing stored rows changes nothing.
     With `slots` ((first_slot, next_slot), for liquidations) a different row on a stored key is
     another row and is placed by `place_distinct`.
+
+    When the rows meet one file (or, appending, follow the day's file), only that file's tail
+    from the rows' start on is read and merged; its earlier row groups are streamed through
+    (see `split_at`). The writer's flushes take this path: a flush costs one or two row groups
+    of reading, not the whole day's file, even when its first rows share a millisecond with
+    the last stored ones.
     """
     if new.num_rows == 0:
         return 0
@@ -312,18 +344,20 @@ def merge_into(directory: Path, new: pa.Table, durable: bool = True, append_same
     start, end = new["ts_init"][0].as_py(), new["ts_init"][-1].as_py()
     files = list_files(directory)
     touched = overlapping(files, start, end)
-    if not touched:
-        # Nothing stored at or after `start` in this day's file: the rows are appended to it as
-        # they are (no key can clash), its own rows streamed through (see _write_parquet).
-        day_file = _same_day_predecessor(files, start, end) if append_same_day else None
-        replace_files(directory, new, durable=durable, head=day_file)
-        return new.num_rows
-    existing = read_files(touched, new.schema)
+    head = None
+    if len(touched) > 1:  # rows spanning several files (a back-fill): merged whole
+        existing = read_files(touched, new.schema)
+    else:
+        base = touched[0] if touched else _same_day_predecessor(files, start, end) if append_same_day else None
+        if base is None:
+            existing = new.schema.empty_table()
+        else:
+            head, existing = split_at(base, new.schema, start)
     if slots is not None:
         new = place_distinct(existing, new, *slots)
     merged, changed = merge_tables(existing, new)
     if changed:
-        replace_files(directory, merged, touched, durable)
+        replace_files(directory, merged, touched if head is None else (), durable, head)
     return changed
 
 

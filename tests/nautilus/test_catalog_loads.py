@@ -374,8 +374,9 @@ def test_store_and_nautilus_writer_share_a_directory(tmp_path):
 
 
 def test_the_writer_appends_to_a_day_file_nautilus_wrote(tmp_path):
-    """The writer's append (the day's file streamed into the new one) casts Nautilus's int64
-    timestamps and keeps its rows; Nautilus reads the result as one file."""
+    """The writer's append (the day's file streamed into the new one) and a merge of late rows
+    into that file's tail cast Nautilus's int64 timestamps and keep its rows; Nautilus reads the
+    result as one file."""
     iid = IDS[0]
     nautilus = ParquetDataCatalog(str(tmp_path))
     nautilus.write_data(_nautilus_objects([_oi(iid, T0 + i * MIN, i) for i in range(3)]))
@@ -384,3 +385,9 @@ def test_the_writer_appends_to_a_day_file_nautilus_wrote(tmp_path):
     assert len(store.files(OPEN_INTEREST, iid)) == 1
     values = [(x.data.ts_init, x.data.open_interest) for x in ParquetDataCatalog(str(tmp_path)).query(NautilusOpenInterest)]
     assert values == [(T0, 1000.0), (T0 + MIN, 1001.0), (T0 + 2 * MIN, 1002.0), (T0 + 5 * MIN, 1005.0)]
+    # A late row inside the file, and a change before its first: both merge into the same file.
+    assert store.write([_oi(iid, T0 - MIN, 9.0), _oi(iid, T0, 7.0), _oi(iid, T0 + 3 * MIN, 3.0)]) == {f"{OPEN_INTEREST}/{iid}": 3}
+    assert len(store.files(OPEN_INTEREST, iid)) == 1
+    values = [(x.data.ts_init, x.data.open_interest) for x in ParquetDataCatalog(str(tmp_path)).query(NautilusOpenInterest)]
+    assert values == [(T0 - MIN, 1009.0), (T0, 1007.0), (T0 + MIN, 1001.0), (T0 + 2 * MIN, 1002.0),
+                      (T0 + 3 * MIN, 1003.0), (T0 + 5 * MIN, 1005.0)]

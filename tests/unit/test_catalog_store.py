@@ -437,3 +437,53 @@ def test_appending_streams_the_days_file_and_keeps_its_row_groups_full(tmp_path,
     assert dict(zip(table["ts_init"].to_pylist(), table["open_interest"].to_pylist(), strict=True)) == model
     assert (only.start, only.end) == (T0, T0 + 62 * MIN)
     assert not [p for p in only.path.parent.iterdir() if p.name.startswith(".")]
+
+
+def test_split_at_copies_only_the_row_groups_that_end_before_the_new_rows_ms(tmp_path, monkeypatch):
+    monkeypatch.setattr(cf, "ROWS_PER_GROUP", 10)
+    store = CatalogStore(tmp_path, durable=False)
+    store.write([oi(T0 + i * MIN, float(i)) for i in range(35)])  # row groups [10, 10, 10, 5]
+    [file] = cf.list_files(store.directory(OPEN_INTEREST, BTC))
+    for start, copied in [
+        (T0, 0),  # before every row: the whole file is the tail
+        (T0 + 20 * MIN, 2),  # the first row of group 2
+        (T0 + 25 * MIN, 2),  # inside group 2
+        (T0 + 19 * MIN + 500, 1),  # group 1 ends in the same ms: a liquidation there may probe into it
+        (T0 + 99 * MIN, 3),  # after every row: the last group still re-packs with the new rows
+    ]:
+        head, tail = cf.split_at(file, OPEN_INTEREST_SCHEMA, start)
+        assert (head.file, head.copied) == (file, copied)
+        assert tail["ts_init"].to_pylist() == [T0 + i * MIN for i in range(copied * 10, 35)]
+
+
+def test_a_flush_sharing_a_ms_with_the_days_last_rows_reads_only_the_files_tail(tmp_path, monkeypatch):
+    """The soak's case: liquidations arrive several per ms, a flush cuts through a ms, and the
+    next flush's first rows land on ts_init below the stored last ones (about every other flush).
+    That is merged with the tail of the day's file, never a read of the whole file; the rows
+    stay exact (re-sends add nothing) and the groups full."""
+    from actors.catalog_schema import LIQUIDATION
+    from messages.events import Liquidation
+
+    monkeypatch.setattr(cf, "ROWS_PER_GROUP", 10)
+    whole_reads, read_files = [], cf.read_files
+    monkeypatch.setattr(cf, "read_files", lambda files, schema: whole_reads.append(files) or read_files(files, schema))
+    store = CatalogStore(tmp_path, durable=False, append_same_day=True)
+    rng = random.Random(5)
+    rows = [Liquidation(venue="BYBIT", symbol="BTC/USDT:USDT", instrument_id=ETH, ts_event=T0 + (r // 3) * 1_000_000,
+                        ts_recv=T0, side=rng.choice(["LONG", "SHORT"]), quantity=0.001 * (r + 1), price=90_000.0,
+                        value=90.0 * (r + 1)) for r in range(200)]  # three per ms
+    cut, overlapped = 0, 0
+    while cut < len(rows):
+        batch = rows[cut : (cut := cut + rng.randrange(4, 12))]
+        resent = rows[max(0, cut - 20) : cut - len(batch)]  # a collector re-sending what was stored
+        stored_max = max((f.end for f in cf.list_files(store.directory(LIQUIDATION, ETH))), default=-1)
+        keys = build_tables(batch)[(LIQUIDATION, ETH)]["ts_init"].to_pylist()
+        overlapped += keys[0] <= stored_max
+        assert store.write(resent + batch) == {f"{LIQUIDATION}/{ETH}": len(batch)}
+    assert overlapped >= 5 and whole_reads == []
+    [file] = cf.list_files(store.directory(LIQUIDATION, ETH))
+    meta = pq.ParquetFile(file.path).metadata
+    assert [meta.row_group(i).num_rows for i in range(meta.num_row_groups)] == [10] * 20
+    table = pq.read_table(file.path)
+    assert sorted(table["quantity"].to_pylist()) == [e.quantity for e in rows]
+    assert table["ts_init"].to_pylist() == sorted(set(table["ts_init"].to_pylist()))
