@@ -196,7 +196,14 @@ def fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def _write_parquet(table: pa.Table, path: Path, durable: bool, head: "Head | None" = None) -> None:
+class Head(NamedTuple):
+    """A stored file re-written with new rows: its leading row groups are copied as they are."""
+
+    file: DataFile
+    copied: int  # leading row groups that hold only rows before the new ones
+
+
+def _write_parquet(table: pa.Table, path: Path, durable: bool, head: Head | None = None) -> None:
     """`table` to `path`; with `head`, that file's first `head.copied` row groups come first.
 
     They are copied one group at a time, so re-writing the day's 8 MB file holds one group in
@@ -212,13 +219,6 @@ def _write_parquet(table: pa.Table, path: Path, durable: bool, head: "Head | Non
     if durable:
         with open(path, "rb+") as f:
             os.fsync(f.fileno())
-
-
-class Head(NamedTuple):
-    """A stored file re-written with new rows: its leading row groups are copied as they are."""
-
-    file: DataFile
-    copied: int  # leading row groups that hold only rows before the new ones
 
 
 def split_at(file: DataFile, schema: pa.Schema, start: int) -> tuple[Head, pa.Table]:
