@@ -27,6 +27,7 @@ single atomic rename of step 4 is the whole change and there is no window at all
 """
 
 import calendar
+import contextlib
 import os
 import re
 import time
@@ -70,7 +71,10 @@ def file_name(start_ns: int, end_ns: int) -> str:
 class DataFile(NamedTuple):
     start: int  # first ts_init, ns
     end: int  # last ts_init, ns (closed interval)
-    path: Path
+    # A str, not a Path: Python 3.12.0-3.12.5's pathlib interns every path part it parses, and
+    # interned strings there are never freed (CPython gh-113993), so the writer would keep every
+    # file name it ever made, about 12 MB/h in the soak. File names below are str for the same reason.
+    path: str
 
 
 def parse_file_name(name: str) -> tuple[int, int] | None:
@@ -94,7 +98,7 @@ def list_files(directory: Path) -> list[DataFile]:
     for name in names:
         interval = parse_file_name(name)
         if interval is not None:
-            files.append(DataFile(*interval, directory / name))
+            files.append(DataFile(*interval, os.path.join(directory, name)))
     return sorted(files)
 
 
@@ -203,7 +207,7 @@ class Head(NamedTuple):
     copied: int  # leading row groups that hold only rows before the new ones
 
 
-def _write_parquet(table: pa.Table, path: Path, durable: bool, head: Head | None = None) -> None:
+def _write_parquet(table: pa.Table, path: str, durable: bool, head: Head | None = None) -> None:
     """`table` to `path`; with `head`, that file's first `head.copied` row groups come first.
 
     They are copied one group at a time, so re-writing the day's 8 MB file holds one group in
@@ -250,7 +254,7 @@ def replace_files(
     superseded: Iterable[DataFile] = (),
     durable: bool = True,
     head: Head | None = None,
-) -> Path:
+) -> str:
     """Write `table` as one file named by its first/last ts_init, replacing `superseded`.
 
     Every superseded file must lie inside the new file's interval (its rows are in `table`).
@@ -261,16 +265,17 @@ def replace_files(
         raise ValueError("refusing to write an empty file")
     ts = table["ts_init"]
     first = min(head.file.start, ts[0].as_py()) if head else ts[0].as_py()  # new rows may come before the head's
-    final = directory / file_name(first, ts[-1].as_py())
+    name = file_name(first, ts[-1].as_py())
+    final = os.path.join(directory, name)
     others = [f for f in [*superseded, *([head.file] if head else [])] if f.path != final]
-    tmp = directory / f".{final.name}{TMP_SUFFIX}"
+    tmp = os.path.join(directory, f".{name}{TMP_SUFFIX}")
     try:
         _write_parquet(table, tmp, durable, head)
     except BaseException:
-        tmp.unlink(missing_ok=True)  # disk full mid-write: leave no partial file behind
+        _unlink(tmp)  # disk full mid-write: leave no partial file behind
         raise
     if others:
-        commit = directory / f".{final.name}{COMMIT_SUFFIX}"
+        commit = os.path.join(directory, f".{name}{COMMIT_SUFFIX}")
         os.replace(tmp, commit)
         if durable:
             fsync_dir(directory)
@@ -283,13 +288,18 @@ def replace_files(
 
 
 def _finish_commit(
-    commit: Path, final: Path, superseded: Iterable[DataFile], durable: bool
+    commit: str, final: str, superseded: Iterable[DataFile], durable: bool
 ) -> None:
     for f in superseded:
-        f.path.unlink(missing_ok=True)
+        _unlink(f.path)
     os.replace(commit, final)
     if durable:
-        fsync_dir(final.parent)
+        fsync_dir(os.path.dirname(final))
+
+
+def _unlink(path: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
 
 
 def recover(directory: Path, durable: bool = True) -> int:
@@ -304,9 +314,8 @@ def recover(directory: Path, durable: bool = True) -> int:
     except FileNotFoundError:
         return 0
     for name in names:
-        path = directory / name
         if name.startswith(".") and name.endswith(TMP_SUFFIX):
-            path.unlink(missing_ok=True)
+            _unlink(os.path.join(directory, name))
             actions += 1
     for name in names:
         if not (name.startswith(".") and name.endswith(COMMIT_SUFFIX)):
@@ -317,7 +326,7 @@ def recover(directory: Path, durable: bool = True) -> int:
             continue
         first, last = interval
         inside = [f for f in list_files(directory) if first <= f.start and f.end <= last]
-        _finish_commit(directory / name, directory / final_name, inside, durable)
+        _finish_commit(os.path.join(directory, name), os.path.join(directory, final_name), inside, durable)
         actions += 1
     return actions
 
@@ -380,7 +389,7 @@ def _same_day_predecessor(files: list[DataFile], start: int, end: int) -> DataFi
         return None
     latest = max(before, key=lambda f: f.end)
     day_ns = 86_400 * NS
-    if latest.start // day_ns != end // day_ns or latest.path.stat().st_size >= APPEND_MAX_BYTES:
+    if latest.start // day_ns != end // day_ns or os.path.getsize(latest.path) >= APPEND_MAX_BYTES:
         return None
     return latest
 

@@ -100,7 +100,7 @@ class CatalogStore:
 
     def files(self, kind: str, instrument_id: str) -> list[Path]:
         """The data files of one directory, oldest first."""
-        return [f.path for f in list_files(self.directory(kind, instrument_id))]
+        return [Path(f.path) for f in list_files(self.directory(kind, instrument_id))]
 
     def last_ts_ns(self, kind: str, instrument_id: str) -> int | None:
         """Newest stored ts_init of one directory (from the file names, no file is opened)."""
