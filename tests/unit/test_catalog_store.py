@@ -492,7 +492,7 @@ def test_a_flush_sharing_a_ms_with_the_days_last_rows_reads_only_the_files_tail(
 
 def test_flushes_leave_no_file_name_behind_in_memory(tmp_path):
     """Python 3.12.0-3.12.5 never free a string pathlib has parsed (CPython gh-113993): a writer
-    making new file names every flush would grow for ever (the soak saw ~12 MB/h)."""
+    making new file names every flush would grow for ever (+9 MB/h in the 60-minute soak)."""
     store = CatalogStore(tmp_path, durable=False, append_same_day=True)
     store.write([oi(T0, 0.0), funding(T0)])  # directories, schemas and imports settle first
     before = sys.getunicodeinternedsize()
