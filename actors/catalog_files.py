@@ -353,20 +353,18 @@ def merge_into(directory: Path, new: pa.Table, durable: bool = True, append_same
     start, end = new["ts_init"][0].as_py(), new["ts_init"][-1].as_py()
     files = list_files(directory)
     touched = overlapping(files, start, end)
-    head = None
+    head, superseded, existing = None, (), new.schema.empty_table()
     if len(touched) > 1:  # rows spanning several files (a back-fill): merged whole
-        existing = read_files(touched, new.schema)
-    else:
-        base = touched[0] if touched else _same_day_predecessor(files, start, end) if append_same_day else None
-        if base is None:
-            existing = new.schema.empty_table()
-        else:
-            head, existing = split_at(base, new.schema, start)
+        superseded, existing = touched, read_files(touched, new.schema)
+    elif touched:
+        head, existing = split_at(touched[0], new.schema, start)
+    elif append_same_day and (day_file := _same_day_predecessor(files, start, end)):
+        head, existing = split_at(day_file, new.schema, start)
     if slots is not None:
         new = place_distinct(existing, new, *slots)
     merged, changed = merge_tables(existing, new)
     if changed:
-        replace_files(directory, merged, touched if head is None else (), durable, head)
+        replace_files(directory, merged, superseded, durable, head)  # it supersedes the head's file itself
     return changed
 
 
