@@ -33,12 +33,14 @@ from actors.runtime import Stats, run_actor, socket, wait_or_stop
 from actors.topology import Topology, VenueConfig
 from actors.venues import UnknownSymbol, VenueAdapter, adapter
 from actors.venues.base import Market, backoff_delay, describe, now_ns
-from messages.codec import decode_message
-from messages.envelope import Ack, ResendFrom
+from actors.spool import OutboxLog
+from messages.codec import decode_message, encode
+from messages.envelope import Ack, Heartbeat, ResendFrom
 from messages.events import AnyEvent, Gap, Liquidation
 
 DRAIN_TIMEOUT_S = 4.5  # at shutdown: wait this long for the last acks (coordinator allows ~5 s)
 WATERMARK_EVERY_S = 0.5
+HEARTBEAT_EVERY_S = 1.0
 
 
 class Collector:
@@ -50,8 +52,15 @@ class Collector:
         self.sandbox_url = sandbox_url
         self.record_dir = str(Path(topo.run_dir) / "recordings") if venue.record else None  # REST answers, liquidation frames
         self.client = self.adapter.client(sandbox_url, record_dir=self.record_dir)
-        self.outbox = Outbox(self.name, memory_max=venue.outbox_max_events, spool_max_bytes=venue.outbox_spool_mb << 20,
-                             spool_path=Path(topo.run_dir) / "spool" / f"{self.name}.spool", sender_driven=True)
+        spool_dir = Path(topo.run_dir) / "spool"
+        limits = {"memory_max": venue.outbox_max_events, "spool_max_bytes": venue.outbox_spool_mb << 20}
+        # What an earlier run of this collector left unacknowledged is sent first, under its old
+        # epoch and seqs (the writer stores each event once); new events get a new epoch.
+        self.earlier = [Outbox.resume(self.name, found, **limits) for found in OutboxLog.recover(spool_dir, self.name)]
+        for box in self.earlier:
+            if box.finished:  # nothing to send; it still heartbeats (a writer that lost its WAL tail asks)
+                box.close()
+        self.outbox = Outbox(self.name, spool_dir=spool_dir, sender_driven=True, **limits)
         self.overflow: dict[tuple[str, str], list] = {}  # (stream, instrument) -> [first_ns, last_ns, count, event]
         self.liq_stream: LiquidationStream | None = None
         self.liq_pending: deque[tuple[int, int]] = deque()  # (seq, ts_event) of unacknowledged liquidations
@@ -64,8 +73,16 @@ class Collector:
         self.markets: list[Market] = []
         self.unknown: list[str] = []  # configured symbols the venue does not list (looked up again rarely)
 
+    @property
+    def outboxes(self) -> list[Outbox]:
+        return [*self.earlier, self.outbox]
+
     async def run(self) -> None:
         self.log.info("start: symbols {} (epoch {})", ", ".join(self.cfg.symbols), self.outbox.epoch)
+        for box in self.earlier:
+            if len(box):
+                self.log.warning("re-sending {} events an earlier run left unacknowledged (epoch {}, {})",
+                                 len(box), box.epoch, Path(self.topo.run_dir) / "spool")
         receiver = asyncio.create_task(self._receive_acks())
         sender = asyncio.create_task(self._send_in_order())
         resender = asyncio.create_task(self._resend_overdue())
@@ -80,7 +97,8 @@ class Collector:
             resender.cancel()
             sender.cancel()
             await self.client.close()
-            self.outbox.close()
+            for box in self.outboxes:
+                box.close()
             self.sock.close()
             self.ctx.term()
 
@@ -148,11 +166,22 @@ class Collector:
 
     async def _record_gap(self, start_ns: int, end_ns: int, reason: str, stream: str = "liquidations") -> None:
         """One Gap event per instrument of the stream (they are stored and published like data)."""
+        self._gap(start_ns, end_ns, reason, stream, self.liq_stream.markets if self.liq_stream else self.markets)
+
+    def _gap(self, start_ns: int, end_ns: int, reason: str, stream: str, markets: list[Market], *, force: bool = False) -> None:
         now = now_ns()
-        for m in self.liq_stream.markets if self.liq_stream else self.markets:  # all-symbols mode: every market
+        for m in markets:  # all-symbols mode: every market
             gap = Gap(venue=self.adapter.venue, symbol=m["symbol"], instrument_id=self.adapter.instrument_id(m),
                       ts_event=start_ns, ts_recv=now, stream=stream, end_ns=max(end_ns, start_ns), reason=reason[:500])
-            self._send(gap, stream)
+            if not force:
+                self._send(gap, stream)
+                continue
+            try:
+                self.outbox.add(gap, force=True)
+            except OutboxFull as exc:  # memory full, spool's disk full: nothing more can be kept
+                self.log.error("cannot record the gap ({}): {}", reason, exc)
+                return
+            self.wake_sender.set()
 
     def _read_watermark(self) -> int | None:
         """Until when the previous run of this collector had every liquidation acknowledged."""
@@ -205,26 +234,34 @@ class Collector:
         return True
 
     async def _send_in_order(self) -> None:
-        """Hand new events to the socket in seq order. When the validator does not keep up
-        (ZeroMQ's high-water mark) this waits, and events wait in the bounded, spooled outbox:
-        in order, so no holes and no re-send round trips, and never unbounded in memory."""
+        """Hand events to the socket in seq order, an earlier run's backlog first. When the
+        validator does not keep up (ZeroMQ's high-water mark) this waits, and events wait in the
+        bounded, spooled outbox: in order, so no holes and no re-send round trips, and never
+        unbounded in memory."""
         while True:
             await self.wake_sender.wait()
             self.wake_sender.clear()
-            while batch := self.outbox.unsent(1000):
-                for seq, data in batch:
-                    await self.sock.send(data)
-                    self.outbox.mark_sent(seq)
+            for box in self.outboxes:
+                box.refill()  # spooled events move into memory as room frees
+                while batch := box.unsent(1000):
+                    for seq, data in batch:
+                        await self.sock.send(data)
+                        box.mark_sent(seq)
+                    box.refill()
 
     def _flush_overflow(self) -> None:
-        """Space again: record what was dropped as Gap events (they bypass the bound, a few at most)."""
-        dropped, self.overflow = self.overflow, {}
-        for (stream, _), (first, last, count, sample) in dropped.items():
+        """Record what was dropped as Gap events as soon as it is dropped (they bypass the bound,
+        one per stream and instrument per tick at most). Disk full too: kept for the next tick."""
+        for key, (first, last, count, sample) in list(self.overflow.items()):
             gap = Gap(venue=sample.venue, symbol=sample.symbol, instrument_id=sample.instrument_id, ts_event=first,
-                      ts_recv=now_ns(), stream=stream, end_ns=last, reason=f"outbox full: {count} events dropped")
-            self.outbox.add(gap, force=True)
+                      ts_recv=now_ns(), stream=key[0], end_ns=last, reason=f"outbox full: {count} events dropped")
+            try:
+                self.outbox.add(gap, force=True)
+            except OutboxFull:
+                return
+            del self.overflow[key]
             self.wake_sender.set()
-            self.log.warning("{} {}: {} events dropped while the outbox was full, gap recorded", stream, sample.instrument_id, count)
+            self.log.warning("{} {}: {} events dropped while the outbox was full, gap recorded", key[0], sample.instrument_id, count)
 
     async def _load_markets(self) -> bool:
         """Load the venue's markets (retrying while it is unreachable) and resolve our symbols."""
@@ -307,8 +344,8 @@ class Collector:
             await wait_or_stop(self.stop, next_at - now)
 
     def _queued(self) -> int:
-        """Events not yet acknowledged: in the outbox, or received and waiting to enter it."""
-        return len(self.outbox) + (self.liq_stream.queued if self.liq_stream else 0)
+        """Events not yet acknowledged: in the outboxes, or received and waiting to enter one."""
+        return self._unacked() + (self.liq_stream.queued if self.liq_stream else 0)
 
     def _count(self, events: list[AnyEvent]) -> None:
         self.stats.events_in += len(events)
@@ -317,40 +354,78 @@ class Collector:
         if events:
             self.stats.last_event_ns = events[-1].ts_recv
 
+    def _box(self, epoch: int) -> Outbox | None:
+        return next((box for box in self.outboxes if box.epoch == epoch), None)
+
     async def _receive_acks(self) -> None:
         while True:
             msg = decode_message(await self.sock.recv())
             match msg:
-                case Ack(epoch=epoch, seq=seq):
-                    self.outbox.ack(epoch, seq)
+                case Ack(epoch=epoch, seq=seq) if box := self._box(epoch):
+                    box.ack(epoch, seq)
+                    if box is not self.outbox and box.finished and box.log is not None:
+                        self.log.info("the backlog of epoch {} is acknowledged", box.epoch)
+                        box.close()  # its log goes; its heartbeats go on (a writer that lost its tail asks)
                     self.stats.queue_depth = self._queued()
-                    self.outbox.refill()  # spooled events move into memory as room frees ...
-                    if self.outbox.unsent(1):
-                        self.wake_sender.set()  # ... and the sender sends them, in order
-                    if self.overflow:  # acks flow again: record what was dropped
-                        self._flush_overflow()
-                case ResendFrom(epoch=epoch, seq=seq):
-                    self.outbox.resend_from(epoch, seq)  # rewinds the sender's cursor
+                    self.wake_sender.set()  # room in memory: the sender refills and goes on
+                case ResendFrom(epoch=epoch, seq=seq) if box := self._box(epoch):
+                    for first, last in box.lost(seq):
+                        await self._writer_lost(box, first, last)
+                    box.resend_from(epoch, seq)  # rewinds the sender's cursor
                     self.wake_sender.set()
 
+    async def _writer_lost(self, box: Outbox, first: int, last: int) -> None:
+        """The writer asks again for events it had acknowledged (its WAL lost them, and we have
+        forgotten them): record the time they were received as a gap on every stream, and tell
+        the writer not to wait for them."""
+        start, end = box.received_between(first, last)
+        reason = f"the writer lost acknowledged events {first}..{last} of epoch {box.epoch} (cut or lost WAL)"
+        self.log.error("{}: recording a gap", reason)
+        streams = ["open_interest", "funding", "instruments"] + (["liquidations"] if self.cfg.liquidations else [])
+        for stream in streams:
+            self._gap(start, end, reason, stream, self.markets, force=True)
+        await self._heartbeat(box)
+
+    async def _heartbeat(self, box: Outbox) -> None:
+        """Tells the writer the last seq sent (it asks for a lost tail) and up to where lost
+        events were recorded as a gap (it stops waiting for them)."""
+        lost_from, forgotten = box.lost_block
+        await self.sock.send(encode(Heartbeat(source=self.name, epoch=box.epoch, seq=box.sent_to, ts=now_ns(),
+                                              lost_from=lost_from, forgotten=forgotten)))
+
     async def _resend_overdue(self) -> None:
+        """Every 0.25 s: re-send what waited too long for an ack, record dropped events as gaps,
+        make sure nothing waits unsent; every second a heartbeat per outbox."""
+        beat_at = time.monotonic()
         while True:
             await asyncio.sleep(0.25)
-            before = self.outbox.sent_to
-            self.outbox.due()  # no ack for a while: rewinds the sender's cursor to the last ack
-            if self.outbox.sent_to < before:
-                self.log.debug("no ack for {:.0f}s: re-sending from seq {}", self.outbox.resend_after_s, self.outbox.sent_to + 1)
-                self.wake_sender.set()
+            if self.overflow:
+                self._flush_overflow()
+            for box in self.outboxes:
+                before = box.sent_to
+                box.due()  # no ack for a while: rewinds the sender's cursor to the last ack
+                if box.sent_to < before:
+                    self.log.debug("no ack for {:.0f}s: re-sending from seq {}", box.resend_after_s, box.sent_to + 1)
+                if box.sent_to < box.seq:
+                    self.wake_sender.set()
+            if time.monotonic() - beat_at >= HEARTBEAT_EVERY_S:
+                beat_at = time.monotonic()
+                for box in self.outboxes:
+                    await self._heartbeat(box)
 
     async def _drain(self) -> None:
         """Stopping: wait (bounded) until the writer has acknowledged everything we sent."""
         deadline = time.monotonic() + DRAIN_TIMEOUT_S
-        while len(self.outbox) and time.monotonic() < deadline:
+        while self._unacked() and time.monotonic() < deadline:
             await asyncio.sleep(0.02)
-        if len(self.outbox):
-            self.log.error("stopping with {} unacknowledged events (writer not answering)", len(self.outbox))
+        if held := self._unacked():
+            self.log.warning("stopping with {} unacknowledged events (writer not answering): kept in {} for the next start",
+                             held, Path(self.topo.run_dir) / "spool")
         else:
             self.log.info("all {} events acknowledged", self.outbox.seq)
+
+    def _unacked(self) -> int:
+        return sum(map(len, self.outboxes))
         if self.liq_stream is not None:
             self._write_watermark()
 

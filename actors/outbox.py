@@ -8,9 +8,11 @@ tens of thousands at every timeout saturates the validator with copies and the m
 catches up (congestion collapse); the writer asks for the next window as soon as it has the
 previous one.
 
-The outbox is bounded: `memory_max` events in memory (sent, in flight), then up to
-`spool_max_bytes` on disk (actors/spool.py: not sent yet, sent in order when memory has room).
-Beyond both, `add` raises `OutboxFull` without using a seq, and the caller records a gap.
+The outbox is bounded: `memory_max` events in memory (the window in flight), then up to
+`spool_max_bytes` on disk only (sent in order when memory has room). Beyond both, `add` raises
+`OutboxFull` without using a seq, and the caller records a gap. With a spool directory every
+event is also written to the outbox's log on disk when it is numbered (actors/spool.py), so a
+backlog survives a stop, a restart or a crash: `resume` re-sends it from the next process.
 
 Two ways to send: the caller sends what `add` returns at once (the default), or, with
 `sender_driven=True`, a sender task takes `unsent()` in seq order and awaits the socket, calling
@@ -18,20 +20,30 @@ Two ways to send: the caller sends what `add` returns at once (the default), or,
 making holes that cost re-send round trips. There a re-send is a rewind of the sender's cursor
 (go-back-N through the same ordered, paced path), ignored while the sender is still streaming
 the range from a rewind less than `resend_after_s` ago.
+
+Invariants (tests/unit/test_outbox_properties.py drives them in random orders):
+`acked <= sent_to <= seq`; of the events (acked, seq] those up to `mem_hi` are in memory and
+the rest on disk only; (acked, sent_to] are in flight (re-sent after `resend_after_s` without
+progress) and (sent_to, seq] will be sent. An ack beyond `sent_to` (originals still
+queued in ZeroMQ overtook a rewind) moves `sent_to` with it.
 """
 
 import os
 import random
 import time
-from collections import OrderedDict
+from bisect import bisect_left, bisect_right
+from collections import OrderedDict, deque
 from itertools import islice
 
 import msgspec
 
+from actors.spool import OutboxLog, Position, Recovered, frame_size
 from messages.codec import encode
 from messages.envelope import Envelope
-from actors.spool import Spool
 from messages.events import AnyEvent
+
+MARK_ACKED_EVERY_S = 0.5  # how often the log records how far the writer acknowledged
+SAMPLE_EVERY_NS = 100_000_000  # (seq, receive time) samples: when lost seqs were received
 
 
 class OutboxFull(Exception):
@@ -39,35 +51,56 @@ class OutboxFull(Exception):
 
 
 def new_epoch() -> int:
-    """A random id per process start: a restarted collector's seq 1 is not mistaken for a re-send."""
+    """A random id per outbox life: another life's seq 1 is not mistaken for a re-send."""
     return random.getrandbits(62)
 
 
 class Outbox:
     def __init__(self, source: str, epoch: int | None = None, *, resend_after_s: float = 2.0, resend_window: int = 5000,
-                 memory_max: int = 1_000_000, spool_path: str | os.PathLike | None = None, spool_max_bytes: int = 0,
-                 sender_driven: bool = False):
+                 memory_max: int = 1_000_000, spool_dir: str | os.PathLike | None = None, spool_max_bytes: int = 0,
+                 sender_driven: bool = False, log: OutboxLog | None = None):
         self.source = source
         self.sender_driven = sender_driven
-        self.sent_to = 0  # highest seq handed to the socket
-        self.memory_max = memory_max
-        self.spool = Spool(spool_path, spool_max_bytes) if spool_path and spool_max_bytes > 0 else None
         self.epoch = new_epoch() if epoch is None else epoch
         self.resend_after_s = resend_after_s
         self.resend_window = resend_window
+        self.memory_max = memory_max
+        self.spool_max_bytes = spool_max_bytes
+        if log is None and spool_dir is not None and spool_max_bytes > 0:
+            log = OutboxLog(spool_dir, source, self.epoch)
+        self.log = log
         self.seq = 0  # last seq assigned
         self.acked = 0  # highest seq the writer made durable
+        self.sent_to = 0  # highest seq handed to the socket
+        self.mem_hi = 0  # highest seq in memory; (mem_hi, seq] wait on disk only
+        self.spooled = self.spooled_bytes = 0
+        self._read_at = Position(1, 0)  # where the log holds seq mem_hi + 1 (while spooled)
         self._pending: OrderedDict[int, bytes] = OrderedDict()
         self._oldest_sent_at = 0.0
         self._resent_to, self._resent_at = 0, 0.0  # the last window re-sent on request, and when
+        self._marked_at = 0.0
+        self.lost_block = (0, 0)  # the seqs first..last reported lost (writer's WAL), contiguous
+        self._samples: deque[tuple[int, int]] = deque(maxlen=36_000)  # (seq, ts_recv): an hour at 10/s
+
+    @classmethod
+    def resume(cls, source: str, found: Recovered, **kwargs) -> "Outbox":
+        """The outbox of an earlier life, from its log: it re-sends what was not acknowledged and
+        takes no new events."""
+        box = cls(source, found.log.epoch, log=found.log, sender_driven=True, **kwargs)
+        box.seq, box.acked = found.log.last_seq, found.acked
+        box.sent_to = box.mem_hi = found.acked
+        box.spooled, box.spooled_bytes = found.pending, found.pending_bytes
+        box._read_at = found.log.start()
+        box._samples.append((found.acked + 1, found.log.created_ns))
+        return box
 
     def __len__(self) -> int:
-        """Unacknowledged events: in flight (memory) and waiting on disk."""
-        return len(self._pending) + (self.spool.count if self.spool else 0)
+        """Unacknowledged events: in memory and waiting on disk."""
+        return len(self._pending) + self.spooled
 
     @property
-    def spooled(self) -> int:
-        return self.spool.count if self.spool else 0
+    def finished(self) -> bool:
+        return self.acked >= self.seq
 
     def add(self, event: AnyEvent, *, force: bool = False) -> bytes | None:
         """Number the event and keep it; returns the wire message to send now, or None if it
@@ -78,21 +111,39 @@ class Outbox:
         payload = msgspec.Raw(encode(event))
         # Seqs go out in order: once events wait on disk, new ones queue behind them.
         in_memory = not self.spooled and (force or len(self._pending) < self.memory_max)
-        if not in_memory and not force and (self.spool is None or not self.spool.has_room(len(payload) + 64)):
+        if not in_memory and not force and (self.log is None or self.spooled_bytes + len(payload) + 64 > self.spool_max_bytes):
             raise OutboxFull(f"{self.source}: {len(self._pending)} events in memory and {self.spooled} on disk unacknowledged")
-        self.seq += 1
-        data = encode(Envelope(source=self.source, epoch=self.epoch, seq=self.seq, payload=payload))
-        if in_memory:
-            self._keep(self.seq, data)
-            if not self.sender_driven:
-                self.sent_to = self.seq
-            return data
-        try:
-            self.spool.append(self.seq, data)
-        except OSError as exc:  # the spool's disk is full: the seq stays unused
-            self.seq -= 1
-            raise OutboxFull(f"{self.source}: spool {self.spool.path}: {exc}") from exc
-        return None
+        seq = self.seq + 1
+        data = encode(Envelope(source=self.source, epoch=self.epoch, seq=seq, payload=payload))
+        position = None
+        if self.log is not None:
+            try:
+                self._catch_up_log()
+                position = self.log.append(seq, data)
+            except OSError as exc:
+                if not in_memory:  # the spool's disk is full: the seq stays unused
+                    raise OutboxFull(f"{self.source}: spool {self.log.dir}: {exc}") from exc
+                # in memory only until the disk has room again (the log catches up then)
+        self.seq = seq
+        if not self._samples or event.ts_recv - self._samples[-1][1] >= SAMPLE_EVERY_NS:
+            self._samples.append((seq, event.ts_recv))
+        if not in_memory:
+            if not self.spooled:
+                self._read_at = position
+            self.spooled += 1
+            self.spooled_bytes += frame_size(data)
+            return None
+        self._keep(seq, data)
+        self.mem_hi = seq
+        if not self.sender_driven:
+            self.sent_to = seq
+        return data
+
+    def _catch_up_log(self) -> None:
+        """Write what waited in memory only while the disk was full (acknowledged ones are skipped)."""
+        if self.log.last_seq < self.seq:
+            for seq in range(max(self.log.last_seq, self.acked) + 1, self.seq + 1):
+                self.log.append(seq, self._pending[seq])
 
     def _keep(self, seq: int, data: bytes) -> None:
         if not self._pending:
@@ -103,12 +154,24 @@ class Outbox:
         """Move spooled events into memory as far as it has room; returns them to send now, in
         order (sender-driven: nothing, the sender finds them in `unsent`)."""
         moved: list[bytes] = []
-        while self.spooled and len(self._pending) < self.memory_max:
-            seq, data = self.spool.pop()
-            self._keep(seq, data)
-            if not self.sender_driven:
-                moved.append(data)
-                self.sent_to = seq
+        if not self.spooled or len(self._pending) >= self.memory_max:
+            return moved
+        for seq, data, after in self.log.frames(self._read_at):
+            self._read_at = after
+            if seq <= self.mem_hi:  # a resumed log's acknowledged head
+                continue
+            self.mem_hi = seq
+            self.spooled -= 1
+            self.spooled_bytes -= frame_size(data)
+            if seq > self.acked:  # (the writer may have acknowledged it in an earlier life)
+                self._keep(seq, data)
+                if not self.sender_driven:
+                    moved.append(data)
+                    self.sent_to = seq
+            if not self.spooled or len(self._pending) >= self.memory_max:
+                break
+        else:
+            self.spooled = self.spooled_bytes = 0  # the log ended early: nothing more to read
         return moved
 
     def unsent(self, limit: int) -> list[tuple[int, bytes]]:
@@ -127,8 +190,10 @@ class Outbox:
             self.sent_to = seq
 
     def close(self) -> None:
-        if self.spool is not None:
-            self.spool.close()
+        """At exit: a log that still holds events stays for the next life of this source."""
+        if self.log is not None:
+            self.log.close(finished=self.finished)
+            self.log = None
 
     def ack(self, epoch: int, seq: int) -> None:
         """Forget everything up to `seq` (acks for another epoch are a previous life's: ignored)."""
@@ -137,7 +202,42 @@ class Outbox:
         self.acked = min(seq, self.seq)
         while self._pending and next(iter(self._pending)) <= self.acked:
             self._pending.popitem(last=False)
-        self._oldest_sent_at = time.monotonic()
+        self.sent_to = max(self.sent_to, self.acked)  # originals overtook a rewind: sent after all
+        if self.finished:  # (a resumed log's spooled frames may all have been acknowledged)
+            self.spooled = self.spooled_bytes = 0
+            self.mem_hi = self.seq
+        now = time.monotonic()
+        self._oldest_sent_at = now
+        if self.log is not None:
+            self.log.forget(self.acked)
+            if now - self._marked_at >= MARK_ACKED_EVERY_S or self.finished:
+                self._marked_at = now
+                self.log.mark_acked(self.acked)
+
+    def lost(self, after: int) -> list[tuple[int, int]]:
+        """The writer asks for what follows `after`, but we forgot up to `acked` when it had
+        acknowledged them (its WAL lost them): the seq ranges (first, last) newly lost. They
+        join `lost_block`, which the heartbeats announce (the writer stops waiting for them)."""
+        if after >= self.acked:
+            return []
+        lo, hi = self.lost_block
+        if not hi or after + 1 > hi + 1:  # nothing reported yet, or a new loss after the block
+            self.lost_block = (after + 1, self.acked)
+            return [(after + 1, self.acked)]
+        new = [(after + 1, lo - 1)] if after + 1 < lo else []
+        if self.acked > hi:
+            new.append((hi + 1, self.acked))
+        self.lost_block = (min(lo, after + 1), max(hi, self.acked))
+        return new
+
+    def received_between(self, first: int, last: int) -> tuple[int, int]:
+        """A time range (ns) that holds the receive times of the events `first`..`last`."""
+        seqs = [s for s, _ in self._samples]
+        before = bisect_right(seqs, first) - 1
+        after = bisect_left(seqs, last)
+        start = self._samples[before][1] if before >= 0 else (self._samples[0][1] if self._samples else time.time_ns())
+        end = self._samples[after][1] if after < len(seqs) else time.time_ns()
+        return start, max(start, end)
 
     def resend_from(self, epoch: int, seq: int) -> list[bytes]:
         """The writer wants everything after `seq` again.

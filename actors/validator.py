@@ -113,8 +113,8 @@ class Validator:
                 logger.warning("undecodable message from {!r} dropped: {}", peer, exc)
                 continue
             match msg:
-                case Envelope() if msg.source.encode() != peer:  # acks would go to the named source
-                    logger.warning("envelope from {!r} claiming source {!r} refused", peer[:64], msg.source[:64])
+                case Envelope() | Heartbeat() if msg.source.encode() != peer:  # acks would go to the named source
+                    logger.warning("{} from {!r} claiming source {!r} refused", type(msg).__name__, peer[:64], msg.source[:64])
                 case Envelope():
                     await self._check_and_forward(msg, data)
                 case Heartbeat():

@@ -1,8 +1,10 @@
 """The writer's write-ahead log: accepted messages, synced to disk before they are acknowledged.
 
-Frames are `<u32 length><bytes>`. A torn last frame (crash mid-append) is ignored on replay:
-its message was never synced, so never acknowledged, so its collector still has it and will
-re-send it.
+Frames are `<u32 length><bytes>`. A torn last frame of the log (crash mid-append) was never
+synced, so never acknowledged, so its collector still has it and will re-send it: it is cut off
+when the log is opened (so later frames never follow it) and reported. A sealed segment was
+synced whole before it was sealed: a torn one has lost acknowledged frames, and replay says so
+(`Torn`), so the writer does not trust the checkpoint after it.
 
 Segments, so that Parquet can be written while the log goes on: `seal` renames the log to
 `<name>.<n>.sealed` (its rows are what the writer is about to put in Parquet) and starts a new
@@ -18,16 +20,31 @@ import os
 import struct
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 from actors.catalog_files import fsync_dir
 
 _LEN = struct.Struct("<I")
 
 
+class Torn(NamedTuple):
+    """Bytes at the end of a WAL file that are not a whole frame."""
+
+    path: Path
+    offset: int  # where the last whole frame ends
+    size: int  # the file's size
+
+    def __str__(self) -> str:
+        return f"{self.path.name}: {self.size - self.offset} bytes after offset {self.offset} are not a whole frame"
+
+
 class Wal:
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.torn_tail = _torn(self.path)
+        if self.torn_tail is not None:  # a crash mid-append: cut it, so new frames do not follow it
+            os.truncate(self.path, self.torn_tail.offset)
         self._file = open(self.path, "ab", buffering=0)
         os.chmod(self.path, 0o600)
         self._pending = bytearray()
@@ -62,10 +79,14 @@ class Wal:
         """Sealed segments, oldest first."""
         return sorted(self.path.parent.glob(f"{self.path.name}.*.sealed"), key=_number)
 
-    def replay(self) -> Iterator[bytes]:
-        """Every complete frame of the sealed segments and the log, oldest first."""
-        for path in [*self.segments(), self.path]:
+    def replay(self) -> Iterator[bytes | Torn]:
+        """Every complete frame of the sealed segments and the log, oldest first; a `Torn` after
+        the frames of a sealed segment that does not end with a whole frame."""
+        for path in self.segments():
             yield from _frames(path)
+            if torn := _torn(path):
+                yield torn
+        yield from _frames(self.path)
 
     def seal(self, first: bytes) -> Path:
         """Set the log aside as the newest sealed segment and go on in a new log that starts
@@ -104,8 +125,8 @@ class Wal:
         self._file.close()
 
 
-def _frames(path: Path) -> Iterator[bytes]:
-    """The complete frames of one file; a torn tail (never synced, never acknowledged) is left out."""
+def _frames(path: Path, *, sizes_only: bool = False) -> Iterator[bytes | int]:
+    """The complete frames of one file (with `sizes_only`, where each ends); a torn tail is left out."""
     try:
         with open(path, "rb") as f:
             data = f.read()
@@ -116,8 +137,20 @@ def _frames(path: Path) -> Iterator[bytes]:
         (size,) = _LEN.unpack_from(data, pos)
         if pos + _LEN.size + size > len(data):
             break
-        yield data[pos + _LEN.size : pos + _LEN.size + size]
         pos += _LEN.size + size
+        yield pos if sizes_only else data[pos - size : pos]
+
+
+def _torn(path: Path) -> Torn | None:
+    """The torn tail of a WAL file, if it has one."""
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        return None
+    end = 0
+    for end in _frames(path, sizes_only=True):
+        pass
+    return Torn(path, end, size) if end < size else None
 
 
 def _number(segment: Path) -> int:

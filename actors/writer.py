@@ -36,7 +36,7 @@ from actors.catalog_store import CatalogStore
 from actors.durable_trace import DurableTrace
 from actors.runtime import Stats, run_actor, socket
 from actors.topology import Topology
-from actors.wal import Wal
+from actors.wal import Torn, Wal
 from messages.codec import decode_event, encode
 from messages.envelope import Ack, Envelope, Heartbeat, Message, Rejected, ResendFrom
 from messages.events import AnyEvent
@@ -122,12 +122,25 @@ class Writer:
         self.ctx.term()
 
     def _recover(self) -> int:
-        """Take in the WAL of a previous run that did not get to write Parquet; returns the count."""
-        replayed = 0
+        """Take in the WAL of a previous run that did not get to write Parquet; returns the count.
+
+        After a torn sealed segment its checkpoint is not trusted for the streams replayed so
+        far: we resume after what we really have, and the collectors re-send the rest or (if
+        they forgot it, acknowledged) record it as a gap (see `_check_tail`)."""
+        if self.wal.torn_tail is not None:
+            logger.warning("WAL {} (never synced, so never acknowledged: re-sent by its collector); cut off",
+                           self.wal.torn_tail)
+        replayed, torn = 0, False
         for frame in self.wal.replay():
+            if isinstance(frame, Torn):
+                logger.error("WAL {}: a sealed segment lost acknowledged frames", frame)
+                torn = True
+                continue
             msg = _wal_decoder.decode(frame)
             if isinstance(msg, Checkpoint):
-                self.last_seq.update({(s, e): q for s, e, q in msg.streams})
+                for s, e, q in msg.streams:
+                    self.last_seq[(s, e)] = min(q, self.last_seq.get((s, e), q)) if torn else q
+                torn = False
                 continue
             self._accept(msg, frame, log_to_wal=False)
             replayed += 1
@@ -187,10 +200,19 @@ class Writer:
         self.stats.queue_depth = len(self.rows) + len(self.dead)
 
     async def _check_tail(self, peer: bytes, hb: Heartbeat) -> None:
-        """A heartbeat names the last seq sent: if we lack some of it, the tail was lost."""
+        """A heartbeat names the last seq sent: if we lack some of it, the tail was lost (the
+        re-send request also tells a collector that forgot it, acknowledged, that our WAL lost
+        it). And up to where its sender recorded such a loss as a gap: waiting for those events
+        would stop the stream for good."""
         key = (hb.source, hb.epoch)
-        if hb.seq > self.last_seq.get(key, 0):
-            await self._ask_resend(peer, key, self.last_seq.get(key, 0))
+        last = self.last_seq.get(key, 0)
+        if hb.lost_from <= last + 1 <= hb.forgotten and self.blocked_since is None:
+            logger.error("{} epoch {}: events {}..{} were acknowledged but are not in the WAL (cut or lost?); "
+                         "its collector recorded them as a gap", hb.source, hb.epoch, last + 1, hb.forgotten)
+            self.last_seq[key] = self.durable[key] = last = hb.forgotten
+            self.peer[key] = peer
+        if hb.seq > last:
+            await self._ask_resend(peer, key, last)
 
     async def _ask_resend(self, peer: bytes, key: StreamKey, after: int) -> None:
         now = time.monotonic()

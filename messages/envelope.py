@@ -48,12 +48,16 @@ class ResendFrom(Message, frozen=True, kw_only=True, tag="resend"):
 
 
 class Heartbeat(Message, frozen=True, kw_only=True, tag="heartbeat"):
-    """I am alive; `seq` is the last seq I sent (lets a receiver notice a lost tail)."""
+    """I am alive; `seq` is the last seq I sent (lets a receiver notice a lost tail);
+    `lost_from`..`forgotten`: events that were acknowledged, then asked for again (the writer's
+    WAL lost them); I hold none of them and recorded them as a gap: stop waiting for them."""
 
     source: str
     epoch: int
     seq: int
     ts: int
+    lost_from: int = 0
+    forgotten: int = 0
 
 
 AnyMessage = Envelope | Rejected | Ack | ResendFrom | Heartbeat

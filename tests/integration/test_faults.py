@@ -42,9 +42,14 @@ def test_kill9_under_load_loses_nothing_and_doubles_nothing(mesh, victim):
     _load(mesh, 2.0)
     rng = random.Random(victim)
     pids = []
+    first_kill_ns = time.time_ns() + 500_000_000
     for _ in range(3):
         time.sleep(rng.uniform(0.5, 1.5))
         pids.append(mesh.kill9(victim))
+    # Its last life must be at work before the mesh stops: a collector stopped while it is still
+    # starting (seconds on a loaded machine) records its restart gap only at its next start.
+    wait_for(lambda: mesh.actor(victim)["events_in"] > 0, 60, 0.2, f"{victim} at work again")
+    back_ns = time.time_ns()
     time.sleep(1.0)
     signal_ns, _ = settle_and_stop(mesh, signal.SIGINT)
     stored = read_liquidations(mesh.catalog)
@@ -59,7 +64,10 @@ def test_kill9_under_load_loses_nothing_and_doubles_nothing(mesh, victim):
         # Only what the venue pushed while the collector was down may be missing, inside a gap per restart.
         # (Restarts in quick succession share one start, the last acknowledged event: one row, widened.)
         assert {iid for iid, _, _ in bybit["gaps"]} == {"BTCUSDT-LINEAR.BYBIT", "ETHUSDT-LINEAR.BYBIT"}
-        assert all(end - start < 15e9 for _, start, end in bybit["gaps"]), "a restart gap is far longer than the restarts"
+        # From the last event acknowledged before the first kill (the watermark trails by up to 2.5 s)
+        # to the last life's subscription: seconds each on a loaded machine, so bound by the clock.
+        assert all(first_kill_ns - 5e9 < start and end < back_ns + 5e9 for _, start, end in bybit["gaps"]), \
+            f"a restart gap is far longer than the restarts ({first_kill_ns=}, {back_ns=}): {bybit['gaps']}"
         assert bybit["missing_in_gaps"], "three collector restarts under load cost nothing: the test did not test"
     else:
         assert bybit["missing_in_gaps"] == [] and bybit["gaps"] == [], "a writer/validator crash must not cost data"
@@ -151,7 +159,7 @@ def test_writer_down_for_a_while_the_outbox_spools_to_disk_and_overflow_becomes_
         assert "stopped" in mesh.ctl("stop", "writer").stdout
         time.sleep(6.0)
         held = mesh.actor("collector.bybit")["queue_depth"]
-        spooled = sum(1 for _ in (mesh.run_dir / "spool").glob("collector.bybit.spool"))
+        spooled = sum(1 for _ in (mesh.run_dir / "spool").glob("collector.bybit.*.seg"))
         mesh.ctl("start", "writer")
         time.sleep(2.0)
         signal_ns, _ = settle_and_stop(mesh, signal.SIGINT)
@@ -160,7 +168,7 @@ def test_writer_down_for_a_while_the_outbox_spools_to_disk_and_overflow_becomes_
     bybit = compare(mesh.truth(), read_liquidations(mesh.catalog), "BYBIT", signal_ns)
     log = mesh_log(mesh.topology)
 
-    assert spooled == 1 and bybit["duplicates"] == [] and bybit["missing"] == []
+    assert spooled >= 1 and bybit["duplicates"] == [] and bybit["missing"] == []
     if spool_mb == 64:
         assert held > 6_000, f"only {held} events waited while the writer was down"
         assert bybit["gaps"] == [] and bybit["missing_in_gaps"] == []

@@ -1,5 +1,6 @@
 """The pieces of the storage contract that are pure logic: outbox, restart policy, WAL."""
 
+import os
 import time
 
 import pytest
@@ -104,7 +105,9 @@ def test_wal_crash_between_the_renames_of_a_seal_loses_nothing(tmp_path):
 
 
 def test_outbox_spools_beyond_memory_and_sends_in_order_as_acks_free_room(tmp_path):
-    box = Outbox("collector.x", epoch=7, memory_max=3, spool_path=tmp_path / "x.spool", spool_max_bytes=10_000)
+    from actors.spool import OutboxLog
+
+    box = Outbox("collector.x", epoch=7, memory_max=3, spool_dir=tmp_path, spool_max_bytes=10_000)
     sent = [box.add(oi(i)) for i in range(8)]
     assert [s is not None for s in sent] == [True] * 3 + [False] * 5  # 3 in flight, 5 on disk
     assert len(box) == 8 and box.spooled == 5
@@ -113,14 +116,108 @@ def test_outbox_spools_beyond_memory_and_sends_in_order_as_acks_free_room(tmp_pa
     assert [decode_message(d).seq for d in box.refill()] == [4, 5]
     box.ack(epoch=7, seq=5)
     assert [decode_message(d).seq for d in box.refill()] == [6, 7, 8]
-    assert box.spooled == 0 and (tmp_path / "x.spool").stat().st_size == 0  # emptied once read back
-    assert oct((tmp_path / "x.spool").stat().st_mode & 0o777) == "0o600"
+    [segment] = tmp_path.glob("collector.x.7.*.seg")
+    assert box.spooled == 0 and oct(segment.stat().st_mode & 0o777) == "0o600"
+    box.ack(epoch=7, seq=8)
+    box.close()
+    [tombstone] = OutboxLog.recover(tmp_path, "collector.x")  # everything acknowledged: nothing to re-send,
+    assert (tombstone.acked, tombstone.pending, tombstone.log.last_seq) == (8, 0, 8)  # only how far it went
+    assert sum(p.stat().st_size for p in tmp_path.glob("*.seg")) == 28  # one ack marker
+
+
+def test_a_backlog_survives_a_crash_and_is_resent_under_its_old_epoch_and_seqs(tmp_path):
+    from actors.spool import OutboxLog
+
+    box = Outbox("collector.x", epoch=7, memory_max=3, spool_dir=tmp_path, spool_max_bytes=10_000, sender_driven=True)
+    for i in range(8):
+        box.add(oi(i))  # 3 in memory, 5 on disk: all 8 in the log
+    box.ack(epoch=7, seq=2)  # the writer had 1 and 2; then the process dies (no close)
+    [found] = OutboxLog.recover(tmp_path, "collector.x")
+    assert (found.log.epoch, found.acked, found.pending) == (7, 2, 6)
+    again = Outbox.resume("collector.x", found, memory_max=4, spool_max_bytes=10_000)
+    again.refill()
+    assert [s for s, _ in again.unsent(10)] == [3, 4, 5, 6]  # memory holds 4 now; the rest follows
+    sent = [decode_message(d) for _, d in again.unsent(10)]
+    assert {(m.epoch, m.source) for m in sent} == {(7, "collector.x")}
+    assert [decode_event(m.payload).open_interest for m in sent] == [2.0, 3.0, 4.0, 5.0]
+    for seq, _ in again.unsent(10):
+        again.mark_sent(seq)
+    again.ack(epoch=7, seq=6)
+    again.refill()
+    assert [s for s, _ in again.unsent(10)] == [7, 8]
+    again.ack(epoch=7, seq=8)
+    assert again.finished and len(again) == 0
+    again.close()
+    assert [(f.acked, f.pending) for f in OutboxLog.recover(tmp_path, "collector.x")] == [(8, 0)]
+
+
+def test_a_tombstone_is_forgotten_after_its_ttl(tmp_path, monkeypatch):
+    from actors import spool
+
+    box = Outbox("collector.x", epoch=7, spool_dir=tmp_path, spool_max_bytes=10_000)
+    box.add(oi(1))
+    box.ack(epoch=7, seq=1)
+    box.close()
+    monkeypatch.setattr(spool, "TOMBSTONE_TTL_S", 0)
+    assert spool.OutboxLog.recover(tmp_path, "collector.x") == [] and list(tmp_path.glob("*.seg")) == []
+
+
+def test_a_clean_stop_keeps_what_is_unacknowledged_and_a_torn_frame_is_cut(tmp_path):
+    from actors.spool import OutboxLog
+
+    box = Outbox("collector.x", epoch=9, spool_dir=tmp_path, spool_max_bytes=10_000)
+    for i in range(3):
+        box.add(oi(i))
+    box.ack(epoch=9, seq=1)
+    box.close()  # stopped with 2 and 3 unacknowledged
+    [segment] = tmp_path.glob("*.seg")
+    with open(segment, "ab") as f:
+        f.write(b"\x04\x00\x00")  # a crash in the middle of a frame's header
+    [found] = OutboxLog.recover(tmp_path, "collector.x")
+    assert (found.acked, found.pending, len(found.torn)) == (1, 2, 1)
+    assert "3 bytes" in found.torn[0]
+
+
+def test_the_log_catches_up_after_the_disk_had_no_room(tmp_path, monkeypatch):
+    """While appends fail the events wait in memory; the next append writes what it missed (minus
+    what was acknowledged meanwhile), so a crash after that still finds every unacknowledged event."""
+    from actors.spool import OutboxLog
+
+    box = Outbox("collector.x", epoch=4, spool_dir=tmp_path, spool_max_bytes=10_000, sender_driven=True)
+    box.add(oi(0))
+    real_write = os.write
+    monkeypatch.setattr("actors.spool.os.write", lambda fd, data: (_ for _ in ()).throw(OSError(28, "No space left on device")))
+    for i in range(1, 5):
+        box.add(oi(i))  # seqs 2..5: memory only
+    monkeypatch.setattr("actors.spool.os.write", real_write)
+    box.ack(epoch=4, seq=3)
+    box.add(oi(5))  # seq 6: writes 4, 5 and 6
+    [found] = OutboxLog.recover(tmp_path, "collector.x")
+    assert (found.acked, found.pending) == (3, 3)
+
+
+def test_an_ack_beyond_the_send_cursor_does_not_stall_the_outbox():
+    """Originals still queued in ZeroMQ reach the writer after a rewind; its ack then passes the
+    cursor. Issue 13 finding 1: the sender found nothing unsent and the stream stopped."""
+    box = Outbox("collector.x", epoch=3, sender_driven=True, resend_after_s=0.0)
+    for i in range(10):
+        box.add(oi(i))
+    for seq, _ in box.unsent(10):
+        box.mark_sent(seq)
+    box.due()  # no ack in time: rewind to 0
+    assert box.sent_to == 0
+    for seq, _ in box.unsent(3):
+        box.mark_sent(seq)  # the re-send has reached seq 3 ...
+    box.ack(epoch=3, seq=8)  # ... when the originals' ack arrives
+    assert box.sent_to == 8 and [s for s, _ in box.unsent(10)] == [9, 10]
+    box.add(oi(10))
+    assert [s for s, _ in box.unsent(10)] == [9, 10, 11]
 
 
 def test_a_full_outbox_refuses_without_using_a_seq(tmp_path):
     from actors.outbox import OutboxFull
 
-    box = Outbox("collector.x", epoch=7, memory_max=2, spool_path=tmp_path / "x.spool", spool_max_bytes=600)
+    box = Outbox("collector.x", epoch=7, memory_max=2, spool_dir=tmp_path, spool_max_bytes=600)
     with pytest.raises(OutboxFull, match="unacknowledged"):
         for i in range(100):
             box.add(oi(i))
