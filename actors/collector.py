@@ -378,7 +378,7 @@ class Collector:
         """The writer asks again for events it had acknowledged (its WAL lost them, and we have
         forgotten them): record the time they were received as a gap on every stream, and tell
         the writer not to wait for them."""
-        start, end = box.received_between(first, last)
+        start, end = box.happened_between(first, last)
         reason = f"the writer lost acknowledged events {first}..{last} of epoch {box.epoch} (cut or lost WAL)"
         self.log.error("{}: recording a gap", reason)
         streams = ["open_interest", "funding", "instruments"] + (["liquidations"] if self.cfg.liquidations else [])

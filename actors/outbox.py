@@ -31,7 +31,7 @@ queued in ZeroMQ overtook a rewind) moves `sent_to` with it.
 import os
 import random
 import time
-from bisect import bisect_left, bisect_right
+from bisect import bisect_right
 from collections import OrderedDict, deque
 from itertools import islice
 
@@ -43,7 +43,8 @@ from messages.envelope import Envelope
 from messages.events import AnyEvent
 
 MARK_ACKED_EVERY_S = 0.5  # how often the log records how far the writer acknowledged
-SAMPLE_EVERY_NS = 100_000_000  # (seq, receive time) samples: when lost seqs were received
+BUCKET_NS = 100_000_000  # events are summed up per 100 ms of receive time: when lost seqs happened
+LIVE_NS = 60_000_000_000  # an event older than this when received is history (refilled by the backfill)
 
 
 class OutboxFull(Exception):
@@ -80,7 +81,8 @@ class Outbox:
         self._resent_to, self._resent_at = 0, 0.0  # the last window re-sent on request, and when
         self._marked_at = 0.0
         self.lost_block = (0, 0)  # the seqs first..last reported lost (writer's WAL), contiguous
-        self._samples: deque[tuple[int, int]] = deque(maxlen=36_000)  # (seq, ts_recv): an hour at 10/s
+        # [first seq, min ts_event, max ts_event, first ts_recv] per bucket: an hour at 10/s
+        self._buckets: deque[list[int]] = deque(maxlen=36_000)
 
     @classmethod
     def resume(cls, source: str, found: Recovered, **kwargs) -> "Outbox":
@@ -91,7 +93,7 @@ class Outbox:
         box.sent_to = box.mem_hi = found.acked
         box.spooled, box.spooled_bytes = found.pending, found.pending_bytes
         box._read_at = found.log.start()
-        box._samples.append((found.acked + 1, found.log.created_ns))
+        box._buckets.append([found.acked + 1, found.log.created_ns, time.time_ns(), 0])
         return box
 
     def __len__(self) -> int:
@@ -125,8 +127,7 @@ class Outbox:
                     raise OutboxFull(f"{self.source}: spool {self.log.dir}: {exc}") from exc
                 # in memory only until the disk has room again (the log catches up then)
         self.seq = seq
-        if not self._samples or event.ts_recv - self._samples[-1][1] >= SAMPLE_EVERY_NS:
-            self._samples.append((seq, event.ts_recv))
+        self._note_time(seq, event)
         if not in_memory:
             if not self.spooled:
                 self._read_at = position
@@ -230,14 +231,22 @@ class Outbox:
         self.lost_block = (min(lo, after + 1), max(hi, self.acked))
         return new
 
-    def received_between(self, first: int, last: int) -> tuple[int, int]:
-        """A time range (ns) that holds the receive times of the events `first`..`last`."""
-        seqs = [s for s, _ in self._samples]
-        before = bisect_right(seqs, first) - 1
-        after = bisect_left(seqs, last)
-        start = self._samples[before][1] if before >= 0 else (self._samples[0][1] if self._samples else time.time_ns())
-        end = self._samples[after][1] if after < len(seqs) else time.time_ns()
-        return start, max(start, end)
+    def _note_time(self, seq: int, event: AnyEvent) -> None:
+        ts = event.ts_event if 0 <= event.ts_recv - event.ts_event < LIVE_NS else event.ts_recv
+        bucket = self._buckets[-1] if self._buckets else None
+        if bucket is None or event.ts_recv - bucket[3] >= BUCKET_NS:
+            self._buckets.append([seq, ts, ts, event.ts_recv])
+        else:
+            bucket[1], bucket[2] = min(bucket[1], ts), max(bucket[2], ts)
+
+    def happened_between(self, first: int, last: int) -> tuple[int, int]:
+        """A time range (ns) that holds the event times of the live events `first`..`last`."""
+        if not self._buckets:
+            now = time.time_ns()
+            return now, now
+        seqs = [b[0] for b in self._buckets]
+        covering = list(self._buckets)[max(0, bisect_right(seqs, first) - 1):max(1, bisect_right(seqs, last))]
+        return min(b[1] for b in covering), max(b[2] for b in covering)
 
     def resend_from(self, epoch: int, seq: int) -> list[bytes]:
         """The writer wants everything after `seq` again.

@@ -110,7 +110,8 @@ class LoadedMesh:
     """The sandbox mesh with liquidation streams on Binance and Bybit and OI on Hyperliquid."""
 
     def __init__(self, tmp: Path, *, restart: dict | None = None, run_dir: Path | None = None,
-                 catalog: Path | None = None, emulator_file: Path | None = None, venue_extra: dict | None = None):
+                 catalog: Path | None = None, emulator_file: Path | None = None, venue_extra: dict | None = None,
+                 writer: dict | None = None):
         venues = {"binance": ["BTC/USDT:USDT", "ETH/USDT:USDT"], "bybit": ["BTC/USDT:USDT", "ETH/USDT:USDT"],
                   "hyperliquid": ["BTC/USDC:USDC"]}
         self.run_dir, self.catalog = run_dir or tmp / "run", catalog or tmp / "catalog"
@@ -118,7 +119,7 @@ class LoadedMesh:
             "mesh": f"f{uuid.uuid4().hex[:10]}", "catalog": str(self.catalog), "run_dir": str(self.run_dir),
             "venues": [{"venue": v, "symbols": s, "open_interest_interval_s": 1.0, "funding_interval_s": 5.0,
                         "liquidations": v != "hyperliquid", **(venue_extra or {})} for v, s in venues.items()],
-            "writer": {"flush_interval_s": 1.0},
+            "writer": {"flush_interval_s": 1.0, **(writer or {})},
             "restart": restart or {"backoff_initial_s": 0.3, "backoff_max_s": 2, "max_restarts": 10, "window_s": 60},
         }
         topo["sandbox"] = {"rate_limits": False}  # 1 s polls exceed Hyperliquid's real allowance
