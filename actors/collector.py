@@ -22,14 +22,16 @@ from pathlib import Path
 
 import ccxt
 import click
+import msgspec
 import zmq
 import zmq.asyncio
 from loguru import logger
 
 from actors.backfill import backfill
 from actors.liquidation_stream import LiquidationStream, LiquidationsUnsupported
+from actors.inbox import Inbox
 from actors.outbox import Outbox, OutboxFull
-from actors.runtime import Stats, run_actor, socket, wait_or_stop
+from actors.runtime import Stats, essential, run_actor, socket, wait_or_stop
 from actors.topology import Topology, VenueConfig
 from actors.venues import UnknownSymbol, VenueAdapter, adapter
 from actors.venues.base import Market, backoff_delay, describe, now_ns
@@ -61,15 +63,16 @@ class Collector:
         self.ctx = zmq.asyncio.Context()
         self.sock = socket(self.ctx, zmq.DEALER, identity=self.name)
         self.sock.connect(topo.endpoint("ingest"))
+        self.inbox = Inbox(self.sock, "ingest", frames=1)  # acks and resend requests from the validator
         self.markets: list[Market] = []
         self.unknown: list[str] = []  # configured symbols the venue does not list (looked up again rarely)
 
     async def run(self) -> None:
         self.log.info("start: symbols {} (epoch {})", ", ".join(self.cfg.symbols), self.outbox.epoch)
-        receiver = asyncio.create_task(self._receive_acks())
-        sender = asyncio.create_task(self._send_in_order())
-        resender = asyncio.create_task(self._resend_overdue())
-        work = asyncio.create_task(self._collect())
+        receiver = essential(self._receive_acks(), "receiving acks")
+        sender = essential(self._send_in_order(), "sending")
+        resender = essential(self._resend_overdue(), "re-sending")
+        work = essential(self._collect(), "collecting")
         try:
             await self.stop.wait()
             work.cancel()  # in-flight fetches are abandoned: nothing of theirs was sent yet
@@ -81,6 +84,7 @@ class Collector:
             sender.cancel()
             await self.client.close()
             self.outbox.close()
+            self.inbox.close()
             self.sock.close()
             self.ctx.term()
 
@@ -215,6 +219,7 @@ class Collector:
                 for seq, data in batch:
                     await self.sock.send(data)
                     self.outbox.mark_sent(seq)
+                await asyncio.sleep(0)  # a send that does not block does not yield: let acks and stats in
 
     def _flush_overflow(self) -> None:
         """Space again: record what was dropped as Gap events (they bypass the bound, a few at most)."""
@@ -319,7 +324,12 @@ class Collector:
 
     async def _receive_acks(self) -> None:
         while True:
-            msg = decode_message(await self.sock.recv())
+            [data] = await self.inbox.recv()
+            try:
+                msg = decode_message(data)
+            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                self.inbox.refuse("undecodable", "undecodable message dropped: {}", exc)
+                continue
             match msg:
                 case Ack(epoch=epoch, seq=seq):
                     self.outbox.ack(epoch, seq)
@@ -332,6 +342,8 @@ class Collector:
                 case ResendFrom(epoch=epoch, seq=seq):
                     self.outbox.resend_from(epoch, seq)  # rewinds the sender's cursor
                     self.wake_sender.set()
+                case _:
+                    self.inbox.refuse("type", "unexpected {} dropped", type(msg).__name__)
 
     async def _resend_overdue(self) -> None:
         while True:
