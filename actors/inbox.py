@@ -2,9 +2,10 @@
 
 Every receive loop of the mesh reads through an `Inbox`:
 
-- a message over MAX_MESSAGE_BYTES is refused by libzmq itself (ZMQ_MAXMSGSIZE: it is never
-  read into memory; the sender's connection is dropped and it reconnects). libzmq does not say
-  why a connection dropped, so every disconnect is logged with both possible reasons;
+- a message over MAX_MESSAGE_BYTES is refused by libzmq itself (ZMQ_MAXMSGSIZE, set by
+  `actors.runtime.socket`: it is never read into memory; the sender's connection is dropped and
+  it reconnects). libzmq does not say why a connection dropped, so every disconnect is logged
+  with both possible reasons;
 - a message with the wrong number of frames is refused;
 - the loop's own refusals (undecodable, unknown type, unknown peer) go through `refuse`;
 - refusals are logged rate-limited: the first of a kind at once, then at most one line per
@@ -63,7 +64,8 @@ class Inbox:
         self.sock, self.where, self.frames = sock, where, frames
         self.routed = sock.socket_type == zmq.ROUTER
         self.log = log or RateLimitedLog()
-        sock.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_BYTES)
+        if sock.getsockopt(zmq.MAXMSGSIZE) != MAX_MESSAGE_BYTES:  # it applies to connections made after it is set
+            raise ValueError(f"{where}: set ZMQ_MAXMSGSIZE before bind/connect (actors.runtime.socket does)")
         self.monitor = sock.get_monitor_socket(zmq.EVENT_DISCONNECTED)
         self.monitor_events = zmq.Socket.shadow(self.monitor.underlying)  # read without awaiting
         self.received = 0

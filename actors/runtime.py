@@ -27,6 +27,7 @@ import zmq
 import zmq.asyncio
 from loguru import logger
 
+from actors.inbox import MAX_MESSAGE_BYTES
 from actors.logs import make_private_dir, setup_logging
 from actors.topology import Topology, TopologyError, bus_dir, load_topology
 from messages.control import ActorStats
@@ -191,9 +192,11 @@ async def watch_parent(stop: asyncio.Event) -> None:
 
 
 def socket(ctx: zmq.asyncio.Context, kind: int, *, identity: str | None = None) -> zmq.asyncio.Socket:
-    """A socket that never hangs shutdown (LINGER 0: delivery is the outbox's job, not libzmq's)."""
+    """A socket that never hangs shutdown (LINGER 0: delivery is the outbox's job, not libzmq's) and
+    never takes a message over MAX_MESSAGE_BYTES (set before bind/connect: it applies per connection)."""
     sock = ctx.socket(kind)
     sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_BYTES)
     if identity:
         sock.setsockopt(zmq.IDENTITY, identity.encode())
     return sock
