@@ -6,7 +6,8 @@ conditions (issue 13, findings 3, 7 and 9), with real processes against the emul
   every liquidation the emulator pushed;
 - a flood at ingest does not get the validator killed as hung, and its event loop keeps turning;
 - a stop with one actor SIGSTOPped and another dead completes in order, within 10 s, exit 0;
-- an actor whose essential task dies exits with code 1 (so it is restarted), never reports on.
+- an actor whose essential task dies exits with code 1 (so it is restarted), never reports on;
+- a frozen actor is still killed as hung; a stuck event loop shows in the reports, which go on.
 """
 
 import os
@@ -21,9 +22,10 @@ import msgspec
 import pytest
 import zmq
 
+from actors.runtime import make_bus_dir
 from actors.topology import load_topology
 from messages.codec import encode
-from messages.control import Command, Reply
+from messages.control import ActorStats, Command, Reply, control_decoder
 from messages.envelope import Ack
 from tests.harness import ROOT, mesh_log, wait_for, write_topology
 from tests.integration.faults import LoadedMesh, compare, read_liquidations, settle_and_stop
@@ -229,3 +231,69 @@ def test_an_actor_whose_essential_task_dies_exits_with_code_1(tmp_path, stop):
     assert took < 15.0
     if stop == "stuck":
         assert "exiting now" in done.stderr
+
+
+def test_a_frozen_validator_is_still_killed_as_hung_and_restarted_without_loss(mesh):
+    """Reports come from a thread now: a process that is stopped as a whole still goes silent."""
+    mesh.start()
+    mesh.liquidation_rate("bybit", LOAD_PER_SYMBOL)
+    frozen = mesh.actor("validator")["pid"]
+    os.kill(frozen, signal.SIGSTOP)
+    try:
+        wait_for(lambda: (a := mesh.actor("validator"))["pid"] not in (None, frozen) and a["state"] == "running", 30, 0.5,
+                 "the frozen validator to be killed and restarted")
+    finally:
+        if _alive(frozen):
+            os.kill(frozen, signal.SIGKILL)
+    assert _lines(mesh_log(mesh.topology), "coordinator", f"validator (pid {frozen}) sent no report for")
+    _assert_nothing_lost(mesh)
+
+
+_ACTOR_WITH_A_STUCK_LOOP = r"""
+import asyncio, sys, time
+from actors.runtime import run_actor
+
+async def actor(topo, stop, stats):
+    await asyncio.sleep(1.5)
+    stats.events_in = 7
+    time.sleep(4.0)  # the event loop is stuck: no await, no progress
+    await stop.wait()
+
+run_actor("probe", sys.argv[1], None, actor)
+"""
+
+
+def test_reports_go_on_while_the_event_loop_is_stuck_and_show_its_lag(tmp_path):
+    """What lets the coordinator tell busy from hung: reports keep coming from the reporter thread,
+    with the event loop's lag, while the counters say whether anything moves."""
+    topology = write_topology(tmp_path)
+    topo, _ = load_topology(topology)
+    make_bus_dir(topo.mesh)
+    ctx = zmq.Context()
+    control = ctx.socket(zmq.ROUTER)
+    control.setsockopt(zmq.LINGER, 0)
+    control.bind(topo.endpoint("control"))
+    proc = subprocess.Popen([sys.executable, "-c", _ACTOR_WITH_A_STUCK_LOOP, str(topology)], cwd=ROOT,
+                            stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+    reports = []
+    try:
+        deadline = time.monotonic() + 25
+        while time.monotonic() < deadline and not (reports and reports[-1][1].events_in == 7
+                                                   and any(r.loop_lag_s > 3 for _, r in reports) and reports[-1][1].loop_lag_s < 0.5):
+            if control.poll(500):
+                _, data = control.recv_multipart()
+                report = control_decoder.decode(data)
+                assert isinstance(report, ActorStats) and report.name == "probe"
+                reports.append((time.monotonic(), report))
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        control.close()
+        ctx.term()
+    stuck = [(t, r) for t, r in reports if r.loop_lag_s > 1.0]
+    assert stuck, f"no report showed the stuck loop: {[r.loop_lag_s for _, r in reports]}"
+    assert max(r.loop_lag_s for _, r in stuck) > 3.0
+    assert len({r.events_in for _, r in stuck}) == 1, "the counters did not move while the loop was stuck"
+    gaps = [b - a for (a, _), (b, _) in zip(stuck, stuck[1:])]
+    assert len(stuck) >= 3 and max(gaps) < 2.0, f"reports stopped while the loop was stuck: {gaps}"
+    assert reports[-1][1].loop_lag_s < 0.5, "the loop turns again"
