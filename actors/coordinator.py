@@ -130,9 +130,9 @@ class Coordinator:
         )
         await self.stopping.wait()
         await self._shutdown()
-        watchdog.cancel()
-        control.cancel()
-        await asyncio.gather(watchdog, control, return_exceptions=True)
+        for task in (watchdog, control, *self.answering):
+            task.cancel()
+        await asyncio.gather(watchdog, control, *self.answering, return_exceptions=True)
         self.inbox.close()
         self.control.close()
         self.zctx.term()
@@ -351,7 +351,7 @@ class Coordinator:
                     wait.cancel()
                     logger.error("{} (pid {}) is still there after SIGKILL: left behind", a.name, a.proc.pid)
                 else:
-                    logger.info("{} stopped (exit code {}) at {:.1f}s", a.name, a.proc.returncode, time.monotonic() - started)
+                    logger.info("{} stopped (exit code {})", a.name, a.proc.returncode)
         logger.info("mesh stopped in {:.1f}s", time.monotonic() - started)
 
 

@@ -108,6 +108,9 @@ def run_actor(name: str, topology_path: str, catalog: str | None, main: ActorMai
     setup_logging(name, topo.run_dir, json=topo.log_json)
     try:
         asyncio.run(_supervised(name, main, topo))
+    except ActorFailed as exc:  # its traceback is logged already
+        logger.critical("exiting with code 1: {}", exc)
+        raise SystemExit(1) from None
     except Exception:
         logger.exception("crashed")
         raise SystemExit(1) from None
