@@ -60,10 +60,10 @@ class Inbox:
     """The receiving side of one socket (see the module doc). `frames` is the number of frames a
     well-formed message has on this socket, the peer's identity frame of a ROUTER included."""
 
-    def __init__(self, sock: zmq.asyncio.Socket, where: str, *, frames: int, log: RateLimitedLog | None = None):
+    def __init__(self, sock: zmq.asyncio.Socket, where: str, *, frames: int):
         self.sock, self.where, self.frames = sock, where, frames
         self.routed = sock.socket_type == zmq.ROUTER
-        self.log = log or RateLimitedLog()
+        self.log = RateLimitedLog()
         if sock.getsockopt(zmq.MAXMSGSIZE) != MAX_MESSAGE_BYTES:  # it applies to connections made after it is set
             raise ValueError(f"{where}: set ZMQ_MAXMSGSIZE before bind/connect (actors.runtime.socket does)")
         self.monitor = sock.get_monitor_socket(zmq.EVENT_DISCONNECTED)
