@@ -152,7 +152,7 @@ def test_a_flood_at_ingest_keeps_the_validator_turning_and_does_not_get_it_kille
         flooder.join(10)
         ctx.term()
     print(f"flood: {sent[0]:,} messages in {FLOOD_S:.0f}s; validator loop lag max {max(lags):.2f}s over {len(lags)} samples")
-    assert sent[0] > 50_000, "not a flood"
+    assert sent[0] > 20_000, "not a flood"
     assert "hung, killing it" not in mesh_log(mesh.topology)
     assert max(lags) < 2.0, f"the validator's event loop stalled for {max(lags):.1f}s under the flood"
     _assert_nothing_lost(mesh)
