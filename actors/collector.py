@@ -22,14 +22,16 @@ from pathlib import Path
 
 import ccxt
 import click
+import msgspec
 import zmq
 import zmq.asyncio
 from loguru import logger
 
 from actors.backfill import backfill
 from actors.liquidation_stream import LiquidationStream, LiquidationsUnsupported
+from actors.inbox import Inbox
 from actors.outbox import Outbox, OutboxFull
-from actors.runtime import Stats, run_actor, socket, wait_or_stop
+from actors.runtime import Stats, essential, run_actor, socket, wait_or_stop
 from actors.topology import Topology, VenueConfig
 from actors.venues import UnknownSymbol, VenueAdapter, adapter
 from actors.venues.base import Market, backoff_delay, describe, now_ns
@@ -70,6 +72,7 @@ class Collector:
         self.ctx = zmq.asyncio.Context()
         self.sock = socket(self.ctx, zmq.DEALER, identity=self.name)
         self.sock.connect(topo.endpoint("ingest"))
+        self.inbox = Inbox(self.sock, "ingest", frames=1)  # acks and resend requests from the validator
         self.markets: list[Market] = []
         self.unknown: list[str] = []  # configured symbols the venue does not list (looked up again rarely)
 
@@ -83,10 +86,10 @@ class Collector:
             if len(box):
                 self.log.warning("re-sending {} events an earlier run left unacknowledged (epoch {}, {})",
                                  len(box), box.epoch, Path(self.topo.run_dir) / "spool")
-        receiver = asyncio.create_task(self._receive_acks())
-        sender = asyncio.create_task(self._send_in_order())
-        resender = asyncio.create_task(self._resend_overdue())
-        work = asyncio.create_task(self._collect())
+        receiver = essential(self._receive_acks(), "receiving acks")
+        sender = essential(self._send_in_order(), "sending")
+        resender = essential(self._resend_overdue(), "re-sending")
+        work = essential(self._collect(), "collecting")
         try:
             await self.stop.wait()
             work.cancel()  # in-flight fetches are abandoned: nothing of theirs was sent yet
@@ -99,6 +102,7 @@ class Collector:
             await self.client.close()
             for box in self.outboxes:
                 box.close()
+            self.inbox.close()
             self.sock.close()
             self.ctx.term()
 
@@ -248,6 +252,7 @@ class Collector:
                         await self.sock.send(data)
                         box.mark_sent(seq)
                     box.refill()
+                    await asyncio.sleep(0)  # a send that does not block does not yield: let acks and stats in
 
     def _flush_overflow(self) -> None:
         """Record what was dropped as Gap events as soon as it is dropped (they bypass the bound,
@@ -359,7 +364,12 @@ class Collector:
 
     async def _receive_acks(self) -> None:
         while True:
-            msg = decode_message(await self.sock.recv())
+            [data] = await self.inbox.recv()
+            try:
+                msg = decode_message(data)
+            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                self.inbox.refuse("undecodable", "undecodable message dropped: {}", exc)
+                continue
             match msg:
                 case Ack(epoch=epoch, seq=seq) if box := self._box(epoch):
                     box.ack(epoch, seq)
@@ -373,6 +383,10 @@ class Collector:
                         await self._writer_lost(box, first, last)
                     box.resend_from(epoch, seq)  # rewinds the sender's cursor
                     self.wake_sender.set()
+                case Ack() | ResendFrom():
+                    pass  # for an epoch of an earlier life that nobody here holds any more
+                case _:
+                    self.inbox.refuse("type", "unexpected {} dropped", type(msg).__name__)
 
     async def _writer_lost(self, box: Outbox, first: int, last: int) -> None:
         """The writer asks again for events it had acknowledged (its WAL lost them, and we have

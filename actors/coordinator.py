@@ -9,8 +9,10 @@ each stage has a deadline after which a straggler is killed, all within `shutdow
 Each child runs in its own session, so Ctrl-C reaches only the coordinator.
 
 Control plane (`topo.endpoint("control")`, a ROUTER): every actor reports `ActorStats` once a
-second (an actor silent for `HANG_AFTER_S` is hung: killed and restarted), and `bin/ctl` sends
-`Command`s: status, restart, stop, start of one actor, answered with a `Reply`.
+second from a thread, so reports go on while its event loop is busy; an actor is hung (killed and
+restarted) when it sends no report for `HANG_AFTER_S`, or when its event loop has not turned for
+that long and its counters did not move either (busy is not hung). `bin/ctl` sends `Command`s:
+status, restart, stop, start of one actor, answered with a `Reply`.
 """
 
 import asyncio
@@ -28,6 +30,7 @@ import zmq.asyncio
 from loguru import logger
 
 from actors.catalog_lock import CatalogLock, holder
+from actors.inbox import Inbox
 from actors.logs import make_private_dir, setup_logging
 from actors.restart import RestartTracker
 from actors.runtime import SUPERVISOR_PID_ENV, make_bus_dir, socket
@@ -39,7 +42,8 @@ EMULATOR_READY_TIMEOUT_S = 20.0
 # Stop deadlines, as fractions of shutdown_timeout_s, by stage: collectors get ~5 s to have their
 # backlog acknowledged, the validator drains by ~6 s, the writer syncs and writes Parquet by ~9 s.
 STAGE_DEADLINES = {"collector": 0.50, "validator": 0.62, "writer": 0.90, "emulator": 0.97}
-HANG_AFTER_S = 10.0  # no stats report for this long from a running actor: it is hung
+HANG_AFTER_S = 10.0  # no report, or neither a turn of the event loop nor progress, for this long: hung
+KILLED_REAP_S = 1.0  # after SIGKILL at a stop deadline: how long to wait for the kernel to reap it
 STOP_ONE_TIMEOUT_S = 5.0  # bin/ctl stop/restart: SIGTERM, then SIGKILL after this
 
 
@@ -56,6 +60,7 @@ class Actor:
     requested: str | None = None  # "stop" or "restart" from bin/ctl: the exit is not a crash
     stats: ActorStats | None = None
     last_report: float = 0.0
+    last_progress: float = 0.0  # its loop turned or its counters moved
     task: asyncio.Task | None = field(default=None, repr=False)
 
     def status(self, now: float) -> ActorStatus:
@@ -66,6 +71,7 @@ class Actor:
             uptime_s=round(now - self.started_at, 1) if alive else 0.0, restarts=self.restarts,
             events_in=s.events_in if s else 0, events_out=s.events_out if s else 0,
             queue_depth=s.queue_depth if s else 0, last_event_ns=s.last_event_ns if s else 0,
+            loop_lag_s=s.loop_lag_s if s else 0.0,
         )
 
 
@@ -76,6 +82,9 @@ class Coordinator:
         self.actors: list[Actor] = []
         self.zctx = zmq.asyncio.Context()
         self.control = socket(self.zctx, zmq.ROUTER)
+        self.inbox = Inbox(self.control, "control", frames=2)
+        self.commands = asyncio.Lock()  # one bin/ctl command at a time; reports go on meanwhile
+        self.answering: set[asyncio.Task] = set()
 
     def _actor(self, name: str, stage: str, module: str, *args: str) -> Actor:
         argv = [sys.executable, "-m", module, "--topology", str(self.topology_path), "--catalog", self.topo.catalog, *args]
@@ -121,8 +130,10 @@ class Coordinator:
         )
         await self.stopping.wait()
         await self._shutdown()
-        watchdog.cancel()
-        control.cancel()
+        for task in (watchdog, control, *self.answering):
+            task.cancel()
+        await asyncio.gather(watchdog, control, *self.answering, return_exceptions=True)
+        self.inbox.close()
         self.control.close()
         self.zctx.term()
         return 0
@@ -139,7 +150,7 @@ class Coordinator:
     async def _spawn(self, actor: Actor) -> None:
         env = {**os.environ, SUPERVISOR_PID_ENV: str(os.getpid())}  # children leave when we die
         actor.proc = await asyncio.create_subprocess_exec(*actor.argv, start_new_session=True, env=env)
-        actor.started_at = actor.last_report = time.monotonic()
+        actor.started_at = actor.last_report = actor.last_progress = time.monotonic()
         actor.state = "running"
         logger.info("started {} (pid {})", actor.name, actor.proc.pid)
 
@@ -179,31 +190,51 @@ class Coordinator:
     async def _terminate(self, actor: Actor, why: str) -> None:
         """SIGTERM one actor (it drains and stops cleanly); SIGKILL if it does not within the timeout."""
         actor.requested, actor.state = why, "stopping"
-        actor.proc.send_signal(signal.SIGTERM)
+        _signal(actor.proc, signal.SIGTERM)
         try:
             await asyncio.wait_for(asyncio.shield(actor.proc.wait()), STOP_ONE_TIMEOUT_S)
         except TimeoutError:
             logger.error("{} did not stop within {:.0f}s: killed", actor.name, STOP_ONE_TIMEOUT_S)
-            actor.proc.kill()
+            _signal(actor.proc, signal.SIGKILL)
 
     # -- control plane ------------------------------------------------------------------------
 
     async def _serve_control(self) -> None:
         while True:
-            peer, data = await self.control.recv_multipart()
+            peer, data = await self.inbox.recv()
             try:
                 msg = control_decoder.decode(data)
             except Exception as exc:  # noqa: BLE001 - a bad peer must not stop the coordinator
-                logger.warning("control: refused an undecodable message from {!r}: {}", peer, exc)
+                self.inbox.refuse("undecodable", "refused an undecodable message from {!r}: {}", peer, exc)
                 continue
             match msg:
                 case ActorStats():
-                    actor = self._find(msg.name)
-                    if actor is not None:
-                        actor.stats, actor.last_report = msg, time.monotonic()
-                case Command():
-                    reply = await self._command(msg)
-                    await self.control.send_multipart([peer, encode(reply)])
+                    self._on_report(msg)
+                case Command():  # in a task: a restart takes seconds, and reports must go on meanwhile
+                    task = asyncio.create_task(self._answer(peer, msg))
+                    self.answering.add(task)
+                    task.add_done_callback(self.answering.discard)
+                case _:
+                    self.inbox.refuse("type", "unexpected {} from {!r} dropped", type(msg).__name__, peer)
+
+    def _on_report(self, report: ActorStats) -> None:
+        actor = self._find(report.name)
+        if actor is None or actor.proc is None or report.pid != actor.proc.pid:
+            return  # a report of a process we did not start, or of an old one
+        now, before = time.monotonic(), actor.stats
+        moved = before is None or before.pid != report.pid or (report.events_in, report.events_out) != (before.events_in, before.events_out)
+        # Progress: its counters moved, or else its event loop turned (that long ago)
+        actor.last_progress = max(actor.last_progress, now if moved else now - report.loop_lag_s)
+        actor.stats, actor.last_report = report, now
+
+    async def _answer(self, peer: bytes, cmd: Command) -> None:
+        async with self.commands:
+            try:
+                reply = await self._command(cmd)
+            except Exception as exc:  # a bug here must not leave bin/ctl waiting, nor stop the control plane
+                logger.exception("control: {} {} failed", cmd.command, cmd.name)
+                reply = Reply(ok=False, message=f"{cmd.command} {cmd.name} failed in the coordinator: {exc}")
+        await self.control.send_multipart([peer, encode(reply)])
 
     def _find(self, name: str) -> Actor | None:
         return next((a for a in self.actors if a.name == name), None)
@@ -241,7 +272,9 @@ class Coordinator:
         return Reply(ok=True, message=f"{actor.name} restarted: pid {old_pid} -> {actor.proc.pid}")
 
     async def _watch_hangs(self) -> None:
-        """An actor that stops reporting (event loop stuck, deadlock) is killed; _supervise restarts it."""
+        """A hung actor is killed; _supervise restarts it. Hung: no report (the process is stopped or
+        frozen), or its event loop stuck without its counters moving (a deadlock, an endless wait).
+        A loop that turns rarely while events go through is busy, not hung."""
         while True:
             await asyncio.sleep(1.0)
             now = time.monotonic()
@@ -249,9 +282,14 @@ class Coordinator:
                 if a.stage == "emulator" or a.state != "running" or a.proc is None or a.proc.returncode is not None:
                     continue
                 if now - a.last_report > HANG_AFTER_S:
-                    logger.error("{} (pid {}) sent no report for {:.0f}s: hung, killing it", a.name, a.proc.pid, now - a.last_report)
-                    a.last_report = now
-                    a.proc.kill()
+                    why = f"sent no report for {now - a.last_report:.0f}s"
+                elif now - a.last_progress > HANG_AFTER_S:
+                    why = f"its event loop has not turned and it processed no events for {now - a.last_progress:.0f}s"
+                else:
+                    continue
+                logger.error("{} (pid {}) {}: hung, killing it", a.name, a.proc.pid, why)
+                a.last_report = a.last_progress = now
+                _signal(a.proc, signal.SIGKILL)
 
     async def _start_emulator(self) -> dict[str, str] | None:
         sb = self.topo.sandbox
@@ -285,24 +323,45 @@ class Coordinator:
         return None
 
     async def _shutdown(self) -> None:
-        """Stop the stages in order; kill what misses its deadline."""
+        """Stop the stages in order; kill what misses its stage's deadline (stopped with SIGSTOP,
+        ignoring SIGTERM). An actor that is already dead, or dies meanwhile, is skipped."""
         started = time.monotonic()
+        supervisors = [a.task for a in self.actors if a.task]
+        for task in supervisors:  # nothing is restarted from here on
+            task.cancel()
+        await asyncio.gather(*supervisors, return_exceptions=True)
         for stage, fraction in STAGE_DEADLINES.items():
-            procs = [a for a in self.actors if a.stage == stage and a.proc and a.proc.returncode is None]
-            for a in procs:
-                a.proc.send_signal(signal.SIGTERM)
+            actors = [a for a in self.actors if a.stage == stage and a.proc and a.proc.returncode is None]
+            for a in actors:
+                a.state = "stopping"
+                _signal(a.proc, signal.SIGTERM)
             deadline = started + fraction * self.topo.shutdown_timeout_s
-            for a in procs:
-                try:
-                    await asyncio.wait_for(a.proc.wait(), max(0.0, deadline - time.monotonic()))
-                except TimeoutError:
-                    logger.error("{} did not stop in time: killed", a.name)
-                    a.proc.kill()
-                    await a.proc.wait()
-        for a in self.actors:
-            if a.task:
-                a.task.cancel()
+            waits = {asyncio.ensure_future(a.proc.wait()): a for a in actors}
+            if waits:
+                await asyncio.wait(waits, timeout=max(0.0, deadline - time.monotonic()))
+            for wait, a in waits.items():
+                if not wait.done():
+                    logger.error("{} did not stop by its deadline ({:.1f}s): killed", a.name, deadline - started)
+                    _signal(a.proc, signal.SIGKILL)
+            if late := [w for w in waits if not w.done()]:
+                await asyncio.wait(late, timeout=KILLED_REAP_S)  # SIGKILL ends even a stopped process
+            for wait, a in waits.items():
+                a.state = "stopped"
+                if not wait.done():
+                    wait.cancel()
+                    logger.error("{} (pid {}) is still there after SIGKILL: left behind", a.name, a.proc.pid)
+                else:
+                    logger.info("{} stopped (exit code {})", a.name, a.proc.returncode)
         logger.info("mesh stopped in {:.1f}s", time.monotonic() - started)
+
+
+def _signal(proc: asyncio.subprocess.Process, sig: int) -> None:
+    """Signal a child unless it has exited (asyncio raises ProcessLookupError for an exited one)."""
+    if proc.returncode is None:
+        try:
+            proc.send_signal(sig)
+        except ProcessLookupError:
+            pass
 
 
 @click.command()

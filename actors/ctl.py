@@ -37,7 +37,10 @@ def ask(endpoint: str, command: Command, timeout_s: float = REPLY_TIMEOUT_S) -> 
             raise click.ClickException(
                 f"no answer from a coordinator on {endpoint} within {timeout_s:.0f}s: is the mesh running "
                 "(bin/launch with this topology)?")
-        reply = control_decoder.decode(sock.recv())
+        try:
+            reply = control_decoder.decode(sock.recv())
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            raise click.ClickException(f"undecodable answer from {endpoint}: {exc}") from None
     finally:
         sock.close()
     if not isinstance(reply, Reply):

@@ -30,6 +30,7 @@ import msgspec
 import zmq
 import zmq.asyncio
 
+from actors.inbox import MAX_MESSAGE_BYTES
 from messages.codec import decode_event
 from messages.events import AnyEvent, FundingRate, Gap, Liquidation, OpenInterest
 
@@ -76,6 +77,7 @@ async def tap(endpoint: str, kind: str, venue: str | None, symbol: str | None, a
     sock = ctx.socket(zmq.SUB)
     sock.setsockopt(zmq.LINGER, 0)
     sock.setsockopt(zmq.RCVHWM, 100_000)
+    sock.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_BYTES)
     for p in prefixes(kind, venue):
         sock.setsockopt(zmq.SUBSCRIBE, p)
     sock.connect(endpoint)

@@ -36,6 +36,8 @@ import zmq
 import zmq.asyncio
 from loguru import logger
 
+from actors.inbox import MAX_MESSAGE_BYTES
+
 SUBSCRIBE, UNSUBSCRIBE = 1, 0
 MAX_OUT_OF_ORDER = 100_000  # seqs seen ahead of a hole that are remembered
 DEFAULT_SNDHWM = 100_000  # per tap: a cascade burst must not overflow a tap that keeps up on average
@@ -60,6 +62,7 @@ class LastValueBus:
         self.sock.setsockopt(zmq.LINGER, 0)
         self.sock.setsockopt(zmq.XPUB_VERBOSE, 1)
         self.sock.setsockopt(zmq.SNDHWM, sndhwm)
+        self.sock.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_BYTES)  # what a subscriber sends: a prefix
         self.sock.bind(endpoint)
         self.endpoint = endpoint
         self.last: dict[bytes, bytes] = {}

@@ -18,7 +18,8 @@ import zmq
 import zmq.asyncio
 from loguru import logger
 
-from actors.runtime import Stats, run_actor, socket
+from actors.inbox import Inbox
+from actors.runtime import Stats, essential, run_actor, socket
 from actors.taps_cache import LastValueBus
 from actors.topology import VENUE_NAMES, Topology
 from messages.codec import decode_event, decode_message, encode
@@ -78,49 +79,52 @@ class Validator:
         self.ingest = socket(self.ctx, zmq.ROUTER)
         self.ingest.setsockopt(zmq.ROUTER_HANDOVER, 1)  # a restarted collector takes its old place
         self.ingest.bind(topo.endpoint("ingest"))
+        self.from_collectors = Inbox(self.ingest, "ingest", frames=2)
         self.store = socket(self.ctx, zmq.DEALER, identity="validator")
         self.store.connect(topo.endpoint("store"))
+        self.from_writer = Inbox(self.store, "store", frames=1)
         self.taps = LastValueBus(self.ctx, topo.endpoint("taps"))  # XPUB: a new tap gets the last value per topic
         self.passed = self.rejected = 0
         self.last_ingest = time.monotonic()
 
     async def run(self) -> None:
         logger.info("start: ingest and store bound")
-        tasks = [asyncio.create_task(self._from_collectors()), asyncio.create_task(self._from_writer()),
-                 asyncio.create_task(self.taps.serve())]
+        tasks = [essential(self._from_collectors(), "receiving from the collectors"),
+                 essential(self._from_writer(), "receiving from the writer"), essential(self.taps.serve(), "the live bus")]
         await self.stop.wait()
         await self._drain()
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         logger.info("stopping: {} events passed, {} rejected", self.passed, self.rejected)
-        for sock in (self.ingest, self.store, self.taps):
+        for sock in (self.from_collectors, self.from_writer, self.ingest, self.store, self.taps):
             sock.close()
         self.ctx.term()
 
     async def _from_collectors(self) -> None:
         while True:
-            peer, data = await self.ingest.recv_multipart()
+            peer, data = await self.from_collectors.recv()
             self.last_ingest = time.monotonic()
             self.stats.events_in += 1
             if not known_peer(peer):
-                logger.warning("message from unknown peer {!r} refused", peer[:64])
+                self.from_collectors.refuse("peer", "message from unknown peer {!r} refused", peer[:64])
                 continue
             try:
                 msg = decode_message(data)
             except (msgspec.DecodeError, msgspec.ValidationError) as exc:
                 # No envelope, so no seq to account for: log it, never crash on it.
-                logger.warning("undecodable message from {!r} dropped: {}", peer, exc)
+                self.from_collectors.refuse("undecodable", "undecodable message from {!r} dropped: {}", peer, exc)
                 continue
             match msg:
                 case Envelope() | Heartbeat() if msg.source.encode() != peer:  # acks would go to the named source
-                    logger.warning("{} from {!r} claiming source {!r} refused", type(msg).__name__, peer[:64], msg.source[:64])
+                    self.from_collectors.refuse("source", "{} from {!r} claiming source {!r} refused",
+                                                type(msg).__name__, peer[:64], msg.source[:64])
                 case Envelope():
                     await self._check_and_forward(msg, data)
                 case Heartbeat():
                     await self.store.send(data)
                 case _:
-                    logger.warning("unexpected {} from {!r} dropped", type(msg).__name__, peer)
+                    self.from_collectors.refuse("type", "unexpected {} from {!r} dropped", type(msg).__name__, peer)
 
     async def _check_and_forward(self, envelope: Envelope, data: bytes) -> None:
         fresh = self.taps.first_time(envelope.source, envelope.epoch, envelope.seq)  # a re-send is not news for taps
@@ -141,10 +145,16 @@ class Validator:
 
     async def _from_writer(self) -> None:
         while True:
-            data = await self.store.recv()
-            msg = decode_message(data)
+            [data] = await self.from_writer.recv()
+            try:
+                msg = decode_message(data)
+            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                self.from_writer.refuse("undecodable", "undecodable message dropped: {}", exc)
+                continue
             if isinstance(msg, Ack | ResendFrom):
                 await self.ingest.send_multipart([msg.source.encode(), data])
+            else:
+                self.from_writer.refuse("type", "unexpected {} dropped", type(msg).__name__)
 
     async def _drain(self) -> None:
         """Stopping: keep relaying until the collectors have been quiet for a moment."""

@@ -34,7 +34,8 @@ from loguru import logger
 from actors.catalog_lock import CatalogLock
 from actors.catalog_store import CatalogStore
 from actors.durable_trace import DurableTrace
-from actors.runtime import Stats, run_actor, socket
+from actors.inbox import Inbox
+from actors.runtime import Stats, essential, run_actor, socket
 from actors.topology import Topology
 from actors.wal import Torn, Wal
 from messages.codec import decode_event, encode
@@ -50,6 +51,7 @@ BLOCKED_RETRY_S = 1.0
 BLOCKED_REMIND_S = 30.0
 
 StreamKey = tuple[str, int]  # (source, epoch)
+FROM_VALIDATOR = b"validator"  # the only peer of the store socket (identity of its DEALER)
 
 
 class Checkpoint(Message, frozen=True, kw_only=True, tag="checkpoint"):
@@ -95,6 +97,7 @@ class Writer:
         self.ctx = zmq.asyncio.Context()
         self.sock = socket(self.ctx, zmq.ROUTER)
         self.sock.bind(topo.endpoint("store"))  # one writer per catalog: its lock (above) keeps a second out
+        self.inbox = Inbox(self.sock, "store", frames=2)
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -106,8 +109,8 @@ class Writer:
             logger.warning("recovered {} events from the WAL of an earlier run", replayed)
             await self.flush()
         logger.info("start: catalog {}", self.topo.catalog)
-        receiver = asyncio.create_task(self._receive())
-        flusher = asyncio.create_task(self._flush_periodically())
+        receiver = essential(self._receive(), "receiving")
+        flusher = essential(self._flush_periodically(), "flushing")
         await self.stop.wait()
         receiver.cancel()
         await asyncio.gather(receiver, return_exceptions=True)
@@ -118,6 +121,7 @@ class Writer:
                          len(self.rows) + len(self.dead))
         self.wal.close()
         self.lock.release()
+        self.inbox.close()
         self.sock.close()
         self.ctx.term()
 
@@ -157,11 +161,14 @@ class Writer:
             if self.wal.unsynced and await self.sock.poll(timeout_ms) == 0:
                 await self._sync_and_ack()
                 continue
-            peer, data = await self.sock.recv_multipart()
+            peer, data = await self.inbox.recv()
+            if peer != FROM_VALIDATOR:  # everything stored has passed the validator
+                self.inbox.refuse("peer", "message from unknown peer {!r} refused", peer)
+                continue
             try:
                 msg = _incoming_decoder.decode(data)
             except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-                logger.warning("undecodable message from {!r} dropped: {}", peer, exc)
+                self.inbox.refuse("undecodable", "undecodable message from {!r} dropped: {}", peer, exc)
                 continue
             if isinstance(msg, Heartbeat):
                 await self._check_tail(peer, msg)

@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass
 
 import click
+import msgspec
 import zmq
 import zmq.asyncio
 
@@ -101,7 +102,7 @@ async def hand_off(events: list[AnyEvent], endpoint: str, *, label: str = "", sh
                 await sock.send(outbox.add(events[sent]))
                 sent += 1
             if await sock.poll(100):
-                msg = decode_message(await sock.recv())
+                msg = _reply(await sock.recv())
                 if isinstance(msg, Ack):
                     outbox.ack(msg.epoch, msg.seq)
                 elif isinstance(msg, ResendFrom):
@@ -122,3 +123,11 @@ async def hand_off(events: list[AnyEvent], endpoint: str, *, label: str = "", sh
         sock.close()
         ctx.term()
     return done
+
+
+def _reply(data: bytes) -> object:
+    """An ack or a resend request from the mesh; anything undecodable (a buggy peer) is ignored."""
+    try:
+        return decode_message(data)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None

@@ -17,6 +17,7 @@ class ActorStats(Message, frozen=True, kw_only=True, tag="stats"):
     events_out: int = 0
     queue_depth: int = 0  # collector: unacknowledged; writer: rows waiting for Parquet
     last_event_ns: int = 0
+    loop_lag_s: float = 0.0  # since the event loop last turned (sent by a thread: also while the loop is busy)
 
 
 class Command(Message, frozen=True, kw_only=True, tag="command"):
@@ -34,6 +35,7 @@ class ActorStatus(msgspec.Struct, frozen=True, kw_only=True):
     events_out: int
     queue_depth: int
     last_event_ns: int
+    loop_lag_s: float = 0.0
 
 
 class Reply(Message, frozen=True, kw_only=True, tag="reply"):
