@@ -121,10 +121,10 @@ def validate(envelope: Envelope, now_ns: int) -> tuple[AnyEvent | None, str | No
     """(event, None) if good, (None, reason) if not."""
     try:
         event = decode_event(envelope.payload)
+    except msgspec.ValidationError as exc:  # a subclass of DecodeError: first
+        return None, explain(exc, envelope.payload)
     except msgspec.DecodeError as exc:
         return None, f"invalid event: {exc}"
-    except msgspec.ValidationError as exc:
-        return None, explain(exc, envelope.payload)
     reason = check(event, now_ns)
     return (None, reason) if reason else (event, None)
 
