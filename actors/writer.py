@@ -71,7 +71,7 @@ class Checkpoint(Message, frozen=True, kw_only=True, tag="checkpoint"):
 def describe_error(exc: BaseException) -> str:
     """An error as a log line should say it: the OS error by name, and the file it concerns."""
     if isinstance(exc, OSError) and exc.errno:
-        text = f"{errno.errorcode.get(exc.errno, exc.errno)} ({os.strerror(exc.errno)}): {exc}"
+        text = f"{errno.errorcode.get(exc.errno, 'OSError')}: {exc}"
     else:
         text = f"{type(exc).__name__}: {exc}"
     return text + "".join(f"; {note}" for note in getattr(exc, "__notes__", ()))

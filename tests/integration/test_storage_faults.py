@@ -62,7 +62,7 @@ def test_a_corrupt_file_is_moved_aside_rows_that_cannot_be_stored_are_quarantine
     assert f"unreadable Parquet file {eth}/" in log and "ArrowInvalid" in log and f"moved to {aside.parent}" in log
 
     # the rows that could not be stored: retried, then set aside with the OS error and the path
-    assert "(attempt 1 of 3)" in log and "EEXIST (File exists)" in log and f"custom_open_interest/{HL_OI}" in log
+    assert "(attempt 1 of 3)" in log and "EEXIST: [Errno 17] File exists" in log and f"custom_open_interest/{HL_OI}" in log
     quarantined = [q for f in sorted((mesh.run_dir / "quarantine").glob("*-custom_open_interest-*.jsonl")) for q in read(f)]
     assert len(quarantined) >= 3 and {q.event.instrument_id for q in quarantined} == {HL_OI}
     assert all("File exists" in q.reason for q in quarantined)
