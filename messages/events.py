@@ -91,7 +91,7 @@ class Instrument(Event, frozen=True, kw_only=True, tag="instrument"):
     min_quantity: NonNegativeDecimal | None = None
     max_quantity: PositiveDecimal | None = None
     min_notional: NonNegativeDecimal | None = None
-    max_leverage: Positive | None = None
+    max_leverage: NonNegative | None = None  # 0 or None: stored unlevered (catalog_schema.margins)
     maker_fee: Fee = "0.0002"
     taker_fee: Fee = "0.0005"
 
