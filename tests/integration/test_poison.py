@@ -15,6 +15,7 @@ import pytest
 import zmq
 
 from actors.topology import load_topology
+from actors.wal import Wal
 from messages.codec import decode_message, encode
 from messages.envelope import Ack, Envelope
 from messages.events import Liquidation, OpenInterest
@@ -123,3 +124,29 @@ def test_events_of_another_venue_or_kind_than_the_sender_may_send_are_dead_lette
     assert "unknown peer b'cli.history.12345' refused" in injected["validator_log"]
     # none of the forged liquidations is in the catalog (ParquetDataCatalog reads it)
     assert [r for r in injected["stored"]["liquidations"] if r[1] < NOW or r[3] == 777.0] == []
+
+
+def test_a_poison_event_in_the_wal_of_an_earlier_run_is_a_dead_letter_at_the_restart(tmp_path):
+    """A WAL written under laxer rules (an older version): the restart replays it; the poison
+    becomes a dead letter instead of blocking the writer again, and storage goes on."""
+    mesh = LoadedMesh(tmp_path)
+    wal = Wal(mesh.run_dir / "writer" / "wal.log")
+    good = oi("BTC-USD-PERP.HYPERLIQUID", GOOD_OI)
+    for seq, event in enumerate([oi(POISON_ID, 1.0), good], 1):
+        wal.append(encode(Envelope(source="collector.hyperliquid", epoch=1, seq=seq, payload=msgspec.Raw(encode(event)))))
+    wal.sync()
+    wal.close()
+    try:
+        mesh.start()  # returns at the writer's first events: the replayed ones
+        mesh.liquidation_rate("bybit", 200)
+        wait_for(lambda: mesh.actor("writer")["events_in"] > 1_000, 60, 0.2, "live liquidations after the replay")
+        signal_ns, _ = settle_and_stop(mesh, signal.SIGINT)
+    finally:
+        mesh.kill()
+    dead = [json.loads(line) for line in (mesh.run_dir / "deadletter.jsonl").read_text().splitlines()]
+    [letter] = [d for d in dead if d["source"] == "collector.hyperliquid" and d["epoch"] == 1]
+    assert letter["seq"] == 1 and "instrument_id" in letter["reason"] and "length <= 60" in letter["reason"]
+    stored = read_liquidations(mesh.catalog)
+    assert ["BTC-USD-PERP.HYPERLIQUID", good.ts_event] in stored["open_interest"]
+    bybit = compare(mesh.truth(), stored, "BYBIT", signal_ns)
+    assert bybit["expected"] > 500 and bybit["missing"] == [] and bybit["duplicates"] == []
