@@ -393,28 +393,30 @@ def group_events(events: Iterable[AnyEvent]) -> dict[tuple[type, str], dict[int,
     return {key: dict(sorted(by_ts.items())) for key, by_ts in latest.items()}
 
 
+def group_tables(cls: type, instrument_id: str, by_ts: dict[int, AnyEvent]) -> dict[tuple[str, str], pa.Table]:
+    """The tables of one `group_events` group, keyed by (directory kind, instrument id). A
+    funding event becomes a row in both `funding_rate_update` and `custom_funding_rate_info`."""
+    group = list(by_ts.values())
+    if cls is OpenInterest:
+        return {(OPEN_INTEREST, instrument_id): open_interest_table(group, instrument_id)}
+    if cls is FundingRate:
+        return {(FUNDING_RATE_UPDATE, instrument_id): funding_rate_update_table(group, instrument_id),
+                (FUNDING_RATE_INFO, instrument_id): funding_rate_info_table(group, instrument_id)}
+    if cls is Instrument:
+        return {(CRYPTO_PERPETUAL, instrument_id): crypto_perpetual_table(group)}
+    if cls is Liquidation:
+        return {(LIQUIDATION, instrument_id): liquidation_table(group, instrument_id, list(by_ts))}
+    if cls is Gap:
+        return {(GAP, instrument_id): gap_table(group, instrument_id)}
+    raise TypeError(f"the catalog stores no {cls.__name__} events")
+
+
 def build_tables(events: Iterable[AnyEvent]) -> dict[tuple[str, str], pa.Table]:
     """All tables a batch of events becomes, keyed by (directory kind, instrument id).
 
-    One table per kind and instrument, rows sorted by ts_init with unique ts_init. A funding
-    event becomes a row in both `funding_rate_update` and `custom_funding_rate_info`.
+    One table per kind and instrument, rows sorted by ts_init with unique ts_init.
     """
     tables: dict[tuple[str, str], pa.Table] = {}
     for (cls, instrument_id), by_ts in group_events(events).items():
-        group = list(by_ts.values())
-        if cls is OpenInterest:
-            tables[(OPEN_INTEREST, instrument_id)] = open_interest_table(group, instrument_id)
-        elif cls is FundingRate:
-            update = funding_rate_update_table(group, instrument_id)
-            info = funding_rate_info_table(group, instrument_id)
-            tables[(FUNDING_RATE_UPDATE, instrument_id)] = update
-            tables[(FUNDING_RATE_INFO, instrument_id)] = info
-        elif cls is Instrument:
-            tables[(CRYPTO_PERPETUAL, instrument_id)] = crypto_perpetual_table(group)
-        elif cls is Liquidation:
-            tables[(LIQUIDATION, instrument_id)] = liquidation_table(group, instrument_id, list(by_ts))
-        elif cls is Gap:
-            tables[(GAP, instrument_id)] = gap_table(group, instrument_id)
-        else:
-            raise TypeError(f"the catalog stores no {cls.__name__} events")
+        tables.update(group_tables(cls, instrument_id, by_ts))
     return tables

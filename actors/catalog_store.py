@@ -6,17 +6,27 @@ as is (`actors/catalog_schema.py` has the schemas, `actors/catalog_files.py` the
 the crash-safety argument). It is idempotent: the natural key of a row is (instrument_id,
 ts_init), a re-sent or re-fetched event adds nothing, and a changed one replaces its row.
 
-Only pyarrow, msgspec and the stdlib are imported: the writer never loads nautilus_trader.
+A stored file that cannot be read (garbage written into it, a foreign schema) would stop every
+write to its directory and make `ParquetDataCatalog` fail on it: when a write to a directory
+fails, its unreadable files are moved aside to `root/quarantine/` (out of the catalog's sight)
+and the write is tried once more.
+
+Only pyarrow, msgspec, loguru and the stdlib are imported: the writer never loads nautilus_trader.
 """
 
+import errno
+import os
+import time
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pyarrow as pa
+from loguru import logger
 
 from actors.catalog_files import (
     compact_directory,
+    fsync_dir,
     list_files,
     merge_into,
     read_files,
@@ -29,13 +39,30 @@ from actors.catalog_schema import (
     LIQUIDATION,
     TS_COLUMNS,
     build_tables,
+    group_events,
+    group_tables,
     liquidation_row_slot,
     next_slot,
     schema_for,
 )
 from messages.events import AnyEvent
 
-__all__ = ["KINDS", "CatalogStore", "build_tables"]
+__all__ = ["KINDS", "CatalogStore", "GroupFailure", "build_tables", "out_of_space"]
+
+QUARANTINE = "quarantine"  # under the catalog root, beside data/: ParquetDataCatalog never looks there
+
+
+class GroupFailure(NamedTuple):
+    """Events of one kind and instrument that could not be stored, and why."""
+
+    directory: str  # `<kind>/<instrument_id>`, as the keys `write` returns
+    events: list[AnyEvent]
+    error: BaseException
+
+
+def out_of_space(exc: BaseException) -> bool:
+    """A full disk or quota: every write fails alike until space returns (pyarrow sets errno too)."""
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
 
 
 def _content(row: dict[str, Any]) -> dict[str, Any]:
@@ -63,21 +90,71 @@ class CatalogStore:
         # Nautilus's `urisafe_identifier`: an id is used as a directory name without '/'.
         return self.data / kind / instrument_id.replace("/", "")
 
-    def write(self, events: Iterable[AnyEvent]) -> dict[str, int]:
+    def write(self, events: Iterable[AnyEvent], failed: list[GroupFailure] | None = None) -> dict[str, int]:
         """Store a batch; returns rows added or changed per `<kind>/<instrument_id>` directory.
 
         A directory whose rows were all stored already maps to 0 (and no file is touched).
+        Without `failed` the first error is raised. With it, the events of a kind and instrument
+        that cannot be stored are appended there with the error and the others are stored; a
+        full disk is raised all the same (nothing else could be written either).
         """
         written: dict[str, int] = {}
-        for (kind, instrument_id), table in build_tables(events).items():
-            directory = self.directory(kind, instrument_id)
-            if kind == CRYPTO_PERPETUAL:
-                rows = self._write_instruments(directory, table)
-            else:
-                rows = merge_into(directory, table, self.durable, self.append_same_day,
-                                  (liquidation_row_slot, next_slot) if kind == LIQUIDATION else None)
-            written[f"{kind}/{instrument_id}"] = rows
+        for (cls, instrument_id), by_ts in group_events(events).items():
+            key = f"{cls.__name__}/{instrument_id}"
+            try:
+                for (kind, iid), table in group_tables(cls, instrument_id, by_ts).items():
+                    key = f"{kind}/{iid}"
+                    written[key] = self._write_table(kind, iid, table)
+            except Exception as exc:
+                exc.add_note(f"writing {self.data / key}")  # pyarrow's errors do not name the file
+                if failed is None or out_of_space(exc):
+                    raise
+                failed.append(GroupFailure(key, list(by_ts.values()), exc))
         return written
+
+    def _write_table(self, kind: str, instrument_id: str, table: pa.Table) -> int:
+        directory = self.directory(kind, instrument_id)
+        try:
+            return self._merge(kind, directory, table)
+        except Exception as exc:
+            if out_of_space(exc) or not self.set_aside_unreadable(directory, schema_for(kind, instrument_id)):
+                raise
+        return self._merge(kind, directory, table)  # the unreadable files are out of the way: once more
+
+    def _merge(self, kind: str, directory: Path, table: pa.Table) -> int:
+        if kind == CRYPTO_PERPETUAL:
+            return self._write_instruments(directory, table)
+        return merge_into(directory, table, self.durable, self.append_same_day,
+                          (liquidation_row_slot, next_slot) if kind == LIQUIDATION else None)
+
+    def set_aside_unreadable(self, directory: Path, schema: pa.Schema) -> list[Path]:
+        """Move the data files of `directory` that cannot be read as `schema` to
+        `root/quarantine/<kind>/<instrument>/`; returns where they went."""
+        try:
+            files = list_files(directory)
+        except OSError:
+            return []  # no directory to look into (e.g. a name the file system refuses)
+        moved = []
+        for f in files:
+            try:
+                read_files([f], schema)
+            except Exception as exc:
+                if out_of_space(exc):
+                    raise
+                moved.append(self._set_aside(Path(f.path), exc))
+        return moved
+
+    def _set_aside(self, path: Path, exc: BaseException) -> Path:
+        aside = self.root / QUARANTINE / path.parent.relative_to(self.data)
+        aside.mkdir(parents=True, exist_ok=True)
+        target = aside / f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{path.name}"
+        os.replace(path, target)
+        if self.durable:
+            fsync_dir(path.parent)
+            fsync_dir(aside)
+        logger.error("unreadable Parquet file {} ({}: {}) moved to {}: ParquetDataCatalog could not load it either; "
+                     "its rows are no longer in the catalog (inspect it with pyarrow)", path, type(exc).__name__, exc, target)
+        return target
 
     def _write_instruments(self, directory: Path, table: pa.Table) -> int:
         """Keep a definition only if it differs from the one in effect at its timestamp.

@@ -2,15 +2,26 @@
 
     python -m actors.validator --topology topology.yaml
 
-It decodes each event with the strict typed decoder (schema and value constraints), checks what
-a type cannot express (timestamps not in the future, the id's venue suffix), forwards good
-events to the writer and to the live bus, and turns bad ones into `Rejected` records with the
-reason, so the writer stores them as dead letters and no seq goes missing unexplained.
+It decodes each event with the strict typed decoder (schema and value constraints, among them
+instrument ids the catalog can name a directory after: messages/events.py), checks what a type
+cannot express (timestamps not in the future, the id's venue suffix, whether the sender may send
+that venue's events), forwards good events to the writer and to the live bus, and turns bad ones
+into `Rejected` records with the reason, so the writer stores them as dead letters and no seq
+goes missing unexplained.
+
+Senders: a collector of this mesh, `collector.<venue>` for a venue of the topology, sends only
+that venue's events; `derivs history` handing rows to the mesh (cli/handoff.py) is
+`cli.history.<venue>.<pid>` and sends only that venue's definitions and history rows. The bus is
+private to the user (0700 socket directory; tcp only on loopback), so a name is not a secret:
+these rules keep each sender to its venue, so that no sender (buggy or foreign) stores data as
+another venue's.
 Acks and resend requests from the writer are relayed back to the collector they name.
 """
 
 import asyncio
+import re
 import time
+from collections.abc import Collection
 
 import click
 import msgspec
@@ -29,14 +40,22 @@ from messages.events import AnyEvent, FundingRate, Gap, Instrument, Liquidation,
 MAX_FUTURE_NS = 5 * 60 * 1_000_000_000  # venue clocks drift; 5 minutes ahead is not drift
 DRAIN_IDLE_S = 0.3
 TOPIC_KIND = {OpenInterest: "oi", FundingRate: "funding", Instrument: "instrument", Liquidation: "liq", Gap: "gap"}
+COLLECTOR, HISTORY = "collector.", "cli.history."
+# What `derivs history` hands to a mesh (cli/history.py): definitions and history rows, no live data.
+HISTORY_KINDS = (Instrument, OpenInterest, FundingRate)
+# What a valid value looks like, for the reason of a refused one (msgspec names the rule, not the idea).
+FIELD_HINTS = {
+    "instrument_id": "an instrument id is SYMBOL.VENUE, at most 60 characters: letters, digits, . : @ + - _",
+}
 
 
 def check(event: AnyEvent, now_ns: int) -> str | None:
     """What is wrong with a well-typed event, or None."""
     if type(event) is Malformed:  # the collector could not normalize it: never data
         return f"malformed {event.venue} {event.symbol}: {event.reason}"
-    if event.ts_event > now_ns + MAX_FUTURE_NS:
-        return f"ts_event {event.ts_event} is more than 5 min in the future"
+    for name in ("ts_event", "ts_recv"):
+        if getattr(event, name) > now_ns + MAX_FUTURE_NS:
+            return f"{name} {getattr(event, name)} is more than 5 min in the future"
     if not event.instrument_id.endswith("." + event.venue):
         return f"instrument_id {event.instrument_id!r} does not belong to venue {event.venue}"
     if type(event) is Gap and event.end_ns < event.ts_event:
@@ -44,19 +63,68 @@ def check(event: AnyEvent, now_ns: int) -> str | None:
     return None
 
 
+def history_source(venue: str, pid: int) -> str:
+    """The name `derivs history` sends under: it announces the one venue it hands rows of."""
+    return f"{HISTORY}{venue}.{pid}"
+
+
+def sender_venue(source: str) -> str | None:
+    """The venue (as in the topology: `binance`) whose events `source` may send, None if no sender has that name."""
+    if source.startswith(COLLECTOR):
+        venue = source[len(COLLECTOR):]
+    elif source.startswith(HISTORY):
+        venue, _, pid = source[len(HISTORY):].partition(".")
+        if not pid.isdigit():
+            return None
+    else:
+        return None
+    return venue if venue in VENUE_NAMES else None
+
+
 def known_peer(identity: bytes) -> bool:
-    """Only collectors (`collector.<venue>`) and `derivs history` handing rows to the running mesh
-    (`cli.history.<pid>`, cli/handoff.py) send on the ingest socket; anything else is refused."""
-    if identity.startswith(b"cli.history.") and identity[len(b"cli.history."):].isdigit():
-        return True
-    return identity.startswith(b"collector.") and identity[len(b"collector."):].decode(errors="replace") in VENUE_NAMES
+    """Only collectors and `derivs history` (see the module doc) send on the ingest socket; anything else is refused."""
+    return sender_venue(identity.decode(errors="replace")) is not None
+
+
+def refuse_sender(source: str, event: AnyEvent, venues: Collection[str]) -> str | None:
+    """Why `source` may not send `event` (None if it may); `venues` are the topology's."""
+    venue = sender_venue(source)
+    if venue is None:
+        return f"{source!r} is neither a collector (collector.<venue>) nor derivs history (cli.history.<venue>.<pid>)"
+    if source.startswith(COLLECTOR) and venue not in venues:
+        return f"{source} is not a collector of this mesh (its venues: {', '.join(sorted(venues))})"
+    if event.venue != venue.upper():
+        return f"{source} may send {venue.upper()} events only, not {event.venue} ({event.instrument_id})"
+    if source.startswith(HISTORY) and (type(event) not in HISTORY_KINDS or (type(event) is FundingRate and not event.settled)):
+        return (f"{source} (derivs history) sends definitions, open-interest history and settled funding only, "
+                f"not {'live funding' if type(event) is FundingRate else type(event).__name__}")
+    return None
+
+
+def explain(exc: msgspec.ValidationError, payload: bytes | msgspec.Raw) -> str:
+    """msgspec's reason, with the refused value and what a valid one looks like where we can say."""
+    field = re.search(r"at `\$\.(\w+)`$", str(exc))
+    try:
+        raw = msgspec.msgpack.decode(payload)
+    except msgspec.DecodeError:
+        raw = None
+    if field is None or not isinstance(raw, dict) or field[1] not in raw:
+        return f"invalid event: {exc}"
+    value = raw[field[1]]
+    shown = repr(value)
+    if len(shown) > 80:
+        shown = shown[:60] + "..." + (f" ({len(value)} characters)" if isinstance(value, str) else "")
+    hint = f" ({FIELD_HINTS[field[1]]})" if field[1] in FIELD_HINTS else ""
+    return f"invalid event: {field[1]} {shown}: {exc}{hint}"
 
 
 def validate(envelope: Envelope, now_ns: int) -> tuple[AnyEvent | None, str | None]:
     """(event, None) if good, (None, reason) if not."""
     try:
         event = decode_event(envelope.payload)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+    except msgspec.ValidationError as exc:  # a subclass of DecodeError: first
+        return None, explain(exc, envelope.payload)
+    except msgspec.DecodeError as exc:
         return None, f"invalid event: {exc}"
     reason = check(event, now_ns)
     return (None, reason) if reason else (event, None)
@@ -75,6 +143,7 @@ def topic(event: AnyEvent) -> bytes:
 class Validator:
     def __init__(self, topo: Topology, stop: asyncio.Event, stats: Stats):
         self.stop, self.stats = stop, stats
+        self.venues = {v.venue for v in topo.venues}  # whose collectors may send
         self.ctx = zmq.asyncio.Context()
         self.ingest = socket(self.ctx, zmq.ROUTER)
         self.ingest.setsockopt(zmq.ROUTER_HANDOVER, 1)  # a restarted collector takes its old place
@@ -129,6 +198,8 @@ class Validator:
     async def _check_and_forward(self, envelope: Envelope, data: bytes) -> None:
         fresh = self.taps.first_time(envelope.source, envelope.epoch, envelope.seq)  # a re-send is not news for taps
         event, reason = validate(envelope, time.time_ns())
+        if event is not None and (reason := refuse_sender(envelope.source, event, self.venues)):
+            event = None
         if event is None:
             self.rejected += 1
             self.stats.events_out += 1

@@ -11,13 +11,21 @@ accepted into a new WAL segment, and the sealed segment is deleted once they are
 After a crash the WAL is replayed into the catalog on start.
 Rejected events go to `<run_dir>/deadletter.jsonl` with their reason.
 
-Disk full (or any write error) on the WAL or the catalog: the writer forgets what it accepted
-since the last WAL sync, stops accepting and acknowledging (collectors keep everything in their
-outboxes and re-send it), retries every second, and resumes when a flush succeeds. A failed
-Parquet write leaves no partial file (temp file + rename).
+Disk full (or any error) on the WAL, the dead-letter file or the whole catalog: the writer
+forgets what it accepted since the last WAL sync, stops accepting and acknowledging (collectors
+keep everything in their outboxes and re-send it), retries every second, and resumes when a
+flush succeeds. A failed Parquet write leaves no partial file (temp file + rename).
+
+Any other failure to store one kind and instrument (a name the file system refuses, a corrupt
+file that cannot be moved aside, ...) concerns that directory only: its rows are retried at the
+next flushes (a second apart) while everything else is stored; after WRITE_ATTEMPTS failures
+they are set aside in `<run_dir>/quarantine/` (actors/quarantine.py) with the error, and their
+WAL segment goes as for stored rows. An unreadable Parquet file is moved aside by the store
+(actors/catalog_store.py).
 """
 
 import asyncio
+import errno
 import json
 import os
 import time
@@ -32,9 +40,10 @@ import zmq.asyncio
 from loguru import logger
 
 from actors.catalog_lock import CatalogLock
-from actors.catalog_store import CatalogStore
+from actors.catalog_store import CatalogStore, GroupFailure, out_of_space
 from actors.durable_trace import DurableTrace
 from actors.inbox import Inbox
+from actors.quarantine import set_aside
 from actors.runtime import Stats, essential, run_actor, socket
 from actors.topology import Topology
 from actors.wal import Torn, Wal
@@ -49,6 +58,7 @@ RESEND_SAME_AGAIN_S = 3.0
 REACK_EVERY_S = 0.5  # a flood of re-sent duplicates gets one repeated ack, not one each
 BLOCKED_RETRY_S = 1.0
 BLOCKED_REMIND_S = 30.0
+WRITE_ATTEMPTS = 3  # flushes in a row that failed to store one kind and instrument: its rows are set aside
 
 StreamKey = tuple[str, int]  # (source, epoch)
 FROM_VALIDATOR = b"validator"  # the only peer of the store socket (identity of its DEALER)
@@ -58,6 +68,15 @@ class Checkpoint(Message, frozen=True, kw_only=True, tag="checkpoint"):
     """First WAL frame after a seal: the last seq accepted per stream."""
 
     streams: list[tuple[str, int, int]]
+
+
+def describe_error(exc: BaseException) -> str:
+    """An error as a log line should say it: the OS error by name, and the file it concerns."""
+    if isinstance(exc, OSError) and exc.errno:
+        text = f"{errno.errorcode.get(exc.errno, 'OSError')}: {exc}"
+    else:
+        text = f"{type(exc).__name__}: {exc}"
+    return text + "".join(f"; {note}" for note in getattr(exc, "__notes__", ()))
 
 
 class Batch(NamedTuple):
@@ -82,6 +101,8 @@ class Writer:
         self.store = CatalogStore(Path(topo.catalog), append_same_day=True)
         self.wal = Wal(Path(topo.run_dir) / "writer" / "wal.log")
         self.deadletter_path = Path(topo.run_dir) / "deadletter.jsonl"
+        self.quarantine_dir = Path(topo.run_dir) / "quarantine"
+        self.write_failures: dict[str, int] = {}  # `<kind>/<instrument>` -> flushes in a row that failed it
         self.last_seq: dict[StreamKey, int] = {}  # accepted (in the WAL, maybe not synced yet)
         self.durable: dict[StreamKey, int] = {}  # synced: safe to acknowledge
         self.peer: dict[StreamKey, bytes] = {}  # who delivered it (the validator), for acks
@@ -197,10 +218,16 @@ class Writer:
         if log_to_wal:
             self.wal.append(frame)
         self.last_seq[(msg.source, msg.epoch)] = msg.seq
+        if isinstance(msg, Envelope):
+            try:
+                event = decode_event(msg.payload)
+            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                # Not through our validator (a WAL of an older version with laxer rules): a dead letter, never a crash
+                msg = Rejected(source=msg.source, epoch=msg.epoch, seq=msg.seq, reason=f"invalid event: {exc}",
+                               payload=bytes(msg.payload))
         if isinstance(msg, Rejected):
             self.dead.append(msg)
         else:
-            event = decode_event(msg.payload)
             self.rows.append(event)
             self.stats.last_event_ns = event.ts_recv
         self.stats.events_in += 1
@@ -245,21 +272,22 @@ class Writer:
                 self.trace.synced(self.rows[self.synced_rows:])
         self.synced_rows, self.synced_dead = len(self.rows), len(self.dead)
 
-    def _block(self, what: str, exc: OSError) -> None:
+    def _block(self, what: str, exc: BaseException) -> None:
         now = time.monotonic()
         if self.blocked_since is None:
             self.blocked_since = self.blocked_reminded = now
-            logger.error("{} failed: {}. Disk full? Not accepting or acknowledging events until it works again "
-                         "(collectors keep theirs and re-send); retrying every {:.0f}s", what, exc, BLOCKED_RETRY_S)
+            logger.error("{} failed: {}.{} Not accepting or acknowledging events until it works again "
+                         "(collectors keep theirs and re-send); retrying every {:.0f}s", what, describe_error(exc),
+                         " The disk is full." if out_of_space(exc) else "", BLOCKED_RETRY_S)
         elif now - self.blocked_reminded >= BLOCKED_REMIND_S:
             self.blocked_reminded = now
-            logger.error("still blocked after {:.0f}s: {} failed: {}", now - self.blocked_since, what, exc)
+            logger.error("still blocked after {:.0f}s: {} failed: {}", now - self.blocked_since, what, describe_error(exc))
 
     async def _sync_and_ack(self) -> None:
         try:
             self._sync_wal()
         except OSError as exc:
-            self._block("syncing the WAL", exc)
+            self._block(f"syncing the WAL {self.wal.path}", exc)
             return
         self.last_sync = time.monotonic()
         for key, seq in self.last_seq.items():
@@ -275,7 +303,8 @@ class Writer:
 
     async def _flush_periodically(self) -> None:
         while not self.stop.is_set():
-            interval = BLOCKED_RETRY_S if self.blocked_since is not None else self.topo.writer.flush_interval_s
+            retry = self.blocked_since is not None or self.write_failures
+            interval = BLOCKED_RETRY_S if retry else self.topo.writer.flush_interval_s
             try:
                 await asyncio.wait_for(self.stop.wait(), interval)
             except TimeoutError:
@@ -286,7 +315,9 @@ class Writer:
 
         The WAL is synced and sealed here; the writing runs in a thread, so the loop goes on
         accepting and acknowledging meanwhile. On failure the rows go back (they and their sealed
-        segment are kept), the writer blocks and the next try comes in a second.
+        segment are kept), the writer blocks and the next try comes in a second. Rows of a
+        directory that failed alone go back, unblocked, for the next try (see the module doc).
+        Returns whether everything is stored.
         """
         if not self.rows and not self.dead and self.blocked_since is None:
             return True
@@ -294,28 +325,33 @@ class Writer:
         try:
             batch = self._seal()
         except OSError as exc:
-            self._block("syncing the WAL", exc)
+            self._block(f"syncing the WAL {self.wal.path}", exc)
             return False
         try:
-            written = await asyncio.to_thread(self._write, batch)
-            self.wal.drop_sealed(batch.segment)
-        except OSError as exc:
+            written, retry = await asyncio.to_thread(self._write, batch)
+            if retry:
+                self._give_back(Batch(retry, [], batch.segment))  # the segment stays until they are stored
+            else:
+                self.wal.drop_sealed(batch.segment)
+        except Exception as exc:  # a full disk, the dead-letter file, the quarantine: nothing may be dropped
             self._give_back(batch)
+            if not isinstance(exc, OSError):
+                logger.opt(exception=exc).error("flush failed unexpectedly")
             self._block("writing the catalog", exc)
             return False
         logger.info(
             "flushed {} events in {:.0f} ms: {} new rows in {} of {} directories, {} dead letters",
-            len(batch.rows), (time.monotonic() - started) * 1000, sum(written.values()),
+            len(batch.rows) - len(retry), (time.monotonic() - started) * 1000, sum(written.values()),
             sum(1 for n in written.values() if n), len(written), len(batch.dead),
         )
         logger.debug("rows per directory: {}", written)
-        self.stats.events_out += len(batch.rows) + len(batch.dead)
+        self.stats.events_out += len(batch.rows) - len(retry) + len(batch.dead)
         self.stats.queue_depth = len(self.rows) + len(self.dead)
         if self.blocked_since is not None:
             logger.warning("writing works again after {:.1f}s: accepting and acknowledging events",
                            time.monotonic() - self.blocked_since)
             self.blocked_since = None
-        return True
+        return not retry
 
     def _seal(self) -> Batch:
         """Sync the WAL and seal it: what was accepted so far becomes the batch to write."""
@@ -333,17 +369,37 @@ class Writer:
         self.synced_rows += len(batch.rows)
         self.synced_dead += len(batch.dead)
 
-    def _write(self, batch: Batch) -> dict[str, int]:
-        """In a thread: the event loop goes on meanwhile, touching none of what is used here."""
+    def _write(self, batch: Batch) -> tuple[dict[str, int], list[AnyEvent]]:
+        """In a thread: the event loop goes on meanwhile, touching none of what is used here.
+        Returns rows written per directory and the events to try again at the next flush."""
+        failed: list[GroupFailure] = []
         try:
-            written = self.store.write(batch.rows)
-            self._write_dead_letters(batch.dead)
+            written = self.store.write(batch.rows, failed)
         finally:
             # A flush re-writes the day's file (up to 8 MB, streamed a row group at a time):
             # pyarrow's allocator would keep the pages, and RSS saw-toothed with the file's size.
             # Handing them back keeps it flat (bench/writer_memory.py).
             pa.default_memory_pool().release_unused()
-        return written
+        for directory in written:
+            self.write_failures.pop(directory, None)
+        retry: list[AnyEvent] = []
+        for failure in failed:
+            attempts = self.write_failures[failure.directory] = self.write_failures.get(failure.directory, 0) + 1
+            reason = describe_error(failure.error)
+            if attempts < WRITE_ATTEMPTS:
+                logger.warning("storing {} events in {} failed (attempt {} of {}): {}; the rest is stored, these are "
+                               "tried again in {:.0f}s", len(failure.events), failure.directory, attempts,
+                               WRITE_ATTEMPTS, reason, BLOCKED_RETRY_S)
+                retry += failure.events
+                continue
+            path = set_aside(self.quarantine_dir, failure, reason)
+            del self.write_failures[failure.directory]
+            logger.error("storing {} events in {} failed {} times: {}. They are set aside in {} (inspect it; once the "
+                         "cause is fixed, `python -m actors.quarantine --catalog CATALOG FILE` stores them); "
+                         "storage of everything else goes on", len(failure.events), failure.directory, attempts,
+                         reason, path)
+        self._write_dead_letters(batch.dead)
+        return written, retry
 
     def _write_dead_letters(self, dead: list[Rejected]) -> None:
         if not dead:

@@ -3,7 +3,7 @@ the catalog.
 
 - A mesh is running on the catalog (its writer holds `<catalog>/.writer.lock`,
   actors/catalog_lock.py): the rows are handed to it. The CLI connects to the mesh's ingest
-  endpoint as a DEALER, exactly like a collector (source `cli.history.<pid>`, an `Outbox` for
+  endpoint as a DEALER, exactly like a collector (source `cli.history.<venue>.<pid>`, an `Outbox` for
   numbering and re-sending), and waits until the writer has acknowledged every row (it is then
   in the writer's synced WAL, and in Parquet after the writer's next flush).
 - No mesh: the CLI takes the lock itself for the moment it writes, and writes with the writer's
@@ -27,6 +27,7 @@ from actors.catalog_lock import CatalogLock, describe, holder, lock_path, runnin
 from actors.catalog_store import CatalogStore
 from actors.outbox import Outbox
 from actors.runtime import socket
+from actors.validator import history_source
 from messages.codec import decode_message
 from messages.envelope import Ack, ResendFrom
 from messages.events import AnyEvent, Instrument
@@ -85,8 +86,12 @@ class Sink:
 async def hand_off(events: list[AnyEvent], endpoint: str, *, label: str = "", show_progress: bool = False,
                    stall_timeout_s: float = STALL_TIMEOUT_S) -> int:
     """Send `events` through the mesh (validator -> writer) as a collector does; return when the
-    writer has acknowledged all of them (the number of events). HandOffError if it stops answering."""
-    source = f"cli.history.{os.getpid()}"
+    writer has acknowledged all of them (the number of events). HandOffError if it stops answering.
+    The events are of one venue: the validator lets us send that venue's rows only."""
+    venues = {e.venue for e in events}
+    if len(venues) != 1:
+        raise ValueError(f"one hand-off carries one venue's events, not {sorted(venues) or 'none'}")
+    source = history_source(venues.pop().lower(), os.getpid())
     outbox = Outbox(source)
     ctx = zmq.asyncio.Context()
     sock = socket(ctx, zmq.DEALER, identity=source)

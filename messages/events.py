@@ -14,10 +14,28 @@ VENUES: tuple[Venue, ...] = ("BINANCE", "BYBIT", "HYPERLIQUID")
 
 # Timestamps are UNIX nanoseconds. 2015-01-01 .. 2100-01-01 bounds catch ms/s/us mix-ups.
 NanosTs = Annotated[int, msgspec.Meta(ge=1_420_070_400_000_000_000, le=4_102_444_800_000_000_000)]
-NonNegative = Annotated[float, msgspec.Meta(ge=0.0)]
-Positive = Annotated[float, msgspec.Meta(gt=0.0)]
+# Amounts are finite (msgpack carries inf, and no market has an infinite price or size).
+MAX_AMOUNT = 1e18
+NonNegative = Annotated[float, msgspec.Meta(ge=0.0, le=MAX_AMOUNT)]
+Positive = Annotated[float, msgspec.Meta(gt=0.0, le=MAX_AMOUNT)]
 # Funding rates are fractions per interval; |rate| > 10 % per interval is not a real market.
 Rate = Annotated[float, msgspec.Meta(ge=-0.1, le=0.1)]
+
+# The catalog names a directory after the instrument id (`data/<kind>/<id>/`, Nautilus's
+# `urisafe_identifier`), and Nautilus's `InstrumentId.from_str` splits it at the last '.': so a
+# symbol of word characters (any script: Binance lists 币安人生USDT) and . : @ + - (Hyperliquid's
+# HIP-3 perps are `dex:COIN`), then the venue. At most 60 characters: a path component is at
+# most 255 bytes, and UTF-8 takes up to 4 a character. No '/', no space, no control character.
+INSTRUMENT_ID_PATTERN = r"^\w[\w.:@+-]*\.(BINANCE|BYBIT|HYPERLIQUID)$"
+InstrumentId = Annotated[str, msgspec.Meta(max_length=60, pattern=INSTRUMENT_ID_PATTERN)]
+# Names (ccxt symbol, venue id, currency codes): printable, short (they become catalog strings and
+# Nautilus identifiers; Nautilus refuses an empty or all-blank one).
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[^\x00-\x20\x7f]+$")]
+# Decimal strings that become Nautilus Price/Quantity/Money: plain digits, at most 12 before the
+# point (PRICE_MAX is 1.7e13) and 16 after it (Nautilus's maximum precision).
+PositiveDecimal = Annotated[str, msgspec.Meta(pattern=r"^(?=.*[1-9])\d{1,12}(\.\d{1,16})?$")]
+NonNegativeDecimal = Annotated[str, msgspec.Meta(pattern=r"^\d{1,12}(\.\d{1,16})?$")]
+Fee = Annotated[str, msgspec.Meta(pattern=r"^-?\d{1,12}(\.\d{1,16})?$")]  # a maker rebate is negative
 
 
 class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind"):
@@ -30,8 +48,8 @@ class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind"):
     """
 
     venue: Venue
-    symbol: str
-    instrument_id: str
+    symbol: Name
+    instrument_id: InstrumentId
     ts_event: NanosTs
     ts_recv: NanosTs
 
@@ -62,20 +80,20 @@ class Instrument(Event, frozen=True, kw_only=True, tag="instrument"):
     `CryptoPerpetual` (which takes Price/Quantity built from these strings).
     """
 
-    raw_symbol: str  # the venue's own id: BTCUSDT, BTC
-    base: str
-    quote: str
-    settle: str
+    raw_symbol: Name  # the venue's own id: BTCUSDT, BTC
+    base: Name
+    quote: Name
+    settle: Name
     price_precision: Annotated[int, msgspec.Meta(ge=0, le=16)]
     size_precision: Annotated[int, msgspec.Meta(ge=0, le=16)]
-    price_increment: str
-    size_increment: str
-    min_quantity: str | None = None
-    max_quantity: str | None = None
-    min_notional: str | None = None
-    max_leverage: float | None = None
-    maker_fee: str = "0.0002"
-    taker_fee: str = "0.0005"
+    price_increment: PositiveDecimal
+    size_increment: PositiveDecimal
+    min_quantity: NonNegativeDecimal | None = None
+    max_quantity: PositiveDecimal | None = None
+    min_notional: NonNegativeDecimal | None = None
+    max_leverage: NonNegative | None = None  # 0 or None: stored unlevered (catalog_schema.margins)
+    maker_fee: Fee = "0.0002"
+    taker_fee: Fee = "0.0005"
 
 
 class Liquidation(Event, frozen=True, kw_only=True, tag="liquidation"):

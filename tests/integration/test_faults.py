@@ -219,7 +219,7 @@ def test_disk_full_blocks_acks_loses_nothing_and_recovers(tmp_path):
         _load(mesh, 2.0)
         filler = _fill(disk)
         log = lambda: mesh_log(mesh.topology)  # noqa: E731
-        wait_for(lambda: "Disk full?" in log(), 15, 0.2, "the writer to notice the full disk")
+        wait_for(lambda: "The disk is full" in log(), 15, 0.2, "the writer to notice the full disk")
         time.sleep(3.0)  # the collector holds what the writer cannot take
         held = mesh.actor("collector.bybit")["queue_depth"]
         filler.unlink()

@@ -3,6 +3,7 @@
 `tests/nautilus/test_catalog_loads.py` proves the same files load through `ParquetDataCatalog`.
 """
 
+import errno
 import math
 import os
 import random
@@ -500,3 +501,37 @@ def test_flushes_leave_no_file_name_behind_in_memory(tmp_path):
         store.write([oi(T0 + i * MIN, float(i)), funding(T0 + i * MIN)])
     assert len(cf.list_files(store.directory(OPEN_INTEREST, BTC))) == 1
     assert sys.getunicodeinternedsize() - before < 20
+
+
+# -- a write that fails for one kind and instrument ----------------------------------------------
+
+
+def test_a_group_that_cannot_be_written_is_reported_and_the_others_are_stored(store):
+    """An id no file system takes as a directory name (msgspec checks constraints on decoding only,
+    so this event never went through the validator): ENAMETOOLONG for its group, named, the rest stored."""
+    poison = oi(T0, 1.0, "A" * 300 + "-PERP.BINANCE")
+    failed = []
+    written = store.write([oi(T0, 1.0), poison, funding(T0)], failed)
+    assert written == {f"{OPEN_INTEREST}/{BTC}": 1, f"{FUNDING_RATE_UPDATE}/{BTC}": 1, f"{FUNDING_RATE_INFO}/{BTC}": 1}
+    [failure] = failed
+    assert failure.directory == f"{OPEN_INTEREST}/{poison.instrument_id}" and failure.events == [poison]
+    assert failure.error.errno == errno.ENAMETOOLONG and f"writing {store.data}" in failure.error.__notes__[0]
+    with pytest.raises(OSError, match="too long"):  # without a list to report to, as before: raised
+        store.write([poison])
+
+
+def test_an_unreadable_file_is_moved_aside_and_the_write_goes_on(tmp_path):
+    """Garbage in the day's file the writer appends to: pyarrow cannot read it (ArrowInvalid), nor
+    could ParquetDataCatalog. It goes to quarantine/, the new rows are stored, other files stay."""
+    store = CatalogStore(tmp_path, durable=False, append_same_day=True)
+    day = 24 * 60 * MIN
+    store.write([oi(T0 - day, 0.5)])  # yesterday: a file that stays
+    store.write([oi(T0 + i * MIN, float(i)) for i in range(3)])
+    [yesterday, today] = store.files(OPEN_INTEREST, BTC)
+    today.write_bytes(b"garbage" * 100)
+    failed = []
+    assert store.write([oi(T0 + 5 * MIN, 5.0)], failed) == {f"{OPEN_INTEREST}/{BTC}": 1} and failed == []
+    [aside] = (tmp_path / "quarantine" / OPEN_INTEREST / BTC).iterdir()
+    assert aside.name.endswith(today.name) and aside.read_bytes() == b"garbage" * 100
+    assert stored(store, OPEN_INTEREST)["open_interest"].to_pylist() == [0.5, 5.0]
+    assert yesterday in store.files(OPEN_INTEREST, BTC)

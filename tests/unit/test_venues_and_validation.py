@@ -5,12 +5,12 @@ import math
 import msgspec
 import pytest
 
-from actors.validator import validate
+from actors.validator import known_peer, refuse_sender, validate
 from actors.venues import UnknownSymbol, adapter
 from actors.venues import binance, hyperliquid
 from messages.codec import encode
 from messages.envelope import Envelope
-from messages.events import OpenInterest
+from messages.events import FundingRate, Instrument, Liquidation, OpenInterest
 
 NOW = 1_750_000_000_000_000_000
 
@@ -84,6 +84,18 @@ def envelope(payload: bytes) -> Envelope:
         (good_oi(ts_event=NOW // 1_000_000), "ts_event"),  # milliseconds where nanoseconds belong
         (good_oi(ts_event=NOW + 3600 * 10**9), "in the future"),
         (good_oi(instrument_id="BTCUSDT-LINEAR.BYBIT"), "does not belong to venue BINANCE"),
+        # values no file system or catalog takes: the reason names the value and what is valid
+        (good_oi(instrument_id="A" * 300 + "-PERP.BINANCE"), "instrument_id 'AAAA"),
+        (good_oi(instrument_id="A" * 300 + "-PERP.BINANCE"), "(313 characters)"),
+        (good_oi(instrument_id="BTC/USDT-PERP.BINANCE"), "SYMBOL.VENUE, at most 60 characters"),
+        (good_oi(instrument_id="BTC USDT-PERP.BINANCE"), "instrument_id 'BTC USDT-PERP.BINANCE'"),
+        (good_oi(instrument_id="BTC\x00-PERP.BINANCE"), "instrument_id"),
+        (good_oi(instrument_id=".BINANCE"), "instrument_id"),
+        (good_oi(instrument_id="BTCUSDT-PERP.KRAKEN"), "instrument_id"),
+        (good_oi(symbol=""), "symbol"),
+        (good_oi(symbol="x" * 65), "symbol"),
+        (good_oi(open_interest=math.inf), "open_interest"),
+        (good_oi(ts_recv=NOW + 3600 * 10**9), "ts_recv"),
     ],
 )
 def test_validator_refuses_bad_values_with_a_reason(event, reason):
@@ -95,3 +107,66 @@ def test_validator_refuses_garbage_payloads_and_passes_good_ones():
     assert validate(envelope(b"\xc1garbage"), NOW)[1].startswith("invalid event")
     assert validate(envelope(encode({"kind": "open_interest", "venue": "BINANCE"})), NOW)[1].startswith("invalid event")
     assert validate(envelope(encode(good_oi())), NOW) == (good_oi(), None)
+
+
+def good_instrument(**changes) -> Instrument:
+    base = Instrument(venue="BINANCE", symbol="BTC/USDT:USDT", instrument_id="BTCUSDT-PERP.BINANCE", ts_event=NOW, ts_recv=NOW,
+                      raw_symbol="BTCUSDT", base="BTC", quote="USDT", settle="USDT", price_precision=1, size_precision=3,
+                      price_increment="0.1", size_increment="0.001", max_quantity="1000", min_notional="5", maker_fee="-0.0001")
+    return msgspec.structs.replace(base, **changes)
+
+
+@pytest.mark.parametrize("field, value", [
+    ("price_increment", "0"),  # Nautilus refuses a zero increment: catalog.instruments() would fail on the row
+    ("price_increment", "abc"),
+    ("size_increment", "1e-3"),
+    ("max_quantity", "1" + "0" * 13),  # beyond Nautilus's QUANTITY_MAX
+    ("price_increment", "0." + "0" * 17 + "1"),  # beyond Nautilus's 16 places
+    ("base", ""),
+    ("quote", "US DT"),
+    ("max_leverage", math.inf),
+])
+def test_instrument_definitions_nautilus_could_not_load_are_refused(field, value):
+    good, why = validate(envelope(encode(good_instrument(**{field: value}))), NOW)
+    assert good is None and field in why
+    assert validate(envelope(encode(good_instrument())), NOW) == (good_instrument(), None)
+
+
+@pytest.mark.parametrize("instrument_id", ["币安人生USDT-PERP.BINANCE", "1000PEPEUSDT-PERP.BINANCE", "xyz:XYZ100-USD-PERP.HYPERLIQUID",
+                                           "kPEPE-USD-PERP.HYPERLIQUID", "BTCUSDT-LINEAR.BYBIT"])
+def test_real_instrument_ids_pass(instrument_id):
+    venue = instrument_id.rsplit(".", 1)[1]
+    event = good_oi(instrument_id=instrument_id, venue=venue)
+    assert validate(envelope(encode(event)), NOW) == (event, None)
+
+
+def liquidation(venue: str = "BYBIT", iid: str = "BTCUSDT-LINEAR.BYBIT") -> Liquidation:
+    return Liquidation(venue=venue, symbol="BTC/USDT:USDT", instrument_id=iid, ts_event=NOW, ts_recv=NOW, side="LONG",
+                       quantity=1.0, price=2.0, value=2.0)
+
+
+MESH = {"binance", "bybit"}  # the topology's venues
+
+
+@pytest.mark.parametrize("source, event, reason", [
+    ("collector.binance", liquidation(), "collector.binance may send BINANCE events only, not BYBIT"),
+    ("collector.hyperliquid", good_oi(venue="HYPERLIQUID", instrument_id="BTC-USD-PERP.HYPERLIQUID"),
+     "not a collector of this mesh (its venues: binance, bybit)"),
+    ("cli.history.binance.4242", good_oi(venue="BYBIT", instrument_id="BTCUSDT-LINEAR.BYBIT"), "BINANCE events only"),
+    ("cli.history.bybit.4242", liquidation(), "not Liquidation"),
+    ("cli.history.binance.4242", FundingRate(venue="BINANCE", symbol="BTC/USDT:USDT", instrument_id="BTCUSDT-PERP.BINANCE",
+                                             ts_event=NOW, ts_recv=NOW, rate=0.0001, interval_minutes=480), "not live funding"),
+    ("cli.history.4242", good_oi(), "neither a collector"),  # the old, venue-less name: anyone could claim it
+])
+def test_a_sender_may_send_its_own_venues_events_only(source, event, reason):
+    why = refuse_sender(source, event, MESH)
+    assert why is not None and reason in why, why
+
+
+def test_senders_of_their_own_venue_pass():
+    assert refuse_sender("collector.bybit", liquidation(), MESH) is None
+    assert refuse_sender("collector.binance", good_oi(), MESH) is None
+    assert refuse_sender("cli.history.binance.4242", good_oi(), MESH) is None
+    assert refuse_sender("cli.history.hyperliquid.7", good_oi(venue="HYPERLIQUID", instrument_id="BTC-USD-PERP.HYPERLIQUID"), MESH) is None
+    assert known_peer(b"cli.history.bybit.12") and known_peer(b"collector.bybit")
+    assert not known_peer(b"cli.history.12") and not known_peer(b"cli.history.kraken.12") and not known_peer(b"collector.kraken")
