@@ -175,6 +175,15 @@ class LoadedMesh:
         return [json.loads(line) for line in self.truth_path.read_text().splitlines() if '"liquidation"' in line]
 
 
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().split(")")[-1].split()[0] != "Z"  # a zombie has exited
+
+
 def post(base: str, path: str) -> dict:
     with urllib.request.urlopen(urllib.request.Request(base + path, method="POST"), timeout=10) as r:
         return json.loads(r.read())

@@ -28,7 +28,7 @@ from messages.codec import encode
 from messages.control import ActorStats, Command, Reply, control_decoder
 from messages.envelope import Ack
 from tests.harness import ROOT, mesh_log, wait_for, write_topology
-from tests.integration.faults import LoadedMesh, compare, read_liquidations, settle_and_stop
+from tests.integration.faults import LoadedMesh, alive, compare, read_liquidations, settle_and_stop
 
 LOAD_PER_SYMBOL = 300  # Bybit liquidations per symbol per second
 
@@ -177,7 +177,7 @@ def test_stop_with_one_actor_sigstopped_and_one_dead_completes_in_order_within_1
         mesh.proc.wait(30)
         exit_s = time.monotonic() - started
     finally:
-        if frozen and _alive(frozen):
+        if frozen and alive(frozen):
             os.kill(frozen, signal.SIGKILL)
         mesh.kill()
     log = mesh_log(mesh.topology)
@@ -188,16 +188,7 @@ def test_stop_with_one_actor_sigstopped_and_one_dead_completes_in_order_within_1
     assert [name for name, _ in stopped] == ["collector.binance", "collector.bybit", "validator", "writer", "emulator"], stopped
     assert dict(stopped) == {"collector.binance": "-9", "collector.bybit": "0", "validator": "0", "writer": "0",
                              "emulator": "0"}, "only the stopped collector is killed"
-    assert not [p for p in pids.values() if p and _alive(p)], "an actor outlived the mesh"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    with open(f"/proc/{pid}/stat") as f:
-        return f.read().split(")")[-1].split()[0] != "Z"  # a zombie has exited
+    assert not [p for p in pids.values() if p and alive(p)], "an actor outlived the mesh"
 
 
 _ACTOR_WITH_A_FAILING_TASK = r"""
@@ -243,7 +234,7 @@ def test_a_frozen_validator_is_still_killed_as_hung_and_restarted_without_loss(m
         wait_for(lambda: (a := mesh.actor("validator"))["pid"] not in (None, frozen) and a["state"] == "running", 30, 0.5,
                  "the frozen validator to be killed and restarted")
     finally:
-        if _alive(frozen):
+        if alive(frozen):
             os.kill(frozen, signal.SIGKILL)
     assert _lines(mesh_log(mesh.topology), "coordinator", f"validator (pid {frozen}) sent no report for")
     _assert_nothing_lost(mesh)

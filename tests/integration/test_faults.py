@@ -18,7 +18,7 @@ import pytest
 
 from actors.topology import bus_dir, load_topology
 from tests.harness import ROOT, mesh_log, start_emulator, wait_for
-from tests.integration.faults import LoadedMesh, compare, read_liquidations, settle_and_stop
+from tests.integration.faults import LoadedMesh, alive, compare, read_liquidations, settle_and_stop
 from actors.wal import Wal
 
 LOAD_PER_SYMBOL = 1000  # Bybit liquidations per symbol per second: 2,000/s over BTC and ETH
@@ -124,7 +124,7 @@ def test_killing_the_coordinator_leaves_no_orphans(mesh):
     mesh.proc.wait(5)
 
     def all_gone() -> bool:
-        return not [p for p in pids if _alive(p)]
+        return not [p for p in pids if alive(p)]
 
     wait_for(all_gone, 10, 0.2, "every actor to leave after its coordinator died")
     assert read_liquidations(mesh.catalog)["open_interest"], "the writer flushed before leaving"
@@ -176,15 +176,6 @@ def test_writer_down_for_a_while_the_outbox_spools_to_disk_and_overflow_becomes_
     else:  # what did not fit is a recorded gap, named in the log, not a silent loss
         assert bybit["missing_in_gaps"] and "outbox full" in log
         assert {g[4].split(":")[0] for g in read_liquidations(mesh.catalog)["gaps"]} >= {"outbox full"}
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    with open(f"/proc/{pid}/stat") as f:
-        return f.read().split(")")[-1].split()[0] != "Z"  # a zombie has exited
 
 
 def _mount_tmpfs(path: Path, size: str) -> bool:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.harness import mesh_log, start_emulator, wait_for
-from tests.integration.faults import LoadedMesh, compare, compare_arrow, read_liquidations, settle_and_stop
+from tests.integration.faults import LoadedMesh, alive, compare, compare_arrow, read_liquidations, settle_and_stop
 
 LOAD_PER_SYMBOL = 1000  # Bybit liquidations per symbol per second
 
@@ -105,7 +105,7 @@ def _chaos(mesh: LoadedMesh, seconds: float, rng: random.Random) -> dict:
             pids = [a["pid"] for a in mesh.status() if a["pid"] and a["name"] != "emulator"]
             mesh.proc.kill()
             mesh.proc.wait(10)
-            wait_for(lambda: not [p for p in pids if _alive(p)], 30, 0.2, "the actors to leave with their coordinator")
+            wait_for(lambda: not [p for p in pids if alive(p)], 30, 0.2, "the actors to leave with their coordinator")
             mesh.start()
             mesh.liquidation_rate("bybit", LOAD_PER_SYMBOL)
             kills["coordinator"] = 1
@@ -118,15 +118,6 @@ def _chaos(mesh: LoadedMesh, seconds: float, rng: random.Random) -> dict:
                 continue
             kills[name] = kills.get(name, 0) + 1
     return kills
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    with open(f"/proc/{pid}/stat") as f:
-        return f.read().split(")")[-1].split()[0] != "Z"
 
 
 def _run_chaos(tmp_path: Path, seconds: float, seed: int) -> None:
