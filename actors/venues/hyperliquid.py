@@ -5,7 +5,7 @@
   payload has no timestamp, so `ts_event` is the receive time.
 - `funding` is the current hourly rate; the venue's own prediction for the next settlement comes
   from POST /info {"type": "predictedFundings"} (entry "HlPerp"; no ccxt method).
-- Nautilus id: `BTC-USD-PERP.HYPERLIQUID`.
+- Nautilus id: `BTC-USD-PERP.HYPERLIQUID`; the definition as Nautilus builds it (`instrument_definition`).
 """
 
 import asyncio
@@ -16,6 +16,23 @@ from actors.venues.base import Market, VenueAdapter, field, ms_to_ns, number, re
 from messages.events import FundingRate, Malformed, OpenInterest
 
 INTERVAL_MIN = 60
+PERP_MAX_DECIMALS = 6  # the venue's price rule for perps: at most 6 - szDecimals decimals
+MIN_NOTIONAL_USD = "10"
+
+
+def tick(places: int) -> str:
+    return "1" if places == 0 else f"0.{'0' * (places - 1)}1"
+
+
+def instrument_definition(item: dict) -> dict:
+    """`Instrument` fields of one `meta` universe item, as NautilusTrader 1.231's Hyperliquid
+    adapter sets them (Rust only: `parse_perp_instruments` + `create_instrument_from_def` in
+    crates/adapters/hyperliquid/src/http/parse.rs): price decimals 6 - szDecimals whatever the
+    price, quote USD settled in USDC, min notional 10 USD, everything else Nautilus's default."""
+    sz = int(item["szDecimals"])
+    pp = max(0, PERP_MAX_DECIMALS - sz)
+    return dict(base=item["name"], quote="USD", settle="USDC", price_precision=pp, size_precision=sz,
+                price_increment=tick(pp), size_increment=tick(sz), min_notional=MIN_NOTIONAL_USD)
 
 
 def normalize_open_interest(fr: dict, market: Market, instrument_id: str, ts_recv: int) -> OpenInterest:
@@ -73,6 +90,9 @@ class HyperliquidAdapter(VenueAdapter):
 
     def instrument_id(self, market: Market) -> str:
         return f"{market['baseName']}-USD-PERP.HYPERLIQUID"
+
+    def definition(self, item: dict) -> dict:
+        return instrument_definition(item)
 
     def raw_symbol(self, market: Market) -> str:
         return market["baseName"]  # ccxt's id is the asset index ("0"); the coin name is what users know
