@@ -5,6 +5,8 @@ import math
 import msgspec
 import pytest
 
+from tests.fixtures import real
+
 from actors.validator import validate
 from actors.venues import UnknownSymbol, adapter
 from actors.venues import binance, hyperliquid
@@ -45,11 +47,15 @@ def test_unknown_symbol_names_it_and_suggests_the_closest_listed():
     assert err.value.suggestions[0] == "BTCUSDT"
 
 
-def test_instrument_definition_keeps_exact_decimals():
-    inst = adapter("bybit").instrument(market("bybit", "ETH", "USDT", "ETHUSDT", precision={"price": 0.01, "amount": 1e-05}), NOW)
-    assert inst.instrument_id == "ETHUSDT-LINEAR.BYBIT"
-    assert (inst.price_increment, inst.price_precision, inst.size_increment, inst.size_precision) == ("0.01", 2, "0.00001", 5)
-    assert inst.min_notional == "5" and inst.max_leverage == 125.0
+def test_instrument_definition_keeps_the_venues_written_precision():
+    """Bybit's docs example lists BTCUSDT with tickSize "0.10": precision 2 (Nautilus's parse,
+    tests/nautilus/test_instruments_golden.py), where ccxt's number 0.1 would say 1."""
+    item = real.load("bybit", "instruments_info_linear")["result"]["list"][0]
+    m = market("bybit", "BTC", "USDT", "BTCUSDT", precision={"price": 0.1, "amount": 0.001}) | {"info": item}
+    inst = adapter("bybit").instrument(m, NOW)
+    assert inst.instrument_id == "BTCUSDT-LINEAR.BYBIT" and (inst.ts_event, inst.ts_recv) == (NOW, NOW)
+    assert (inst.price_increment, inst.price_precision, inst.size_increment, inst.size_precision) == ("0.10", 2, "0.001", 3)
+    assert (inst.max_quantity, inst.min_notional, inst.max_price, inst.min_price) == ("1190.000", "5", "1999999.80", "0.10")
 
 
 def test_binance_oi_value_is_amount_times_mark_and_keeps_venue_time():
