@@ -275,6 +275,10 @@ class VenueAdapter:
             **self.definition(market["info"]),
         )
 
+    def instrument_event(self, market: Market, ts_recv: int) -> Instrument | Malformed:
+        """`instrument`, or a Malformed event naming what the venue's listing item lacks."""
+        return self.safely(market, market.get("info"), ts_recv, lambda: self.instrument(market, ts_recv))
+
     def definition(self, item: dict) -> dict[str, Any]:
         """`Instrument` fields from the venue's raw listing item (per venue, as its Nautilus adapter)."""
         raise NotImplementedError
