@@ -25,7 +25,6 @@ from decimal import Decimal
 from pathlib import Path
 
 import msgspec
-import pytest
 from nautilus_trader.adapters.binance.futures.providers import BinanceFuturesInstrumentProvider
 from nautilus_trader.adapters.binance.futures.schemas.market import BinanceFuturesExchangeInfo
 from nautilus_trader.adapters.binance.futures.schemas.wallet import BinanceFuturesCommissionRate
@@ -37,11 +36,9 @@ from nautilus_trader.model.instruments import CryptoFuture, CryptoPerpetual, ins
 from nautilus_trader.persistence.catalog import ParquetDataCatalog
 
 from actors.catalog_store import CatalogStore
-from actors.recording import Recorder
-from actors.venues import ADAPTERS
 from actors.venues.hyperliquid import instrument_definition as hyperliquid_definition
-from emulator.replay import start_replay
 from tests.fixtures import real
+from tests.nautilus.listings import binance_answers, bybit_answers, load_events, serve
 
 # The fields of a CryptoPerpetual a trader's data must agree with (all but timestamps and info).
 FIELDS = ("id", "raw_symbol", "base_currency", "quote_currency", "settlement_currency", "is_inverse",
@@ -51,29 +48,12 @@ FIELDS = ("id", "raw_symbol", "base_currency", "quote_currency", "settlement_cur
 T_HL = 1_735_689_600_000_000_000  # Hyperliquid answers carry no time: a fixed receive time for the recording
 
 
-def _record(directory: Path, venue: str, answers: list[tuple[str, str, dict | None, object]], ts_ns: int) -> None:
-    """A recording (the format `python -m emulator --replay` serves) of the listing answers."""
-    recorder = Recorder(directory, venue)
-    for method, path, request, payload in answers:
-        body = None if request is None else msgspec.json.encode(request)
-        recorder.write(200, f"https://venue.invalid{path}", method, {"Content-Type": "application/json"},
-                       msgspec.json.encode(payload).decode(), None, body, ts_ns=ts_ns)
-    recorder.close()
-
-
 async def _our_instruments(tmp_path: Path, venue: str, answers: list, ts_ns: int) -> tuple[dict, list]:
     """(ccxt markets, our CryptoPerpetuals as the catalog gives them back) through the real path."""
-    _record(tmp_path / "recording", venue, answers, ts_ns)
-    replay = await start_replay(tmp_path / "recording", venues=[venue])
-    adapter = ADAPTERS[venue]()
-    client = adapter.client(replay.urls[venue])
+    replay = await serve(tmp_path / "recording", venue, answers, ts_ns)
     try:
-        markets = await client.load_markets()
-        # the collector stamps a definition with its receive time (ccxt loads markets in a task of
-        # its own, so that time is not handed back to us): here the recorded one
-        events = [adapter.instrument(m, ts_ns) for m in adapter.perpetuals(markets).values()]
+        markets, events = await load_events(replay.urls[venue], venue, ts_ns)
     finally:
-        await client.close()
         await replay.close()
     CatalogStore(tmp_path / "catalog").write(events)
     return markets, ParquetDataCatalog(str(tmp_path / "catalog")).instruments()
@@ -110,8 +90,8 @@ def _nautilus_binance(payload: dict) -> list:
 
 def test_binance_exchange_info_matches_nautilus(tmp_path):
     payload, source = real.load("binance", "exchange_info"), real.source("binance", "exchange_info")
-    ts = payload["serverTime"] * 1_000_000
-    markets, ours = asyncio.run(_our_instruments(tmp_path, "binance", [("GET", "/fapi/v1/exchangeInfo", None, payload)], ts))
+    answers, ts = binance_answers()
+    markets, ours = asyncio.run(_our_instruments(tmp_path, "binance", answers, ts))
     theirs = _nautilus_binance(payload)
 
     perpetuals = [i for i in theirs if isinstance(i, CryptoPerpetual)]
@@ -136,22 +116,15 @@ async def _nautilus_bybit(url: str) -> list:
 
 
 def test_bybit_instruments_info_matches_nautilus(tmp_path):
-    listing, prelaunch = real.load("bybit", "instruments_info_linear"), real.load("bybit", "instruments_info_prelaunch")
     source = real.source("bybit", "instruments_info_linear")
-    path = "/v5/market/instruments-info?category=linear&limit=1000"
-    answers = [("GET", path, None, listing), ("GET", path + "&status=PreLaunch", None, prelaunch)]
+    answers, ts = bybit_answers()
 
     async def both() -> tuple:
-        _record(tmp_path / "recording", "bybit", answers, listing["time"] * 1_000_000)
-        replay = await start_replay(tmp_path / "recording", venues=["bybit"])
-        adapter = ADAPTERS["bybit"]()
-        client = adapter.client(replay.urls["bybit"])
+        replay = await serve(tmp_path / "recording", "bybit", answers, ts)
         try:
-            markets = await client.load_markets()
-            events = [adapter.instrument(m, listing["time"] * 1_000_000) for m in adapter.perpetuals(markets).values()]
+            markets, events = await load_events(replay.urls["bybit"], "bybit", ts)
             theirs = await _nautilus_bybit(replay.urls["bybit"])  # the same server, the same bytes
         finally:
-            await client.close()
             await replay.close()
         return markets, events, theirs
 
