@@ -59,15 +59,32 @@ def ms_to_ns(ms: int | float | None) -> int | None:
     return None if ms is None else int(ms) * MS
 
 
+def decimal(text: Any) -> Decimal:
+    """A venue's decimal string as a finite Decimal, or MalformedItem naming the value."""
+    try:
+        value = Decimal(text) if isinstance(text, str) else None
+    except ArithmeticError:
+        value = None
+    if value is None or not value.is_finite():
+        raise MalformedItem(f"not a decimal number: {_short(text)}")
+    return value
+
+
+def exact(text: Any) -> str:
+    """A venue's decimal string unchanged ("0.10" stays "0.10"), once checked to be a number."""
+    decimal(text)
+    return text
+
+
 def places(text: str) -> int:
     """Decimal places of a number as the venue writes it, trailing zeros included ("0.10" -> 2,
     "10" -> 0): the precision Nautilus's `Price.from_str` / `Quantity.from_str` give it."""
-    return max(0, -Decimal(text).as_tuple().exponent)
+    return max(0, -decimal(text).as_tuple().exponent)
 
 
 def at_precision(text: str, precision: int) -> str:
     """`text` with exactly `precision` places, as Nautilus's `Price(float(text), precision)` prints it."""
-    return f"{Decimal(text).quantize(Decimal(1).scaleb(-precision), ROUND_HALF_EVEN):f}"
+    return f"{decimal(text).quantize(Decimal(1).scaleb(-precision), ROUND_HALF_EVEN):f}"
 
 
 class MalformedItem(ValueError):

@@ -17,8 +17,8 @@ import ccxt
 from loguru import logger
 
 from actors.recording import operation
-from actors.venues.base import (Market, MalformedItem, VenueAdapter, at_precision, field, info_of, ms_to_ns, now_ns, places,
-                                reason_of)
+from actors.venues.base import (Market, MalformedItem, VenueAdapter, at_precision, exact, field, info_of, ms_to_ns, now_ns,
+                                places, reason_of)
 from messages.events import FundingRate, Malformed, OpenInterest
 
 DEFAULT_INTERVAL_MIN = 8 * 60
@@ -66,7 +66,7 @@ def instrument_definition(item: dict) -> dict:
     """`Instrument` fields of one exchangeInfo symbol, as NautilusTrader 1.231's
     `BinanceFuturesInstrumentProvider._parse_instrument` sets them: precisions from the tick and
     step strings as written ("0.10" -> 2), limits from PRICE_FILTER / LOT_SIZE / MIN_NOTIONAL
-    at those precisions, margins 1 / 1 ("Binance docs: ignore API values"), lot size unset."""
+    at those precisions, margins 1 / 1 ("Binance docs: ignore API values"), lot size not given."""
     filters = {f["filterType"]: f for f in item["filters"]}
     price, lot, notional = filters["PRICE_FILTER"], filters["LOT_SIZE"], filters.get("MIN_NOTIONAL")
     pp, sp = places(price["tickSize"]), places(lot["stepSize"])
@@ -75,9 +75,9 @@ def instrument_definition(item: dict) -> dict:
         raise MalformedItem(f"marginAsset {item['marginAsset']!r} is neither the base nor the quote asset")
     return dict(
         base=item["baseAsset"], quote=item["quoteAsset"], settle=settle,
-        price_precision=pp, size_precision=sp, price_increment=price["tickSize"], size_increment=lot["stepSize"],
+        price_precision=pp, size_precision=sp, price_increment=exact(price["tickSize"]), size_increment=exact(lot["stepSize"]),
         max_quantity=at_precision(lot["maxQty"], sp), min_quantity=at_precision(lot["minQty"], sp),
-        min_notional=notional["notional"] if notional else None,
+        min_notional=exact(notional["notional"]) if notional else None,
         max_price=at_precision(price["maxPrice"], pp), min_price=at_precision(price["minPrice"], pp),
         margin_init="1", margin_maint="1", maker_fee=NAUTILUS_FEES[0], taker_fee=NAUTILUS_FEES[1],
     )

@@ -13,7 +13,7 @@
 from typing import Any
 
 from actors.recording import operation
-from actors.venues.base import Market, VenueAdapter, field, ms_to_ns, now_ns, number, places
+from actors.venues.base import Market, VenueAdapter, exact, field, ms_to_ns, now_ns, number, places
 from messages.events import FundingRate, Malformed, OpenInterest
 
 
@@ -34,9 +34,10 @@ def instrument_definition(item: dict) -> dict:
     return dict(
         base=item["baseCoin"], quote=item["quoteCoin"], settle=item.get("settleCoin") or item["quoteCoin"],
         price_precision=places(price["tickSize"]), size_precision=places(lot["qtyStep"]),
-        price_increment=price["tickSize"], size_increment=lot["qtyStep"], lot_size=lot["qtyStep"],
-        max_quantity=lot["maxOrderQty"], min_quantity=lot["minOrderQty"],
-        min_notional=lot.get("minNotionalValue") or None, max_price=price["maxPrice"], min_price=price["minPrice"],
+        price_increment=exact(price["tickSize"]), size_increment=exact(lot["qtyStep"]), lot_size=exact(lot["qtyStep"]),
+        max_quantity=exact(lot["maxOrderQty"]), min_quantity=exact(lot["minOrderQty"]),
+        min_notional=exact(lot["minNotionalValue"]) if lot.get("minNotionalValue") else None,
+        max_price=exact(price["maxPrice"]), min_price=exact(price["minPrice"]),
         margin_init=NAUTILUS_MARGIN, margin_maint=NAUTILUS_MARGIN, maker_fee=NAUTILUS_FEE, taker_fee=NAUTILUS_FEE,
     )
 

@@ -12,7 +12,7 @@ import asyncio
 from typing import Any
 
 from actors.recording import operation
-from actors.venues.base import Market, VenueAdapter, field, ms_to_ns, number, received_ns, set_received, timed
+from actors.venues.base import Market, MalformedItem, VenueAdapter, field, ms_to_ns, number, received_ns, set_received, timed
 from messages.events import FundingRate, Malformed, OpenInterest
 
 INTERVAL_MIN = 60
@@ -20,8 +20,9 @@ PERP_MAX_DECIMALS = 6  # the venue's price rule for perps: at most 6 - szDecimal
 MIN_NOTIONAL_USD = "10"
 
 
-def tick(places: int) -> str:
-    return "1" if places == 0 else f"0.{'0' * (places - 1)}1"
+def tick(decimals: int) -> str:
+    """10^-decimals as Nautilus prints it (3 -> "0.001", 0 -> "1")."""
+    return "1" if decimals == 0 else f"0.{'0' * (decimals - 1)}1"
 
 
 def instrument_definition(item: dict) -> dict:
@@ -29,7 +30,9 @@ def instrument_definition(item: dict) -> dict:
     adapter sets them (Rust only: `parse_perp_instruments` + `create_instrument_from_def` in
     crates/adapters/hyperliquid/src/http/parse.rs): price decimals 6 - szDecimals whatever the
     price, quote USD settled in USDC, min notional 10 USD, everything else Nautilus's default."""
-    sz = int(item["szDecimals"])
+    sz = item["szDecimals"]
+    if not isinstance(sz, int) or isinstance(sz, bool) or not 0 <= sz <= 16:
+        raise MalformedItem(f"szDecimals is not a count of decimals: {sz!r}")
     pp = max(0, PERP_MAX_DECIMALS - sz)
     return dict(base=item["name"], quote="USD", settle="USDC", price_precision=pp, size_precision=sz,
                 price_increment=tick(pp), size_increment=tick(sz), min_notional=MIN_NOTIONAL_USD)

@@ -1,18 +1,18 @@
 """Pure normalization: symbol resolution, instrument ids, unit conversions, validation reasons."""
 
+import json
 import math
 
 import msgspec
 import pytest
-
-from tests.fixtures import real
 
 from actors.validator import validate
 from actors.venues import UnknownSymbol, adapter
 from actors.venues import binance, hyperliquid
 from messages.codec import encode
 from messages.envelope import Envelope
-from messages.events import OpenInterest
+from messages.events import Malformed, OpenInterest
+from tests.fixtures import real
 
 NOW = 1_750_000_000_000_000_000
 
@@ -56,6 +56,23 @@ def test_instrument_definition_keeps_the_venues_written_precision():
     assert inst.instrument_id == "BTCUSDT-LINEAR.BYBIT" and (inst.ts_event, inst.ts_recv) == (NOW, NOW)
     assert (inst.price_increment, inst.price_precision, inst.size_increment, inst.size_precision) == ("0.10", 2, "0.001", 3)
     assert (inst.max_quantity, inst.min_notional, inst.max_price, inst.min_price) == ("1190.000", "5", "1999999.80", "0.10")
+
+
+@pytest.mark.parametrize(("venue", "fixture", "path", "bad", "said"), [
+    ("bybit", ("bybit", "instruments_info_linear"), ("result", "list", 0, "priceFilter", "tickSize"), "0,10", "'0,10'"),
+    ("binance", ("binance", "exchange_info"), ("symbols", 0, "filters", 0, "tickSize"), None, "None"),
+    ("hyperliquid", ("hyperliquid", "meta_sample"), ("universe", 0, "szDecimals"), "5", "'5'"),
+])
+def test_a_listing_item_that_cannot_be_read_becomes_malformed_naming_the_value(venue, fixture, path, bad, said):
+    payload = json.loads(json.dumps(real.load(*fixture)))  # a copy to spoil
+    holder = payload
+    for key in path[:-1]:
+        holder = holder[key]
+    holder[path[-1]] = bad
+    item = payload["result"]["list"][0] if venue == "bybit" else payload[path[0]][0]
+    m = market(venue, "BTC", "USDT", item.get("symbol") or item["name"]) | {"info": item, "baseName": "BTC"}
+    event = adapter(venue).instrument_event(m, NOW)
+    assert isinstance(event, Malformed) and said in event.reason, event
 
 
 def test_binance_oi_value_is_amount_times_mark_and_keeps_venue_time():
