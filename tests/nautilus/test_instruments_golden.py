@@ -40,11 +40,12 @@ from actors.venues.hyperliquid import instrument_definition as hyperliquid_defin
 from tests.fixtures import real
 from tests.nautilus.listings import binance_answers, bybit_answers, load_events, serve
 
-# The fields of a CryptoPerpetual a trader's data must agree with (all but timestamps and info).
+# The fields of a CryptoPerpetual a trader's data must agree with: all but ts_event, ts_init and info
+# (the README says how those differ).
 FIELDS = ("id", "raw_symbol", "base_currency", "quote_currency", "settlement_currency", "is_inverse",
           "price_precision", "price_increment", "size_precision", "size_increment", "multiplier", "lot_size",
           "max_quantity", "min_quantity", "max_notional", "min_notional", "max_price", "min_price",
-          "margin_init", "margin_maint", "maker_fee", "taker_fee")
+          "margin_init", "margin_maint", "maker_fee", "taker_fee", "tick_scheme_name")
 T_HL = 1_735_689_600_000_000_000  # Hyperliquid answers carry no time: a fixed receive time for the recording
 
 
