@@ -19,7 +19,7 @@ Verified against 1.231.0:
 
 import hashlib
 from collections.abc import Iterable
-from decimal import ROUND_HALF_EVEN, Decimal, localcontext
+from decimal import Decimal
 from functools import lru_cache
 from typing import Any
 
@@ -301,42 +301,17 @@ def funding_rate_info_table(events: list[FundingRate], instrument_id: str) -> pa
     )
 
 
-def _fixed(value: str, precision: int) -> str:
-    """A decimal string with exactly `precision` places, as Nautilus's Price/Quantity print."""
-    return f"{Decimal(value).quantize(Decimal(1).scaleb(-precision), ROUND_HALF_EVEN):f}"
-
-
-def _plain(value: Decimal | str) -> str:
-    """A decimal without exponent notation and without trailing zeros ('0.0080' -> '0.008')."""
-    return format(Decimal(value).normalize(), "f")
-
-
-def margins(max_leverage: float | None) -> tuple[str, str]:
-    """(margin_init, margin_maint) from the venue's max leverage.
-
-    Initial margin at max leverage is 1/max_leverage; maintenance is taken as half of it (what
-    Binance and Bybit use on their top tier, e.g. 125x: 0.8 % / 0.4 %). Without a leverage the
-    instrument is unlevered (1 / 0.5). Backtests that care should set their own margin model.
-    """
-    leverage = max_leverage if max_leverage and max_leverage > 0 else 1.0
-    with localcontext() as ctx:
-        ctx.prec = 12
-        init = Decimal(1) / Decimal(repr(float(leverage)))
-        return _plain(init), _plain(init / 2)
-
-
 def crypto_perpetual_row(e: Instrument) -> dict[str, Any]:
     """One `CryptoPerpetual` row, as Nautilus's `CryptoPerpetual.to_dict` would produce it.
 
-    lot_size = size_increment (the venue's smallest tradable step); min_notional is Money in
-    the quote currency ("5 USDT", Nautilus parses it with the currency's own precision).
-    `info` keeps what Nautilus has no field for (the ccxt symbol, max leverage).
+    The event already holds every value as Nautilus's own adapter prints it (`Instrument`), so
+    the strings pass through unchanged; min/max notional are Money in the quote currency
+    ("5 USDT"). `info` keeps what Nautilus has no field for (the ccxt symbol, max leverage).
     """
-    init, maint = margins(e.max_leverage)
     info: dict[str, Any] = {"symbol": e.symbol}
     if e.max_leverage is not None:
         info["max_leverage"] = e.max_leverage
-    size_increment = _fixed(e.size_increment, e.size_precision)
+    money = lambda amount: None if amount is None else f"{amount} {e.quote}"  # noqa: E731
     return {
         "id": e.instrument_id,
         "raw_symbol": e.raw_symbol,
@@ -346,20 +321,20 @@ def crypto_perpetual_row(e: Instrument) -> dict[str, Any]:
         "is_inverse": False,
         "price_precision": e.price_precision,
         "size_precision": e.size_precision,
-        "price_increment": _fixed(e.price_increment, e.price_precision),
-        "size_increment": size_increment,
-        "multiplier": "1",
-        "lot_size": size_increment,
-        "max_quantity": _fixed(e.max_quantity, e.size_precision) if e.max_quantity else None,
-        "min_quantity": _fixed(e.min_quantity, e.size_precision) if e.min_quantity else None,
-        "max_notional": None,
-        "min_notional": None if e.min_notional is None else f"{_plain(e.min_notional)} {e.quote}",
-        "max_price": None,
-        "min_price": None,
-        "margin_init": init,
-        "margin_maint": maint,
-        "maker_fee": str(Decimal(e.maker_fee)),
-        "taker_fee": str(Decimal(e.taker_fee)),
+        "price_increment": e.price_increment,
+        "size_increment": e.size_increment,
+        "multiplier": e.multiplier,
+        "lot_size": e.lot_size,
+        "max_quantity": e.max_quantity,
+        "min_quantity": e.min_quantity,
+        "max_notional": money(e.max_notional),
+        "min_notional": money(e.min_notional),
+        "max_price": e.max_price,
+        "min_price": e.min_price,
+        "margin_init": e.margin_init,
+        "margin_maint": e.margin_maint,
+        "maker_fee": e.maker_fee,
+        "taker_fee": e.taker_fee,
         "info": msgspec.json.encode(info),
         "ts_event": e.ts_event,
         "ts_init": e.ts_event,

@@ -308,7 +308,7 @@ class Collector:
                     continue
                 self.unknown.remove(text)
                 self.markets.append(market)
-                self._send(self.adapter.instrument(market, now_ns()), "instruments")  # its definition at once
+                self._send(self.adapter.instrument_event(market, now_ns()), "instruments")  # its definition at once
                 self.log.warning("{} is listed now: collecting {}", text, self.adapter.instrument_id(market))
             if until_any and self.markets:
                 return  # _collect starts the polls and the stream now
@@ -317,7 +317,7 @@ class Collector:
 
     async def _instruments(self) -> list[AnyEvent]:
         ts = now_ns()
-        return [self.adapter.instrument(m, ts) for m in self.markets]
+        return [self.adapter.instrument_event(m, ts) for m in self.markets]
 
     async def _poll(self, what: str, interval_s: float, fetch: Callable[[], Awaitable[list[AnyEvent]]]) -> None:
         """Fetch every `interval_s` on a fixed schedule; on failure back off, then resume it."""

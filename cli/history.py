@@ -51,6 +51,7 @@ from actors.topology import VENUE_NAMES, TopologyError, load_topology
 from actors.venues import UnknownSymbol, adapter
 from cli.handoff import Sink
 from cli.sandbox import emulator_urls
+from messages.events import Instrument
 
 NS = 1_000_000_000
 DEFAULT_CATALOG = "catalog"
@@ -205,7 +206,9 @@ async def run_history(
         summary.fetched = len(events)
         if events:
             summary.venue_holes = _venue_holes(events, step_ns if kind == "oi" else None)
-            stored = await sink.store([ad.instrument(market, time.time_ns()), *events], f"{ad.venue} {iid} {kind}")
+            definition = ad.instrument_event(market, time.time_ns())  # a Malformed one is left out
+            defined = [definition] if isinstance(definition, Instrument) else []
+            stored = await sink.store([*defined, *events], f"{ad.venue} {iid} {kind}")
             summary.written, summary.via, summary.mesh = stored.rows, stored.via, stored.mesh
         return summary
     finally:

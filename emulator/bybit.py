@@ -45,6 +45,8 @@ class Spec:
     launch_ms: int
 
 
+_SYMBOL_IDS = {"BTC": 5, "ETH": 6, "SOL": 171, "XRP": 24, "DOGE": 45, "HYPE": 603}  # symbolId (int, like the venue's)
+
 _SPECS: dict[str, Spec] = {
     "BTC": Spec(2, "0.10", "0.001", "1190.000", "119.000", "100.00", 1585526400000),
     "ETH": Spec(2, "0.01", "0.01", "7240.00", "724.00", "100.00", 1615766400000),
@@ -76,6 +78,33 @@ def instruments(t_ms: int) -> list[Instrument]:
     tag = datetime.fromtimestamp(expiry / 1000, UTC).strftime("%d%b%y").upper()  # 27MAR26
     out.append(Instrument(f"BTCUSDT-{tag}", "BTC", "LinearFutures", expiry, expiry - 180 * DAY, _SPECS["BTC"]))
     return out
+
+
+def prelaunch_info(now: int) -> dict:
+    """A pre-market perpetual (status PreLaunch), in the shape of the docs' example: only
+    instruments-info with status=PreLaunch lists it (ccxt asks; Nautilus does not), with
+    `isPreListing` and its auction phases. It has no tickers: nobody collects it."""
+    start = now - now % DAY - DAY
+    phases = [("CallAuction", start, start + 50 * MIN), ("CallAuctionNoCancel", start + 50 * MIN, start + 55 * MIN),
+              ("CrossMatching", start + 55 * MIN, start + 60 * MIN), ("ContinuousTrading", start + 60 * MIN, None)]
+    return {
+        "symbol": "PRELAUNCHUSDT", "symbolId": 9001, "contractType": "LinearPerpetual", "status": "PreLaunch",
+        "baseCoin": "PRELAUNCH", "quoteCoin": "USDT", "launchTime": str(start - DAY), "deliveryTime": "0",
+        "deliveryFeeRate": "", "priceScale": "4",
+        "leverageFilter": {"minLeverage": "1", "maxLeverage": "5.00", "leverageStep": "0.01"},
+        "priceFilter": {"minPrice": "0.0001", "maxPrice": "1999.9998", "tickSize": "0.0001"},
+        "lotSizeFilter": {"maxOrderQty": "70000", "minOrderQty": "1", "qtyStep": "1", "postOnlyMaxOrderQty": "70000",
+                          "maxMktOrderQty": "14000", "minNotionalValue": "5"},
+        "unifiedMarginTrade": True, "fundingInterval": 480, "settleCoin": "USDT", "copyTrading": "none",
+        "upperFundingRate": "0.05", "lowerFundingRate": "-0.05", "isPreListing": True,
+        "preListingInfo": {
+            "curAuctionPhase": "ContinuousTrading",
+            "phases": [{"phase": p, "startTime": str(a), "endTime": "" if b is None else str(b)} for p, a, b in phases],
+            "auctionFeeInfo": {"auctionFeeRate": "0", "takerFeeRate": "0.001", "makerFeeRate": "0.0004"},
+        },
+        "riskParameters": {"priceLimitRatioX": "0.05", "priceLimitRatioY": "0.1"},
+        "symbolType": "",
+    }
 
 
 def _envelope(result: dict, now: int, code: int = 0, msg: str = "OK") -> web.Response:
@@ -119,6 +148,7 @@ def create_app(ctx: VenueContext) -> web.Application:
         interval_min = market.funding_interval_hours("bybit", inst.coin, now) * 60 if inst.perpetual else 0
         return {
             "symbol": inst.symbol,
+            "symbolId": _SYMBOL_IDS.get(inst.coin, 0) + (0 if inst.perpetual else 1000),
             "contractType": inst.contract_type,
             "status": "Trading",
             "baseCoin": inst.coin,
@@ -142,6 +172,7 @@ def create_app(ctx: VenueContext) -> web.Application:
             "isPreListing": False,
             "preListingInfo": None,
             "riskParameters": {"priceLimitRatioX": "0.01", "priceLimitRatioY": "0.02"},
+            "symbolType": "",
             "displayName": "",
         }
 
@@ -155,9 +186,13 @@ def create_app(ctx: VenueContext) -> web.Application:
         if limit is None:
             return _params_error(now, "params error: limit invalid")
         # Only linear is emulated; the other categories answer an empty, well-formed list
-        # (so ccxt's default fetchMarkets types work too). Everything here is "Trading":
-        # a status filter of PreLaunch/Delivering/Closed (ccxt asks for PreLaunch) is empty.
+        # (so ccxt's default fetchMarkets types work too). Without a status only Trading
+        # contracts are listed, like the venue; status=PreLaunch (ccxt asks) lists the pre-market one.
         rows = instruments(now) if category == "linear" else []
+        if q.get("status") == "PreLaunch" and category == "linear" and not q.get("cursor"):
+            listed = [prelaunch_info(now)]
+            listed = [r for r in listed if r["symbol"] == q.get("symbol", r["symbol"]) and r["baseCoin"] == q.get("baseCoin", r["baseCoin"])]
+            return _envelope({"category": category, "list": listed, "nextPageCursor": ""}, now)
         if q.get("status") and q["status"] != "Trading":
             rows = []
         if q.get("symbol"):

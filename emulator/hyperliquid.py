@@ -40,6 +40,17 @@ _ASSETS: tuple[Asset, ...] = (
 )
 assert tuple(a.name for a in _ASSETS) == LISTINGS["hyperliquid"]
 
+# Delisted coins stay in the universe (so the asset indices of the others never move), flagged
+# with the real API's optional fields `isDelisted`, `onlyIsolated`, `marginMode` (Hyperliquid docs,
+# info endpoint, perpetuals); their context has no book: zero OI and funding, premium / midPx /
+# impactPxs null. ccxt lists them inactive, so nobody collects them.
+_DELISTED: tuple[dict, ...] = (
+    {"szDecimals": 1, "name": "MATIC", "maxLeverage": 20, "marginTableId": 20, "isDelisted": True},
+    {"szDecimals": 0, "name": "HPOS", "maxLeverage": 3, "marginTableId": 3, "onlyIsolated": True,
+     "isDelisted": True, "marginMode": "strictIsolated"},
+)
+_DELISTED_PX = {"MATIC": "0.37621", "HPOS": "0.011"}
+
 _USDC_TOKEN = {
     "name": "USDC", "szDecimals": 8, "weiDecimals": 8, "index": 0,
     "tokenId": "0x6d1e7cde53ba9467b783cb7c530ce054", "isCanonical": True, "evmContract": None, "fullName": None,
@@ -60,10 +71,10 @@ def _meta() -> dict:
             {"szDecimals": a.sz_decimals, "name": a.name, "maxLeverage": a.max_leverage,
              "marginTableId": a.max_leverage}
             for a in _ASSETS
-        ],
+        ] + [dict(d) for d in _DELISTED],
         "marginTables": [
             [lev, {"description": "", "marginTiers": [{"lowerBound": "0.0", "maxLeverage": lev}]}]
-            for lev in sorted({a.max_leverage for a in _ASSETS})
+            for lev in sorted({a.max_leverage for a in _ASSETS} | {d["marginTableId"] for d in _DELISTED})
         ],
         "collateralToken": 0,
     }
@@ -107,7 +118,10 @@ def create_app(ctx: VenueContext) -> web.Application:
     def meta_and_asset_ctxs(now: int) -> list:
         built = [asset_ctx(a, now) for a in _ASSETS]
         ctx.recorder.write(instrument_records("metaAndAssetCtxs") + [rec for _, recs in built for rec in recs])
-        return [_meta(), [row for row, _ in built]]
+        delisted = [{"funding": "0.0", "openInterest": "0.0", "prevDayPx": _DELISTED_PX[d["name"]], "dayNtlVlm": "0.0",
+                     "premium": None, "oraclePx": _DELISTED_PX[d["name"]], "markPx": _DELISTED_PX[d["name"]],
+                     "midPx": None, "impactPxs": None, "dayBaseVlm": "0.0"} for d in _DELISTED]
+        return [_meta(), [row for row, _ in built] + delisted]
 
     def venue_prediction(venue: str, coin: str, now: int) -> dict | None:
         """What Hyperliquid reports for another venue: that venue's current rate."""

@@ -74,10 +74,13 @@ class FundingRate(Event, frozen=True, kw_only=True, tag="funding_rate"):
 
 
 class Instrument(Event, frozen=True, kw_only=True, tag="instrument"):
-    """A linear perpetual's definition, from the venue's market data.
+    """A linear perpetual's definition: the fields of Nautilus's `CryptoPerpetual`, valued as
+    NautilusTrader 1.231's own adapter for the venue values them from the same venue item
+    (`actors/venues/<venue>.py`, checked by `tests/integration/test_instruments_golden.py`).
 
-    Decimal values are strings so that nothing is rounded on the way to Nautilus's
-    `CryptoPerpetual` (which takes Price/Quantity built from these strings).
+    Decimal values are strings exactly as Nautilus prints them ("0.10": precision 2), so that
+    nothing is rounded or re-scaled on the way to the catalog. None = Nautilus leaves it unset;
+    the other defaults are the values Nautilus's `CryptoPerpetual` takes when given none.
     """
 
     raw_symbol: Name  # the venue's own id: BTCUSDT, BTC
@@ -88,12 +91,19 @@ class Instrument(Event, frozen=True, kw_only=True, tag="instrument"):
     size_precision: Annotated[int, msgspec.Meta(ge=0, le=16)]
     price_increment: PositiveDecimal
     size_increment: PositiveDecimal
+    multiplier: PositiveDecimal = "1"
+    lot_size: PositiveDecimal = "1"  # what Nautilus's CryptoPerpetual takes when its adapter passes none
     min_quantity: NonNegativeDecimal | None = None
     max_quantity: PositiveDecimal | None = None
-    min_notional: NonNegativeDecimal | None = None
-    max_leverage: NonNegative | None = None  # 0 or None: stored unlevered (catalog_schema.margins)
-    maker_fee: Fee = "0.0002"
-    taker_fee: Fee = "0.0005"
+    min_notional: NonNegativeDecimal | None = None  # in the quote currency
+    max_notional: PositiveDecimal | None = None
+    min_price: NonNegativeDecimal | None = None
+    max_price: PositiveDecimal | None = None
+    margin_init: NonNegativeDecimal = "0"
+    margin_maint: NonNegativeDecimal = "0"
+    maker_fee: Fee = "0"
+    taker_fee: Fee = "0"
+    max_leverage: NonNegative | None = None  # kept in the row's `info` (Nautilus has no field for it)
 
 
 class Liquidation(Event, frozen=True, kw_only=True, tag="liquidation"):

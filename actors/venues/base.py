@@ -11,7 +11,7 @@ import math
 import os
 import random
 import time
-from decimal import Decimal
+from decimal import ROUND_HALF_EVEN, Decimal
 from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar
 
@@ -59,16 +59,32 @@ def ms_to_ns(ms: int | float | None) -> int | None:
     return None if ms is None else int(ms) * MS
 
 
-def decimal_str(value: float | int | str | None) -> str | None:
-    """A ccxt number as an exact decimal string (ccxt floats like 1e-05 -> '0.00001')."""
-    if value is None:
-        return None
-    return format(Decimal(str(value)).normalize(), "f")
+def decimal(text: Any) -> Decimal:
+    """A venue's decimal string as a finite Decimal, or MalformedItem naming the value."""
+    try:
+        value = Decimal(text) if isinstance(text, str) else None
+    except ArithmeticError:
+        value = None
+    if value is None or not value.is_finite():
+        raise MalformedItem(f"not a decimal number: {_short(text)}")
+    return value
 
 
-def decimals(increment: str) -> int:
-    """Number of decimal places of a tick or step size ('0.001' -> 3, '10' -> 0)."""
-    return max(0, -Decimal(increment).normalize().as_tuple().exponent)
+def exact(text: Any) -> str:
+    """A venue's decimal string unchanged ("0.10" stays "0.10"), once checked to be a number."""
+    decimal(text)
+    return text
+
+
+def places(text: str) -> int:
+    """Decimal places of a number as the venue writes it, trailing zeros included ("0.10" -> 2,
+    "10" -> 0): the precision Nautilus's `Price.from_str` / `Quantity.from_str` give it."""
+    return max(0, -decimal(text).as_tuple().exponent)
+
+
+def at_precision(text: str, precision: int) -> str:
+    """`text` with exactly `precision` places, as Nautilus's `Price(float(text), precision)` prints it."""
+    return f"{decimal(text).quantize(Decimal(1).scaleb(-precision), ROUND_HALF_EVEN):f}"
 
 
 class MalformedItem(ValueError):
@@ -262,10 +278,9 @@ class VenueAdapter:
     # -- normalization --------------------------------------------------------------------
 
     def instrument(self, market: Market, ts_recv: int) -> Instrument:
-        """The perpetual's definition (for Nautilus's CryptoPerpetual) from ccxt's market."""
-        precision, limits = market["precision"], market.get("limits") or {}
-        price_inc = decimal_str(precision["price"])
-        size_inc = decimal_str(precision["amount"])
+        """The perpetual's definition, valued as NautilusTrader 1.231's own adapter for this venue
+        values its `CryptoPerpetual` from the same venue item (ccxt keeps it in `market["info"]`;
+        ccxt's own numbers lose the tick's written precision: "0.10" -> 0.1)."""
         return Instrument(
             venue=self.venue,
             symbol=market["symbol"],
@@ -273,20 +288,17 @@ class VenueAdapter:
             ts_event=ts_recv,
             ts_recv=ts_recv,
             raw_symbol=self.raw_symbol(market),
-            base=market["base"],
-            quote=market["quote"],
-            settle=market["settle"],
-            price_precision=decimals(price_inc),
-            size_precision=decimals(size_inc),
-            price_increment=price_inc,
-            size_increment=size_inc,
-            min_quantity=decimal_str((limits.get("amount") or {}).get("min")),
-            max_quantity=decimal_str((limits.get("amount") or {}).get("max")),
-            min_notional=decimal_str((limits.get("cost") or {}).get("min")),
-            max_leverage=(limits.get("leverage") or {}).get("max"),
-            maker_fee=decimal_str(market.get("maker")) or "0.0002",
-            taker_fee=decimal_str(market.get("taker")) or "0.0005",
+            max_leverage=((market.get("limits") or {}).get("leverage") or {}).get("max"),
+            **self.definition(market["info"]),
         )
+
+    def instrument_event(self, market: Market, ts_recv: int) -> Instrument | Malformed:
+        """`instrument`, or a Malformed event naming what the venue's listing item lacks."""
+        return self.safely(market, market.get("info"), ts_recv, lambda: self.instrument(market, ts_recv))
+
+    def definition(self, item: dict) -> dict[str, Any]:
+        """`Instrument` fields from the venue's raw listing item (per venue, as its Nautilus adapter)."""
+        raise NotImplementedError
 
     # -- per item: a bad item becomes a Malformed event, never an exception ---------------
 

@@ -5,7 +5,7 @@
 - Funding: GET /fapi/v1/premiumIndex (`lastFundingRate` is the current period's rate, settled at
   `nextFundingTime`); the interval comes from GET /fapi/v1/fundingInfo, which lists only the
   symbols whose interval is not the default 8 h.
-- Nautilus id: `BTCUSDT-PERP.BINANCE`.
+- Nautilus id: `BTCUSDT-PERP.BINANCE`; the definition as Nautilus builds it (`instrument_definition`).
 """
 
 import asyncio
@@ -17,7 +17,8 @@ import ccxt
 from loguru import logger
 
 from actors.recording import operation
-from actors.venues.base import Market, MalformedItem, VenueAdapter, field, info_of, ms_to_ns, now_ns, reason_of
+from actors.venues.base import (Market, MalformedItem, VenueAdapter, at_precision, exact, field, info_of, ms_to_ns, now_ns,
+                                places, reason_of)
 from messages.events import FundingRate, Malformed, OpenInterest
 
 DEFAULT_INTERVAL_MIN = 8 * 60
@@ -57,6 +58,31 @@ def normalize_funding(fr: dict, interval_minutes: int, market: Market, instrumen
     )
 
 
+# Without API keys Nautilus's provider takes fee tier 0 of its own table (maker, taker).
+NAUTILUS_FEES = ("0.000200", "0.000500")
+
+
+def instrument_definition(item: dict) -> dict:
+    """`Instrument` fields of one exchangeInfo symbol, as NautilusTrader 1.231's
+    `BinanceFuturesInstrumentProvider._parse_instrument` sets them: precisions from the tick and
+    step strings as written ("0.10" -> 2), limits from PRICE_FILTER / LOT_SIZE / MIN_NOTIONAL
+    at those precisions, margins 1 / 1 ("Binance docs: ignore API values"), lot size not given."""
+    filters = {f["filterType"]: f for f in item["filters"]}
+    price, lot, notional = filters["PRICE_FILTER"], filters["LOT_SIZE"], filters.get("MIN_NOTIONAL")
+    pp, sp = places(price["tickSize"]), places(lot["stepSize"])
+    settle = {item["baseAsset"]: item["baseAsset"], item["quoteAsset"]: item["quoteAsset"]}.get(item["marginAsset"])
+    if settle is None:
+        raise MalformedItem(f"marginAsset {item['marginAsset']!r} is neither the base nor the quote asset")
+    return dict(
+        base=item["baseAsset"], quote=item["quoteAsset"], settle=settle,
+        price_precision=pp, size_precision=sp, price_increment=exact(price["tickSize"]), size_increment=exact(lot["stepSize"]),
+        max_quantity=at_precision(lot["maxQty"], sp), min_quantity=at_precision(lot["minQty"], sp),
+        min_notional=exact(notional["notional"]) if notional else None,
+        max_price=at_precision(price["maxPrice"], pp), min_price=at_precision(price["minPrice"], pp),
+        margin_init="1", margin_maint="1", maker_fee=NAUTILUS_FEES[0], taker_fee=NAUTILUS_FEES[1],
+    )
+
+
 class BinanceAdapter(VenueAdapter):
     name = "binance"
     venue = "BINANCE"
@@ -71,6 +97,9 @@ class BinanceAdapter(VenueAdapter):
 
     def instrument_id(self, market: Market) -> str:
         return f"{market['id']}-PERP.BINANCE"
+
+    def definition(self, item: dict) -> dict:
+        return instrument_definition(item)
 
     async def fetch_open_interest(self, client: Any, markets: list[Market]) -> list[OpenInterest | Malformed]:
         async def one(market: Market) -> OpenInterest | Malformed | None:

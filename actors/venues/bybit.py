@@ -7,18 +7,39 @@
   counts both sides since 2026-06-11 (`singleOpenInterest` was added then), so `one_side` uses
   `singleOpenInterest` when the payload has it and otherwise halves rows from that date.
 - The funding interval is the market's `fundingInterval` (minutes) from instruments-info.
-- Nautilus id: `BTCUSDT-LINEAR.BYBIT`.
+- Nautilus id: `BTCUSDT-LINEAR.BYBIT`; the definition as Nautilus builds it (`instrument_definition`).
 """
 
 from typing import Any
 
 from actors.recording import operation
-from actors.venues.base import Market, VenueAdapter, field, ms_to_ns, now_ns, number
+from actors.venues.base import Market, VenueAdapter, exact, field, ms_to_ns, now_ns, number, places
 from messages.events import FundingRate, Malformed, OpenInterest
 
 
 # `openInterest` is the sum of both sides from this instant (2026-06-11T00:00Z).
 TWO_SIDED_FROM_MS = 1_781_136_000_000
+
+
+# Nautilus's Bybit adapter without API keys: fee rate 0.001 / 0.001, margins 0.1 / 0.1.
+NAUTILUS_FEE = "0.001"
+NAUTILUS_MARGIN = "0.1"
+
+
+def instrument_definition(item: dict) -> dict:
+    """`Instrument` fields of one instruments-info item, as NautilusTrader 1.231's Bybit adapter
+    (Rust `parse_linear_instrument`) sets them: every number keeps the precision it is written
+    with ("0.10" -> 2, maxOrderQty "1190.000" -> 3), lot size = qtyStep."""
+    price, lot = item["priceFilter"], item["lotSizeFilter"]
+    return dict(
+        base=item["baseCoin"], quote=item["quoteCoin"], settle=item.get("settleCoin") or item["quoteCoin"],
+        price_precision=places(price["tickSize"]), size_precision=places(lot["qtyStep"]),
+        price_increment=exact(price["tickSize"]), size_increment=exact(lot["qtyStep"]), lot_size=exact(lot["qtyStep"]),
+        max_quantity=exact(lot["maxOrderQty"]), min_quantity=exact(lot["minOrderQty"]),
+        min_notional=exact(lot["minNotionalValue"]) if lot.get("minNotionalValue") else None,
+        max_price=exact(price["maxPrice"]), min_price=exact(price["minPrice"]),
+        margin_init=NAUTILUS_MARGIN, margin_maint=NAUTILUS_MARGIN, maker_fee=NAUTILUS_FEE, taker_fee=NAUTILUS_FEE,
+    )
 
 
 def one_side(row: dict, ts_ms: int, field: str = "openInterest") -> float:
@@ -68,6 +89,9 @@ class BybitAdapter(VenueAdapter):
     ccxt_id = "bybit"
     env_prefix = "BYBIT"
     options = {"fetchMarkets": {"types": ["linear"]}}  # 2 requests instead of 11
+
+    def definition(self, item: dict) -> dict:
+        return instrument_definition(item)
 
     def instrument_id(self, market: Market) -> str:
         return f"{market['id']}-LINEAR.BYBIT"

@@ -5,17 +5,37 @@
   payload has no timestamp, so `ts_event` is the receive time.
 - `funding` is the current hourly rate; the venue's own prediction for the next settlement comes
   from POST /info {"type": "predictedFundings"} (entry "HlPerp"; no ccxt method).
-- Nautilus id: `BTC-USD-PERP.HYPERLIQUID`.
+- Nautilus id: `BTC-USD-PERP.HYPERLIQUID`; the definition as Nautilus builds it (`instrument_definition`).
 """
 
 import asyncio
 from typing import Any
 
 from actors.recording import operation
-from actors.venues.base import Market, VenueAdapter, field, ms_to_ns, number, received_ns, set_received, timed
+from actors.venues.base import Market, MalformedItem, VenueAdapter, field, ms_to_ns, number, received_ns, set_received, timed
 from messages.events import FundingRate, Malformed, OpenInterest
 
 INTERVAL_MIN = 60
+PERP_MAX_DECIMALS = 6  # the venue's price rule for perps: at most 6 - szDecimals decimals
+MIN_NOTIONAL_USD = "10"
+
+
+def tick(decimals: int) -> str:
+    """10^-decimals as Nautilus prints it (3 -> "0.001", 0 -> "1")."""
+    return "1" if decimals == 0 else f"0.{'0' * (decimals - 1)}1"
+
+
+def instrument_definition(item: dict) -> dict:
+    """`Instrument` fields of one `meta` universe item, as NautilusTrader 1.231's Hyperliquid
+    adapter sets them (Rust only: `parse_perp_instruments` + `create_instrument_from_def` in
+    crates/adapters/hyperliquid/src/http/parse.rs): price decimals 6 - szDecimals whatever the
+    price, quote USD settled in USDC, min notional 10 USD, everything else Nautilus's default."""
+    sz = item["szDecimals"]
+    if not isinstance(sz, int) or isinstance(sz, bool) or not 0 <= sz <= 16:
+        raise MalformedItem(f"szDecimals is not a count of decimals: {sz!r}")
+    pp = max(0, PERP_MAX_DECIMALS - sz)
+    return dict(base=item["name"], quote="USD", settle="USDC", price_precision=pp, size_precision=sz,
+                price_increment=tick(pp), size_increment=tick(sz), min_notional=MIN_NOTIONAL_USD)
 
 
 def normalize_open_interest(fr: dict, market: Market, instrument_id: str, ts_recv: int) -> OpenInterest:
@@ -73,6 +93,9 @@ class HyperliquidAdapter(VenueAdapter):
 
     def instrument_id(self, market: Market) -> str:
         return f"{market['baseName']}-USD-PERP.HYPERLIQUID"
+
+    def definition(self, item: dict) -> dict:
+        return instrument_definition(item)
 
     def raw_symbol(self, market: Market) -> str:
         return market["baseName"]  # ccxt's id is the asset index ("0"); the coin name is what users know

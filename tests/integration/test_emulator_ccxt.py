@@ -164,8 +164,9 @@ def test_load_markets_on_each_venue_and_the_calls_it_makes(emu: Running) -> None
     assert [m["type"] for m in bybit.values() if not m["swap"]] == ["future"]
 
     hl = markets["hyperliquid"]
-    assert sorted(hl) == ["BTC/USDC:USDC", "DOGE/USDC:USDC", "ETH/USDC:USDC", "HYPE/USDC:USDC",
-                          "SOL/USDC:USDC", "XRP/USDC:USDC"]
+    assert sorted(s for s, m in hl.items() if m["active"]) == ["BTC/USDC:USDC", "DOGE/USDC:USDC", "ETH/USDC:USDC",
+                                                                "HYPE/USDC:USDC", "SOL/USDC:USDC", "XRP/USDC:USDC"]
+    assert sorted(s for s, m in hl.items() if not m["active"]) == ["HPOS/USDC:USDC", "MATIC/USDC:USDC"]  # isDelisted
     assert hl["BTC/USDC:USDC"]["id"] == "0" and hl["BTC/USDC:USDC"]["limits"]["leverage"]["max"] == 40
 
     # The ground truth has one instrument record per served symbol.

@@ -157,12 +157,9 @@ def test_catalog_holds_instrument_definitions_from_the_venues_market_data(run):
         t = next(r for r in run["truth"] if r["venue"] == venue and r["raw_symbol"] == raw and r["kind"] == "instrument")
         inst = instruments[iid]
         assert inst["raw_symbol"] == raw
-        if venue == "HYPERLIQUID":  # sizes in szDecimals; prices are ccxt's 6 - szDecimals decimals
+        if venue == "HYPERLIQUID":  # sizes in szDecimals; prices 6 - szDecimals decimals (Nautilus's rule)
             assert float(inst["size_increment"]) == pytest.approx(10 ** -t["sz_decimals"])
-            # Hyperliquid prices: at most 5 significant figures and at most 6 - szDecimals decimals
-            mark = next(r["mark_price"] for r in run["truth"] if r["venue"] == venue and r["raw_symbol"] == raw and r.get("mark_price"))
-            expected_tick = max(10 ** (math.floor(math.log10(mark)) - 4), 10 ** -(6 - t["sz_decimals"]))
-            assert float(inst["price_increment"]) == pytest.approx(expected_tick)
+            assert inst["price_increment"] == f"{10 ** -max(0, 6 - t['sz_decimals']):.{max(0, 6 - t['sz_decimals'])}f}"
         else:
             assert float(inst["price_increment"]) == pytest.approx(t["tick_size"]) and float(inst["size_increment"]) == pytest.approx(t["lot_size"])
     assert instruments["BTC-USD-PERP.HYPERLIQUID"]["settlement"] == "USDC" and instruments["BTCUSDT-PERP.BINANCE"]["quote"] == "USDT"

@@ -35,28 +35,30 @@ T0 = 1_735_689_600_000_000_000  # 2025-01-01T00:00:00Z
 MIN = 60 * 1_000_000_000
 HOUR = 60 * MIN
 
-INSTRUMENTS = [
+INSTRUMENTS = [  # as the venue modules build them (tests/nautilus/test_instruments_golden.py)
     Instrument(
         venue="BINANCE", symbol="BTC/USDT:USDT", instrument_id="BTCUSDT-PERP.BINANCE", ts_event=T0, ts_recv=T0,
-        raw_symbol="BTCUSDT", base="BTC", quote="USDT", settle="USDT", price_precision=1, size_precision=3,
-        price_increment="0.1", size_increment="0.001", min_quantity="0.001", max_quantity="1000",
-        min_notional="100", max_leverage=125.0, maker_fee="0.0002", taker_fee="0.0004",
+        raw_symbol="BTCUSDT", base="BTC", quote="USDT", settle="USDT", price_precision=2, size_precision=3,
+        price_increment="0.10", size_increment="0.001", min_quantity="0.001", max_quantity="1000.000",
+        min_notional="100", max_price="1246396.60", min_price="402.00", margin_init="1", margin_maint="1",
+        max_leverage=125.0, maker_fee="0.000200", taker_fee="0.000500",
     ),
     Instrument(
         venue="BYBIT", symbol="ETH/USDT:USDT", instrument_id="ETHUSDT-LINEAR.BYBIT", ts_event=T0, ts_recv=T0,
         raw_symbol="ETHUSDT", base="ETH", quote="USDT", settle="USDT", price_precision=2, size_precision=2,
-        price_increment="0.01", size_increment="0.01", min_quantity="0.01", max_quantity="7240",
-        max_leverage=100.0,
+        price_increment="0.01", size_increment="0.01", lot_size="0.01", min_quantity="0.01", max_quantity="7240.00",
+        min_notional="5", max_price="199999.98", min_price="0.01", margin_init="0.1", margin_maint="0.1",
+        maker_fee="0.001", taker_fee="0.001", max_leverage=100.0,
     ),
     Instrument(
         venue="HYPERLIQUID", symbol="BTC/USDC:USDC", instrument_id="BTC-USD-PERP.HYPERLIQUID", ts_event=T0,
-        ts_recv=T0, raw_symbol="BTC", base="BTC", quote="USDC", settle="USDC", price_precision=0,
-        size_precision=5, price_increment="1", size_increment="0.00001", min_notional="10", max_leverage=40.0,
+        ts_recv=T0, raw_symbol="BTC", base="BTC", quote="USD", settle="USDC", price_precision=1,
+        size_precision=5, price_increment="0.1", size_increment="0.00001", min_notional="10", max_leverage=40.0,
     ),
-    Instrument(  # a coin Nautilus has no table entry for
+    Instrument(  # a coin Nautilus has no currency for
         venue="HYPERLIQUID", symbol="HYPE/USDC:USDC", instrument_id="HYPE-USD-PERP.HYPERLIQUID", ts_event=T0,
-        ts_recv=T0, raw_symbol="HYPE", base="HYPE", quote="USDC", settle="USDC", price_precision=4,
-        size_precision=2, price_increment="0.0001", size_increment="0.01",
+        ts_recv=T0, raw_symbol="HYPE", base="HYPE", quote="USD", settle="USDC", price_precision=4,
+        size_precision=2, price_increment="0.0001", size_increment="0.01", min_notional="10",
     ),
 ]
 IDS = [i.instrument_id for i in INSTRUMENTS]
@@ -136,8 +138,10 @@ out = {"instruments": []}
 for i in catalog.instruments():
     d = CryptoPerpetual.to_dict(i)
     d["class"] = type(i).__name__
-    if i.min_notional is not None:
-        d["min_notional"] = [str(i.min_notional.as_decimal()), i.min_notional.currency.code]
+    for key in ("min_notional", "max_notional"):
+        money = getattr(i, key)
+        if money is not None:
+            d[key] = [str(money.as_decimal()), money.currency.code]
     out["instruments"].append(d)
 oi = catalog.query(OpenInterest)
 assert all(isinstance(x, CustomData) and isinstance(x.data, OpenInterest) for x in oi)
@@ -206,8 +210,9 @@ def test_fresh_process_reads_every_value_back(catalog):
                 kept.append(e)
         expected_instruments += [_expected_instrument(e) for e in kept]
     for d in got["instruments"]:
-        if d["min_notional"] is not None:
-            d["min_notional"][0] = Decimal(d["min_notional"][0])
+        for key in ("min_notional", "max_notional"):
+            if d[key] is not None:
+                d[key][0] = Decimal(d[key][0])
     key = lambda d: (d["id"], d["ts_init"])  # noqa: E731
     assert sorted(got["instruments"], key=key) == sorted(expected_instruments, key=key)
 
@@ -217,9 +222,8 @@ def _definition(e: Instrument) -> dict:
 
 
 def _expected_instrument(e: Instrument) -> dict:
-    lev = Decimal(repr(e.max_leverage or 1.0))
-    fixed = lambda s, p: f"{Decimal(s):.{p}f}"  # noqa: E731
     info = {"symbol": e.symbol} | ({"max_leverage": e.max_leverage} if e.max_leverage else {})
+    money = lambda amount: amount and [Decimal(amount), e.quote]  # noqa: E731
     return {
         "type": "CryptoPerpetual",
         "class": "CryptoPerpetual",
@@ -230,19 +234,19 @@ def _expected_instrument(e: Instrument) -> dict:
         "settlement_currency": e.settle,
         "is_inverse": False,
         "price_precision": e.price_precision,
-        "price_increment": fixed(e.price_increment, e.price_precision),
+        "price_increment": e.price_increment,  # as written: "0.10" stays precision 2
         "size_precision": e.size_precision,
-        "size_increment": fixed(e.size_increment, e.size_precision),
-        "multiplier": "1",
-        "lot_size": fixed(e.size_increment, e.size_precision),
-        "max_quantity": e.max_quantity and fixed(e.max_quantity, e.size_precision),
-        "min_quantity": e.min_quantity and fixed(e.min_quantity, e.size_precision),
-        "max_notional": None,
-        "min_notional": e.min_notional and [Decimal(e.min_notional), e.quote],
-        "max_price": None,
-        "min_price": None,
-        "margin_init": str((1 / lev).normalize()),
-        "margin_maint": str((1 / lev / 2).normalize()),
+        "size_increment": e.size_increment,
+        "multiplier": e.multiplier,
+        "lot_size": e.lot_size,
+        "max_quantity": e.max_quantity,
+        "min_quantity": e.min_quantity,
+        "max_notional": money(e.max_notional),
+        "min_notional": money(e.min_notional),
+        "max_price": e.max_price,
+        "min_price": e.min_price,
+        "margin_init": e.margin_init,
+        "margin_maint": e.margin_maint,
         "maker_fee": e.maker_fee,
         "taker_fee": e.taker_fee,
         "ts_event": e.ts_event,
@@ -288,18 +292,20 @@ def _nautilus_objects(batch: list) -> list:
             )
         else:
             quote = Currency.from_str(e.quote)
-            lev = Decimal(repr(e.max_leverage or 1.0))
-            size = Quantity.from_str(e.size_increment)
             info = {"symbol": e.symbol} | ({"max_leverage": e.max_leverage} if e.max_leverage else {})
+            optional = lambda make, value: None if value is None else make(value)  # noqa: E731
             objects.append(
                 CryptoPerpetual(
                     iid, Symbol(e.raw_symbol), Currency.from_str(e.base), quote, Currency.from_str(e.settle), False,
-                    e.price_precision, e.size_precision, Price.from_str(e.price_increment), size, e.ts_event, e.ts_event,
-                    lot_size=size,
-                    max_quantity=e.max_quantity and Quantity(float(e.max_quantity), e.size_precision),
-                    min_quantity=e.min_quantity and Quantity(float(e.min_quantity), e.size_precision),
-                    min_notional=e.min_notional and Money(Decimal(e.min_notional), quote),
-                    margin_init=(1 / lev).normalize(), margin_maint=(1 / lev / 2).normalize(),
+                    e.price_precision, e.size_precision, Price.from_str(e.price_increment),
+                    Quantity.from_str(e.size_increment), e.ts_event, e.ts_event,
+                    multiplier=Quantity.from_str(e.multiplier), lot_size=Quantity.from_str(e.lot_size),
+                    max_quantity=optional(Quantity.from_str, e.max_quantity),
+                    min_quantity=optional(Quantity.from_str, e.min_quantity),
+                    max_notional=optional(lambda v: Money(Decimal(v), quote), e.max_notional),
+                    min_notional=optional(lambda v: Money(Decimal(v), quote), e.min_notional),
+                    max_price=optional(Price.from_str, e.max_price), min_price=optional(Price.from_str, e.min_price),
+                    margin_init=Decimal(e.margin_init), margin_maint=Decimal(e.margin_maint),
                     maker_fee=Decimal(e.maker_fee), taker_fee=Decimal(e.taker_fee), info=info,
                 )
             )

@@ -24,7 +24,6 @@ from actors.catalog_schema import (
     OPEN_INTEREST_SCHEMA,
     build_tables,
     crypto_perpetual_row,
-    margins,
     rate_json,
 )
 from actors.catalog_store import CatalogStore
@@ -72,13 +71,17 @@ def instrument(ts: int, **kw) -> Instrument:
         base="BTC",
         quote="USDT",
         settle="USDT",
-        price_precision=1,
+        price_precision=2,
         size_precision=3,
-        price_increment="0.1",
+        price_increment="0.10",
         size_increment="0.001",
         min_quantity="0.001",
-        max_quantity="1000",
+        max_quantity="1000.000",
         min_notional="5",
+        margin_init="1",
+        margin_maint="1",
+        maker_fee="0.000200",
+        taker_fee="0.000500",
         max_leverage=125.0,
     )
     return Instrument(**fields | kw)
@@ -178,24 +181,19 @@ def test_funding_becomes_a_nautilus_row_and_an_info_row():
     }
 
 
-def test_instrument_row_formats_values_as_nautilus_prints_them():
-    row = crypto_perpetual_row(instrument(T0, price_increment="0.10", max_quantity="1000", maker_fee="0.00020"))
-    assert row["price_increment"] == "0.1"  # precision 1, as Price prints it
-    assert row["size_increment"] == row["lot_size"] == "0.001"
+def test_instrument_row_keeps_values_as_the_venue_module_wrote_them():
+    """The venue module already wrote every value as Nautilus prints it: the row changes nothing."""
+    row = crypto_perpetual_row(instrument(T0, max_price="1246396.60", min_price="402.00"))
+    assert row["price_increment"] == "0.10" and row["price_precision"] == 2  # not re-scaled to "0.1"
+    assert (row["size_increment"], row["lot_size"], row["multiplier"]) == ("0.001", "1", "1")
     assert row["max_quantity"] == "1000.000" and row["min_quantity"] == "0.001"
-    assert row["min_notional"] == "5 USDT"
-    assert (row["margin_init"], row["margin_maint"]) == ("0.008", "0.004")
-    assert row["maker_fee"] == "0.00020" and row["taker_fee"] == "0.0005"
+    assert (row["max_price"], row["min_price"]) == ("1246396.60", "402.00")
+    assert row["min_notional"] == "5 USDT" and row["max_notional"] is None
+    assert (row["margin_init"], row["margin_maint"]) == ("1", "1")
+    assert row["maker_fee"] == "0.000200" and row["taker_fee"] == "0.000500"
     assert row["info"] == b'{"symbol":"BTC/USDT:USDT","max_leverage":125.0}'
-    assert row["multiplier"] == "1" and row["is_inverse"] is False
+    assert row["is_inverse"] is False
     assert row["ts_event"] == row["ts_init"] == T0
-
-
-def test_margins_from_leverage():
-    assert margins(125.0) == ("0.008", "0.004")
-    assert margins(50) == ("0.02", "0.01")
-    assert margins(None) == ("1", "0.5")
-    assert margins(0) == ("1", "0.5")
 
 
 def test_merge_tables_counts_new_and_changed_rows_only():
@@ -290,7 +288,7 @@ def test_instrument_definitions_are_stored_only_when_they_change(store):
     assert store.write([instrument(T0 + 2 * MIN, taker_fee="0.0004")]) == {f"{CRYPTO_PERPETUAL}/{BTC}": 1}
     assert store.write([instrument(T0 + 3 * MIN, taker_fee="0.0004")]) == {f"{CRYPTO_PERPETUAL}/{BTC}": 0}
     rows = stored(store, CRYPTO_PERPETUAL).to_pylist()
-    assert [(r["ts_init"], r["taker_fee"]) for r in rows] == [(T0, "0.0005"), (T0 + 2 * MIN, "0.0004")]
+    assert [(r["ts_init"], r["taker_fee"]) for r in rows] == [(T0, "0.000500"), (T0 + 2 * MIN, "0.0004")]
 
 
 def test_random_writes_keep_disjoint_sorted_files_equal_to_a_model(store):

@@ -1,5 +1,6 @@
 """Pure normalization: symbol resolution, instrument ids, unit conversions, validation reasons."""
 
+import json
 import math
 
 import msgspec
@@ -10,7 +11,8 @@ from actors.venues import UnknownSymbol, adapter
 from actors.venues import binance, hyperliquid
 from messages.codec import encode
 from messages.envelope import Envelope
-from messages.events import FundingRate, Instrument, Liquidation, OpenInterest
+from messages.events import FundingRate, Instrument, Liquidation, Malformed, OpenInterest
+from tests.fixtures import real
 
 NOW = 1_750_000_000_000_000_000
 
@@ -45,11 +47,32 @@ def test_unknown_symbol_names_it_and_suggests_the_closest_listed():
     assert err.value.suggestions[0] == "BTCUSDT"
 
 
-def test_instrument_definition_keeps_exact_decimals():
-    inst = adapter("bybit").instrument(market("bybit", "ETH", "USDT", "ETHUSDT", precision={"price": 0.01, "amount": 1e-05}), NOW)
-    assert inst.instrument_id == "ETHUSDT-LINEAR.BYBIT"
-    assert (inst.price_increment, inst.price_precision, inst.size_increment, inst.size_precision) == ("0.01", 2, "0.00001", 5)
-    assert inst.min_notional == "5" and inst.max_leverage == 125.0
+def test_instrument_definition_keeps_the_venues_written_precision():
+    """Bybit's docs example lists BTCUSDT with tickSize "0.10": precision 2 (Nautilus's parse,
+    tests/nautilus/test_instruments_golden.py), where ccxt's number 0.1 would say 1."""
+    item = real.load("bybit", "instruments_info_linear")["result"]["list"][0]
+    m = market("bybit", "BTC", "USDT", "BTCUSDT", precision={"price": 0.1, "amount": 0.001}) | {"info": item}
+    inst = adapter("bybit").instrument(m, NOW)
+    assert inst.instrument_id == "BTCUSDT-LINEAR.BYBIT" and (inst.ts_event, inst.ts_recv) == (NOW, NOW)
+    assert (inst.price_increment, inst.price_precision, inst.size_increment, inst.size_precision) == ("0.10", 2, "0.001", 3)
+    assert (inst.max_quantity, inst.min_notional, inst.max_price, inst.min_price) == ("1190.000", "5", "1999999.80", "0.10")
+
+
+@pytest.mark.parametrize(("venue", "fixture", "path", "bad", "said"), [
+    ("bybit", ("bybit", "instruments_info_linear"), ("result", "list", 0, "priceFilter", "tickSize"), "0,10", "'0,10'"),
+    ("binance", ("binance", "exchange_info"), ("symbols", 0, "filters", 0, "tickSize"), None, "None"),
+    ("hyperliquid", ("hyperliquid", "meta_sample"), ("universe", 0, "szDecimals"), "5", "'5'"),
+])
+def test_a_listing_item_that_cannot_be_read_becomes_malformed_naming_the_value(venue, fixture, path, bad, said):
+    payload = json.loads(json.dumps(real.load(*fixture)))  # a copy to spoil
+    holder = payload
+    for key in path[:-1]:
+        holder = holder[key]
+    holder[path[-1]] = bad
+    item = payload["result"]["list"][0] if venue == "bybit" else payload[path[0]][0]
+    m = market(venue, "BTC", "USDT", item.get("symbol") or item["name"]) | {"info": item, "baseName": "BTC"}
+    event = adapter(venue).instrument_event(m, NOW)
+    assert isinstance(event, Malformed) and said in event.reason, event
 
 
 def test_binance_oi_value_is_amount_times_mark_and_keeps_venue_time():
