@@ -73,8 +73,8 @@ def test_foreign_frames_at_ingest_store_and_control_are_refused_logged_and_nothi
                   "store": encode(Command(command="stop", name="writer")),
                   "control": encode(Reply(ok=True, message="a reply goes to bin/ctl, not to the coordinator"))}
     # Identities: the history CLI's form passes the validator's peer check (so garbage reaches its decoder);
-    # the writer and the coordinator take anything.
-    identity = f"cli.history.{os.getpid()}".encode()
+    # the writer takes only the validator, the coordinator anything.
+    identity = f"cli.history.bybit.{os.getpid()}".encode()
     sockets = []
     try:
         for where in ("ingest", "store", "control"):
