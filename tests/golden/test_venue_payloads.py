@@ -19,12 +19,12 @@ from types import SimpleNamespace
 from typing import Any
 
 import msgspec
-import pytest
 from nautilus_trader.persistence.catalog import ParquetDataCatalog
 
 from actors import history
 from actors.catalog_store import CatalogStore
 from actors.venues import adapter, binance
+from actors.venues.bybit import one_side
 from actors.venues.liquidations import binance_force_orders, bybit_all_liquidation
 from messages.events import FundingRate, Liquidation, OpenInterest
 from messages.nautilus import FundingRateInfo, query_funding_rates
@@ -234,8 +234,6 @@ def test_bybit_history_rows_before_the_change_carry_both_figures() -> None:
     # The docs example of the commit that added singleOpenInterest: rows dated 2026-06-05..09, before
     # the change, with openInterest = 2 x singleOpenInterest (to the unit). Evidence for the registry,
     # and what the normalizer takes from such a row.
-    from actors.venues.bybit import one_side
-
     rows = load("bybit", "open_interest_history_2026_06")["result"]["list"]
     assert all(int(r["timestamp"]) < 1_781_136_000_000 for r in rows)  # 2026-06-11T00:00Z
     for r in rows:
