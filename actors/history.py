@@ -28,9 +28,9 @@ How each venue is paged (ccxt 4.5.90; see `/work/shared/venues.md`):
 - Hyperliquid funding (`fundingHistory`): 500 rows per answer, oldest first, next
   startTime = last time + 1. Hyperliquid has no OI history: `HistoryUnavailable`.
 
-Units: `open_interest` is base units, one side. Bybit's `openInterest` counts both sides since
-2026-06-11 (`singleOpenInterest` was added then): `singleOpenInterest` is used when present,
-otherwise `openInterest` is halved for rows from that date and kept as is before it.
+Units: `open_interest` is base units, one side. Bybit's `openInterest` counts both sides on rows of
+every date (README, units registry): `singleOpenInterest` is used when present, otherwise
+`openInterest` is halved, so a series stitched across 2026-06-11 has no step there.
 
 Settled funding rows: `FundingRate(settled=True)`, ts_event = the funding time, `rate` as
 published, `interval_minutes` = the length of the period the row settles, from the spacing of
@@ -184,7 +184,7 @@ async def _bybit_oi(adapter, client, market, start_ms, end_ms, period, progress)
         for row in result.get("list") or []:
             ts = int(row["timestamp"])
             if start_ms <= ts <= end_ms:
-                raw[ts] = bybit.one_side(row, ts)
+                raw[ts] = bybit.one_side(row)
         cursor = result.get("nextPageCursor") or None
         if progress:
             # newest first: the fetch has covered [oldest so far, end]

@@ -1,6 +1,12 @@
 """Bybit v5 (category=linear) REST emulator: instruments-info (paginated), tickers and
 open-interest, which is what ccxt's bybit calls for markets, funding rates and open interest.
 
+Open interest as Bybit serves it since 2026-06-11 (README, units registry): `openInterest` /
+`openInterestValue` count both sides, `singleOpenInterest` / `singleOpenInterestValue` one side;
+history rows of every date carry both figures (as the docs example of 2026-06-09 shows for rows
+dated before the change). `tests/unit/test_emulator_shapes.py` keeps the answers in the shape
+of the recorded real ones (`tests/fixtures/real/bybit`).
+
 Every answer is HTTP 200 with the v5 envelope {"retCode","retMsg","result","retExtInfo","time"};
 errors are a non-zero retCode (10001 for bad parameters), as on the real API.
 """
@@ -234,9 +240,13 @@ def create_app(ctx: VenueContext) -> web.Application:
         index = px(market.index_price(inst.coin, now))
         last = px(market.last_price(inst.coin, now, "bybit") * premium)
         hist = [market.index_price(inst.coin, now - h * HOUR) * premium for h in range(25)]
+        # openInterest(Value) count both sides (docs: "(both sides)"); single* added 2026-06-11 are one
+        # side. The model's figure is two-sided, made exactly twice the one side served.
         oi = market.open_interest(inst.coin, now, "bybit") * (1.0 if inst.perpetual else 0.03)
-        oi_str = fixed(oi, qty_dp)
+        single_str = fixed(oi / 2, qty_dp)
+        oi_str = fixed(2 * float(single_str), qty_dp)
         oiv_str = fixed(float(oi_str) * float(mark), 2)
+        single_v_str = fixed(float(single_str) * float(mark), 2)
         vol = market.volume_24h(inst.coin, now, "bybit") * (1.0 if inst.perpetual else 0.02)
         if inst.perpetual:
             iv_h = market.funding_interval_hours("bybit", inst.coin, now)
@@ -252,6 +262,7 @@ def create_app(ctx: VenueContext) -> web.Application:
             "highPrice24h": px(max(hist + [float(last)])), "lowPrice24h": px(min(hist + [float(last)])),
             "prevPrice1h": px(hist[1]),
             "openInterest": oi_str, "openInterestValue": oiv_str,
+            "singleOpenInterest": single_str, "singleOpenInterestValue": single_v_str,
             "turnover24h": fixed(vol * float(mark), 4), "volume24h": fixed(vol, qty_dp),
             "fundingRate": rate_str, "nextFundingTime": next_str,
             "predictedDeliveryPrice": "", "basisRate": "" if inst.perpetual else fixed(premium - 1, 8),
@@ -266,7 +277,8 @@ def create_app(ctx: VenueContext) -> web.Application:
                 "ts_ms": now}
         records = [
             {**base, "kind": "open_interest", "served_ns": time.time_ns(), "open_interest": float(oi_str),
-             "open_interest_value": float(oiv_str), "mark_price": float(mark)},
+             "open_interest_value": float(oiv_str), "single_open_interest": float(single_str),
+             "single_open_interest_value": float(single_v_str), "mark_price": float(mark)},
             {**base, "kind": "funding_rate", "served_ns": time.time_ns(), "rate": rate,
              "next_funding_ms": next_ms or None, "interval_minutes": iv_h * 60 or None,
              "mark_price": float(mark), "index_price": float(index)},

@@ -45,7 +45,9 @@ _DAY_MS = 86_400_000
 DATA_ENDPOINTS: dict[tuple[str, str], tuple[str, str, str, str | None]] = {
     ("binance", "/fapi/v1/openInterest"): ("self", "symbol", "openInterest", "time"),
     ("binance", "/fapi/v1/premiumIndex"): ("auto", "symbol", "markPrice", "time"),
-    ("bybit", "/v5/market/tickers"): ("bybit", "symbol", "openInterest", None),
+    # the one-side figure the collector stores (a missing one falls back to openInterest / 2, as in
+    # payloads from before 2026-06-11: not malformed)
+    ("bybit", "/v5/market/tickers"): ("bybit", "symbol", "singleOpenInterest", None),
     ("hyperliquid", "metaAndAssetCtxs"): ("hl", "name", "openInterest", None),
 }
 

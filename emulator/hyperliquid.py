@@ -17,7 +17,7 @@ from loguru import logger
 
 from emulator import history
 from emulator.common import VenueContext, hl_number, hl_price, json_response, logging_middleware, stripped
-from emulator.market import DAY, LISTINGS
+from emulator.market import DAY, HOUR, LISTINGS
 
 VENUE = "HYPERLIQUID"
 
@@ -90,7 +90,7 @@ def create_app(ctx: VenueContext) -> web.Application:
         oracle = hl_price(market.index_price(coin, now), sz)
         mid = market.last_price(coin, now, "hyperliquid")
         next_ms = market.next_funding_ms("hyperliquid", coin, now)
-        rate = market.funding_rate("hyperliquid", coin, next_ms)
+        rate = current_rate(coin, now)
         oi = hl_number(market.open_interest(coin, now, "hyperliquid"), sz)
         base_vol = market.volume_24h(coin, now, "hyperliquid")
         row = {
@@ -114,6 +114,14 @@ def create_app(ctx: VenueContext) -> web.Application:
              "index_price": float(oracle), "premium": float(row["premium"])},
         ]
         return row, records
+
+    def current_rate(coin: str, now: int) -> float:
+        """`funding` of the asset ctx: the rate of the hour so far, which moves from the last
+        settlement's rate towards the next one's as the hour goes by. predictedFundings' "HlPerp"
+        gives the next settlement's rate, so the two differ within an hour, as on the venue."""
+        next_ms = market.next_funding_ms("hyperliquid", coin, now)
+        last, coming = (market.funding_rate("hyperliquid", coin, t) for t in (next_ms - HOUR, next_ms))
+        return round(last + (coming - last) * (1 - (next_ms - now) / HOUR), 10)
 
     def meta_and_asset_ctxs(now: int) -> list:
         built = [asset_ctx(a, now) for a in _ASSETS]

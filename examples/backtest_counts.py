@@ -12,9 +12,10 @@ It shows the three things a strategy needs to use this data:
    `subscribe_data(DataType(OpenInterest), client_id=..., instrument_id=...)`; it arrives in
    `on_data`. Funding is Nautilus's own `FundingRateUpdate`: `subscribe_funding_rates(id)`,
    delivered to `on_funding_rate`.
-3. Query `FundingRateUpdate` per instrument (`identifiers=[id]`): Nautilus 1.231 takes the
-   instrument id of every row from the first file's metadata, so one query over several
-   instruments labels all rows with one id.
+3. Load `FundingRateUpdate` with `messages.nautilus.query_funding_rates` (one query per
+   instrument): Nautilus 1.231 takes the instrument id of every row from the first file's
+   metadata, so one `catalog.query(FundingRateUpdate)` over several instruments labels all rows
+   with one id.
 """
 
 import json
@@ -31,7 +32,7 @@ from nautilus_trader.model.objects import Money
 from nautilus_trader.persistence.catalog.parquet import ParquetDataCatalog
 from nautilus_trader.trading.strategy import Strategy
 
-from messages.nautilus import FundingRateUpdate, OpenInterest
+from messages.nautilus import FundingRateUpdate, OpenInterest, query_funding_rates
 
 CATALOG = ClientId("CATALOG")  # any id works: it only names the data client for custom data
 
@@ -101,7 +102,7 @@ def run(catalog_path: str) -> dict[str, dict[str, int]]:
         open_interest = catalog.query(OpenInterest, identifiers=ids)  # list[CustomData]
         if open_interest:
             engine.add_data(open_interest, client_id=CATALOG, sort=False)
-        funding = catalog.query(FundingRateUpdate, identifiers=ids)
+        funding = query_funding_rates(catalog, ids)
         if funding:
             engine.add_data(funding, sort=False)
         has_data = has_data or bool(open_interest or funding)

@@ -11,13 +11,15 @@ before it can decode their files::
     catalog = ParquetDataCatalog("catalog")
     catalog.instruments()                      # CryptoPerpetual definitions
     catalog.query(OpenInterest, identifiers=["BTCUSDT-PERP.BINANCE"])  # list[CustomData]
-    catalog.query(FundingRateUpdate, identifiers=["BTCUSDT-PERP.BINANCE"])  # built-in type
+    query_funding_rates(catalog)               # FundingRateUpdate of every instrument, each with its id
+    query_funding_rates(catalog, ["BTCUSDT-PERP.BINANCE", "BTC-USD-PERP.HYPERLIQUID"], start="2025-01-01")
     catalog.query(FundingRateInfo, start="2025-01-01", end="2025-02-01")
 
-Query `FundingRateUpdate` one instrument at a time: Nautilus 1.231 reads its instrument id
-from the schema metadata of the *first* file of a query, so a query spanning several
-instruments labels every row with one id (a Nautilus bug; the custom types carry the id in a
-column and are not affected).
+Never `catalog.query(FundingRateUpdate)` over several instruments: Nautilus 1.231 reads the
+instrument id of `FundingRateUpdate` from the schema metadata of the *first* file of a query, so
+every row of such a query carries one id (a Nautilus bug, with its own `write_data` too; the
+custom types carry the id in a column and are not affected). `query_funding_rates` asks one
+instrument at a time.
 
 Where things live (`<ID>` is the instrument id, e.g. `BTCUSDT-PERP.BINANCE`):
 
@@ -42,13 +44,18 @@ Stored rows have `ts_init == ts_event` (venue time where the venue gives one), s
 replays them in event time.
 """
 
+from collections.abc import Iterable
+from typing import Any
+
 from nautilus_trader.core.data import Data
 from nautilus_trader.model.custom import customdataclass
 from nautilus_trader.model.data import FundingRateUpdate
 from nautilus_trader.model.identifiers import InstrumentId
 from nautilus_trader.model.instruments import CryptoPerpetual
 
-__all__ = ["CryptoPerpetual", "FundingRateInfo", "FundingRateUpdate", "Gap", "Liquidation", "OpenInterest"]
+__all__ = ["CryptoPerpetual", "FundingRateInfo", "FundingRateUpdate", "Gap", "Liquidation", "OpenInterest",
+           "query_funding_rates"]
+FUNDING_RATE_UPDATE_DIR = "funding_rate_update"
 
 # The class names are part of the on-disk contract: Nautilus derives the directory
 # (`custom_<snake_case name>`) and the `type` column from them. Fields must stay in step with
@@ -126,3 +133,18 @@ class Gap(Data):
     stream: str = ""
     end_ns: int = 0
     reason: str = ""
+
+
+def query_funding_rates(catalog: Any, instrument_ids: Iterable[str] | None = None, **query: Any) -> list[FundingRateUpdate]:
+    """`FundingRateUpdate` rows of many instruments, each labelled with its own instrument id.
+
+    `catalog` is a `ParquetDataCatalog`; `instrument_ids` default to every instrument with funding
+    in it; `query` goes to `catalog.query` as is (`start`, `end`, ...). One query per instrument
+    (see the module doc: 1.231 labels a multi-instrument query with one id); rows sorted by ts_init.
+    """
+    if instrument_ids is None:
+        base = f"{str(catalog.path).rstrip('/')}/data/{FUNDING_RATE_UPDATE_DIR}"
+        found = catalog.fs.ls(base, detail=False) if catalog.fs.exists(base) else []
+        instrument_ids = sorted(str(p).rstrip("/").rsplit("/", 1)[-1] for p in found)
+    rows = [u for iid in instrument_ids for u in catalog.query(FundingRateUpdate, identifiers=[iid], **query)]
+    return sorted(rows, key=lambda u: u.ts_init)

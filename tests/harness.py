@@ -72,18 +72,15 @@ _READ_CATALOG = r"""
 import json, math, sys
 from pathlib import Path
 from nautilus_trader.persistence.catalog import ParquetDataCatalog
-from nautilus_trader.model.data import FundingRateUpdate
-from messages.nautilus import OpenInterest, FundingRateInfo
+from messages.nautilus import OpenInterest, FundingRateInfo, query_funding_rates
 cat = ParquetDataCatalog(sys.argv[1])
-funding_dir = Path(sys.argv[1]) / "data" / "funding_rate_update"
-funding_ids = sorted(p.name for p in funding_dir.iterdir()) if funding_dir.exists() else []
 unwrap = lambda r: getattr(r, "data", r)  # custom data comes wrapped in CustomData
 nan = lambda x: None if isinstance(x, float) and math.isnan(x) else x
 out = {
   "open_interest": [[str(r.instrument_id), r.ts_event, r.ts_init, r.open_interest, r.open_interest_value] for r in map(unwrap, cat.query(OpenInterest))],
-  # one instrument per query: 1.231 labels every FundingRateUpdate with the first file's id otherwise
+  # one instrument per query (query_funding_rates): 1.231 labels a multi-instrument query with one id
   "funding": [[str(r.instrument_id), r.ts_event, r.ts_init, str(r.rate), r.interval, r.next_funding_ns]
-              for iid in funding_ids for r in cat.query(FundingRateUpdate, identifiers=[iid])],
+              for r in query_funding_rates(cat)],
   "funding_info": [[str(r.instrument_id), r.ts_event, r.rate, r.interval_minutes, r.next_funding_ns, nan(r.predicted_rate), nan(r.mark_price), nan(r.index_price), r.settled] for r in map(unwrap, cat.query(FundingRateInfo))],
   "instruments": {str(i.id): {"raw_symbol": str(i.raw_symbol), "price_increment": str(i.price_increment), "size_increment": str(i.size_increment), "base": str(i.base_currency), "quote": str(i.quote_currency), "settlement": str(i.settlement_currency)} for i in cat.instruments()},
 }

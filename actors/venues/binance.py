@@ -92,7 +92,9 @@ class BinanceAdapter(VenueAdapter):
 
     def __init__(self) -> None:
         self._intervals: dict[str, int] = {}  # symbol -> minutes, only non-default ones
-        self._intervals_at = 0.0
+        # monotonic time of the last fundingInfo fetch; None = never (monotonic() counts from boot,
+        # so a 0.0 start would skip the first fetch for the first hour of a freshly booted host)
+        self._intervals_at: float | None = None
         self._retry_at: dict[str, float] = {}  # delisted symbol -> when to ask again (monotonic)
 
     def instrument_id(self, market: Market) -> str:
@@ -157,7 +159,7 @@ class BinanceAdapter(VenueAdapter):
                                             "asked again in {:.0f} s ({})", market["id"], DELISTED_RETRY_S, reason_of(exc))
 
     async def _refresh_intervals(self, client: Any) -> None:
-        if time.monotonic() - self._intervals_at < INTERVALS_TTL_S:
+        if self._intervals_at is not None and time.monotonic() - self._intervals_at < INTERVALS_TTL_S:
             return
         infos = await client.fetch_funding_intervals()
         self._intervals = {

@@ -4,8 +4,11 @@
   all symbols): `openInterest` (base units) and `openInterestValue` (USD) are live, unlike
   /v5/market/open-interest, which gives the last closed 5-minute bucket.
 - Stored OI is one side (the project's convention, as Binance reports it). Bybit's `openInterest`
-  counts both sides since 2026-06-11 (`singleOpenInterest` was added then), so `one_side` uses
-  `singleOpenInterest` when the payload has it and otherwise halves rows from that date.
+  and `openInterestValue` count both sides, before 2026-06-11 as after (README, units registry:
+  documented as "the sum of both sides" since 2023; the 2026-06-11 change added the one-side
+  fields and changed only what Bybit's web pages display). So `one_side` takes
+  `singleOpenInterest(Value)` when the payload has it and half the two-sided figure otherwise,
+  whatever the row's date: one series means one thing on both sides of the date.
 - The funding interval is the market's `fundingInterval` (minutes) from instruments-info.
 - Nautilus id: `BTCUSDT-LINEAR.BYBIT`; the definition as Nautilus builds it (`instrument_definition`).
 """
@@ -15,10 +18,6 @@ from typing import Any
 from actors.recording import operation
 from actors.venues.base import Market, VenueAdapter, exact, field, ms_to_ns, now_ns, number, places
 from messages.events import FundingRate, Malformed, OpenInterest
-
-
-# `openInterest` is the sum of both sides from this instant (2026-06-11T00:00Z).
-TWO_SIDED_FROM_MS = 1_781_136_000_000
 
 
 # Nautilus's Bybit adapter without API keys: fee rate 0.001 / 0.001, margins 0.1 / 0.1.
@@ -42,27 +41,25 @@ def instrument_definition(item: dict) -> dict:
     )
 
 
-def one_side(row: dict, ts_ms: int, field: str = "openInterest") -> float:
-    """One side of a Bybit OI figure (`openInterest` or `openInterestValue`) of a row at ts_ms."""
+def one_side(row: dict, field: str = "openInterest") -> float:
+    """One side of a Bybit OI figure (`openInterest` or `openInterestValue`, both two-sided)."""
     single_key = "single" + field[0].upper() + field[1:]
     if row.get(single_key) not in (None, ""):
         return number(row, single_key)
-    total = number(row, field)
-    return total / 2 if ts_ms >= TWO_SIDED_FROM_MS else total
+    return number(row, field) / 2
 
 
 def normalize_open_interest(fr: dict, market: Market, instrument_id: str, ts_recv: int) -> OpenInterest:
     info = fr["info"]
     ts_event = ms_to_ns(fr.get("timestamp")) or ts_recv
-    ts_ms = ts_event // 1_000_000
     return OpenInterest(
         venue="BYBIT",
         symbol=market["symbol"],
         instrument_id=instrument_id,
         ts_event=ts_event,
         ts_recv=ts_recv,
-        open_interest=one_side(info, ts_ms),
-        open_interest_value=one_side(info, ts_ms, "openInterestValue"),
+        open_interest=one_side(info),
+        open_interest_value=one_side(info, "openInterestValue"),
     )
 
 

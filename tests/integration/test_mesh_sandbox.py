@@ -112,8 +112,10 @@ def test_bybit_rows_equal_what_the_venue_served(run):
         truth = {r["ts_ms"] * 1_000_000: r for r in run["truth"] if r["venue"] == "BYBIT" and r["raw_symbol"] == raw and r["kind"] == "open_interest"}
         truth_fr = {r["ts_ms"] * 1_000_000: r for r in run["truth"] if r["venue"] == "BYBIT" and r["raw_symbol"] == raw and r["kind"] == "funding_rate"}
         for _, ts, _, amount, value in cat_oi[iid]:
-            # tickers' openInterest counts both sides (since 2026-06-11); the catalog stores one side
-            assert (amount, value) == (truth[ts]["open_interest"] / 2, truth[ts]["open_interest_value"] / 2)
+            # tickers' openInterest counts both sides; the catalog stores the one-side figures served
+            t = truth[ts]
+            assert (amount, value) == (t["single_open_interest"], t["single_open_interest_value"])
+            assert t["open_interest"] == 2 * t["single_open_interest"]
         for _, ts, _, rate, interval, next_ns in cat_fr[iid]:
             t = truth_fr[ts]
             assert (float(rate), interval, next_ns) == (t["rate"], t["interval_minutes"], t["next_funding_ms"] * 1_000_000)

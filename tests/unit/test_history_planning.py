@@ -7,7 +7,7 @@ import pytest
 from actors.catalog_store import CatalogStore
 from actors.coverage import coverage, holes_in, missing_ranges, query
 from actors.history import row_intervals
-from actors.venues.bybit import TWO_SIDED_FROM_MS, one_side
+from actors.venues.bybit import one_side
 from cli.history import parse_time
 from messages.events import FundingRate, OpenInterest
 
@@ -29,11 +29,11 @@ def test_row_intervals_steady_change_and_holes() -> None:
 
 
 def test_bybit_one_sided() -> None:
-    after, before = TWO_SIDED_FROM_MS, TWO_SIDED_FROM_MS - 5 * 60_000
-    assert one_side({"openInterest": "10", "singleOpenInterest": "4"}, after) == 4.0
-    assert one_side({"openInterest": "10"}, after) == 5.0
-    assert one_side({"openInterest": "10"}, before) == 10.0
-    assert one_side({"openInterestValue": "10", "singleOpenInterestValue": "3"}, after, "openInterestValue") == 3.0
+    # Bybit's openInterest is the sum of both sides on rows of every date (README, units registry)
+    assert one_side({"openInterest": "10", "singleOpenInterest": "4"}) == 4.0
+    assert one_side({"openInterest": "10"}) == 5.0
+    assert one_side({"openInterestValue": "10", "singleOpenInterestValue": "3"}, "openInterestValue") == 3.0
+    assert one_side({"openInterestValue": "10", "singleOpenInterestValue": ""}, "openInterestValue") == 5.0
 
 
 def _oi(ts: int) -> OpenInterest:
