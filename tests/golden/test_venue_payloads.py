@@ -35,8 +35,8 @@ from tests.golden.recorded_venue import RecordedVenue
 
 MS = 1_000_000
 MARKETS = {  # what ccxt's load_markets asks for (listings recorded alongside; not the subject here)
-    "binance": {("GET", "/fapi/v1/exchangeInfo"): [load("binance", "markets_exchange_info")]},
-    "bybit": {("GET", "/v5/market/instruments-info"): [load("bybit", "markets_instruments_info")]},
+    "binance": {("GET", "/fapi/v1/exchangeInfo"): [load("binance", "exchange_info")]},
+    "bybit": {("GET", "/v5/market/instruments-info"): [load("bybit", "instruments_info_linear")]},
     "hyperliquid": {("POST", "/info spotMeta"): [load("hyperliquid", "markets_spot_meta")],
                     ("POST", "/info metaAndAssetCtxs"): [load("hyperliquid", "meta_and_asset_ctxs")]},
 }

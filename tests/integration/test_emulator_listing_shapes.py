@@ -80,7 +80,7 @@ def served() -> dict:
     ("binance", "exchange_info", "exchange_info"),
     ("bybit", "instruments_info_linear", "linear"),
     ("bybit", "instruments_info_prelaunch", "prelaunch"),
-    ("hyperliquid", "meta_and_asset_ctxs_docs", "meta_and_ctxs"),
+    ("hyperliquid", "meta_and_asset_ctxs", "meta_and_ctxs"),
 ])
 def test_emulator_listing_has_the_real_keys_and_types(served, venue, name, answer):
     assert misfits(real.load(venue, name), served[answer]) == [], real.source(venue, name)

@@ -38,6 +38,10 @@ EXTRA_KEYS = {
 TYPE_DIFFERENCES = {
     ("binance", "open_interest_hist", "[].timestamp"): "Binance's docs example prints it as a string; the emulator "
                                                        "sends a number, ccxt reads either (unverified on the live venue)",
+    **{("hyperliquid", "meta_and_asset_ctxs", path): "null for a delisted coin: live answers recorded in public "
+                                                      "repositories show MATIC (isDelisted: true) with premium, midPx "
+                                                      "and impactPxs null (no book)"
+       for path in ("[].premium", "[].midPx", "[].impactPxs")},
     ("hyperliquid", "predicted_fundings", "[][1][][1]"): "null for a venue that does not list the coin (Chainstack's "
                                                          "docs of predictedFundings: null = the asset is not available)",
 }

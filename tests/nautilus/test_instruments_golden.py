@@ -175,8 +175,8 @@ def test_hyperliquid_precision_rule_matches_nautilus_own_tests():
 
 
 def test_hyperliquid_meta_and_asset_ctxs_matches_nautilus(tmp_path):
-    payload, source = real.load("hyperliquid", "meta_and_asset_ctxs_docs"), real.source("hyperliquid", "meta_and_asset_ctxs_docs")
-    spot = {"universe": [], "tokens": []}  # ccxt also asks for spotMeta; not under test here
+    payload, source = real.load("hyperliquid", "meta_and_asset_ctxs"), real.source("hyperliquid", "meta_and_asset_ctxs")
+    spot = real.load("hyperliquid", "markets_spot_meta")  # ccxt also asks for spotMeta (its markets are not compared)
     answers = [("POST", "/info", {"type": "spotMeta"}, spot), ("POST", "/info", {"type": "metaAndAssetCtxs"}, payload)]
     markets, ours = asyncio.run(_our_instruments(tmp_path, "hyperliquid", answers, T_HL))
     theirs = [_nautilus_defaults(item, T_HL) for item in payload[0]["universe"]]
