@@ -29,7 +29,7 @@ import math
 from typing import Any, Literal
 
 from actors.venues.base import Market, VenueAdapter
-from messages.events import Liquidation
+from messages.events import MAX_AMOUNT, Liquidation
 
 MS = 1_000_000
 # Timestamps in ms that are plausible (2015 .. 2100): anything else is garbage, not a time.
@@ -122,6 +122,8 @@ def _event(venue: Literal["BINANCE", "BYBIT"], symbols: SymbolMap, raw_symbol: A
         return "price missing or not > 0"
     if ts_ms is None:
         return "timestamp missing or implausible"
+    if liquidation_value(qty, price) > MAX_AMOUNT:
+        return f"value {qty} x {price} beyond any real liquidation (over {MAX_AMOUNT:g})"
     symbol, instrument_id = symbols[raw_symbol]
     return Liquidation(
         venue=venue, symbol=symbol, instrument_id=instrument_id, ts_event=ts_ms * MS, ts_recv=ts_recv,
