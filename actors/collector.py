@@ -227,7 +227,7 @@ class Collector:
     def _send(self, event: AnyEvent, stream: str) -> bool:
         """Send one event through the outbox; when the outbox is full, count it towards a gap."""
         try:
-            data = self.outbox.add(event)
+            self.outbox.add(event)
         except OutboxFull as exc:
             over = self.overflow.setdefault((stream, event.instrument_id), [event.ts_event, event.ts_event, 0, event])
             over[0], over[1], over[2] = min(over[0], event.ts_event), max(over[1], event.ts_event), over[2] + 1
