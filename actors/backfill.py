@@ -5,7 +5,7 @@
 On start, and then every `backfill_interval_s` (a top-up, or at once when `wake` is set, e.g.
 after a gap), for each market: open-interest history at `backfill_oi_period` and settled funding
 history over [now - lookback, now]. Only what is missing is fetched (design §3 item 6: REST kinds
-heal from the catalog), planned by `actors.coverage.missing_ranges` from the catalog's files plus
+heal from the catalog), planned by `catalog.coverage.missing_ranges` from the catalog's files plus
 what this process already sent: the writer writes Parquet only every `flush_interval_s`, so rows
 sent but not flushed yet are remembered here and never asked for again. Ranges the venue was
 asked for and had nothing in (its own holes) are remembered too, for the life of the process.
@@ -15,7 +15,7 @@ so a row fetched twice is stored once.
 Every row goes to `send(event)`: the collector's outbox, so the rows travel collector ->
 validator -> writer under the normal acknowledgement contract, exactly like polled values.
 
-Venue limits (actors/history.py, docs/history.md): Binance keeps 30 days of OI history (an
+Venue limits (venues/history.py, docs/history.md): Binance keeps 30 days of OI history (an
 older lookback starts at that floor, logged once); Hyperliquid has no OI history at all (logged
 once; its funding is backfilled, its OI is recorded by polling only).
 """
@@ -28,8 +28,8 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from actors.coverage import missing_ranges, neighbours
-from actors.history import (
+from catalog.coverage import missing_ranges, neighbours
+from venues.history import (
     MS,
     OI_PERIODS,
     PERIODS_MS,
@@ -40,7 +40,7 @@ from actors.history import (
     oi_history_floor_ns,
 )
 from actors.topology import VenueConfig
-from actors.venues.base import Market, VenueAdapter
+from venues.base import Market, VenueAdapter
 from messages.events import AnyEvent
 
 NS = 1_000_000_000

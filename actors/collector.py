@@ -1,5 +1,5 @@
 """Collector: one per venue. Polls current open interest and funding with one ccxt client,
-streams liquidations with ccxt.pro (`liquidations: true`), normalizes them (actors/venues) and
+streams liquidations with ccxt.pro (`liquidations: true`), normalizes them (venues/) and
 sends them to the validator, keeping each event in its outbox until the writer acknowledges it.
 
 Gaps are recorded, never silent: a lost liquidation connection (by the stream), the time this
@@ -28,13 +28,13 @@ import zmq.asyncio
 from loguru import logger
 
 from actors.backfill import backfill
-from actors.liquidation_stream import LiquidationStream, LiquidationsUnsupported
+from venues.liquidation_stream import LiquidationStream, LiquidationsUnsupported
 from actors.inbox import Inbox
 from actors.outbox import Outbox, OutboxFull
 from actors.runtime import Stats, essential, run_actor, socket, wait_or_stop
 from actors.topology import Topology, VenueConfig
-from actors.venues import UnknownSymbol, VenueAdapter, adapter
-from actors.venues.base import Market, backoff_delay, describe, now_ns
+from venues import UnknownSymbol, VenueAdapter, adapter
+from venues.base import Market, backoff_delay, describe, now_ns
 from actors.spool import OutboxLog
 from messages.codec import decode_message, encode
 from messages.envelope import Ack, Heartbeat, ResendFrom

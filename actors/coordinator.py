@@ -29,7 +29,7 @@ import zmq
 import zmq.asyncio
 from loguru import logger
 
-from actors.catalog_lock import CatalogLock, holder
+from catalog.lock import CatalogLock, holder
 from actors.inbox import Inbox
 from actors.logs import make_private_dir, setup_logging
 from actors.restart import RestartTracker

@@ -22,8 +22,8 @@ from pathlib import Path
 import click
 import msgspec
 
-from actors.catalog_lock import CatalogLock
-from actors.catalog_store import CatalogStore, GroupFailure
+from catalog.lock import CatalogLock
+from catalog.store import CatalogStore, GroupFailure
 from messages.events import AnyEvent
 
 

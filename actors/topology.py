@@ -18,7 +18,7 @@ VENUE_NAMES: tuple[str, ...] = ("binance", "bybit", "hyperliquid")
 Seconds = Annotated[float, msgspec.Meta(gt=0)]
 Name = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.-]+$", min_length=1, max_length=64)]
 OiPeriod = Literal["5m", "15m", "30m", "1h", "2h", "4h", "6h", "12h", "1d"]
-# OI history periods per venue (the same as actors.history.OI_PERIODS; a unit test checks).
+# OI history periods per venue (the same as venues.history.OI_PERIODS; a unit test checks).
 BACKFILL_OI_PERIODS: dict[str, tuple[str, ...]] = {
     "binance": ("5m", "15m", "30m", "1h", "2h", "4h", "6h", "12h", "1d"),
     "bybit": ("5m", "15m", "30m", "1h", "4h", "1d"),

@@ -5,7 +5,7 @@
 Per (source, epoch) it accepts only the next expected seq (a hole asks the collector to
 re-send; a repeat is acknowledged again and dropped), appends what it accepts to the WAL,
 syncs the WAL (group commit) and only then acknowledges. Every `flush_interval_s`, and at
-shutdown, the accepted rows go to Parquet in the Nautilus layout (actors/catalog_store.py): the
+shutdown, the accepted rows go to Parquet in the Nautilus layout (catalog/store.py): the
 WAL is sealed (actors/wal.py), the rows are written in a thread while events go on being
 accepted into a new WAL segment, and the sealed segment is deleted once they are in Parquet.
 After a crash the WAL is replayed into the catalog on start.
@@ -21,7 +21,7 @@ file that cannot be moved aside, ...) concerns that directory only: its rows are
 next flushes (a second apart) while everything else is stored; after WRITE_ATTEMPTS failures
 they are set aside in `<run_dir>/quarantine/` (actors/quarantine.py) with the error, and their
 WAL segment goes as for stored rows. An unreadable Parquet file is moved aside by the store
-(actors/catalog_store.py).
+(catalog/store.py).
 """
 
 import asyncio
@@ -39,8 +39,8 @@ import zmq
 import zmq.asyncio
 from loguru import logger
 
-from actors.catalog_lock import CatalogLock
-from actors.catalog_store import CatalogStore, GroupFailure, out_of_space
+from catalog.lock import CatalogLock
+from catalog.store import CatalogStore, GroupFailure, out_of_space
 from actors.durable_trace import DurableTrace
 from actors.inbox import Inbox
 from actors.quarantine import set_aside

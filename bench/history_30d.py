@@ -39,7 +39,7 @@ async def baseline(venue: str, url: str, symbol: str, since_ms: int, until_ms: i
     from nautilus_trader.model.identifiers import InstrumentId
     from nautilus_trader.persistence.catalog import ParquetDataCatalog
 
-    from actors.venues import adapter
+    from venues import adapter
     from messages.nautilus import OpenInterest
 
     ad = adapter(venue)
@@ -64,7 +64,7 @@ async def baseline(venue: str, url: str, symbol: str, since_ms: int, until_ms: i
     return len(data)
 
 
-# The limit that paces OI history (emulator/ratelimit.py, actors/budget.py): requests per window.
+# The limit that paces OI history (emulator/ratelimit.py, venues/budget.py): requests per window.
 LIMITS = {"binance": (1000, 300.0), "bybit": (600, 5.0)}  # /futures/data/*; Bybit's per-IP limit
 LIMIT_TEXT = {"binance": "/futures/data: 1,000 requests / 5 min", "bybit": "600 requests / 5 s per IP"}
 

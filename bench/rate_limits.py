@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import ccxt.async_support as ccxt_async  # noqa: E402
 
-from actors.venues import adapter  # noqa: E402
+from venues import adapter  # noqa: E402
 from emulator.ccxt_config import ccxt_config  # noqa: E402
 from tests.harness import start_emulator  # noqa: E402
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from actors.collector import describe
 from actors.validator import validate_event
-from actors.venues import UnknownSymbol, adapter
+from venues import UnknownSymbol, adapter
 from messages.events import FundingRate, OpenInterest
 
 

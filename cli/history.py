@@ -5,8 +5,8 @@
     derivs coverage --catalog catalog --json
     derivs query oi BTC --since 2026-11-01 --until 2026-11-02 --csv
 
-`history` fetches only what the catalog lacks (actors/coverage.missing_ranges), pages through the
-venue (actors/history) and stores the rows through the writer (cli/handoff.py): when a mesh is
+`history` fetches only what the catalog lacks (catalog/coverage.missing_ranges), pages through the
+venue (venues/history) and stores the rows through the writer (cli/handoff.py): when a mesh is
 running on the catalog (its writer holds `<catalog>/.writer.lock`) the rows are handed to it over
 its ingest endpoint and acknowledged like a collector's; otherwise they are written here with the
 writer's own storage code (`CatalogStore.write`). `--topology` (default ./topology.yaml if
@@ -33,11 +33,11 @@ from pathlib import Path
 import click
 
 from actors.collector import describe
-from actors.coverage import coverage as catalog_coverage
-from actors.coverage import holes_in, instrument_ids, missing_ranges, neighbours, read_table
-from actors.coverage import query as catalog_query
-from actors.gaps import gap_lines, liquidation_coverage
-from actors.history import (
+from catalog.coverage import coverage as catalog_coverage
+from catalog.coverage import holes_in, instrument_ids, missing_ranges, neighbours, read_table
+from catalog.coverage import query as catalog_query
+from catalog.gaps import gap_lines, liquidation_coverage
+from venues.history import (
     MS,
     OI_PERIODS,
     PERIODS_MS,
@@ -48,7 +48,7 @@ from actors.history import (
     oi_history_floor_ns,
 )
 from actors.topology import VENUE_NAMES, TopologyError, load_topology
-from actors.venues import UnknownSymbol, adapter
+from venues import UnknownSymbol, adapter
 from cli.handoff import Sink
 from cli.sandbox import emulator_urls
 from messages.events import Instrument
@@ -385,7 +385,7 @@ def resolve_ids(catalog: str, kind: str, symbol: str, venues: tuple[str, ...]) -
 def query_cmd(kind, symbol, since, until, venues, settled_only, catalog, fmt) -> None:  # noqa: ANN001
     """Stored rows of KIND (oi|funding) for SYMBOL from the catalog only (no venue call).
 
-    Python: actors.coverage.query(catalog, "oi", "BTCUSDT-PERP.BINANCE", start_ns, end_ns).
+    Python: catalog.coverage.query(catalog, "oi", "BTCUSDT-PERP.BINANCE", start_ns, end_ns).
     """
     ids = resolve_ids(catalog, kind, symbol, tuple(venues))
     if not ids:

@@ -21,10 +21,10 @@ import click
 import msgspec
 from loguru import logger
 
-from actors.liquidation_stream import LiquidationStream, LiquidationsUnsupported
+from venues.liquidation_stream import LiquidationStream, LiquidationsUnsupported
 from actors.topology import VENUE_NAMES
-from actors.venues import UnknownSymbol, adapter
-from actors.venues.liquidations import check_supported
+from venues import UnknownSymbol, adapter
+from venues.liquidations import check_supported
 from cli.sandbox import emulator_urls
 from messages.events import Liquidation
 

@@ -1,4 +1,4 @@
-"""Replay of a recording (`actors/recording.py`) as the venue(s): ``python -m emulator --replay DIR``.
+"""Replay of a recording (`venues/recording.py`) as the venue(s): ``python -m emulator --replay DIR``.
 
 DIR holds `<venue>.jsonl` files (a run's `run/recordings/`, or the run directory itself). Each
 recorded venue gets its own port, like the live emulator, and answers from its tape:
@@ -55,7 +55,7 @@ import msgspec
 from aiohttp import WSMsgType, web
 from loguru import logger
 
-from actors.recording import SECRET_KEYS, load, redact_body
+from venues.recording import SECRET_KEYS, load, redact_body
 from emulator.common import json_response
 from emulator.faults import maintenance  # the venue's maintenance answer
 from emulator.ground_truth import GroundTruth
@@ -194,7 +194,7 @@ def create_app(venue: str, tape: Tape, truth: GroundTruth) -> web.Application:
         return json_response(tape.state())
 
     async def ratelimit(request: web.Request) -> web.Response:
-        # read by sandbox clients (actors/budget.py emulator_limits): the replay enforces nothing
+        # read by sandbox clients (venues/budget.py emulator_limits): the replay enforces nothing
         return json_response({"venue": venue, "enabled": False, "scale": 1.0, "replay": True})
 
     app = web.Application()

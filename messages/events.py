@@ -76,7 +76,7 @@ class FundingRate(Event, frozen=True, kw_only=True, tag="funding_rate"):
 class Instrument(Event, frozen=True, kw_only=True, tag="instrument"):
     """A linear perpetual's definition: the fields of Nautilus's `CryptoPerpetual`, valued as
     NautilusTrader 1.231's own adapter for the venue values them from the same venue item
-    (`actors/venues/<venue>.py`, checked by `tests/integration/test_instruments_golden.py`).
+    (`venues/<venue>.py`, checked by `tests/integration/test_instruments_golden.py`).
 
     Decimal values are strings exactly as Nautilus prints them ("0.10": precision 2), so that
     nothing is rounded or re-scaled on the way to the catalog. None = Nautilus leaves it unset;

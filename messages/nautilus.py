@@ -59,7 +59,7 @@ FUNDING_RATE_UPDATE_DIR = "funding_rate_update"
 
 # The class names are part of the on-disk contract: Nautilus derives the directory
 # (`custom_<snake_case name>`) and the `type` column from them. Fields must stay in step with
-# `actors/catalog_schema.py` (an extra or missing column breaks decoding); the test suite
+# `catalog/schema.py` (an extra or missing column breaks decoding); the test suite
 # compares both. Subclassing `Data` makes `catalog.query` wrap rows in `CustomData`, which is
 # what `BacktestEngine.add_data` and the message bus route.
 _NO_INSTRUMENT = InstrumentId.from_str("NONE.NONE")

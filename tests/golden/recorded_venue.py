@@ -46,7 +46,7 @@ class RecordedVenue:
         return [args for _, p, args in self.requests if p == path]
 
     async def _limits(self, request: web.Request) -> web.Response:
-        # read by the project's sandbox client (actors/budget.py): no pacing against recorded answers
+        # read by the project's sandbox client (venues/budget.py): no pacing against recorded answers
         return web.json_response({"enabled": False, "scale": 1.0})
 
     async def _answer(self, request: web.Request) -> web.Response:

@@ -21,11 +21,11 @@ from typing import Any
 import msgspec
 from nautilus_trader.persistence.catalog import ParquetDataCatalog
 
-from actors import history
-from actors.catalog_store import CatalogStore
-from actors.venues import adapter, binance
-from actors.venues.bybit import one_side
-from actors.venues.liquidations import binance_force_orders, bybit_all_liquidation
+from venues import history
+from catalog.store import CatalogStore
+from venues import adapter, binance
+from venues.bybit import one_side
+from venues.liquidations import binance_force_orders, bybit_all_liquidation
 from messages.events import FundingRate, Liquidation, OpenInterest
 from messages.nautilus import FundingRateInfo, query_funding_rates
 from messages.nautilus import Liquidation as NautilusLiquidation

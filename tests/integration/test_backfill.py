@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from actors.coverage import read_table
+from catalog.coverage import read_table
 from emulator.ground_truth import load_ground_truth
 from tests.harness import mesh_log, read_catalog, start_mesh, stop_mesh, wait_for, write_topology
 
@@ -212,8 +212,8 @@ def _day(ns: int) -> str:
 
 
 def test_cli_hands_history_to_the_running_mesh_and_writes_itself_only_without_one(tmp_path):
-    from actors.catalog_lock import running_writer
-    from actors.coverage import query
+    from catalog.lock import running_writer
+    from catalog.coverage import query
     from tests.harness import start_emulator
 
     emu, urls, truth_path = start_emulator(tmp_path, "bybit")

@@ -14,7 +14,7 @@ import asyncio
 import aiohttp
 import pytest
 
-from actors.venues import ADAPTERS
+from venues import ADAPTERS
 from emulator.server import start_emulator
 from tests.fixtures import real
 

@@ -12,10 +12,10 @@ from pathlib import Path
 import ccxt
 import pytest
 
-from actors.catalog_files import intervals_disjoint, list_files
-from actors.catalog_store import CatalogStore
-from actors.history import HistoryUnavailable, fetch_funding_history, fetch_open_interest_history
-from actors.venues import adapter
+from catalog.files import intervals_disjoint, list_files
+from catalog.store import CatalogStore
+from venues.history import HistoryUnavailable, fetch_funding_history, fetch_open_interest_history
+from venues import adapter
 from emulator.ground_truth import load_ground_truth
 from emulator.history import oi_hole
 from emulator.market import Market

@@ -15,9 +15,9 @@ import aiohttp
 import zmq
 import zmq.asyncio
 
-from actors.liquidation_stream import LiquidationStream, LiquidationsUnsupported
+from venues.liquidation_stream import LiquidationStream, LiquidationsUnsupported
 from actors.validator import topic
-from actors.venues import adapter
+from venues import adapter
 from emulator.ground_truth import load_ground_truth
 from emulator.server import start_emulator
 from messages.codec import encode
@@ -350,7 +350,7 @@ print(json.dumps([[str(r.data.instrument_id), r.data.side, r.data.quantity, r.da
 def test_stored_liquidations_load_in_nautilus(tmp_path):
     """A cascade with several liquidations per ms, stored by the writer's CatalogStore, comes back
     from ParquetDataCatalog (fresh process) as the custom `Liquidation` type, row for row."""
-    from actors.catalog_store import CatalogStore
+    from catalog.store import CatalogStore
 
     async def main():
         async with Harness(tmp_path, "bybit") as h:

@@ -33,8 +33,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from actors.recording import load
-from actors.venues import adapter
+from venues.recording import load
+from venues import adapter
 from tests.harness import ROOT, mesh_log, read_catalog, start_mesh, stop_mesh, wait_for, write_topology
 
 RECORD_S = 4.0

@@ -18,10 +18,10 @@ import pytest
 import yaml
 import zmq
 
-from actors.recording import load
+from venues.recording import load
 from actors.runtime import make_bus_dir
 from actors.topology import TopologyError, load_topology
-from actors.venues import adapter
+from venues import adapter
 from messages.codec import decode_event, decode_message, encode
 from messages.envelope import Envelope
 from messages.events import OpenInterest

@@ -12,7 +12,7 @@ import ccxt.async_support as ccxt_async
 import pytest
 from loguru import logger
 
-from actors.venues import adapter
+from venues import adapter
 from emulator.ccxt_config import ccxt_config
 from messages.events import Malformed, OpenInterest
 from tests.harness import start_emulator

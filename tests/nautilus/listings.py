@@ -1,6 +1,6 @@
 """Real listing payloads through the project's real path, for the instrument tests.
 
-A recording of the answers (`actors/recording.Recorder`'s format) is served by the replay
+A recording of the answers (`venues/recording.Recorder`'s format) is served by the replay
 emulator on 127.0.0.1 (`emulator/replay.py`); the venue's real ccxt client (the adapter's own,
 `VenueAdapter.client`) loads its markets from it and the adapter builds the `Instrument` events.
 """
@@ -9,8 +9,8 @@ from pathlib import Path
 
 import msgspec
 
-from actors.recording import Recorder
-from actors.venues import ADAPTERS
+from venues.recording import Recorder
+from venues import ADAPTERS
 from emulator.replay import Replay, start_replay
 from tests.fixtures import real
 

@@ -23,9 +23,9 @@ from nautilus_trader.persistence.catalog.parquet import (
     _timestamps_to_filename,
 )
 
-from actors import catalog_files as cf
-from actors.catalog_schema import CRYPTO_PERPETUAL, FUNDING_RATE_INFO, FUNDING_RATE_UPDATE, OPEN_INTEREST
-from actors.catalog_store import CatalogStore
+from catalog import files as cf
+from catalog.schema import CRYPTO_PERPETUAL, FUNDING_RATE_INFO, FUNDING_RATE_UPDATE, OPEN_INTEREST
+from catalog.store import CatalogStore
 from messages.events import FundingRate, Instrument, OpenInterest
 from messages.nautilus import CryptoPerpetual, FundingRateInfo, FundingRateUpdate
 from messages.nautilus import OpenInterest as NautilusOpenInterest

@@ -5,7 +5,7 @@ from decimal import Decimal
 
 from nautilus_trader.persistence.catalog import ParquetDataCatalog
 
-from actors.catalog_store import CatalogStore
+from catalog.store import CatalogStore
 from messages.events import FundingRate
 from messages.nautilus import FundingRateUpdate, query_funding_rates
 

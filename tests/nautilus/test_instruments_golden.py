@@ -1,9 +1,9 @@
 """Our instrument definitions equal NautilusTrader 1.231's own, from the same real venue payload.
 
 Each real listing payload (`tests/fixtures/real/<venue>/`) is served by the replay emulator on
-127.0.0.1 (`emulator/replay.py`, from a recording written with `actors/recording.Recorder`), the
+127.0.0.1 (`emulator/replay.py`, from a recording written with `venues/recording.Recorder`), the
 real ccxt client loads its markets from it, the venue adapter builds the `Instrument` events
-(`actors/venues/<venue>.py`), `CatalogStore` writes them and `ParquetDataCatalog.instruments()`
+(`venues/<venue>.py`), `CatalogStore` writes them and `ParquetDataCatalog.instruments()`
 reads them back. That `CryptoPerpetual` is compared field by field with Nautilus's own parse of
 the same payload:
 
@@ -12,7 +12,7 @@ the same payload:
 - Bybit: Nautilus's own HTTP client (`nautilus_pyo3.BybitHttpClient`, Rust parser) asking the same
   replay server, so its parse sees the very bytes ccxt saw;
 - Hyperliquid: its parser is Rust-only and its client cannot be pointed at another host, so the
-  rules are re-derived (`actors/venues/hyperliquid.py`) and checked here against what Nautilus's
+  rules are re-derived (`venues/hyperliquid.py`) and checked here against what Nautilus's
   own Rust tests assert for its recorded sample, with every other field Nautilus's own default
   (a `nautilus_pyo3.CryptoPerpetual` built with only the arguments its parser passes).
 
@@ -35,8 +35,8 @@ from nautilus_trader.core.datetime import millis_to_nanos
 from nautilus_trader.model.instruments import CryptoFuture, CryptoPerpetual, instruments_from_pyo3
 from nautilus_trader.persistence.catalog import ParquetDataCatalog
 
-from actors.catalog_store import CatalogStore
-from actors.venues.hyperliquid import instrument_definition as hyperliquid_definition
+from catalog.store import CatalogStore
+from venues.hyperliquid import instrument_definition as hyperliquid_definition
 from tests.fixtures import real
 from tests.nautilus.listings import binance_answers, bybit_answers, load_events, serve
 

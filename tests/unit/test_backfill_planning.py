@@ -8,10 +8,10 @@ import time
 import pytest
 
 from actors.backfill import merge, subtract
-from actors.catalog_lock import CatalogLock, CatalogBusy, holder, running_writer
-from actors.catalog_store import CatalogStore
-from actors.coverage import missing_ranges, neighbours
-from actors.history import OI_PERIODS
+from catalog.lock import CatalogLock, CatalogBusy, holder, running_writer
+from catalog.store import CatalogStore
+from catalog.coverage import missing_ranges, neighbours
+from venues.history import OI_PERIODS
 from actors.topology import BACKFILL_OI_PERIODS, TopologyError, load_topology, parse_duration
 from messages.events import FundingRate, OpenInterest
 
@@ -105,7 +105,7 @@ def test_writer_lock_tells_a_running_writer_from_a_cli_and_from_nobody(tmp_path)
             CatalogLock(catalog, {"kind": "writer"}).acquire(timeout_s=0.1)
     assert holder(catalog) is None  # released
     # a writer in another process; when it dies the kernel drops the lock (nothing stale)
-    code = ("import sys, time; from actors.catalog_lock import CatalogLock; "
+    code = ("import sys, time; from catalog.lock import CatalogLock; "
             "l = CatalogLock(sys.argv[1], {'kind': 'writer', 'mesh': 'm1', 'ingest': 'ipc://@m1.ingest'}); "
             "l.acquire(5); print('held', flush=True); time.sleep(60)")
     proc = subprocess.Popen([sys.executable, "-c", code, str(catalog)], stdout=subprocess.PIPE, text=True,

@@ -4,10 +4,10 @@ planning against a real catalog directory, date parsing."""
 import click
 import pytest
 
-from actors.catalog_store import CatalogStore
-from actors.coverage import coverage, holes_in, missing_ranges, query
-from actors.history import row_intervals
-from actors.venues.bybit import one_side
+from catalog.store import CatalogStore
+from catalog.coverage import coverage, holes_in, missing_ranges, query
+from venues.history import row_intervals
+from venues.bybit import one_side
 from cli.history import parse_time
 from messages.events import FundingRate, OpenInterest
 

@@ -6,11 +6,11 @@ import random
 import msgspec
 import pytest
 
-from actors.catalog_schema import LIQUIDATION, build_tables, liquidation_ts_init
-from actors.catalog_store import CatalogStore
-from actors.liquidation_stream import DedupWindow, LiquidationStream, LiquidationsUnsupported, backoff_delay, liquidation_key
-from actors.venues import adapter
-from actors.venues.liquidations import (
+from catalog.schema import LIQUIDATION, build_tables, liquidation_ts_init
+from catalog.store import CatalogStore
+from venues.liquidation_stream import DedupWindow, LiquidationStream, LiquidationsUnsupported, backoff_delay, liquidation_key
+from venues import adapter
+from venues.liquidations import (
     binance_ack,
     binance_force_orders,
     binance_position_side,
@@ -239,7 +239,7 @@ def _stored_liq(iid: str, ts: int, qty: float = 1.0) -> Liquidation:
 
 
 def test_recorded_gaps_are_listed_filtered_and_become_liquidation_holes(tmp_path):
-    from actors.gaps import gap_lines, gaps, liquidation_coverage
+    from catalog.gaps import gap_lines, gaps, liquidation_coverage
 
     t0 = 1_795_000_000_000_000_000
     byb, bin_ = "BTCUSDT-LINEAR.BYBIT", "BTCUSDT-PERP.BINANCE"

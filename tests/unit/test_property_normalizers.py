@@ -9,8 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from actors.validator import validate, validate_event
-from actors.venues import adapter, binance, bybit, hyperliquid
-from actors.venues.liquidations import binance_force_orders, bybit_all_liquidation
+from venues import adapter, binance, bybit, hyperliquid
+from venues.liquidations import binance_force_orders, bybit_all_liquidation
 from messages.codec import encode
 from messages.envelope import Envelope
 from messages.events import FundingRate, Liquidation, Malformed, OpenInterest

@@ -7,8 +7,8 @@ import msgspec
 import pytest
 
 from actors.validator import known_peer, refuse_sender, validate
-from actors.venues import UnknownSymbol, adapter
-from actors.venues import binance, hyperliquid
+from venues import UnknownSymbol, adapter
+from venues import binance, hyperliquid
 from messages.codec import encode
 from messages.envelope import Envelope
 from messages.events import FundingRate, Instrument, Liquidation, Malformed, OpenInterest

@@ -15,8 +15,8 @@
 
 from typing import Any
 
-from actors.recording import operation
-from actors.venues.base import Market, VenueAdapter, exact, field, ms_to_ns, now_ns, number, places
+from venues.recording import operation
+from venues.base import Market, VenueAdapter, exact, field, ms_to_ns, now_ns, number, places
 from messages.events import FundingRate, Malformed, OpenInterest
 
 

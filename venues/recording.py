@@ -4,7 +4,7 @@
 One JSON line per REST answer in `<dir>/<venue>.jsonl` (file 0600, directory 0700):
 `{"ts_ns", "venue", "op", "method", "url", "request_body", "status", "headers", "body"}`, and one
 per WebSocket liquidation message `{"ts_ns", "venue", "kind": "ws", "op", "url", "message"}`
-(recorded by `actors/liquidation_stream.py` when its ccxt.pro client carries a `derivs_recorder`).
+(recorded by `venues/liquidation_stream.py` when its ccxt.pro client carries a `derivs_recorder`).
 `ts_ns` is when the answer arrived (the receive time the client used), `op` what the adapter was doing (`open_interest`,
 `funding`, ...; set with `operation(...)`), `body` the answer exactly as received.
 

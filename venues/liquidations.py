@@ -7,7 +7,7 @@ a reason for everything it skipped.
 Why raw messages and not ccxt's liquidation structures: ccxt.pro's `watch_liquidations*` resolve
 one future per message hash, so with the default `newUpdates=True` a burst of N liquidations
 processed in one read reaches the caller as 1 (the others sit in `exchange.liquidations`, a
-1000-entry ring that a cascade overruns). `actors/liquidation_stream.py` therefore lets ccxt.pro
+1000-entry ring that a cascade overruns). `venues/liquidation_stream.py` therefore lets ccxt.pro
 own the connection and subscription, and takes every liquidation from the raw message as ccxt
 receives it (a hook on the client's `handle_message`), which loses nothing in a burst. It also
 keeps the fields ccxt drops (Binance `z`, `q`, `E`).
@@ -28,7 +28,7 @@ venue's liquidation time (`o.T` / `data[].T`), in ns.
 import math
 from typing import Any, Literal
 
-from actors.venues.base import Market, VenueAdapter
+from venues.base import Market, VenueAdapter
 from messages.events import MAX_AMOUNT, Liquidation
 
 MS = 1_000_000

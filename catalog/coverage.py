@@ -1,12 +1,12 @@
 """What the catalog holds, from its files alone: ranges, row counts, holes; incremental planning.
 
-    from actors.coverage import coverage, missing_ranges, query
+    from catalog.coverage import coverage, missing_ranges, query
 
     coverage("catalog")                       # [Coverage(venue, instrument_id, kind, source, ...)]
     missing_ranges("catalog", "oi", "BTCUSDT-PERP.BINANCE", start_ns, end_ns, 300 * 10**9)
     query("catalog", "oi", "BTCUSDT-PERP.BINANCE", start_ns, end_ns)   # list of row dicts
 
-Only pyarrow and the catalog's own file rules (`actors/catalog_files.py`) are used: no venue
+Only pyarrow and the catalog's own file rules (`catalog/files.py`) are used: no venue
 call, no nautilus import. Kinds: "oi" (`data/custom_open_interest/<ID>/`) and "funding"
 (`data/custom_funding_rate_info/<ID>/`, which carries the `settled` flag that tells a settled
 history row from a live estimate; `funding_rate_update` holds the same rows for Nautilus).
@@ -32,8 +32,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from actors.catalog_files import list_files, read_files
-from actors.catalog_schema import FUNDING_RATE_INFO, OPEN_INTEREST, schema_for
+from catalog.files import list_files, read_files
+from catalog.schema import FUNDING_RATE_INFO, OPEN_INTEREST, schema_for
 
 NS = 1_000_000_000
 MIN_NS = 60 * NS

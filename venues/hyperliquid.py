@@ -11,8 +11,8 @@
 import asyncio
 from typing import Any
 
-from actors.recording import operation
-from actors.venues.base import Market, MalformedItem, VenueAdapter, field, ms_to_ns, number, received_ns, set_received, timed
+from venues.recording import operation
+from venues.base import Market, MalformedItem, VenueAdapter, field, ms_to_ns, number, received_ns, set_received, timed
 from messages.events import FundingRate, Malformed, OpenInterest
 
 INTERVAL_MIN = 60

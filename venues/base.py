@@ -20,8 +20,8 @@ from loguru import logger
 
 import ccxt.async_support as ccxt_async
 
-from actors.budget import attach, emulator_limits
-from actors.recording import Recorder, current_op
+from venues.budget import attach, emulator_limits
+from venues.recording import Recorder, current_op
 
 from messages.events import AnyEvent, FundingRate, Instrument, Malformed, OpenInterest, Venue
 
@@ -188,8 +188,8 @@ class VenueAdapter:
     def client(self, sandbox_url: str | None = None, *, pro: bool = False, record_dir: str | None = None) -> Any:
         """A ccxt async (or ccxt.pro) client: the real venue, or the emulator at `sandbox_url`.
 
-        Its REST requests go through the venue's request budget (`actors/budget.py`);
-        `record_dir` also records every answer there (`actors/recording.py`). Keys are optional
+        Its REST requests go through the venue's request budget (`venues/budget.py`);
+        `record_dir` also records every answer there (`venues/recording.py`). Keys are optional
         and read from the environment only; they never reach a log line or a recording. Against the
         emulator, the budget takes the emulator's rate-limit settings (`emulator_limits`).
         """
@@ -229,7 +229,7 @@ class VenueAdapter:
 
             client.fetch = fetch
         if recorder is not None:
-            client.derivs_recorder = recorder  # a ccxt.pro client's liquidation frames (actors/liquidation_stream.py)
+            client.derivs_recorder = recorder  # a ccxt.pro client's liquidation frames (venues/liquidation_stream.py)
             original_close = client.close
 
             async def close() -> None:

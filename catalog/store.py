@@ -2,7 +2,7 @@
 
 `CatalogStore(root).write(events)` turns a batch of `messages.events` structs into one Parquet
 file per (kind, instrument) under `root/data/`, in the layout `ParquetDataCatalog` 1.231 reads
-as is (`actors/catalog_schema.py` has the schemas, `actors/catalog_files.py` the file rules and
+as is (`catalog/schema.py` has the schemas, `catalog/files.py` the file rules and
 the crash-safety argument). It is idempotent: the natural key of a row is (instrument_id,
 ts_init), a re-sent or re-fetched event adds nothing, and a changed one replaces its row.
 
@@ -24,7 +24,7 @@ from typing import Any, NamedTuple
 import pyarrow as pa
 from loguru import logger
 
-from actors.catalog_files import (
+from catalog.files import (
     compact_directory,
     fsync_dir,
     list_files,
@@ -32,7 +32,7 @@ from actors.catalog_files import (
     read_files,
     recover,
 )
-from actors.catalog_schema import (
+from catalog.schema import (
     CRYPTO_PERPETUAL,
     CRYPTO_PERPETUAL_SCHEMA,
     KINDS,

@@ -3,7 +3,7 @@
     events = await fetch_open_interest_history(adapter, client, market, start_ns, end_ns, "5m")
     events = await fetch_funding_history(adapter, client, market, start_ns, end_ns)
 
-`adapter` is an `actors.venues` adapter, `client` its ccxt async client (markets loaded),
+`adapter` is an `venues` adapter, `client` its ccxt async client (markets loaded),
 `market` a ccxt market from `adapter.resolve(markets, text)`. The range is closed, in UNIX ns.
 The result is one continuous series, oldest first, one row per timestamp (no duplicates), ready
 for `CatalogStore(root).write(events)` or the mesh's writer. `progress(pages, rows, reached_ns)`
@@ -45,8 +45,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from actors.venues import bybit
-from actors.venues.base import Market, VenueAdapter
+from venues import bybit
+from venues.base import Market, VenueAdapter
 from messages.events import FundingRate, OpenInterest
 
 MS = 1_000_000
@@ -239,7 +239,7 @@ async def fetch_funding_history(
 ) -> list[FundingRate]:
     """Settled funding rates with funding time in [start_ns, end_ns], oldest first.
 
-    `known_ns`: settlement times already stored next to the range (`actors.coverage.neighbours`).
+    `known_ns`: settlement times already stored next to the range (`catalog.coverage.neighbours`).
     They serve as the edge rows' neighbours for `interval_minutes`, so with two known before the
     range no padding is fetched before it, and with one known after it none after it: a top-up
     asks the venue for nothing it already gave.

@@ -9,7 +9,7 @@ What ccxt.pro 4.5.90 does, and what this module adds (venues.md "Things that bit
   handled in one read reaches the caller as 1 (`newUpdates=True`), the rest only sit in
   `exchange.liquidations`, a 1000-entry ring a cascade overruns. So ccxt.pro is used for what it
   is good at (dialling, the subscribe request, keepalive pings, decoding frames) and every raw
-  message it receives is handed to `actors/venues/liquidations.py` by a hook on the client's
+  message it receives is handed to `venues/liquidations.py` by a hook on the client's
   `handle_message` (ccxt builds each WebSocket client with `on_message =
   exchange.handle_message`, so an instance attribute set before the first watch is used for
   every connection, including reconnects). Liquidation messages stop at the hook: ccxt's own
@@ -63,8 +63,8 @@ from typing import Any
 
 from loguru import logger
 
-from actors.venues.base import Market, VenueAdapter, backoff_delay, describe
-from actors.venues.liquidations import (
+from venues.base import Market, VenueAdapter, backoff_delay, describe
+from venues.liquidations import (
     ACKS,
     IS_LIQUIDATION,
     NORMALIZERS,
@@ -175,7 +175,7 @@ class _Conn:
 class LiquidationStream:
     """Liquidations of `markets` on one venue, each passed once to `on_event` (see module doc).
 
-    - `adapter`: the venue adapter (`actors.venues.adapter("binance")`).
+    - `adapter`: the venue adapter (`venues.adapter("binance")`).
     - `client_pro`: a ccxt.pro client of that venue (`adapter.client(sandbox_url, pro=True)`),
       owned by the caller (who closes it); used for the first connection.
     - `markets`: ccxt market dicts to watch (`adapter.resolve(...)` results).
@@ -327,7 +327,7 @@ class LiquidationStream:
         if getattr(exchange, "_liquidation_hook", None) is self:
             return
         original = exchange.handle_message
-        recorder = getattr(exchange, "derivs_recorder", None)  # `record: true` (actors/recording.py)
+        recorder = getattr(exchange, "derivs_recorder", None)  # `record: true` (venues/recording.py)
 
         def handle_message(ws_client: Any, message: Any) -> Any:
             try:

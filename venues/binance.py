@@ -16,8 +16,8 @@ from typing import Any
 import ccxt
 from loguru import logger
 
-from actors.recording import operation
-from actors.venues.base import (Market, MalformedItem, VenueAdapter, at_precision, exact, field, info_of, ms_to_ns, now_ns,
+from venues.recording import operation
+from venues.base import (Market, MalformedItem, VenueAdapter, at_precision, exact, field, info_of, ms_to_ns, now_ns,
                                 places, reason_of)
 from messages.events import FundingRate, Malformed, OpenInterest
 
