@@ -15,9 +15,10 @@ so a row fetched twice is stored once.
 Every row goes to `send(event)`: the collector's outbox, so the rows travel collector ->
 validator -> writer under the normal acknowledgement contract, exactly like polled values.
 
-Venue limits (venues/history.py, docs/history.md): Binance keeps 30 days of OI history (an
-older lookback starts at that floor, logged once); Hyperliquid has no OI history at all (logged
-once; its funding is backfilled, its OI is recorded by polling only).
+Venue limits (the adapter's `oi_history_retention_days` and `oi_history_periods`, docs/history.md):
+a venue that keeps OI history for a while only (Binance: 30 days) gets an older lookback from that
+floor on, logged once; one without OI history (Hyperliquid) backfills settled funding only (logged
+once; its OI is recorded by polling only).
 """
 
 from __future__ import annotations
@@ -29,18 +30,15 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from catalog.coverage import missing_ranges, neighbours
+from actors.topology import VenueConfig
+from venues.base import MS, HistoryUnavailable, Market, VenueAdapter
 from venues.history import (
-    MS,
-    OI_PERIODS,
     PERIODS_MS,
-    HistoryUnavailable,
     default_funding_interval_ns,
     fetch_funding_history,
     fetch_open_interest_history,
-    oi_history_floor_ns,
+    oi_history_start,
 )
-from actors.topology import VenueConfig
-from venues.base import Market, VenueAdapter
 from messages.events import AnyEvent
 
 NS = 1_000_000_000
@@ -92,7 +90,7 @@ class Backfill:
         self.cfg, self.send, self.log = cfg, send, log
         self.lookback_ns = int(cfg.backfill_lookback_s * NS)
         self.period = cfg.backfill_oi_period
-        self.kinds = ("oi", "funding") if OI_PERIODS[adapter.name] else ("funding",)
+        self.kinds = ("oi", "funding") if adapter.oi_history_periods else ("funding",)
         self.sent: dict[tuple[str, str], dict[int, int]] = defaultdict(dict)  # ts ns -> interval ns
         self.asked: dict[tuple[str, str], list[Range]] = defaultdict(list)
         self.noted: set[str] = set()
@@ -128,14 +126,11 @@ class Backfill:
         mine, asked = self.sent[key], self.asked[key]
         if kind == "oi":
             step = PERIODS_MS[self.period] * MS
-            floor = oi_history_floor_ns(self.adapter.name, self.period)
-            if floor is not None and start < floor:
-                self.note_once(f"floor {iid}", "WARNING",
-                               "backfill oi {}: {} keeps {} open-interest history for 30 days only: "
-                               "backfilling from the oldest it serves", iid, self.adapter.venue, self.period)
-                start = floor
+            start, note = oi_history_start(self.adapter, self.period, start, now)
+            if note:
+                self.note_once(f"floor {iid}", "WARNING", "backfill oi {}: {}", iid, note)
         else:
-            step = default_funding_interval_ns(self.adapter.name, market)
+            step = default_funding_interval_ns(self.adapter, market)
         # forget what fell out of the window
         for ts in [t for t in mine if t < start]:
             del mine[ts]

@@ -1,6 +1,8 @@
-"""Collector: one per venue. Polls current open interest and funding with one ccxt client,
-streams liquidations with ccxt.pro (`liquidations: true`), normalizes them (venues/) and
-sends them to the validator, keeping each event in its outbox until the writer acknowledges it.
+"""Collector: one per venue. Polls current open interest and funding with one ccxt client
+(`actors/polling.py`), streams liquidations with ccxt.pro (`liquidations: true`), normalized by
+the venue's adapter (venues/), and sends them to the validator, keeping each event in its outbox
+until the writer acknowledges it. This module owns the process: the outbox and its sender, acks
+and re-sends, heartbeats, gaps, the liquidation watermark and the drain at stop.
 
 Gaps are recorded, never silent: a lost liquidation connection (by the stream), the time this
 collector was not running (from the last acknowledged liquidation of its previous run, kept in
@@ -17,10 +19,8 @@ import json
 import os
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-import ccxt
 import click
 import msgspec
 import zmq
@@ -31,10 +31,11 @@ from actors.backfill import backfill
 from venues.liquidation_stream import LiquidationStream, LiquidationsUnsupported
 from actors.inbox import Inbox
 from actors.outbox import Outbox, OutboxFull
-from actors.runtime import Stats, essential, run_actor, socket, wait_or_stop
-from actors.topology import Topology, VenueConfig
-from venues import UnknownSymbol, VenueAdapter, adapter
-from venues.base import Market, backoff_delay, describe, now_ns
+from actors.runtime import Stats, essential, run_actor, socket
+from actors.polling import Polls
+from actors.topology import VENUE_NAMES, Topology, VenueConfig
+from venues import adapter
+from venues.base import Market, VenueAdapter, now_ns
 from actors.spool import OutboxLog
 from messages.codec import decode_message, encode
 from messages.envelope import Ack, Heartbeat, ResendFrom
@@ -73,8 +74,8 @@ class Collector:
         self.sock = socket(self.ctx, zmq.DEALER, identity=self.name)
         self.sock.connect(topo.endpoint("ingest"))
         self.inbox = Inbox(self.sock, "ingest", frames=1)  # acks and resend requests from the validator
-        self.markets: list[Market] = []
-        self.unknown: list[str] = []  # configured symbols the venue does not list (looked up again rarely)
+        self.polls = Polls(self.adapter, self.client, venue, stop, self.log, self._send, self._count)
+        self.markets: list[Market] = self.polls.markets  # the same list: symbols listed later join it
 
     @property
     def outboxes(self) -> list[Outbox]:
@@ -107,20 +108,13 @@ class Collector:
             self.ctx.term()
 
     async def _collect(self) -> None:
-        if not await self._load_markets():
+        if not await self.polls.load_markets():
             return
         if not self.markets:  # every symbol unknown: only look again now and then
-            await self._retry_unknown_symbols(until_any=True)
+            await self.polls.retry_unknown_symbols(until_any=True)
             if not self.markets:
                 return
-        await asyncio.gather(
-            self._retry_unknown_symbols(),
-            self._poll("instruments", self.cfg.instruments_interval_s, self._instruments),
-            self._poll("open_interest", self.cfg.open_interest_interval_s, lambda: self.adapter.fetch_open_interest(self.client, self.markets)),
-            self._poll("funding", self.cfg.funding_interval_s, lambda: self.adapter.fetch_funding(self.client, self.markets)),
-            self._liquidations(),
-            self._backfill(),
-        )
+        await asyncio.gather(self.polls.run(), self._liquidations(), self._backfill())
 
     # -- history backfill (FR-007) --------------------------------------------------------------
 
@@ -268,86 +262,6 @@ class Collector:
             self.wake_sender.set()
             self.log.warning("{} {}: {} events dropped while the outbox was full, gap recorded", key[0], sample.instrument_id, count)
 
-    async def _load_markets(self) -> bool:
-        """Load the venue's markets (retrying while it is unreachable) and resolve our symbols."""
-        failures = 0
-        while not self.stop.is_set():
-            try:
-                markets = await self.client.load_markets()
-                break
-            except Exception as exc:  # network, maintenance, garbage: retry them all
-                failures += 1
-                delay = backoff_delay(failures)
-                self.log.warning("load_markets failed (venue unreachable?): {}; retry {} in {:.1f}s", describe(exc), failures, delay)
-                await wait_or_stop(self.stop, delay)
-        else:
-            return False
-        for text in self.cfg.symbols:
-            try:
-                self.markets.append(self.adapter.resolve(markets, text))
-            except UnknownSymbol as exc:
-                self.unknown.append(text)
-                self.log.error("{}: skipped, looked up again every {:.0f}s", exc, self.cfg.unknown_symbol_retry_s)
-        self.log.info("markets loaded: collecting {}", ", ".join(self.adapter.instrument_id(m) for m in self.markets) or "nothing")
-        return True
-
-    async def _retry_unknown_symbols(self, until_any: bool = False) -> None:
-        """A symbol the venue did not list (not yet listed, delisted, a typo) is looked up again
-        rarely; once listed, OI and funding polls include it (a running liquidation stream does
-        not: it picks the symbol up at the collector's next start)."""
-        while self.unknown and not await wait_or_stop(self.stop, self.cfg.unknown_symbol_retry_s):
-            try:
-                markets = await self.client.load_markets(reload=True)
-            except Exception as exc:  # the venue is down: the polls say so; try again next time
-                self.log.warning("looking up {} again failed: {}", ", ".join(self.unknown), describe(exc))
-                continue
-            for text in list(self.unknown):
-                try:
-                    market = self.adapter.resolve(markets, text)
-                except UnknownSymbol:
-                    continue
-                self.unknown.remove(text)
-                self.markets.append(market)
-                self._send(self.adapter.instrument_event(market, now_ns()), "instruments")  # its definition at once
-                self.log.warning("{} is listed now: collecting {}", text, self.adapter.instrument_id(market))
-            if until_any and self.markets:
-                return  # _collect starts the polls and the stream now
-            if self.unknown:
-                self.log.info("still not listed: {}", ", ".join(self.unknown))
-
-    async def _instruments(self) -> list[AnyEvent]:
-        ts = now_ns()
-        return [self.adapter.instrument_event(m, ts) for m in self.markets]
-
-    async def _poll(self, what: str, interval_s: float, fetch: Callable[[], Awaitable[list[AnyEvent]]]) -> None:
-        """Fetch every `interval_s` on a fixed schedule; on failure back off, then resume it."""
-        failures = 0
-        next_at = time.monotonic()
-        while not self.stop.is_set():
-            try:
-                events = await fetch()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                failures += 1
-                delay = backoff_delay(failures)
-                level = "WARNING" if isinstance(exc, ccxt.NetworkError) else "ERROR"
-                self.log.log(level, "fetch {} failed: {}; retry {} in {:.1f}s", what, describe(exc), failures, delay)
-                await wait_or_stop(self.stop, delay)
-                continue
-            if failures:
-                self.log.info("fetch {} recovered after {} failures", what, failures)
-            failures = 0
-            for event in events:
-                self._send(event, what)
-            self._count(events)
-            self.log.debug("fetch {} ok: {} events", what, len(events))
-            next_at += interval_s
-            now = time.monotonic()
-            if next_at < now:  # fell behind (slow venue): skip the missed ticks rather than burst
-                next_at = now
-            await wait_or_stop(self.stop, next_at - now)
-
     def _queued(self) -> int:
         """Events not yet acknowledged: in the outboxes, or received and waiting to enter one."""
         return self._unacked() + (self.liq_stream.queued if self.liq_stream else 0)
@@ -446,7 +360,7 @@ class Collector:
 
 @click.command()
 @click.option("--topology", "topology_path", required=True, type=click.Path(exists=True, dir_okay=False))
-@click.option("--venue", required=True, type=click.Choice(["binance", "bybit", "hyperliquid"]))
+@click.option("--venue", required=True, type=click.Choice(VENUE_NAMES))
 @click.option("--catalog", default=None, help="Override the topology's catalog path.")
 @click.option("--sandbox-url", default=None, help="Base URL of the emulated venue (sandbox mode).")
 def main(topology_path: str, venue: str, catalog: str | None, sandbox_url: str | None) -> None:

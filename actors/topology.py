@@ -12,18 +12,13 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-VenueName = Literal["binance", "bybit", "hyperliquid"]
-VENUE_NAMES: tuple[str, ...] = ("binance", "bybit", "hyperliquid")
+from venues import VENUE_NAMES, oi_history_periods
+
+VenueName = Literal[VENUE_NAMES]  # type: ignore[valid-type]  # the registry's names (venues/__init__.py)
 
 Seconds = Annotated[float, msgspec.Meta(gt=0)]
 Name = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.-]+$", min_length=1, max_length=64)]
 OiPeriod = Literal["5m", "15m", "30m", "1h", "2h", "4h", "6h", "12h", "1d"]
-# OI history periods per venue (the same as venues.history.OI_PERIODS; a unit test checks).
-BACKFILL_OI_PERIODS: dict[str, tuple[str, ...]] = {
-    "binance": ("5m", "15m", "30m", "1h", "2h", "4h", "6h", "12h", "1d"),
-    "bybit": ("5m", "15m", "30m", "1h", "4h", "1d"),
-    "hyperliquid": (),
-}
 _DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
@@ -70,7 +65,7 @@ class VenueConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
 
     def __post_init__(self) -> None:
         parse_duration(self.backfill_lookback, "backfill_lookback")
-        periods = BACKFILL_OI_PERIODS[self.venue]
+        periods = oi_history_periods(self.venue)  # each venue's own (venues/<venue>/limits.py)
         if periods and self.backfill_oi_period not in periods:
             raise ValueError(f"backfill_oi_period: {self.backfill_oi_period!r} is not served by {self.venue}; "
                              f"allowed: {', '.join(periods)}")

@@ -24,11 +24,11 @@ from tests.harness import start_emulator  # noqa: E402
 PLAIN = """
 import asyncio, json, sys
 import ccxt.async_support as ccxt
-from emulator.ccxt_config import ccxt_config
+from venues import adapter_class
 venue, url, symbol = sys.argv[1], sys.argv[2], sys.argv[3]
-ids = {"binance": "binanceusdm", "bybit": "bybit", "hyperliquid": "hyperliquid"}
 async def main():
-    ex = getattr(ccxt, ids[venue])(ccxt_config(venue, url))
+    ad = adapter_class(venue)
+    ex = getattr(ccxt, ad.ccxt_id)(ad.sandbox_config(url))
     try:
         await ex.load_markets()  # hyperliquid.fetch_open_interest needs it done first
         oi = await ex.fetch_open_interest(symbol)

@@ -27,7 +27,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import ccxt.async_support as ccxt_async  # noqa: E402
 
 from venues import adapter  # noqa: E402
-from emulator.ccxt_config import ccxt_config  # noqa: E402
 from tests.harness import start_emulator  # noqa: E402
 
 WEIGHT = {"binance": 10, "bybit": 1, "hyperliquid": 20}
@@ -46,7 +45,8 @@ async def run(venue: str, url: str, calls: int, ours: bool, workers: int = 16) -
         client = ad.client(url)
     else:  # what a plain ccxt script does: ccxt's own throttle, no budget
         ad = adapter(venue)
-        client = getattr(ccxt_async, ad.ccxt_id)({**ccxt_config(venue, url), "options": {**ccxt_config(venue, url)["options"], **ad.options}})
+        config = ad.sandbox_config(url)
+        client = getattr(ccxt_async, ad.ccxt_id)({**config, "options": {**config["options"], **ad.options}})
     errors = 0
     try:
         await client.load_markets()

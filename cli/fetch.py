@@ -10,9 +10,9 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from actors.collector import describe
 from actors.validator import validate_event
-from venues import UnknownSymbol, adapter
+from venues import adapter
+from venues.base import UnknownSymbol, describe
 from messages.events import FundingRate, OpenInterest
 
 

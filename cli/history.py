@@ -32,23 +32,21 @@ from pathlib import Path
 
 import click
 
-from actors.collector import describe
 from catalog.coverage import coverage as catalog_coverage
 from catalog.coverage import holes_in, instrument_ids, missing_ranges, neighbours, read_table
 from catalog.coverage import query as catalog_query
 from catalog.gaps import gap_lines, liquidation_coverage
+from venues.base import MS, HistoryUnavailable, describe
 from venues.history import (
-    MS,
-    OI_PERIODS,
     PERIODS_MS,
-    HistoryUnavailable,
     default_funding_interval_ns,
     fetch_funding_history,
     fetch_open_interest_history,
-    oi_history_floor_ns,
+    no_oi_history,
+    oi_history_start,
 )
 from actors.topology import VENUE_NAMES, TopologyError, load_topology
-from venues import UnknownSymbol, adapter
+from venues import UnknownSymbol, adapter, oi_history_periods
 from cli.handoff import Sink
 from cli.sandbox import emulator_urls
 from messages.events import Instrument
@@ -144,12 +142,11 @@ async def run_history(
     sink = sink or Sink(catalog, show_progress=show_progress)
     ad = adapter(venue)
     summary = Summary(ad.venue)
-    if kind == "oi" and venue == "hyperliquid":
-        summary.error = ("Hyperliquid has no open-interest history (its API serves current values only); the mesh's "
-                         "collector records it by polling - see `derivs coverage`")
+    if kind == "oi" and not ad.oi_history_periods:
+        summary.error = no_oi_history(ad)
         return summary
-    if kind == "oi" and period not in OI_PERIODS[venue]:
-        summary.error = f"no {period} OI history on {ad.venue}; periods: {', '.join(OI_PERIODS[venue])}"
+    if kind == "oi" and period not in ad.oi_history_periods:
+        summary.error = f"no {period} OI history on {ad.venue}; periods: {', '.join(ad.oi_history_periods)}"
         return summary
     client = ad.client(url)
     try:
@@ -169,18 +166,16 @@ async def run_history(
         start_ns = since_ns
         if kind == "oi":
             step_ns = PERIODS_MS[period] * MS
-            floor = oi_history_floor_ns(venue, period)
-            if floor is not None and start_ns < floor:
-                if end_ns < floor:
-                    summary.error = (f"Binance keeps open-interest history for 30 days only (oldest now: {_iso(floor)}); "
-                                     f"{_iso(start_ns)}..{_iso(end_ns)} cannot be had from the venue")
-                    return summary
-                summary.notes.append(f"Binance keeps 30 days of open-interest history: before {_iso(floor)} "
-                                     "is not available from the venue; fetching from there")
-                start_ns = floor
+            try:
+                start_ns, note = oi_history_start(ad, period, start_ns, end_ns)  # the venue's retention
+            except HistoryUnavailable as exc:
+                summary.error = str(exc)
+                return summary
+            if note:
+                summary.notes.append(note)
         else:
             # only used while nothing is stored; then the stored rows' own intervals count
-            step_ns = default_funding_interval_ns(venue, market)
+            step_ns = default_funding_interval_ns(ad, market)
         if start_ns > end_ns:
             return summary
         summary.already_stored = read_table(catalog, kind, iid, start_ns, end_ns).num_rows if kind == "oi" else \
@@ -308,7 +303,8 @@ def history() -> None:
               help="Bucket size (Binance: 5m..1d, Bybit: 5m 15m 30m 1h 4h 1d).")
 def history_oi(symbols, venues, since, until, sandbox, emulator_file, catalog, topology, as_json, period) -> None:  # noqa: ANN001
     """Open-interest history (Binance: last 30 days only; Hyperliquid: none exists)."""
-    _history_command("oi", symbols, venues or ("binance", "bybit"), since, until, period, sandbox, emulator_file,
+    with_oi = tuple(v for v in VENUE_NAMES if oi_history_periods(v))  # default: the venues that have OI history
+    _history_command("oi", symbols, venues or with_oi, since, until, period, sandbox, emulator_file,
                      catalog, as_json, topology)
 
 

@@ -1,7 +1,7 @@
 """Venue emulator: Binance USDT-M, Bybit v5 linear and Hyperliquid REST on loopback.
 
 Modules: market (deterministic model), binance / bybit / hyperliquid (aiohttp apps),
-ground_truth (JSONL record of every served value), ccxt_config (point ccxt at it),
-server (start_emulator) and __main__ (``python -m emulator --ready-file PATH``).
-Kept import-light on purpose: ``emulator.ccxt_config`` must not pull in aiohttp.
+ground_truth (JSONL record of every served value), server (start_emulator) and __main__
+(``python -m emulator --ready-file PATH``). ccxt clients are pointed at it by each venue
+adapter's ``sandbox_config`` (``venues/<venue>/adapter.py``).
 """

@@ -1,11 +1,12 @@
 """Normalized derivative-market events, one struct per kind, the same for every venue.
 
 Constraints (`Meta`) are enforced by typed decoding only (msgspec never checks them on
-construction), so the validator's decoder is where a bad value is caught. Unknown fields are
-allowed so that an older reader keeps working when a field is added.
+construction): the venues build events with `checked`, which converts with them, and the
+validator's decoder checks them again on the bus. Unknown fields are allowed so that an older
+reader keeps working when a field is added.
 """
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import msgspec
 
@@ -147,3 +148,12 @@ class Malformed(Event, frozen=True, kw_only=True, tag="malformed"):
 
 
 AnyEvent = OpenInterest | FundingRate | Instrument | Liquidation | Gap | Malformed
+
+
+E = TypeVar("E", bound=Event)
+
+
+def checked(event_type: type[E], **fields: Any) -> E:
+    """An event built with its constraints checked (a plain constructor checks none); a bad value
+    raises msgspec.ValidationError naming the field, e.g. "Expected `float` >= 0.0 - at `$.open_interest`"."""
+    return msgspec.convert(fields, event_type)

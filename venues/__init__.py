@@ -1,26 +1,67 @@
-"""The venues: everything that talks to an exchange, used by the mesh and the CLI alike.
+"""The venues: everything that talks to an exchange, used by the mesh and the CLI alike. This
+module is the registry: the venues' names and where each one's adapter lives.
 
-One adapter per venue; `adapter(name)` gives a fresh one ("binance", "bybit", "hyperliquid").
-Besides the adapters: the liquidation stream, history paging, the request budget and traffic recording.
+    from venues import adapter, VENUE_NAMES
+    ad = adapter("bybit")                  # a fresh venues.bybit.adapter.BybitAdapter
+    periods = oi_history_periods("bybit")  # without loading ccxt (the topology checks with it)
+
+One package per venue (`venues/<venue>/`): `adapter.py` (markets, definitions, current OI and
+funding, sandbox URLs), `history.py` (history paging), `schemas.py` (its payloads as structs),
+`limits.py` (request limits, rate-limit answers, OI history periods; import-light) and
+`liquidations.py` (its liquidation frames). Venue-neutral: `base.py` (the adapter interface),
+`client.py` (the ccxt client subclass), `budget.py`, `schemas.py`, `history.py`, `recording.py`,
+`liquidation_stream.py`, `liquidations.py`.
+
+Import-light on purpose (no ccxt): the adapters are imported when first asked for.
 """
 
-from venues.base import UnknownSymbol, VenueAdapter
-from venues.binance import BinanceAdapter
-from venues.bybit import BybitAdapter
-from venues.hyperliquid import HyperliquidAdapter
+from __future__ import annotations
 
-ADAPTERS: dict[str, type[VenueAdapter]] = {
-    "binance": BinanceAdapter,
-    "bybit": BybitAdapter,
-    "hyperliquid": HyperliquidAdapter,
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from venues.base import VenueAdapter
+
+# topology name -> the adapter class, "module:Class"
+ADAPTER_CLASSES: dict[str, str] = {
+    "binance": "venues.binance.adapter:BinanceAdapter",
+    "bybit": "venues.bybit.adapter:BybitAdapter",
+    "hyperliquid": "venues.hyperliquid.adapter:HyperliquidAdapter",
 }
+VENUE_NAMES: tuple[str, ...] = tuple(ADAPTER_CLASSES)
+
+
+def _known(name: str) -> str:
+    key = name.lower()
+    if key not in ADAPTER_CLASSES:
+        raise ValueError(f"unknown venue {name!r}; supported: {', '.join(ADAPTER_CLASSES)}")
+    return key
+
+
+def adapter_class(name: str) -> type[VenueAdapter]:
+    module, cls = ADAPTER_CLASSES[_known(name)].split(":")
+    return getattr(import_module(module), cls)
 
 
 def adapter(name: str) -> VenueAdapter:
-    try:
-        return ADAPTERS[name.lower()]()
-    except KeyError:
-        raise ValueError(f"unknown venue {name!r}; supported: {', '.join(ADAPTERS)}") from None
+    """A fresh adapter of the venue (it keeps per-client state: delisted symbols, intervals)."""
+    return adapter_class(name)()
 
 
-__all__ = ["ADAPTERS", "UnknownSymbol", "VenueAdapter", "adapter"]
+def oi_history_periods(name: str) -> tuple[str, ...]:
+    """The OI history periods the venue serves (ccxt timeframe names; () = none), import-light."""
+    return import_module(f"venues.{_known(name)}.limits").OI_HISTORY_PERIODS
+
+
+def __getattr__(attr: str) -> Any:
+    """`from venues import UnknownSymbol, VenueAdapter` (base.py) and `ADAPTERS` (name -> class),
+    loaded on first use."""
+    if attr in ("UnknownSymbol", "VenueAdapter"):
+        return getattr(import_module("venues.base"), attr)
+    if attr == "ADAPTERS":
+        return {name: adapter_class(name) for name in ADAPTER_CLASSES}
+    raise AttributeError(f"module 'venues' has no attribute {attr!r}")
+
+
+__all__ = ["ADAPTER_CLASSES", "VENUE_NAMES", "adapter", "adapter_class", "oi_history_periods"]

@@ -1,17 +1,25 @@
-"""What every venue adapter shares: the ccxt client, symbol resolution, instrument definitions.
+"""The venue adapter interface: everything venue-specific that the collector, the CLI, history
+and the budget need, as methods and attributes of one `VenueAdapter` subclass per venue
+(`venues/<venue>/adapter.py`), so that none of them branches on a venue's name.
 
-A venue adapter turns ccxt results into `messages.events` structs. The normalizers are pure
-functions of (ccxt structure, market, receive time), so they are unit-tested without a network;
-the `fetch_*` coroutines only call ccxt and hand the results to them.
+What an adapter carries:
+
+- identity: `name` (topology), `venue` (events), `ccxt_id`, `env_prefix`, ccxt `options`;
+- its ccxt client (`client()`, `venues/client.py`) with the venue's `limits` (`limits.py`) and
+  its emulator URLs (`sandbox_config`);
+- markets: which are collected (`perpetuals`), their ids (`instrument_id`, `raw_symbol`),
+  symbol resolution (`resolve`) and instrument definitions (`definition`);
+- current open interest and funding (`fetch_open_interest`, `fetch_funding`);
+- history (`history.py` of the venue, driven by `venues/history.py`): OI periods and retention,
+  OI and settled-funding paging, funding intervals.
+
+The normalizers are pure functions of (venue payload, market, receive time), so they are
+unit-tested without a network; the `fetch_*` coroutines only call ccxt and hand the venue's
+items to them. A bad item becomes a `Malformed` event naming what was wrong, never an exception.
 """
 
-import contextvars
 import difflib
-import math
-import os
 import random
-import time
-from decimal import ROUND_HALF_EVEN, Decimal
 from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar
 
@@ -20,113 +28,30 @@ from loguru import logger
 
 import ccxt.async_support as ccxt_async
 
-from venues.budget import attach, emulator_limits
-from venues.recording import Recorder, current_op
+from venues.budget import VenueLimits
+from venues.client import client_class, now_ns, received_ns  # noqa: F401  # now_ns: for the adapters
+from venues.schemas import MalformedItem
 
-from messages.events import AnyEvent, FundingRate, Instrument, Malformed, OpenInterest, Venue
+from messages.events import AnyEvent, FundingRate, Instrument, Malformed, OpenInterest, Venue, checked
 
 Market = dict[str, Any]
+FundingRows = dict[int, tuple[float, float | None]]  # settlement ms -> (rate, mark price or None)
+Progress = Callable[[int, int, int], None]  # (pages so far, rows so far, reached ts ns)
 
 MS = 1_000_000  # ns per ms
 
 
-def now_ns() -> int:
-    return time.time_ns()
-
-
-# When the last answer of a venue reached this task (a replayed answer: when it was recorded).
-_received: contextvars.ContextVar[int | None] = contextvars.ContextVar("received_ns", default=None)
-REPLAY_HEADER = "X-Derivs-Recorded-Ns"  # sent by `python -m emulator --replay`
-OP_HEADER = "X-Derivs-Op"  # sandbox only: what the adapter was doing (the replay matches on it)
-
-
-def received_ns() -> int:
-    """Receive time of the last answer awaited in this task (now if none): `ts_recv` of its events."""
-    return _received.get() or now_ns()
-
-
-def set_received(ns: int) -> None:
-    _received.set(ns)
-
-
-async def timed(call: Awaitable[Any]) -> tuple[Any, int]:
-    """(result, its receive time): for calls run in their own task, whose receive time is not ours."""
-    result = await call
-    return result, received_ns()
-
-
-def ms_to_ns(ms: int | float | None) -> int | None:
+def ms_to_ns(ms: int | None) -> int | None:
     return None if ms is None else int(ms) * MS
 
 
-def decimal(text: Any) -> Decimal:
-    """A venue's decimal string as a finite Decimal, or MalformedItem naming the value."""
-    try:
-        value = Decimal(text) if isinstance(text, str) else None
-    except ArithmeticError:
-        value = None
-    if value is None or not value.is_finite():
-        raise MalformedItem(f"not a decimal number: {_short(text)}")
-    return value
-
-
-def exact(text: Any) -> str:
-    """A venue's decimal string unchanged ("0.10" stays "0.10"), once checked to be a number."""
-    decimal(text)
-    return text
-
-
-def places(text: str) -> int:
-    """Decimal places of a number as the venue writes it, trailing zeros included ("0.10" -> 2,
-    "10" -> 0): the precision Nautilus's `Price.from_str` / `Quantity.from_str` give it."""
-    return max(0, -decimal(text).as_tuple().exponent)
-
-
-def at_precision(text: str, precision: int) -> str:
-    """`text` with exactly `precision` places, as Nautilus's `Price(float(text), precision)` prints it."""
-    return f"{decimal(text).quantize(Decimal(1).scaleb(-precision), ROUND_HALF_EVEN):f}"
-
-
-class MalformedItem(ValueError):
-    """A venue value that cannot be normalized; the message names the field and the value."""
-
-
-def number(row: Any, key: str) -> float:
-    """A finite number from a venue payload's field (numbers come as strings), or MalformedItem."""
-    value = row.get(key) if isinstance(row, dict) else None
-    if value is None or value == "":
-        raise MalformedItem(f"{key} missing")
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        raise MalformedItem(f"{key} is not a number: {_short(value)}")
-    try:
-        x = float(value)
-    except ValueError:
-        raise MalformedItem(f"{key} is not a number: {_short(value)}") from None
-    if not math.isfinite(x):
-        raise MalformedItem(f"{key} is not a finite number: {_short(value)}")
-    return x
-
-
-def field(struct: dict, key: str, raw_key: str | None = None) -> float:
-    """A finite number of a ccxt structure, or MalformedItem naming what the venue sent."""
-    value = struct.get(key)
-    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
-        return float(value)
-    info = struct.get("info")
-    if raw_key is None or not isinstance(info, dict):
-        raise MalformedItem(f"{key} is {_short(value)}")
-    sent = f"the venue sent {raw_key}={_short(info[raw_key])}" if raw_key in info else f"{raw_key} missing"
-    raise MalformedItem(f"{key} is {_short(value)}: {sent}")
+class HistoryUnavailable(Exception):
+    """The venue has no history of this kind for the range (never had, or no longer keeps it)."""
 
 
 def info_of(struct: Any) -> Any:
     """The venue's raw item inside a ccxt structure (for a dead letter), or the thing itself."""
     return struct.get("info", struct) if isinstance(struct, dict) else struct
-
-
-def _short(value: Any, limit: int = 80) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def excerpt(payload: Any, limit: int = 2000) -> str:
@@ -174,70 +99,41 @@ class UnknownSymbol(LookupError):
 
 
 class VenueAdapter:
-    """Base of the per-venue adapters. Subclasses set the class attributes and normalizers."""
+    """Base of the per-venue adapters (see module doc). Subclasses set the class attributes and
+    implement the methods that raise NotImplementedError; the history methods default to "none"."""
 
     name: ClassVar[str]  # topology name: binance
     venue: ClassVar[Venue]  # BINANCE
     ccxt_id: ClassVar[str]  # binanceusdm
     env_prefix: ClassVar[str]  # BINANCE -> BINANCE_API_KEY / BINANCE_API_SECRET
     options: ClassVar[dict[str, Any]] = {}
+    limits: ClassVar[VenueLimits]  # its request limits and rate-limit answers (`<venue>/limits.py`)
     _absent: set[str] = frozenset()  # type: ignore[assignment]  # symbols the venue stopped answering for
 
     # -- client ---------------------------------------------------------------------------
 
-    def client(self, sandbox_url: str | None = None, *, pro: bool = False, record_dir: str | None = None) -> Any:
-        """A ccxt async (or ccxt.pro) client: the real venue, or the emulator at `sandbox_url`.
+    def client(self, sandbox_url: str | None = None, *, pro: bool = False, record_dir: str | None = None,
+               on_raw_message: Callable[[Any, Any], bool | None] | None = None) -> Any:
+        """A ccxt async (or ccxt.pro) client: the real venue, or the emulator at `sandbox_url`
+        (`venues/client.py`: the request budget, recording to `record_dir`, raw WebSocket messages
+        to `on_raw_message`)."""
+        return client_class(type(self), pro)(sandbox_url=sandbox_url, record_dir=record_dir, on_raw_message=on_raw_message)
 
-        Its REST requests go through the venue's request budget (`venues/budget.py`);
-        `record_dir` also records every answer there (`venues/recording.py`). Keys are optional
-        and read from the environment only; they never reach a log line or a recording. Against the
-        emulator, the budget takes the emulator's rate-limit settings (`emulator_limits`).
-        """
-        if sandbox_url:
-            from emulator.ccxt_config import ccxt_config
+    @classmethod
+    def sandbox_config(cls, base_url: str) -> dict[str, Any]:
+        """ccxt constructor config that points the venue's client (REST and pro) at the emulator at
+        `base_url` ("http://127.0.0.1:18080"); a fresh dict on every call.
 
-            config = ccxt_config(self.name, sandbox_url)
-        else:
-            config = {}
-        config.setdefault("options", {}).update(self.options)
-        config["enableRateLimit"] = True
-        key, secret = os.environ.get(f"{self.env_prefix}_API_KEY"), os.environ.get(f"{self.env_prefix}_API_SECRET")
-        if key and secret:
-            config.update(apiKey=key, secret=secret)
-        if pro:
-            import ccxt.pro as ccxt_pro
+        A plain dict is enough: ccxt deep-merges the constructor config into `describe()`, so only
+        the keys given inside `urls["api"]` change and every other entry survives. Replacing the
+        dict after construction (`ex.urls["api"] = {...}`) would lose entries: never do that."""
+        raise NotImplementedError
 
-            client = getattr(ccxt_pro, self.ccxt_id)(config)
-        else:
-            client = getattr(ccxt_async, self.ccxt_id)(config)
-        recorder = Recorder(record_dir, self.name) if record_dir else None
-        def on_response(code: int, url: str, method: str, headers: Any, body: Any, *request: Any) -> None:
-            replayed = (headers or {}).get(REPLAY_HEADER) if sandbox_url else None
-            received = int(replayed) if replayed and replayed.isdigit() else now_ns()
-            _received.set(received)
-            if recorder is not None:  # the same receive time: a replay gives it back to the client
-                recorder.write(code, url, method, headers, body, *request, ts_ns=received)
-
-        enforced, scale = emulator_limits(sandbox_url) if sandbox_url else (True, 1.0)
-        attach(client, self.name, scale=scale, enabled=enforced, pro=pro, on_response=on_response)
-        if sandbox_url:
-            budgeted = client.fetch
-
-            async def fetch(url: str, method: str = "GET", headers: Any = None, body: Any = None) -> Any:
-                op = current_op.get()
-                return await budgeted(url, method, {**(headers or {}), OP_HEADER: op} if op else headers, body)
-
-            client.fetch = fetch
-        if recorder is not None:
-            client.derivs_recorder = recorder  # a ccxt.pro client's liquidation frames (venues/liquidation_stream.py)
-            original_close = client.close
-
-            async def close() -> None:
-                await original_close()
-                recorder.close()
-
-            client.close = close
-        return client
+    @staticmethod
+    def ws_url(http_url: str) -> str:
+        """http://host:port -> ws://host:port (https -> wss)."""
+        http = http_url.rstrip("/")
+        return "ws" + http[len("http"):] if http.startswith("http") else http
 
     # -- symbols --------------------------------------------------------------------------
 
@@ -281,14 +177,15 @@ class VenueAdapter:
         """The perpetual's definition, valued as NautilusTrader 1.231's own adapter for this venue
         values its `CryptoPerpetual` from the same venue item (ccxt keeps it in `market["info"]`;
         ccxt's own numbers lose the tick's written precision: "0.10" -> 0.1)."""
-        return Instrument(
+        return checked(
+            Instrument,
             venue=self.venue,
             symbol=market["symbol"],
             instrument_id=self.instrument_id(market),
             ts_event=ts_recv,
             ts_recv=ts_recv,
             raw_symbol=self.raw_symbol(market),
-            max_leverage=((market.get("limits") or {}).get("leverage") or {}).get("max"),
+            max_leverage=((market.get("limits") or {}).get("leverage") or {}).get("max"),  # ccxt's market
             **self.definition(market["info"]),
         )
 
@@ -296,8 +193,9 @@ class VenueAdapter:
         """`instrument`, or a Malformed event naming what the venue's listing item lacks."""
         return self.safely(market, market.get("info"), ts_recv, lambda: self.instrument(market, ts_recv))
 
-    def definition(self, item: dict) -> dict[str, Any]:
-        """`Instrument` fields from the venue's raw listing item (per venue, as its Nautilus adapter)."""
+    def definition(self, item: Any) -> dict[str, Any]:
+        """`Instrument` fields from the venue's raw listing item (per venue, as its Nautilus adapter);
+        MalformedItem if the item does not fit the venue's listing schema."""
         raise NotImplementedError
 
     # -- per item: a bad item becomes a Malformed event, never an exception ---------------
@@ -307,11 +205,11 @@ class VenueAdapter:
                          ts_event=ts_recv, ts_recv=ts_recv, reason=reason[:1000], raw=excerpt(raw))
 
     def safely(self, market: Market, raw: Any, ts_recv: int, build: Callable[[], AnyEvent]) -> AnyEvent:
-        """`build()`, or a Malformed event with the reason if the venue's item cannot be normalized."""
+        """`build()`, or a Malformed event with the reason if the venue's item cannot be normalized
+        (`build` decodes the item with the venue's schema and makes the event with `checked`, so a
+        value no event may hold is caught here, with its field, not by the validator)."""
         try:
-            event = build()
-            msgspec.msgpack.encode(event)  # e.g. a timestamp beyond 64 bits: the collector could not send it
-            return event
+            return build()
         except Exception as exc:  # noqa: BLE001 - whatever a bad payload does, it must not abort the fetch
             return self.malformed(market, reason_of(exc), raw, ts_recv)
 
@@ -351,10 +249,34 @@ class VenueAdapter:
         return [self.safely(m, info_of(found[m["symbol"]]), ts_recv, lambda m=m: build(found[m["symbol"]], m, ts_recv))
                 for m in markets if m["symbol"] in found]
 
-    # -- fetches (ccxt calls, then the normalizers) --------------------------------------
+    # -- current values (ccxt calls, then the normalizers) ---------------------------------
 
-    async def fetch_open_interest(self, client: Any, markets: list[Market]) -> list[OpenInterest]:
+    async def fetch_open_interest(self, client: Any, markets: list[Market]) -> list[OpenInterest | Malformed]:
         raise NotImplementedError
 
-    async def fetch_funding(self, client: Any, markets: list[Market]) -> list[FundingRate]:
+    async def fetch_funding(self, client: Any, markets: list[Market]) -> list[FundingRate | Malformed]:
         raise NotImplementedError
+
+    # -- history (driven by venues/history.py; ranges in ms, closed) ---------------------------
+
+    oi_history_periods: ClassVar[tuple[str, ...]] = ()  # ccxt timeframe names; () = no OI history
+    oi_history_retention_days: ClassVar[int | None] = None  # the venue keeps only this much OI history
+    no_oi_history: ClassVar[str] = ""  # why there is none (when `oi_history_periods` is empty)
+
+    async def fetch_oi_history(self, client: Any, market: Market, start_ms: int, end_ms: int, period: str,
+                               progress: Progress | None) -> list[OpenInterest]:
+        """Open interest every `period` in [start_ms, end_ms] (aligned, within retention), any order."""
+        raise HistoryUnavailable(f"{self.venue} publishes no open-interest history ({self.no_oi_history})")
+
+    async def fetch_settled_funding(self, client: Any, market: Market, lo_ms: int, hi_ms: int,
+                                    report: Callable[[int, int, int], None]) -> FundingRows:
+        """Settled funding rows with funding time in [lo_ms, hi_ms]; `report(pages, rows, reached_ms)`."""
+        raise NotImplementedError
+
+    def default_funding_interval_minutes(self, market: Market) -> int:
+        """The funding interval to plan with while nothing is stored (then the rows' own spacing)."""
+        raise NotImplementedError
+
+    async def current_funding_interval_minutes(self, client: Any, market: Market) -> int:
+        """The venue's current funding interval (for a settled row without neighbours)."""
+        return self.default_funding_interval_minutes(market)

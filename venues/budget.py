@@ -1,24 +1,25 @@
-"""Each ccxt client's request budget for its venue: weights, pacing, the venue's headers and its
-rate-limit answers.
+"""The request budget of a ccxt client: token buckets per venue limit, the venue's usage headers
+and its rate-limit answers, read through the venue's own `VenueLimits` (its `limits.py`).
 
 ccxt's own throttle knows one cost per endpoint and one rate per exchange: it lets Hyperliquid
 run at twice its 1200/min weight, holds Binance at half of its 2400/min, and knows nothing of
 Binance's separate 500 / 5 min funding bucket. So REST clients get this budget instead
-(`attach`, done by `VenueAdapter.client`):
+(`VenueClient` in `venues/client.py` calls it around every request):
 
 - **Pacing**: one token bucket per venue limit, refilled at `1 - BURST - MARGIN` of the venue's
   rate with `BURST` of it as burst. Any window of the venue's length then carries at most
   `(1 - MARGIN)` of its limit, however the venue aligns its windows.
 - **Other programs on the same IP** (the CLI beside a running daemon): the venue's usage headers
-  (`X-MBX-USED-WEIGHT-1M`, `X-Bapi-Limit-Status`) say how much was used; whatever we did not
-  send ourselves is taken out of our tokens.
-- **A rate-limit answer anyway** (429/418 + `Retry-After`, Bybit `retCode` 10006 +
-  `X-Bapi-Limit-Reset-Timestamp` or HTTP 403, Hyperliquid 429): no request of this client
-  leaves before the wait the venue asked for (or an exponential backoff where it names none),
-  the wait is logged, and the call is retried (`RETRIES`) unless it was a ban.
+  (`VenueLimits.used`) say how much was used; whatever we did not send ourselves is taken out of
+  our tokens.
+- **A rate-limit answer anyway** (429/418 + `Retry-After`, or what the venue's `VenueLimits`
+  calls a refusal or a ban): no request of this client leaves before the wait the venue asked for
+  (or an exponential backoff where it names none), the wait is logged, and the call is retried
+  (`RETRIES`) unless it was a ban.
 
-The weight table below is the client's own knowledge of the venue (venues.md); the emulator
-keeps its own copy on purpose, so a test of one against the other can fail.
+Nothing here knows a venue: the tables (limits, weights, headers, error codes) are each venue's
+own knowledge (venues.md); the emulator keeps its own copy on purpose, so a test of one against
+the other can fail. Import-light (no ccxt): the venues' `limits.py` build on it.
 """
 
 from __future__ import annotations
@@ -27,15 +28,11 @@ import asyncio
 import contextvars
 import math
 import time
-import urllib.request
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
-import ccxt
-import msgspec
 from loguru import logger
 
 BURST = 0.05  # of the limit, spendable at once
@@ -54,37 +51,32 @@ class Limit:
     fixed: bool  # the venue counts in epoch-aligned windows (matters to read its usage header)
 
 
-LIMITS: dict[str, tuple[Limit, ...]] = {
-    "binance": (Limit("REQUEST_WEIGHT", 2400, 60.0, True), Limit("FUNDING", 500, 300.0, True),
-                Limit("DATA", 1000, 300.0, True)),
-    "bybit": (Limit("IP", 600, 5.0, False),),
-    "hyperliquid": (Limit("WEIGHT", 1200, 60.0, False),),
-}
-HL_LIGHT = {"l2Book", "allMids", "clearinghouseState", "orderStatus", "spotClearinghouseState", "exchangeStatus"}
-BAN_S = {"bybit": 600.0}  # Bybit's 403 names no wait: its docs say 10 minutes
+class VenueLimits:
+    """One venue's request limits and how it says "too many" (each venue's `limits.py` subclasses
+    it). The defaults are plain HTTP: 429 refuses, 418 bans, `Retry-After` names the wait."""
 
+    limits: tuple[Limit, ...] = ()
+    ban_s: float | None = None  # a ban that names no wait lasts this long (the venue's docs)
 
-def weights(venue: str, method: str, url: str, body: Any) -> dict[str, float]:
-    """What one request costs against each of the venue's limits."""
-    parts = urlsplit(url)
-    path = parts.path
-    if venue == "binance":
-        if "/futures/data/" in path:
-            return {"DATA": 1}
-        if path.endswith(("/fapi/v1/fundingRate", "/fapi/v1/fundingInfo")):
-            return {"REQUEST_WEIGHT": 1, "FUNDING": 1}
-        if path.endswith("/fapi/v1/premiumIndex"):
-            return {"REQUEST_WEIGHT": 1 if "symbol" in parse_qs(parts.query) else 10}
-        return {"REQUEST_WEIGHT": 1}
-    if venue == "bybit":
-        return {"IP": 1}
-    if venue == "hyperliquid":
-        try:
-            kind = msgspec.json.decode(body or b"{}").get("type")
-        except (msgspec.DecodeError, AttributeError):
-            kind = None
-        return {"WEIGHT": 2 if kind in HL_LIGHT else 60 if kind == "userRole" else 20}
-    raise ValueError(f"unknown venue {venue!r}; expected one of {sorted(LIMITS)}")
+    def weights(self, method: str, url: str, body: Any) -> dict[str, float]:
+        """What one request costs against each of the venue's limits (by `Limit.name`)."""
+        raise NotImplementedError
+
+    def used(self, headers: dict[str, str]) -> dict[str, float]:
+        """Weight the venue says it counted in its current window, per limit, from an answer's
+        headers (lower-case keys); KeyError / ValueError mean "unreadable" and are ignored."""
+        return {}
+
+    def banned(self, status: int) -> bool:
+        return status == 418
+
+    def refused(self, status: int, body: str) -> bool:
+        """A rate-limit answer (the venue may also say so in the body of an HTTP 200)."""
+        return status in (418, 429)
+
+    def reset_in_s(self, headers: dict[str, str], body: str) -> float | None:
+        """Seconds until the venue's window resets, when a refusal says so (beyond Retry-After)."""
+        return None
 
 
 class Bucket:
@@ -138,12 +130,13 @@ _limit_answer: contextvars.ContextVar[bool] = contextvars.ContextVar("budget_lim
 
 
 class Budget:
-    """The request budget of one client of one venue."""
+    """The request budget of one client of one venue (`venue`: its name for the log)."""
 
-    def __init__(self, venue: str, scale: float = 1.0, *, clock: Callable[[], float] = time.monotonic):
-        self.venue, self.scale, self.clock = venue, scale, clock
-        self.buckets = {lim.name: Bucket(lim, scale) for lim in LIMITS[venue]}
-        self.enabled = True
+    def __init__(self, rules: VenueLimits, venue: str, scale: float = 1.0, *, enabled: bool = True,
+                 clock: Callable[[], float] = time.monotonic):
+        self.rules, self.venue, self.scale, self.clock = rules, venue, scale, clock
+        self.buckets = {lim.name: Bucket(lim, scale) for lim in rules.limits}
+        self.enabled = enabled
         self.blocked_until = 0.0  # monotonic: no request before this (the venue asked us to wait)
         self.banned = False
         self.limited = 0  # rate-limit answers received
@@ -152,7 +145,7 @@ class Budget:
         self.weight = 0.0
         self._strikes = 0  # consecutive rate-limit answers without a wait named by the venue
         self._lock = asyncio.Lock()  # FIFO: callers are served in order, none starves
-        self.log = logger.bind(venue=venue.upper())
+        self.log = logger.bind(venue=venue)
 
     async def acquire(self, cost: dict[str, float]) -> None:
         """Wait until a request of this cost may leave, then count it."""
@@ -198,83 +191,40 @@ class Budget:
 
     def _read_usage(self, h: dict[str, str], now: float) -> None:
         try:
-            if self.venue == "binance" and "x-mbx-used-weight-1m" in h:
-                self.buckets["REQUEST_WEIGHT"].venue_used(float(h["x-mbx-used-weight-1m"]), now)
-            elif self.venue == "bybit" and "x-bapi-limit-status" in h:
-                self.buckets["IP"].venue_used(float(h["x-bapi-limit"]) - float(h["x-bapi-limit-status"]), now)
+            for name, used in self.rules.used(h).items():
+                self.buckets[name].venue_used(used, now)
         except (KeyError, ValueError):
             pass  # a header we cannot read is no reason to fail the request
 
     def _limit_answer(self, status: int, h: dict[str, str], body: str, now: float) -> float | None:
         """Seconds the venue asks us to wait, if this answer is a rate-limit refusal."""
-        self.banned = status == 418 or (self.venue == "bybit" and status == 403)
+        self.banned = self.rules.banned(status)
         if status in (418, 429) and "retry-after" in h:
             try:
                 return max(0.0, float(h["retry-after"]))
             except ValueError:
                 pass
-        if self.banned and self.venue in BAN_S:
-            return BAN_S[self.venue] * self.scale
-        bybit_10006 = self.venue == "bybit" and '"retCode":10006' in body.replace(" ", "")
-        if status in (418, 429) or bybit_10006:
-            if bybit_10006 and "x-bapi-limit-reset-timestamp" in h:
-                try:
-                    reset = float(h["x-bapi-limit-reset-timestamp"]) / 1000 - time.time()
-                    if reset > 0:
-                        return reset
-                except ValueError:
-                    pass
+        if self.banned and self.rules.ban_s is not None:
+            return self.rules.ban_s * self.scale
+        if self.rules.refused(status, body):
+            try:
+                reset = self.rules.reset_in_s(h, body)
+            except (KeyError, ValueError):
+                reset = None
+            if reset is not None and reset > 0:
+                return reset
             self._strikes += 1
             return min(BACKOFF_S * 2 ** (self._strikes - 1), max(1.0, self.buckets[next(iter(self.buckets))].window))
         return None
 
+    @staticmethod
+    def limit_answer() -> bool:
+        """Was the last answer this task received a rate-limit one (set by `observe`)?"""
+        return _limit_answer.get()
+
+    @staticmethod
+    def forget_answer() -> None:
+        _limit_answer.set(False)
+
     def figures(self) -> dict[str, float]:
         return {"sent": self.sent, "weight": self.weight, "limited": self.limited, "bans": self.bans}
-
-
-def emulator_limits(base_url: str) -> tuple[bool, float]:
-    """(enforced, window scale) of the emulator at `base_url`: the sandbox budget mirrors them, so
-    a scaled-down emulator is paced at its own (faster) rate and an unlimited one is not paced.
-    An emulator that cannot be asked (down) gets the real venue's limits."""
-    try:
-        with urllib.request.urlopen(base_url.rstrip("/") + "/_emulator/ratelimit", timeout=1.0) as answer:
-            state = msgspec.json.decode(answer.read())
-        return bool(state["enabled"]), float(state["scale"])
-    except (OSError, ValueError, KeyError, TypeError, msgspec.DecodeError):
-        return True, 1.0
-
-
-def attach(client: Any, venue: str, *, scale: float = 1.0, enabled: bool = True, pro: bool = False, on_response: Callable[..., None] | None = None) -> Budget:
-    """Put the budget between a ccxt client and its venue (replacing ccxt's REST throttle).
-
-    `on_response(code, url, method, headers, body, request_headers, request_body)` is called for
-    every answer too (recording uses it).
-    """
-    budget = Budget(venue, scale)
-    budget.enabled = enabled
-    original_fetch, original_on_rest = client.fetch, client.on_rest_response
-
-    async def fetch(url: str, method: str = "GET", headers: Any = None, body: Any = None) -> Any:
-        cost = weights(venue, method, url, body)
-        for attempt in range(1, RETRIES + 1):
-            await budget.acquire(cost)
-            _limit_answer.set(False)
-            try:
-                return await original_fetch(url, method, headers, body)
-            except ccxt.BaseError:
-                if not _limit_answer.get() or budget.banned or attempt == RETRIES:
-                    raise
-        raise AssertionError("unreachable")
-
-    def on_rest_response(code, reason, url, method, headers, body, request_headers, request_body):  # noqa: ANN001, ANN202
-        budget.observe(code, headers, body)
-        if on_response is not None:
-            on_response(code, url, method, headers, body, request_headers, request_body)
-        return original_on_rest(code, reason, url, method, headers, body, request_headers, request_body)
-
-    client.fetch = fetch
-    client.on_rest_response = on_rest_response
-    if enabled and not pro:  # ccxt.pro also throttles WebSocket subscriptions with it: leave that on
-        client.enableRateLimit = False  # the budget paces REST; ccxt's throttle would halve Binance
-    client.budget = budget
-    return budget

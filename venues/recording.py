@@ -4,7 +4,8 @@
 One JSON line per REST answer in `<dir>/<venue>.jsonl` (file 0600, directory 0700):
 `{"ts_ns", "venue", "op", "method", "url", "request_body", "status", "headers", "body"}`, and one
 per WebSocket liquidation message `{"ts_ns", "venue", "kind": "ws", "op", "url", "message"}`
-(recorded by `venues/liquidation_stream.py` when its ccxt.pro client carries a `derivs_recorder`).
+(recorded through the client's `record_frame`, by `venues/liquidation_stream.py`). The client
+(`venues/client.py`) writes every REST answer here when it is given a `record_dir`.
 `ts_ns` is when the answer arrived (the receive time the client used), `op` what the adapter was doing (`open_interest`,
 `funding`, ...; set with `operation(...)`), `body` the answer exactly as received.
 

@@ -23,8 +23,10 @@ from nautilus_trader.persistence.catalog import ParquetDataCatalog
 
 from venues import history
 from catalog.store import CatalogStore
-from venues import adapter, binance
-from venues.bybit import one_side
+from venues import adapter
+from venues.binance import adapter as binance
+from venues.bybit.schemas import BybitOpenInterest, one_side
+from venues.schemas import decode
 from venues.liquidations import binance_force_orders, bybit_all_liquidation
 from messages.events import FundingRate, Liquidation, OpenInterest
 from messages.nautilus import FundingRateInfo, query_funding_rates
@@ -238,7 +240,9 @@ def test_bybit_history_rows_before_the_change_carry_both_figures() -> None:
     assert all(int(r["timestamp"]) < 1_781_136_000_000 for r in rows)  # 2026-06-11T00:00Z
     for r in rows:
         assert abs(float(r["openInterest"]) - 2 * float(r["singleOpenInterest"])) <= 1, r
-        assert one_side(r) == float(r["singleOpenInterest"]), fixture_source("bybit", "open_interest_history_2026_06")
+        row = decode(r, BybitOpenInterest)
+        assert one_side(row.single_open_interest, row.open_interest) == float(r["singleOpenInterest"]), \
+            fixture_source("bybit", "open_interest_history_2026_06")
 
 
 def test_bybit_settled_funding_history() -> None:

@@ -18,7 +18,8 @@ from pathlib import Path
 import ccxt
 import pytest
 
-from emulator.ccxt_config import ccxt_client, ccxt_config
+from venues import adapter_class
+from venues.client import plain_client
 from emulator.ground_truth import load_ground_truth
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -88,7 +89,7 @@ def emu(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
 
 
 def _client(venue: str, url: str):  # noqa: ANN202
-    return ccxt_client(venue, url)
+    return plain_client(venue, url)
 
 
 async def _with_client(venue: str, url: str, fn):  # noqa: ANN001, ANN202
@@ -180,7 +181,7 @@ def test_pro_clients_use_the_same_config_and_keep_their_ws_urls(emu: Running) ->
     async def run() -> None:
         for venue, cls in (("binance", ccxtpro.binanceusdm), ("bybit", ccxtpro.bybit),
                            ("hyperliquid", ccxtpro.hyperliquid)):
-            ex = cls(ccxt_config(venue, emu.urls[venue]))
+            ex = cls(adapter_class(venue).sandbox_config(emu.urls[venue]))
             try:
                 assert "BTC/USDT:USDT" in await ex.load_markets() or venue == "hyperliquid"
                 ws = ex.urls["api"]["ws"]

@@ -76,7 +76,9 @@ def test_each_corrupted_item_is_a_dead_letter_with_its_reason(run):
     assert len(binance) == 3 and bybit and hl, "the faults were not served"
     d = dead_for(run, "BTCUSDT-PERP.BINANCE")
     assert len(d) == 3 and all("malformed BINANCE BTC/USDT:USDT" in x["reason"] and "openInterest='NaN'" in x["reason"] for x in d)
-    d = [x for x in dead_for(run, "ETHUSDT-LINEAR.BYBIT") if x["payload"]["kind"] == "open_interest"]
+    # a negative one-side OI is refused when the collector builds the event (`checked`): a Malformed
+    # naming open_interest; the funding rows of the same tickers items are good and stored
+    d = dead_for(run, "ETHUSDT-LINEAR.BYBIT")
     assert len(d) >= len(bybit) and all("open_interest" in x["reason"] and ">= 0.0" in x["reason"] for x in d), d
     d = dead_for(run, "ETH-USD-PERP.HYPERLIQUID")
     assert len(d) >= len(hl) and all("openInterest is not a number" in x["reason"] for x in d), d

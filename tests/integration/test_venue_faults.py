@@ -12,8 +12,7 @@ import ccxt.async_support as ccxt_async
 import pytest
 from loguru import logger
 
-from venues import adapter
-from emulator.ccxt_config import ccxt_config
+from venues import adapter, adapter_class
 from messages.events import Malformed, OpenInterest
 from tests.harness import start_emulator
 
@@ -122,7 +121,7 @@ def test_a_client_that_ignores_retry_after_is_banned_with_418(emu):
     limits(url, 0.05)
 
     async def hammer() -> list[str]:
-        client = ccxt_async.binanceusdm({**ccxt_config("binance", url), "enableRateLimit": False})
+        client = ccxt_async.binanceusdm({**adapter_class("binance").sandbox_config(url), "enableRateLimit": False})
         seen = []
         try:
             for _ in range(6):

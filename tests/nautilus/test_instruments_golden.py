@@ -36,7 +36,7 @@ from nautilus_trader.model.instruments import CryptoFuture, CryptoPerpetual, ins
 from nautilus_trader.persistence.catalog import ParquetDataCatalog
 
 from catalog.store import CatalogStore
-from venues.hyperliquid import instrument_definition as hyperliquid_definition
+from venues.hyperliquid.adapter import instrument_definition as hyperliquid_definition
 from tests.fixtures import real
 from tests.nautilus.listings import binance_answers, bybit_answers, load_events, serve
 

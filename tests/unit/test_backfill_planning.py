@@ -11,8 +11,10 @@ from actors.backfill import merge, subtract
 from catalog.lock import CatalogLock, CatalogBusy, holder, running_writer
 from catalog.store import CatalogStore
 from catalog.coverage import missing_ranges, neighbours
-from venues.history import OI_PERIODS
-from actors.topology import BACKFILL_OI_PERIODS, TopologyError, load_topology, parse_duration
+import typing
+
+from venues import VENUE_NAMES, adapter
+from actors.topology import OiPeriod, TopologyError, load_topology, parse_duration
 from messages.events import FundingRate, OpenInterest
 
 NS = 1_000_000_000
@@ -56,8 +58,18 @@ def test_backfill_defaults_off_and_parses(tmp_path):
     assert topo.venues[1].backfill_lookback_s == 36 * 3600
 
 
-def test_topology_knows_the_same_oi_periods_as_the_fetcher():
-    assert BACKFILL_OI_PERIODS == {k: tuple(v) for k, v in OI_PERIODS.items()}
+@pytest.mark.parametrize("venue", VENUE_NAMES)
+def test_topology_accepts_exactly_the_oi_periods_the_venues_history_fetches(tmp_path, venue):
+    """One table per venue (venues/<venue>/limits.py): the topology checks against the adapter's own."""
+    fetched = adapter(venue).oi_history_periods  # what venues.history.fetch_open_interest_history accepts
+    path = tmp_path / "topology.yaml"
+    for period in typing.get_args(OiPeriod):
+        path.write_text(f"venues: [{{venue: {venue}, symbols: [BTC], backfill_oi_period: {period}}}]\n")
+        if not fetched or period in fetched:  # no OI history at all: the period is never used
+            assert load_topology(path)[0].venues[0].backfill_oi_period == period
+        else:
+            with pytest.raises(TopologyError, match=f"'{period}' is not served by {venue}"):
+                load_topology(path)
 
 
 def test_subtract_and_merge():

@@ -7,7 +7,8 @@ import pytest
 from catalog.store import CatalogStore
 from catalog.coverage import coverage, holes_in, missing_ranges, query
 from venues.history import row_intervals
-from venues.bybit import one_side
+from venues.bybit.schemas import BybitTicker, one_side
+from venues.schemas import decode
 from cli.history import parse_time
 from messages.events import FundingRate, OpenInterest
 
@@ -30,10 +31,18 @@ def test_row_intervals_steady_change_and_holes() -> None:
 
 def test_bybit_one_sided() -> None:
     # Bybit's openInterest is the sum of both sides on rows of every date (README, units registry)
-    assert one_side({"openInterest": "10", "singleOpenInterest": "4"}) == 4.0
-    assert one_side({"openInterest": "10"}) == 5.0
-    assert one_side({"openInterestValue": "10", "singleOpenInterestValue": "3"}, "openInterestValue") == 3.0
-    assert one_side({"openInterestValue": "10", "singleOpenInterestValue": ""}, "openInterestValue") == 5.0
+    def ticker(**fields: str) -> BybitTicker:
+        return decode({"symbol": "BTCUSDT", "openInterest": "10", "openInterestValue": "10", "fundingRate": "0.0001",
+                       **fields}, BybitTicker)
+
+    t = ticker(singleOpenInterest="4")
+    assert one_side(t.single_open_interest, t.open_interest) == 4.0
+    t = ticker()
+    assert one_side(t.single_open_interest, t.open_interest) == 5.0
+    t = ticker(singleOpenInterestValue="3")
+    assert one_side(t.single_open_interest_value, t.open_interest_value) == 3.0
+    t = ticker(singleOpenInterestValue="")
+    assert one_side(t.single_open_interest_value, t.open_interest_value) == 5.0
 
 
 def _oi(ts: int) -> OpenInterest:

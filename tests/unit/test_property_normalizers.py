@@ -9,7 +9,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from actors.validator import validate, validate_event
-from venues import adapter, binance, bybit, hyperliquid
+from venues import adapter
+from venues.binance import adapter as binance
+from venues.bybit import adapter as bybit
+from venues.hyperliquid import adapter as hyperliquid
 from venues.liquidations import binance_force_orders, bybit_all_liquidation
 from messages.codec import encode
 from messages.envelope import Envelope
@@ -60,50 +63,56 @@ def assert_valid(event) -> None:
         assert math.isfinite(event.rate) and -0.1 <= event.rate <= 0.1
 
 
+# The venues' items as JSON gives them (ccxt keeps them in `info`), fields present or not.
+premium_index = optional_keys(symbol=st.just("BTCUSDT") | json_values, markPrice=values, indexPrice=values,
+                              lastFundingRate=values, nextFundingTime=timestamps, time=timestamps)
+
+
 @settings(max_examples=150, deadline=None)
-@given(oi=optional_keys(openInterestAmount=values, timestamp=timestamps, info=optional_keys(openInterest=values)),
-       mark=values)
-def test_binance_open_interest(oi, mark):
+@given(oi=optional_keys(symbol=st.just("BTCUSDT") | json_values, openInterest=values, time=timestamps) | json_values,
+       premium=premium_index | json_values)
+def test_binance_open_interest(oi, premium):
     ad, m = adapter("binance"), market("binance")
-    good, _ = outcome(ad, m, oi, lambda: binance.normalize_open_interest(oi, mark, m, ad.instrument_id(m), NOW))
+    good, _ = outcome(ad, m, oi, lambda: binance.normalize_open_interest(oi, premium, m, ad.instrument_id(m), NOW))
     good and assert_valid(good)
 
 
 @settings(max_examples=150, deadline=None)
-@given(fr=optional_keys(fundingRate=values, timestamp=timestamps, fundingTimestamp=timestamps, markPrice=values,
-                        indexPrice=values, info=optional_keys(lastFundingRate=values)),
-       interval=st.integers(-10, 10_000))
-def test_binance_funding(fr, interval):
+@given(premium=premium_index | json_values, interval=st.integers(-10, 10_000))
+def test_binance_funding(premium, interval):
     ad, m = adapter("binance"), market("binance")
-    good, _ = outcome(ad, m, fr, lambda: binance.normalize_funding(fr, interval, m, ad.instrument_id(m), NOW))
+    good, _ = outcome(ad, m, premium, lambda: binance.normalize_funding(premium, interval, m, ad.instrument_id(m), NOW))
     good and assert_valid(good)
 
 
-bybit_info = optional_keys(openInterest=values, openInterestValue=values, singleOpenInterest=values,
-                           singleOpenInterestValue=values, fundingRate=values)
+bybit_ticker = optional_keys(symbol=st.just("BTCUSDT") | json_values, openInterest=values, openInterestValue=values,
+                             singleOpenInterest=values | st.just(""), singleOpenInterestValue=values | st.just(""),
+                             fundingRate=values, nextFundingTime=timestamps | st.just(""), markPrice=values,
+                             indexPrice=values)
 
 
 @settings(max_examples=150, deadline=None)
-@given(fr=optional_keys(fundingRate=values, timestamp=timestamps, fundingTimestamp=timestamps, markPrice=values,
-                        indexPrice=values, info=bybit_info | json_values))
-def test_bybit_open_interest_and_funding(fr):
+@given(ticker=bybit_ticker | json_values, time_ms=timestamps, interval=st.integers(-10, 10_000))
+def test_bybit_open_interest_and_funding(ticker, time_ms, interval):
     ad, m = adapter("bybit"), market("bybit")
-    for build in (bybit.normalize_open_interest, bybit.normalize_funding):
-        good, _ = outcome(ad, m, fr, lambda build=build: build(fr, m, ad.instrument_id(m), NOW))
-        good and assert_valid(good)
+    good, _ = outcome(ad, m, ticker, lambda: bybit.normalize_open_interest(ticker, time_ms, m, ad.instrument_id(m), NOW))
+    good and assert_valid(good)
+    good, _ = outcome(ad, m, ticker, lambda: bybit.normalize_funding(ticker, time_ms, interval, m, ad.instrument_id(m), NOW))
+    good and assert_valid(good)
 
 
 @settings(max_examples=150, deadline=None)
-@given(fr=optional_keys(fundingRate=values, fundingTimestamp=timestamps, markPrice=values, indexPrice=values,
-                        info=optional_keys(openInterest=values, markPx=values, funding=values) | json_values),
-       predictions=json_values)
-def test_hyperliquid_open_interest_funding_and_predictions(fr, predictions):
+@given(ctx=optional_keys(name=st.just("BTC") | json_values, openInterest=values, markPx=values, funding=values,
+                         oraclePx=values) | json_values,
+       predictions=json_values, next_hour=timestamps)
+def test_hyperliquid_open_interest_funding_and_predictions(ctx, predictions, next_hour):
     ad, m = adapter("hyperliquid"), market("hyperliquid")
     predicted = hyperliquid.predicted_by_coin(predictions)  # never raises on garbage
     assert isinstance(predicted, dict)
-    good, _ = outcome(ad, m, fr, lambda: hyperliquid.normalize_open_interest(fr, m, ad.instrument_id(m), NOW))
+    good, _ = outcome(ad, m, ctx, lambda: hyperliquid.normalize_open_interest(ctx, m, ad.instrument_id(m), NOW))
     good and assert_valid(good)
-    good, _ = outcome(ad, m, fr, lambda: hyperliquid.normalize_funding(fr, predicted.get("BTC"), m, ad.instrument_id(m), NOW))
+    good, _ = outcome(ad, m, ctx, lambda: hyperliquid.normalize_funding(ctx, predicted.get("BTC"), next_hour, m,
+                                                                          ad.instrument_id(m), NOW))
     good and assert_valid(good)
 
 

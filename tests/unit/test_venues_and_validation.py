@@ -8,7 +8,8 @@ import pytest
 
 from actors.validator import known_peer, refuse_sender, validate
 from venues import UnknownSymbol, adapter
-from venues import binance, hyperliquid
+from venues.binance import adapter as binance
+from venues.hyperliquid import adapter as hyperliquid
 from messages.codec import encode
 from messages.envelope import Envelope
 from messages.events import FundingRate, Instrument, Liquidation, Malformed, OpenInterest
@@ -77,15 +78,17 @@ def test_a_listing_item_that_cannot_be_read_becomes_malformed_naming_the_value(v
 
 def test_binance_oi_value_is_amount_times_mark_and_keeps_venue_time():
     m = BINANCE["BTC/USDT:USDT"]
-    ev = binance.normalize_open_interest({"openInterestAmount": 2.5, "timestamp": 1_750_000_000_123}, 100_000.0, m, "BTCUSDT-PERP.BINANCE", NOW)
+    oi = {"symbol": "BTCUSDT", "openInterest": "2.5", "time": 1_750_000_000_123}  # /fapi/v1/openInterest
+    premium = {"symbol": "BTCUSDT", "markPrice": "100000.00", "lastFundingRate": "0.0001"}  # /fapi/v1/premiumIndex
+    ev = binance.normalize_open_interest(oi, premium, m, "BTCUSDT-PERP.BINANCE", NOW)
     assert ev.open_interest_value == 250_000.0 and ev.ts_event == 1_750_000_000_123_000_000 and ev.ts_recv == NOW
 
 
 def test_hyperliquid_funding_takes_the_venues_own_prediction():
     m = HL["BTC/USDC:USDC"]
-    fr = {"fundingRate": 0.0000125, "fundingTimestamp": 1_750_003_600_000, "markPrice": 100.0, "indexPrice": 99.9, "info": {}}
+    ctx = {"name": "BTC", "funding": "0.0000125", "markPx": "100.0", "oraclePx": "99.9", "openInterest": "1.5"}
     pred = hyperliquid.predicted_by_coin([["BTC", [["BinPerp", {"fundingRate": "0.0001"}], ["HlPerp", {"fundingRate": "0.00002", "nextFundingTime": 1_750_003_600_000, "fundingIntervalHours": 1}]]]])
-    ev = hyperliquid.normalize_funding(fr, pred["BTC"], m, "BTC-USD-PERP.HYPERLIQUID", NOW)
+    ev = hyperliquid.normalize_funding(ctx, pred["BTC"], 1_750_003_600_000, m, "BTC-USD-PERP.HYPERLIQUID", NOW)
     assert ev.predicted_rate == 0.00002 and ev.interval_minutes == 60 and ev.next_funding_ns == 1_750_003_600_000_000_000
     assert ev.ts_event == NOW  # Hyperliquid gives no timestamp: receive time
 

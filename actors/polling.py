@@ -1,0 +1,126 @@
+"""The collector's REST side: the venue's markets and the configured symbols (resolved with the
+adapter; one the venue does not list is logged, skipped and looked up again rarely), and the
+polls of instrument definitions, open interest and funding, each on its fixed schedule.
+
+A poll that fails (venue down, maintenance, rate limit) is logged with the venue and retried with
+exponential backoff and jitter, then resumes its schedule; a slow venue makes it skip ticks rather
+than burst. Everything venue-specific is the adapter's (`venues/`); events go to `send(event,
+stream)` (the collector's outbox) and `count(events)` (its stats).
+"""
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import ccxt
+
+from actors.runtime import wait_or_stop
+from actors.topology import VenueConfig
+from messages.events import AnyEvent
+from venues.base import Market, UnknownSymbol, VenueAdapter, backoff_delay, describe, now_ns
+
+Send = Callable[[AnyEvent, str], Any]
+
+
+class Polls:
+    """The markets one collector polls, and its polls (see module doc). `markets` is the list the
+    rest of the collector reads too: symbols listed later are appended to it."""
+
+    def __init__(self, adapter: VenueAdapter, client: Any, cfg: VenueConfig, stop: asyncio.Event, log: Any,
+                 send: Send, count: Callable[[list[AnyEvent]], None]) -> None:
+        self.adapter, self.client, self.cfg, self.stop, self.log = adapter, client, cfg, stop, log
+        self.send, self.count = send, count
+        self.markets: list[Market] = []
+        self.unknown: list[str] = []  # configured symbols the venue does not list (looked up again rarely)
+
+    async def run(self) -> None:
+        """Poll until stop (the markets are loaded: `load_markets`)."""
+        ad, client = self.adapter, self.client
+        await asyncio.gather(
+            self.retry_unknown_symbols(),
+            self.poll("instruments", self.cfg.instruments_interval_s, self.instruments),
+            self.poll("open_interest", self.cfg.open_interest_interval_s, lambda: ad.fetch_open_interest(client, self.markets)),
+            self.poll("funding", self.cfg.funding_interval_s, lambda: ad.fetch_funding(client, self.markets)),
+        )
+
+    async def load_markets(self) -> bool:
+        """Load the venue's markets (retrying while it is unreachable) and resolve our symbols;
+        False if stopped first."""
+        failures = 0
+        while not self.stop.is_set():
+            try:
+                markets = await self.client.load_markets()
+                break
+            except Exception as exc:  # network, maintenance, garbage: retry them all
+                failures += 1
+                delay = backoff_delay(failures)
+                self.log.warning("load_markets failed (venue unreachable?): {}; retry {} in {:.1f}s", describe(exc), failures, delay)
+                await wait_or_stop(self.stop, delay)
+        else:
+            return False
+        for text in self.cfg.symbols:
+            try:
+                self.markets.append(self.adapter.resolve(markets, text))
+            except UnknownSymbol as exc:
+                self.unknown.append(text)
+                self.log.error("{}: skipped, looked up again every {:.0f}s", exc, self.cfg.unknown_symbol_retry_s)
+        self.log.info("markets loaded: collecting {}", ", ".join(self.adapter.instrument_id(m) for m in self.markets) or "nothing")
+        return True
+
+    async def retry_unknown_symbols(self, until_any: bool = False) -> None:
+        """A symbol the venue did not list (not yet listed, delisted, a typo) is looked up again
+        rarely; once listed, OI and funding polls include it (a running liquidation stream does
+        not: it picks the symbol up at the collector's next start)."""
+        while self.unknown and not await wait_or_stop(self.stop, self.cfg.unknown_symbol_retry_s):
+            try:
+                markets = await self.client.load_markets(reload=True)
+            except Exception as exc:  # the venue is down: the polls say so; try again next time
+                self.log.warning("looking up {} again failed: {}", ", ".join(self.unknown), describe(exc))
+                continue
+            for text in list(self.unknown):
+                try:
+                    market = self.adapter.resolve(markets, text)
+                except UnknownSymbol:
+                    continue
+                self.unknown.remove(text)
+                self.markets.append(market)
+                self.send(self.adapter.instrument_event(market, now_ns()), "instruments")  # its definition at once
+                self.log.warning("{} is listed now: collecting {}", text, self.adapter.instrument_id(market))
+            if until_any and self.markets:
+                return  # the collector starts the polls and the stream now
+            if self.unknown:
+                self.log.info("still not listed: {}", ", ".join(self.unknown))
+
+    async def instruments(self) -> list[AnyEvent]:
+        ts = now_ns()
+        return [self.adapter.instrument_event(m, ts) for m in self.markets]
+
+    async def poll(self, what: str, interval_s: float, fetch: Callable[[], Awaitable[list[AnyEvent]]]) -> None:
+        """Fetch every `interval_s` on a fixed schedule; on failure back off, then resume it."""
+        failures = 0
+        next_at = time.monotonic()
+        while not self.stop.is_set():
+            try:
+                events = await fetch()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                failures += 1
+                delay = backoff_delay(failures)
+                level = "WARNING" if isinstance(exc, ccxt.NetworkError) else "ERROR"
+                self.log.log(level, "fetch {} failed: {}; retry {} in {:.1f}s", what, describe(exc), failures, delay)
+                await wait_or_stop(self.stop, delay)
+                continue
+            if failures:
+                self.log.info("fetch {} recovered after {} failures", what, failures)
+            failures = 0
+            for event in events:
+                self.send(event, what)
+            self.count(events)
+            self.log.debug("fetch {} ok: {} events", what, len(events))
+            next_at += interval_s
+            now = time.monotonic()
+            if next_at < now:  # fell behind (slow venue): skip the missed ticks rather than burst
+                next_at = now
+            await wait_or_stop(self.stop, next_at - now)
