@@ -19,7 +19,7 @@ import zmq
 
 from actors.topology import TopologyError, load_topology
 from messages.codec import encode
-from messages.control import ActorStatus, Command, Reply, control_decoder
+from messages.control import ACTOR_COMMANDS, ActorStatus, Command, Reply, Restart, Start, Status, Stop, command_name, control_decoder
 
 REPLY_TIMEOUT_S = 15.0  # a restart waits for the actor to drain (up to ~5 s) and start again
 STATUS_TIMEOUT_S = 3.0  # the coordinator answers status at once: silence means no mesh
@@ -89,29 +89,27 @@ def cli(ctx: click.Context, topology_path: str) -> None:
 @click.pass_obj
 def status(endpoint: str, as_json: bool) -> None:
     """Every actor's state, pid, uptime, restarts, events in/out, queue depth and last event."""
-    reply = ask(endpoint, Command(command="status"), STATUS_TIMEOUT_S)
+    reply = ask(endpoint, Status(), STATUS_TIMEOUT_S)
     if as_json:
         click.echo(msgspec.json.encode(reply.actors).decode())
     else:
         click.echo(status_table(reply.actors))
 
 
-def _act(command: str):  # noqa: ANN202 - click command factory
+def _act(command: type[Start | Stop | Restart]):  # noqa: ANN202 - click command factory
     @click.argument("name")
     @click.pass_obj
     def run(endpoint: str, name: str) -> None:
-        reply = ask(endpoint, Command(command=command, name=name))
+        reply = ask(endpoint, command(name=name))
         if not reply.ok:
             raise click.ClickException(reply.message)
         click.echo(reply.message)
 
-    run.__doc__ = {"restart": "Restart one actor (e.g. collector.binance); storage keeps running.",
-                   "stop": "Stop one actor (it drains first); it stays stopped until `start`.",
-                   "start": "Start a stopped or failed actor."}[command]
-    return cli.command(command)(run)
+    run.__doc__ = command.__doc__
+    return cli.command(command_name(command))(run)
 
 
-for _command in ("restart", "stop", "start"):
+for _command in ACTOR_COMMANDS:
     _act(_command)
 
 

@@ -1,7 +1,10 @@
-"""Control plane: actors report their stats to the coordinator (which doubles as a heartbeat),
-and `bin/ctl` sends commands to it. Same typed msgpack codec as the data path."""
+"""Control plane messages (owns every message type of the control endpoint).
 
-from typing import Literal
+Actors report `ActorStats` to the coordinator once a second (which doubles as a heartbeat);
+`bin/ctl` sends one command (`Status`, `Start`, `Stop`, `Restart`) and gets a `Reply`. Each command
+is its own tagged struct, so the coordinator matches on the type (actors/control_plane.py) and
+`bin/ctl` names its subcommands after the tags. Same typed msgpack codec as the data path.
+"""
 
 import msgspec
 
@@ -20,9 +23,35 @@ class ActorStats(Message, frozen=True, kw_only=True, tag="stats"):
     loop_lag_s: float = 0.0  # since the event loop last turned (sent by a thread: also while the loop is busy)
 
 
-class Command(Message, frozen=True, kw_only=True, tag="command"):
-    command: Literal["status", "restart", "stop", "start"]
-    name: str = ""
+class Status(Message, frozen=True, kw_only=True, tag="status"):
+    """Every actor's state and counters."""
+
+
+class Start(Message, frozen=True, kw_only=True, tag="start"):
+    """Start a stopped or failed actor."""
+
+    name: str
+
+
+class Stop(Message, frozen=True, kw_only=True, tag="stop"):
+    """Stop one actor (it drains first); it stays stopped until `start`."""
+
+    name: str
+
+
+class Restart(Message, frozen=True, kw_only=True, tag="restart"):
+    """Restart one actor (e.g. collector.binance); storage keeps running."""
+
+    name: str
+
+
+Command = Status | Start | Stop | Restart
+ACTOR_COMMANDS: tuple[type[Start | Stop | Restart], ...] = (Restart, Stop, Start)  # the ones naming an actor
+
+
+def command_name(command: type[Message] | Message) -> str:
+    """The tag a command travels under, which is also its `bin/ctl` subcommand."""
+    return command.__struct_config__.tag
 
 
 class ActorStatus(msgspec.Struct, frozen=True, kw_only=True):
@@ -44,5 +73,5 @@ class Reply(Message, frozen=True, kw_only=True, tag="reply"):
     actors: list[ActorStatus] = []
 
 
-ControlMessage = ActorStats | Command | Reply
+ControlMessage = ActorStats | Status | Start | Stop | Restart | Reply
 control_decoder = msgspec.msgpack.Decoder(ControlMessage)
