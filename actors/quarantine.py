@@ -1,6 +1,6 @@
 """Events the writer could not store, set aside so that nothing is lost and the rest goes on.
 
-When writing one kind and instrument keeps failing (writer.WRITE_ATTEMPTS flushes in a row: a
+When writing one kind and instrument keeps failing (writer_batches.WRITE_ATTEMPTS flushes in a row: a
 file name the file system refuses, a directory it may not write, a bug), its events are written
 here, and their WAL segment is then dropped like any stored batch:
 

@@ -13,6 +13,7 @@ the actor exits with code 1 (and is restarted) instead of reporting as if it wer
 """
 
 import asyncio
+import contextlib
 import os
 import signal
 import threading
@@ -207,8 +208,7 @@ def socket(ctx: zmq.asyncio.Context, kind: int, *, identity: str | None = None) 
 
 async def wait_or_stop(stop: asyncio.Event, seconds: float) -> bool:
     """Sleep `seconds` unless `stop` is set first; True if stopping."""
-    try:
-        await asyncio.wait_for(stop.wait(), timeout=max(0.0, seconds))
-    except TimeoutError:
-        return False
-    return True
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(max(0.0, seconds)):
+            await stop.wait()
+    return stop.is_set()
