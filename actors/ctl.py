@@ -11,7 +11,6 @@ Talks to the coordinator's control endpoint (`bus.control` in topology.yaml, def
 
 import sys
 import time
-from datetime import UTC, datetime
 
 import click
 import msgspec
@@ -19,6 +18,7 @@ import zmq
 
 from actors.topology import TopologyError, load_topology
 from messages.codec import encode
+from messages.timeunits import NS, utc
 from messages.control import ACTOR_COMMANDS, ActorStatus, Command, Reply, Restart, Start, Status, Stop, command_name, control_decoder
 
 REPLY_TIMEOUT_S = 15.0  # a restart waits for the actor to drain (up to ~5 s) and start again
@@ -51,8 +51,8 @@ def ask(endpoint: str, command: Command, timeout_s: float = REPLY_TIMEOUT_S) -> 
 def _age(ns: int) -> str:
     if not ns:
         return "-"
-    seconds = max(0.0, time.time() - ns / 1e9)
-    return f"{seconds:.1f}s ago" if seconds < 3600 else datetime.fromtimestamp(ns / 1e9, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+    seconds = max(0.0, time.time() - ns / NS)
+    return f"{seconds:.1f}s ago" if seconds < 3600 else utc(ns) + "Z"
 
 
 def _uptime(s: float) -> str:

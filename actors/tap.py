@@ -23,7 +23,6 @@ import signal
 import sys
 import threading
 import time
-from datetime import UTC, datetime
 
 import click
 import msgspec
@@ -33,16 +32,13 @@ import zmq.asyncio
 from actors.inbox import MAX_MESSAGE_BYTES
 from messages.codec import decode_event
 from messages.events import AnyEvent, FundingRate, Gap, Liquidation, OpenInterest
+from messages.timeunits import NS, utc
 
 KINDS = ("liq", "oi", "funding", "instrument", "gap", "all")
 
 
-def _when(ns: int) -> str:
-    return datetime.fromtimestamp(ns / 1e9, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
-
-
 def format_event(e: AnyEvent) -> str:
-    head = f"{_when(e.ts_event)}  {e.venue:<11} {e.instrument_id:<26}"
+    head = f"{utc(e.ts_event, millis=True)}  {e.venue:<11} {e.instrument_id:<26}"
     match e:
         case Liquidation():
             return f"{head} LIQ  {e.side:<5} {e.quantity:,.6g} @ {e.price:,.8g} = {e.value:,.2f} USD"
@@ -51,7 +47,7 @@ def format_event(e: AnyEvent) -> str:
         case FundingRate():
             return f"{head} FUND {e.rate * 100:+.4f}% / {e.interval_minutes} min" + (" (settled)" if e.settled else "")
         case Gap():
-            return f"{head} GAP  {e.stream} until {_when(e.end_ns)} ({(e.end_ns - e.ts_event) / 1e9:.1f} s): {e.reason}"
+            return f"{head} GAP  {e.stream} until {utc(e.end_ns, millis=True)} ({(e.end_ns - e.ts_event) / NS:.1f} s): {e.reason}"
         case _:
             return f"{head} {type(e).__name__.upper()}"
 

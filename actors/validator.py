@@ -37,8 +37,9 @@ from actors.topology import VENUE_NAMES, Topology
 from messages.codec import decode_event, decode_message, encode
 from messages.envelope import Ack, Envelope, Heartbeat, Rejected, ResendFrom
 from messages.events import AnyEvent, FundingRate, Gap, Instrument, Liquidation, Malformed, OpenInterest
+from messages.timeunits import NS
 
-MAX_FUTURE_NS = 5 * 60 * 1_000_000_000  # venue clocks drift; 5 minutes ahead is not drift
+MAX_FUTURE_NS = 5 * 60 * NS  # venue clocks drift; 5 minutes ahead is not drift
 DRAIN_IDLE_S = 0.3  # stopping: the collectors have been quiet this long, so their last events are through
 DRAIN_MAX_S = 3.0
 TOPIC_KIND = {OpenInterest: "oi", FundingRate: "funding", Instrument: "instrument", Liquidation: "liq", Gap: "gap"}

@@ -12,7 +12,6 @@ every venue and symbol answered.
 import asyncio
 import json
 import sys
-from datetime import UTC, datetime
 
 import click
 import msgspec
@@ -21,12 +20,11 @@ from actors.topology import VENUE_NAMES
 from cli.fetch import FetchResult, fetch_current
 from cli.sandbox import emulator_urls
 from messages.events import FundingRate, OpenInterest
+from messages.timeunits import utc as _when
 
 DEFAULT_SYMBOLS = ("BTC", "ETH")
 
 
-def _when(ns: int | None) -> str:
-    return datetime.fromtimestamp(ns / 1e9, UTC).strftime("%Y-%m-%d %H:%M:%S") if ns else "-"
 
 
 def _table(headers: list[str], rows: list[list[str]]) -> str:

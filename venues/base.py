@@ -24,10 +24,9 @@ from venues.budget import attach, emulator_limits
 from venues.recording import Recorder, current_op
 
 from messages.events import AnyEvent, FundingRate, Instrument, Malformed, OpenInterest, Venue
+from messages.timeunits import MS
 
 Market = dict[str, Any]
-
-MS = 1_000_000  # ns per ms
 
 
 def now_ns() -> int:

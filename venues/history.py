@@ -48,8 +48,8 @@ from typing import Any
 from venues import bybit
 from venues.base import Market, VenueAdapter
 from messages.events import FundingRate, OpenInterest
+from messages.timeunits import MS
 
-MS = 1_000_000
 MIN_MS = 60_000
 HOUR_MS = 3_600_000
 DAY_MS = 86_400_000
