@@ -31,6 +31,7 @@ from actors.backfill import backfill
 from venues.liquidation_stream import LiquidationStream, LiquidationsUnsupported
 from actors.inbox import Inbox
 from actors.outbox import Outbox, OutboxFull
+from actors.reachability import Reachability
 from actors.runtime import Stats, essential, run_actor, socket, wait_or_stop
 from actors.topology import Topology, VenueConfig
 from venues import UnknownSymbol, VenueAdapter, adapter
@@ -51,6 +52,7 @@ class Collector:
         self.name = f"collector.{venue.venue}"
         self.adapter: VenueAdapter = adapter(venue.venue)
         self.log = logger.bind(venue=self.adapter.venue)
+        self.reach = Reachability(stats, self.log)  # reported: `unreachable` while the venue does not answer
         self.sandbox_url = sandbox_url
         self.record_dir = str(Path(topo.run_dir) / "recordings") if venue.record else None  # REST answers, liquidation frames
         self.client = self.adapter.client(sandbox_url, record_dir=self.record_dir)
@@ -273,7 +275,7 @@ class Collector:
         failures = 0
         while not self.stop.is_set():
             try:
-                markets = await self.client.load_markets()
+                markets = await self.reach.call(self.client.load_markets())
                 break
             except Exception as exc:  # network, maintenance, garbage: retry them all
                 failures += 1
@@ -325,7 +327,7 @@ class Collector:
         next_at = time.monotonic()
         while not self.stop.is_set():
             try:
-                events = await fetch()
+                events = await self.reach.call(fetch())
             except asyncio.CancelledError:
                 raise
             except Exception as exc:

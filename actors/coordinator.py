@@ -8,6 +8,10 @@ It owns the mesh's stage table and its start and stop sequences.
 SIGINT/SIGTERM the reverse: collectors (they wait for their last acks), validator, writer (syncs
 its WAL, writes Parquet), emulator. Each stage has a deadline after which a straggler is killed,
 all within `shutdown_timeout_s`.
+
+A mesh that collects nothing must not look healthy: when every collector reports its venue
+unreachable (actors/reachability.py) before any collected an event, the log says so once, with
+each venue's error and what to do (`--sandbox` without a network).
 """
 
 import asyncio
@@ -30,8 +34,10 @@ from actors.restart import RestartTracker
 from actors.runtime import make_bus_dir, socket
 from actors.supervision import Actor, Supervisor, send_signal
 from actors.topology import Topology, TopologyError, load_topology
+from messages.control import ActorStatus
 
 EMULATOR_READY_TIMEOUT_S = 20.0
+VENUE_CHECK_S = 1.0  # how often to look whether any venue answers, until one does
 KILLED_REAP_S = 1.0  # after SIGKILL at a stop deadline: how long to wait for the kernel to reap it
 
 
@@ -75,7 +81,8 @@ class Coordinator:
             logger.error("cannot bind the control endpoint {}: {} (is mesh {!r} already running?)",
                          self.topo.endpoint("control"), exc, self.topo.mesh)
             return 1
-        helpers = [asyncio.create_task(self.control.serve()), asyncio.create_task(self.supervisor.watch_hangs(self.actors))]
+        helpers = [asyncio.create_task(self.control.serve()), asyncio.create_task(self.supervisor.watch_hangs(self.actors)),
+                   asyncio.create_task(self._watch_venues())]
         started = await self._start()
         if started:
             logger.info(
@@ -162,6 +169,18 @@ class Coordinator:
         logger.error("the venue emulator did not start (see {}/logs)", self.topo.run_dir)
         return None
 
+    async def _watch_venues(self) -> None:
+        """Say it once if no venue answers before anything was collected (see the module doc)."""
+        while True:
+            await asyncio.sleep(VENUE_CHECK_S)
+            now = time.monotonic()
+            collectors = [a.status(now) for a in self.actors if a.stage == "collector"]
+            if any(c.events_in for c in collectors):
+                return  # a venue answered: whatever fails later is that venue's collector's to report
+            if collectors and all(c.state == "unreachable" for c in collectors):
+                logger.error(no_venue_message(collectors, self.topo, self.topology_path, sandbox=self.sandbox))
+                return
+
     # -- stop -----------------------------------------------------------------------------
 
     async def _shutdown(self) -> None:
@@ -193,6 +212,21 @@ class Coordinator:
                 logger.error("{} (pid {}) is still there after SIGKILL: left behind", a.name, a.proc.pid)
             else:
                 logger.info("{} stopped (exit code {})", a.name, a.proc.returncode)
+
+
+def no_venue_message(collectors: list[ActorStatus], topo: Topology, topology_path: Path, *, sandbox: bool) -> str:
+    """What the log says when no collector reaches its venue: each one's error, and what to do."""
+    errors = "; ".join(f"{c.name}: {c.last_error}" for c in collectors)
+    if not sandbox:
+        hint = (f"no network to the exchanges? `bin/launch --sandbox {topology_path}` runs this mesh against the "
+                "built-in emulated venues (no network, no keys)")
+    elif topo.sandbox.start_emulator:
+        hint = f"the emulator this mesh started does not answer: see {Path(topo.run_dir) / 'logs'}"
+    else:
+        hint = (f"no emulator answers at the URLs of {topo.sandbox.emulator_file or Path(topo.run_dir) / 'emulator.json'}"
+                " (sandbox.start_emulator is false: start one, or drop that setting and `bin/launch --sandbox` "
+                "starts its own)")
+    return f"no venue can be reached, nothing is collected ({errors}); {hint}. The collectors keep retrying."
 
 
 async def _exited(actors: list[Actor], deadline: float) -> None:

@@ -1,6 +1,7 @@
 """`bin/ctl`: control a running mesh (status, restart, stop, start of one actor).
 
     bin/ctl status [--json]                  # every actor: state, pid, uptime, restarts, events, queue
+                                             # (a collector whose venue does not answer: unreachable, since, error)
     bin/ctl restart collector.binance        # the rest of the mesh (and storage) keeps running
     bin/ctl stop collector.bybit
     bin/ctl start collector.bybit
@@ -68,7 +69,14 @@ def status_table(actors: list[ActorStatus]) -> str:
         for a in actors
     ]
     widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows)
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    return "\n".join(lines + [unreachable_line(a) for a in actors if a.unreachable_since_ns])
+
+
+def unreachable_line(a: ActorStatus) -> str:
+    """Why a collector collects nothing: its venue has not answered since ..., the last error."""
+    seconds = max(0.0, time.time() - a.unreachable_since_ns / NS)
+    return f"{a.name}: venue unreachable since {utc(a.unreachable_since_ns)}Z ({seconds:.0f}s): {a.last_error}"
 
 
 @click.group()

@@ -48,6 +48,8 @@ class Stats:
     events_out: int = 0
     queue_depth: int = 0
     last_event_ns: int = 0
+    unreachable_since_ns: int = 0  # a collector whose venue does not answer (actors/reachability.py)
+    last_error: str = ""
 
 
 ActorMain = Callable[[Topology, asyncio.Event, Stats], Awaitable[None]]
@@ -163,7 +165,8 @@ def _report_stats(name: str, endpoint: str, stats: Stats, health: _Health, done:
         while True:
             report = ActorStats(name=name, pid=os.getpid(), events_in=stats.events_in, events_out=stats.events_out,
                                 queue_depth=stats.queue_depth, last_event_ns=stats.last_event_ns,
-                                loop_lag_s=round(time.monotonic() - health.loop_seen, 3))
+                                loop_lag_s=round(time.monotonic() - health.loop_seen, 3),
+                                unreachable_since_ns=stats.unreachable_since_ns, last_error=stats.last_error)
             try:
                 sock.send(encoder.encode(report), flags=zmq.NOBLOCK)
             except zmq.Again:

@@ -35,7 +35,7 @@ class Actor:
     proc: asyncio.subprocess.Process | None = None
     started_at: float = 0.0
     restarts: int = 0
-    state: str = "starting"  # running, backoff, stopping, stopped, failed
+    state: str = "starting"  # running, backoff, stopping, stopped, failed (reported: also unreachable)
     requested: str | None = None  # "stop" or "restart" from bin/ctl: the exit is not a crash
     stats: ActorStats | None = None
     last_report: float = 0.0
@@ -50,12 +50,14 @@ class Actor:
     def status(self, now: float) -> ActorStatus:
         s = self.stats if self.stats and self.proc and self.stats.pid == self.proc.pid else None
         alive = self.alive
+        unreachable = s.unreachable_since_ns if s and alive and self.state == "running" else 0
         return ActorStatus(
-            name=self.name, state=self.state, pid=self.proc.pid if alive else None,
+            name=self.name, state="unreachable" if unreachable else self.state, pid=self.proc.pid if alive else None,
             uptime_s=round(now - self.started_at, 1) if alive else 0.0, restarts=self.restarts,
             events_in=s.events_in if s else 0, events_out=s.events_out if s else 0,
             queue_depth=s.queue_depth if s else 0, last_event_ns=s.last_event_ns if s else 0,
             loop_lag_s=s.loop_lag_s if s else 0.0,
+            unreachable_since_ns=unreachable, last_error=s.last_error if unreachable else "",
         )
 
 

@@ -15,10 +15,12 @@ BTCUSDT-PERP.BINANCE, BTC/USDT:USDT).
 On connect the bus replays the last event of every matching stream (actors/taps_cache.py), so a
 tap shows the current state at once. That replay reaches every subscriber of the stream, so an
 exact repeat of the previous message on a topic is dropped here. A tap slower than the bus loses
-messages (it never slows storage); killing it changes nothing for the mesh.
+messages (it never slows storage); killing it changes nothing for the mesh. With nothing
+publishing on the endpoint (no mesh running) it says so after NO_BUS_AFTER_S and exits with 1.
 """
 
 import asyncio
+import contextlib
 import signal
 import sys
 import threading
@@ -28,6 +30,7 @@ import click
 import msgspec
 import zmq
 import zmq.asyncio
+from zmq.utils.monitor import parse_monitor_message
 
 from actors.inbox import MAX_MESSAGE_BYTES
 from messages.codec import decode_event
@@ -35,6 +38,11 @@ from messages.events import AnyEvent, FundingRate, Gap, Liquidation, OpenInteres
 from messages.timeunits import NS, utc
 
 KINDS = ("liq", "oi", "funding", "instrument", "gap", "all")
+NO_BUS_AFTER_S = 3.0  # connecting to a running mesh's bus takes milliseconds
+
+
+class NoBus(Exception):
+    """Nothing publishes on the endpoint."""
 
 
 def format_event(e: AnyEvent) -> str:
@@ -76,7 +84,17 @@ async def tap(endpoint: str, kind: str, venue: str | None, symbol: str | None, a
     sock.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_BYTES)
     for p in prefixes(kind, venue):
         sock.setsockopt(zmq.SUBSCRIBE, p)
+    monitor = sock.get_monitor_socket(zmq.EVENT_CONNECTED)  # before connecting: the event must not be missed
     sock.connect(endpoint)
+    if not await _connected(monitor, NO_BUS_AFTER_S):
+        sock.disable_monitor()
+        monitor.close()
+        sock.close()
+        ctx.term()
+        raise NoBus(f"nothing publishes on {endpoint} (no connection within {NO_BUS_AFTER_S:.0f}s): is the mesh "
+                    "running? Start it with `bin/launch TOPOLOGY` (`bin/ctl status` shows its actors)")
+    sock.disable_monitor()
+    monitor.close()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     if threading.current_thread() is threading.main_thread():  # in-process use from a thread: no signals
@@ -113,6 +131,16 @@ async def tap(endpoint: str, kind: str, venue: str | None, symbol: str | None, a
     return printed
 
 
+async def _connected(monitor: zmq.asyncio.Socket, timeout_s: float) -> bool:
+    """Whether the SUB socket connects to a publisher within `timeout_s` (a monitor event)."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(timeout_s):
+            while parse_monitor_message(await monitor.recv_multipart())["event"] != zmq.EVENT_CONNECTED:
+                pass
+            return True
+    return False
+
+
 @click.command(context_settings={"show_default": True})
 @click.argument("topology_path", required=False, type=click.Path(exists=True, dir_okay=False))
 @click.option("--endpoint", default=None, help="Connect here instead of the topology's taps endpoint.")
@@ -131,7 +159,10 @@ def main(topology_path, endpoint, kind, venue, symbol, as_json, count, seconds) 
 
         topo, _ = load_topology(topology_path)
         endpoint = topo.endpoint("taps")
-    asyncio.run(tap(endpoint, kind, venue, symbol, as_json, count, seconds))
+    try:
+        asyncio.run(tap(endpoint, kind, venue, symbol, as_json, count, seconds))
+    except NoBus as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 if __name__ == "__main__":

@@ -21,6 +21,8 @@ class ActorStats(Message, frozen=True, kw_only=True, tag="stats"):
     queue_depth: int = 0  # collector: unacknowledged; writer: rows waiting for Parquet
     last_event_ns: int = 0
     loop_lag_s: float = 0.0  # since the event loop last turned (sent by a thread: also while the loop is busy)
+    unreachable_since_ns: int = 0  # collector: its venue has not answered since then (0: it answers)
+    last_error: str = ""  # collector, while unreachable: the last failed call
 
 
 class Status(Message, frozen=True, kw_only=True, tag="status"):
@@ -56,7 +58,7 @@ def command_name(command: type[Message] | Message) -> str:
 
 class ActorStatus(msgspec.Struct, frozen=True, kw_only=True):
     name: str
-    state: str  # running, backoff, stopping, stopped, failed
+    state: str  # running, unreachable (a collector whose venue does not answer), backoff, stopping, stopped, failed
     pid: int | None
     uptime_s: float
     restarts: int
@@ -65,6 +67,8 @@ class ActorStatus(msgspec.Struct, frozen=True, kw_only=True):
     queue_depth: int
     last_event_ns: int
     loop_lag_s: float = 0.0
+    unreachable_since_ns: int = 0  # state unreachable: since when (UNIX ns)
+    last_error: str = ""  # state unreachable: the last failed call
 
 
 class Reply(Message, frozen=True, kw_only=True, tag="reply"):
