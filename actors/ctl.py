@@ -1,4 +1,5 @@
-"""`bin/ctl`: control a running mesh (status, restart, stop, start of one actor).
+"""`bin/ctl`: control a running mesh (status, restart, stop, start of one actor); owns the commands'
+command line and how a status is printed.
 
     bin/ctl status [--json]                  # every actor: state, pid, uptime, restarts, events, queue
                                              # (a collector whose venue does not answer: unreachable, since, error)
