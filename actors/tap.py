@@ -25,6 +25,7 @@ import signal
 import sys
 import threading
 import time
+from typing import TextIO
 
 import click
 import msgspec
@@ -84,17 +85,33 @@ async def tap(endpoint: str, kind: str, venue: str | None, symbol: str | None, a
     sock.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_BYTES)
     for p in prefixes(kind, venue):
         sock.setsockopt(zmq.SUBSCRIBE, p)
-    monitor = sock.get_monitor_socket(zmq.EVENT_CONNECTED)  # before connecting: the event must not be missed
-    sock.connect(endpoint)
-    if not await _connected(monitor, NO_BUS_AFTER_S):
-        sock.disable_monitor()
-        monitor.close()
+    try:
+        await _connect(sock, endpoint)
+        return await _print(sock, symbol, as_json, count, seconds, out)
+    finally:
         sock.close()
         ctx.term()
-        raise NoBus(f"nothing publishes on {endpoint} (no connection within {NO_BUS_AFTER_S:.0f}s): is the mesh "
-                    "running? Start it with `bin/launch TOPOLOGY` (`bin/ctl status` shows its actors)")
-    sock.disable_monitor()
-    monitor.close()
+
+
+async def _connect(sock: zmq.asyncio.Socket, endpoint: str) -> None:
+    """Connect; raise NoBus if no publisher accepts the connection within NO_BUS_AFTER_S."""
+    monitor = sock.get_monitor_socket(zmq.EVENT_CONNECTED)  # before connecting: the event must not be missed
+    try:
+        sock.connect(endpoint)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(NO_BUS_AFTER_S):
+                while parse_monitor_message(await monitor.recv_multipart())["event"] != zmq.EVENT_CONNECTED:
+                    pass
+                return
+    finally:
+        sock.disable_monitor()
+        monitor.close()
+    raise NoBus(f"nothing publishes on {endpoint} (no connection within {NO_BUS_AFTER_S:.0f}s): is the mesh "
+                "running? Start it with `bin/launch TOPOLOGY` (`bin/ctl status` shows its actors)")
+
+
+async def _print(sock: zmq.asyncio.Socket, symbol: str | None, as_json: bool, count: int | None,
+                 seconds: float | None, out: TextIO) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     if threading.current_thread() is threading.main_thread():  # in-process use from a thread: no signals
@@ -104,41 +121,27 @@ async def tap(endpoint: str, kind: str, venue: str | None, symbol: str | None, a
     encoder = msgspec.json.Encoder()
     printed = 0
     last: dict[bytes, bytes] = {}  # topic -> previous payload: a replay to another tap repeats it
-    try:
-        while not stop.is_set() and (count is None or printed < count):
-            timeout = 0.2 if deadline is None else min(0.2, deadline - time.monotonic())
-            if timeout <= 0:
-                break
-            if not await sock.poll(int(timeout * 1000)):
-                continue
-            frames = await sock.recv_multipart()
-            if len(frames) != 2 or last.get(frames[0]) == frames[1]:
-                continue
-            last[frames[0]] = frames[1]
-            try:
-                event = decode_event(frames[1])
-            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-                print(f"warning: undecodable message on {frames[0]!r}: {exc}", file=sys.stderr)
-                continue
-            if not matches_symbol(event, symbol):
-                continue
-            line = encoder.encode(event).decode() if as_json else format_event(event)
-            print(line, file=out, flush=True)
-            printed += 1
-    finally:
-        sock.close()
-        ctx.term()
+    while not stop.is_set() and (count is None or printed < count):
+        timeout = 0.2 if deadline is None else min(0.2, deadline - time.monotonic())
+        if timeout <= 0:
+            break
+        if not await sock.poll(int(timeout * 1000)):
+            continue
+        frames = await sock.recv_multipart()
+        if len(frames) != 2 or last.get(frames[0]) == frames[1]:
+            continue
+        last[frames[0]] = frames[1]
+        try:
+            event = decode_event(frames[1])
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            print(f"warning: undecodable message on {frames[0]!r}: {exc}", file=sys.stderr)
+            continue
+        if not matches_symbol(event, symbol):
+            continue
+        line = encoder.encode(event).decode() if as_json else format_event(event)
+        print(line, file=out, flush=True)
+        printed += 1
     return printed
-
-
-async def _connected(monitor: zmq.asyncio.Socket, timeout_s: float) -> bool:
-    """Whether the SUB socket connects to a publisher within `timeout_s` (a monitor event)."""
-    with contextlib.suppress(TimeoutError):
-        async with asyncio.timeout(timeout_s):
-            while parse_monitor_message(await monitor.recv_multipart())["event"] != zmq.EVENT_CONNECTED:
-                pass
-            return True
-    return False
 
 
 @click.command(context_settings={"show_default": True})
