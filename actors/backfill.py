@@ -40,8 +40,9 @@ from venues.history import (
     oi_history_start,
 )
 from messages.events import AnyEvent
+from messages.timeunits import NS
+from messages.timeunits import iso as _iso
 
-NS = 1_000_000_000
 # A range that ended at least this long before it was asked for is complete on the venue's side:
 # if it came back empty, the venue has nothing there. Closer to now, a row may still be due.
 SETTLED_AFTER_NS = 15 * 60 * NS
@@ -204,8 +205,6 @@ async def backfill(
             wake.clear()
 
 
-def _iso(ns: int) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ns / NS))
 
 
 def _span(ns: int) -> str:

@@ -31,6 +31,7 @@ from actors.backfill import backfill
 from venues.liquidation_stream import LiquidationStream, LiquidationsUnsupported
 from actors.inbox import Inbox
 from actors.outbox import Outbox, OutboxFull
+from actors.reachability import Reachability
 from actors.runtime import Stats, essential, run_actor, socket
 from actors.polling import Polls
 from actors.topology import VENUE_NAMES, Topology, VenueConfig
@@ -52,6 +53,7 @@ class Collector:
         self.name = f"collector.{venue.venue}"
         self.adapter: VenueAdapter = adapter(venue.venue)
         self.log = logger.bind(venue=self.adapter.venue)
+        self.reach = Reachability(stats, self.log)  # reported: `unreachable` while the venue does not answer
         self.sandbox_url = sandbox_url
         self.record_dir = str(Path(topo.run_dir) / "recordings") if venue.record else None  # REST answers, liquidation frames
         self.client = self.adapter.client(sandbox_url, record_dir=self.record_dir)
@@ -74,7 +76,7 @@ class Collector:
         self.sock = socket(self.ctx, zmq.DEALER, identity=self.name)
         self.sock.connect(topo.endpoint("ingest"))
         self.inbox = Inbox(self.sock, "ingest", frames=1)  # acks and resend requests from the validator
-        self.polls = Polls(self.adapter, self.client, venue, stop, self.log, self._send, self._count)
+        self.polls = Polls(self.adapter, self.client, venue, stop, self.log, self._send, self._count, self.reach)
         self.markets: list[Market] = self.polls.markets  # the same list: symbols listed later join it
 
     @property

@@ -1,27 +1,25 @@
-"""Coordinator: reads topology.yaml, starts every actor as its own OS process, restarts crashed
-ones with backoff, and stops them all in order.
+"""Coordinator: reads topology.yaml, starts every actor as its own OS process, supervises them
+(actors/supervision.py), answers `bin/ctl` (actors/control_plane.py) and stops them all in order.
+It owns the mesh's stage table and its start and stop sequences.
 
     python -m actors.coordinator [--sandbox] [--catalog PATH] topology.yaml   (bin/launch)
 
-Start order: (emulator,) writer, validator, collectors. Stop order on SIGINT/SIGTERM: collectors
-(they wait for their last acks), validator, writer (syncs its WAL, writes Parquet), emulator;
-each stage has a deadline after which a straggler is killed, all within `shutdown_timeout_s`.
-Each child runs in its own session, so Ctrl-C reaches only the coordinator.
+`STAGES` drives both orders: start (emulator,) writer, validator, collectors; stop on
+SIGINT/SIGTERM the reverse: collectors (they wait for their last acks), validator, writer (syncs
+its WAL, writes Parquet), emulator. Each stage has a deadline after which a straggler is killed,
+all within `shutdown_timeout_s`.
 
-Control plane (`topo.endpoint("control")`, a ROUTER): every actor reports `ActorStats` once a
-second from a thread, so reports go on while its event loop is busy; an actor is hung (killed and
-restarted) when it sends no report for `HANG_AFTER_S`, or when its event loop has not turned for
-that long and its counters did not move either (busy is not hung). `bin/ctl` sends `Command`s:
-status, restart, stop, start of one actor, answered with a `Reply`.
+A mesh that collects nothing must not look healthy: when every collector reports its venue
+unreachable (actors/reachability.py) before any collected an event, the log says so once, with
+each venue's error and what to do (`--sandbox` without a network).
 """
 
 import asyncio
 import json
-import os
 import signal
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import click
@@ -30,49 +28,34 @@ import zmq.asyncio
 from loguru import logger
 
 from catalog.lock import CatalogLock, holder
-from actors.inbox import Inbox
+from actors.control_plane import ControlPlane
 from actors.logs import make_private_dir, setup_logging
 from actors.restart import RestartTracker
-from actors.runtime import SUPERVISOR_PID_ENV, make_bus_dir, socket
+from actors.runtime import make_bus_dir, socket
+from actors.supervision import Actor, Supervisor, send_signal
 from actors.topology import Topology, TopologyError, load_topology
-from messages.codec import encode
-from messages.control import ActorStats, ActorStatus, Command, Reply, control_decoder
+from messages.control import ActorStatus
 
 EMULATOR_READY_TIMEOUT_S = 20.0
-# Stop deadlines, as fractions of shutdown_timeout_s, by stage: collectors get ~5 s to have their
-# backlog acknowledged, the validator drains by ~6 s, the writer syncs and writes Parquet by ~9 s.
-STAGE_DEADLINES = {"collector": 0.50, "validator": 0.62, "writer": 0.90, "emulator": 0.97}
-HANG_AFTER_S = 10.0  # no report, or neither a turn of the event loop nor progress, for this long: hung
+VENUE_CHECK_S = 1.0  # how often to look whether any venue answers, until one does
 KILLED_REAP_S = 1.0  # after SIGKILL at a stop deadline: how long to wait for the kernel to reap it
-STOP_ONE_TIMEOUT_S = 5.0  # bin/ctl stop/restart: SIGTERM, then SIGKILL after this
 
 
-@dataclass
-class Actor:
+@dataclass(frozen=True)
+class Stage:
     name: str
-    stage: str
-    argv: list[str]
-    tracker: RestartTracker
-    proc: asyncio.subprocess.Process | None = None
-    started_at: float = 0.0
-    restarts: int = 0
-    state: str = "starting"  # running, backoff, stopping, stopped, failed
-    requested: str | None = None  # "stop" or "restart" from bin/ctl: the exit is not a crash
-    stats: ActorStats | None = None
-    last_report: float = 0.0
-    last_progress: float = 0.0  # its loop turned or its counters moved
-    task: asyncio.Task | None = field(default=None, repr=False)
+    stop_by: float  # its actors must have exited by this fraction of shutdown_timeout_s (else killed)
+    settle_s: float = 0.0  # after starting it: let it bind before the next stage's actors connect
 
-    def status(self, now: float) -> ActorStatus:
-        s = self.stats if self.stats and self.proc and self.stats.pid == self.proc.pid else None
-        alive = self.proc is not None and self.proc.returncode is None
-        return ActorStatus(
-            name=self.name, state=self.state, pid=self.proc.pid if alive else None,
-            uptime_s=round(now - self.started_at, 1) if alive else 0.0, restarts=self.restarts,
-            events_in=s.events_in if s else 0, events_out=s.events_out if s else 0,
-            queue_depth=s.queue_depth if s else 0, last_event_ns=s.last_event_ns if s else 0,
-            loop_lag_s=s.loop_lag_s if s else 0.0,
-        )
+
+# Started top to bottom, stopped bottom to top: collectors get ~5 s to have their backlog
+# acknowledged, the validator drains by ~6 s, the writer syncs and writes Parquet by ~9 s.
+STAGES = (
+    Stage("emulator", stop_by=0.97),
+    Stage("writer", stop_by=0.90, settle_s=0.2),
+    Stage("validator", stop_by=0.62, settle_s=0.2),
+    Stage("collector", stop_by=0.50),
+)
 
 
 class Coordinator:
@@ -80,11 +63,9 @@ class Coordinator:
         self.topo, self.topology_path, self.sandbox = topo, topology_path, sandbox
         self.stopping = asyncio.Event()
         self.actors: list[Actor] = []
+        self.supervisor = Supervisor(topo.restart, self.stopping)
         self.zctx = zmq.asyncio.Context()
-        self.control = socket(self.zctx, zmq.ROUTER)
-        self.inbox = Inbox(self.control, "control", frames=2)
-        self.commands = asyncio.Lock()  # one bin/ctl command at a time; reports go on meanwhile
-        self.answering: set[asyncio.Task] = set()
+        self.control = ControlPlane(socket(self.zctx, zmq.ROUTER), self.actors, self.supervisor)
 
     def _actor(self, name: str, stage: str, module: str, *args: str) -> Actor:
         argv = [sys.executable, "-m", module, "--topology", str(self.topology_path), "--catalog", self.topo.catalog, *args]
@@ -95,48 +76,29 @@ class Coordinator:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self._on_signal, sig)
         try:
-            self.control.bind(self.topo.endpoint("control"))
+            self.control.sock.bind(self.topo.endpoint("control"))
         except zmq.ZMQError as exc:
             logger.error("cannot bind the control endpoint {}: {} (is mesh {!r} already running?)",
                          self.topo.endpoint("control"), exc, self.topo.mesh)
             return 1
-        control = asyncio.create_task(self._serve_control())
-        watchdog = asyncio.create_task(self._watch_hangs())
-        urls: dict[str, str] = {}
-        if self.sandbox:
-            urls = await self._start_emulator()
-            if urls is None:
-                await self._shutdown()
-                return 1
-        self.actors += [self._actor("writer", "writer", "actors.writer"), self._actor("validator", "validator", "actors.validator")]
-        for v in self.topo.venues:
-            if not v.enabled:
-                continue
-            extra = ("--sandbox-url", urls[v.venue]) if v.venue in urls else ()
-            if self.sandbox and v.venue not in urls:
-                logger.bind(venue=v.venue.upper()).error("the emulator has no {} venue: its collector stays down", v.venue)
-                continue
-            self.actors.append(self._actor(f"collector.{v.venue}", "collector", "actors.collector", "--venue", v.venue, *extra))
-        for actor in self.actors:
-            if actor.stage == "emulator":
-                continue
-            await self._spawn(actor)
-            actor.task = asyncio.create_task(self._supervise(actor))
-            if actor.stage != "collector":
-                await asyncio.sleep(0.2)  # bind before the peers connect: fewer reconnect retries
-        logger.info(
-            "mesh {!r} running{}: {}; catalog {}; logs {}/logs. Ctrl-C to stop.",
-            self.topo.mesh, " in sandbox mode" if self.sandbox else "", ", ".join(a.name for a in self.actors), self.topo.catalog, self.topo.run_dir,
-        )
-        await self.stopping.wait()
+        helpers = [asyncio.create_task(self.control.serve()), asyncio.create_task(self.supervisor.watch_hangs(self.actors)),
+                   asyncio.create_task(self._watch_venues())]
+        started = await self._start()
+        if started:
+            logger.info(
+                "mesh {!r} running{}: {}; catalog {}; logs {}/logs. Ctrl-C to stop.",
+                self.topo.mesh, " in sandbox mode" if self.sandbox else "", ", ".join(a.name for a in self.actors),
+                self.topo.catalog, self.topo.run_dir,
+            )
+            await self.stopping.wait()
         await self._shutdown()
-        for task in (watchdog, control, *self.answering):
+        for task in helpers:
             task.cancel()
-        await asyncio.gather(watchdog, control, *self.answering, return_exceptions=True)
-        self.inbox.close()
-        self.control.close()
+        await asyncio.gather(*helpers, return_exceptions=True)
+        await self.control.close()
+        self.control.sock.close()
         self.zctx.term()
-        return 0
+        return 0 if started else 1
 
     def _on_signal(self, sig: int) -> None:
         if self.stopping.is_set():
@@ -145,151 +107,36 @@ class Coordinator:
         logger.info("{} received: stopping the mesh", signal.Signals(sig).name)
         self.stopping.set()
 
-    # -- processes ------------------------------------------------------------------------
+    # -- start ----------------------------------------------------------------------------
 
-    async def _spawn(self, actor: Actor) -> None:
-        env = {**os.environ, SUPERVISOR_PID_ENV: str(os.getpid())}  # children leave when we die
-        actor.proc = await asyncio.create_subprocess_exec(*actor.argv, start_new_session=True, env=env)
-        actor.started_at = actor.last_report = actor.last_progress = time.monotonic()
-        actor.state = "running"
-        logger.info("started {} (pid {})", actor.name, actor.proc.pid)
-
-    async def _supervise(self, actor: Actor) -> None:
-        """Restart `actor` when it exits, unless the mesh or bin/ctl stopped it."""
-        while True:
-            code = await actor.proc.wait()
-            if self.stopping.is_set() or actor.requested == "stop":
-                actor.state, actor.requested = "stopped", None
-                return
-            if actor.requested == "restart":  # bin/ctl restart: at once, not counted as a crash
-                actor.requested = None
-                actor.restarts += 1
-                await self._spawn(actor)
+    async def _start(self) -> bool:
+        """Start the stages in order; False if the mesh cannot run (the sandbox's emulator did not start)."""
+        urls: dict[str, str] = {}
+        for stage in STAGES:
+            if stage.name == "emulator":
+                if self.sandbox and (urls := await self._start_emulator()) is None:
+                    return False
                 continue
-            uptime = time.monotonic() - actor.started_at
-            delay = actor.tracker.on_exit(time.monotonic(), uptime)
-            if delay is None:
-                actor.state = "failed"
-                p = self.topo.restart
-                logger.critical(
-                    "{} crashed {} times within {:.0f}s: marked FAILED, not restarting (bin/ctl start {} to try again); "
-                    "the rest of the mesh keeps running", actor.name, p.max_restarts + 1, p.window_s, actor.name,
-                )
-                return
-            actor.state = "backoff"
-            logger.error("{} exited with code {} after {:.1f}s: restarting in {:.1f}s", actor.name, code, uptime, delay)
-            try:
-                await asyncio.wait_for(self.stopping.wait(), delay)
-                actor.state = "stopped"
-                return
-            except TimeoutError:
-                pass
-            actor.restarts += 1
-            await self._spawn(actor)
+            for actor in self._actors_of(stage.name, urls):
+                self.actors.append(actor)
+                await self.supervisor.start(actor)
+            if stage.settle_s:
+                await asyncio.sleep(stage.settle_s)  # bind before the peers connect: fewer reconnect retries
+        return True
 
-    async def _terminate(self, actor: Actor, why: str) -> None:
-        """SIGTERM one actor (it drains and stops cleanly); SIGKILL if it does not within the timeout."""
-        actor.requested, actor.state = why, "stopping"
-        _signal(actor.proc, signal.SIGTERM)
-        try:
-            await asyncio.wait_for(asyncio.shield(actor.proc.wait()), STOP_ONE_TIMEOUT_S)
-        except TimeoutError:
-            logger.error("{} did not stop within {:.0f}s: killed", actor.name, STOP_ONE_TIMEOUT_S)
-            _signal(actor.proc, signal.SIGKILL)
-
-    # -- control plane ------------------------------------------------------------------------
-
-    async def _serve_control(self) -> None:
-        while True:
-            peer, data = await self.inbox.recv()
-            try:
-                msg = control_decoder.decode(data)
-            except Exception as exc:  # noqa: BLE001 - a bad peer must not stop the coordinator
-                self.inbox.refuse("undecodable", "refused an undecodable message from {!r}: {}", peer, exc)
+    def _actors_of(self, stage: str, urls: dict[str, str]) -> list[Actor]:
+        if stage != "collector":
+            return [self._actor(stage, stage, f"actors.{stage}")]
+        actors = []
+        for v in self.topo.venues:
+            if not v.enabled:
                 continue
-            match msg:
-                case ActorStats():
-                    self._on_report(msg)
-                case Command():  # in a task: a restart takes seconds, and reports must go on meanwhile
-                    task = asyncio.create_task(self._answer(peer, msg))
-                    self.answering.add(task)
-                    task.add_done_callback(self.answering.discard)
-                case _:
-                    self.inbox.refuse("type", "unexpected {} from {!r} dropped", type(msg).__name__, peer)
-
-    def _on_report(self, report: ActorStats) -> None:
-        actor = self._find(report.name)
-        if actor is None or actor.proc is None or report.pid != actor.proc.pid:
-            return  # a report of a process we did not start, or of an old one
-        now, before = time.monotonic(), actor.stats
-        moved = before is None or before.pid != report.pid or (report.events_in, report.events_out) != (before.events_in, before.events_out)
-        # Progress: its counters moved, or else its event loop turned (that long ago)
-        actor.last_progress = max(actor.last_progress, now if moved else now - report.loop_lag_s)
-        actor.stats, actor.last_report = report, now
-
-    async def _answer(self, peer: bytes, cmd: Command) -> None:
-        async with self.commands:
-            try:
-                reply = await self._command(cmd)
-            except Exception as exc:  # a bug here must not leave bin/ctl waiting, nor stop the control plane
-                logger.exception("control: {} {} failed", cmd.command, cmd.name)
-                reply = Reply(ok=False, message=f"{cmd.command} {cmd.name} failed in the coordinator: {exc}")
-        await self.control.send_multipart([peer, encode(reply)])
-
-    def _find(self, name: str) -> Actor | None:
-        return next((a for a in self.actors if a.name == name), None)
-
-    async def _command(self, cmd: Command) -> Reply:
-        now = time.monotonic()
-        if cmd.command == "status":
-            return Reply(ok=True, actors=[a.status(now) for a in self.actors])
-        actor = self._find(cmd.name)
-        if actor is None or actor.stage == "emulator":
-            names = ", ".join(a.name for a in self.actors if a.stage != "emulator")
-            return Reply(ok=False, message=f"no actor named {cmd.name!r}; actors: {names}")
-        if self.stopping.is_set():
-            return Reply(ok=False, message="the mesh is stopping")
-        alive = actor.proc is not None and actor.proc.returncode is None
-        if cmd.command == "start":
-            if alive or actor.state == "backoff":
-                return Reply(ok=False, message=f"{actor.name} is {actor.state} (pid {actor.proc.pid})" if alive
-                             else f"{actor.name} is already restarting (backoff)")
-            actor.tracker = RestartTracker(self.topo.restart)  # a manual start forgives the crash loop
-            await self._spawn(actor)
-            actor.task = asyncio.create_task(self._supervise(actor))
-            logger.info("{} started by bin/ctl", actor.name)
-            return Reply(ok=True, message=f"{actor.name} started (pid {actor.proc.pid})")
-        if not alive:
-            return Reply(ok=False, message=f"{actor.name} is not running ({actor.state})")
-        old_pid = actor.proc.pid
-        logger.info("bin/ctl {} {} (pid {})", cmd.command, actor.name, old_pid)
-        await self._terminate(actor, cmd.command)
-        if cmd.command == "stop":
-            return Reply(ok=True, message=f"{actor.name} stopped (was pid {old_pid})")
-        deadline = time.monotonic() + STOP_ONE_TIMEOUT_S
-        while (actor.proc.pid == old_pid or actor.proc.returncode is not None) and time.monotonic() < deadline:
-            await asyncio.sleep(0.02)
-        return Reply(ok=True, message=f"{actor.name} restarted: pid {old_pid} -> {actor.proc.pid}")
-
-    async def _watch_hangs(self) -> None:
-        """A hung actor is killed; _supervise restarts it. Hung: no report (the process is stopped or
-        frozen), or its event loop stuck without its counters moving (a deadlock, an endless wait).
-        A loop that turns rarely while events go through is busy, not hung."""
-        while True:
-            await asyncio.sleep(1.0)
-            now = time.monotonic()
-            for a in self.actors:
-                if a.stage == "emulator" or a.state != "running" or a.proc is None or a.proc.returncode is not None:
-                    continue
-                if now - a.last_report > HANG_AFTER_S:
-                    why = f"sent no report for {now - a.last_report:.0f}s"
-                elif now - a.last_progress > HANG_AFTER_S:
-                    why = f"its event loop has not turned and it processed no events for {now - a.last_progress:.0f}s"
-                else:
-                    continue
-                logger.error("{} (pid {}) {}: hung, killing it", a.name, a.proc.pid, why)
-                a.last_report = a.last_progress = now
-                _signal(a.proc, signal.SIGKILL)
+            if self.sandbox and v.venue not in urls:
+                logger.bind(venue=v.venue.upper()).error("the emulator has no {} venue: its collector stays down", v.venue)
+                continue
+            extra = ("--sandbox-url", urls[v.venue]) if v.venue in urls else ()
+            actors.append(self._actor(f"collector.{v.venue}", "collector", "actors.collector", "--venue", v.venue, *extra))
+        return actors
 
     async def _start_emulator(self) -> dict[str, str] | None:
         sb = self.topo.sandbox
@@ -311,7 +158,7 @@ class Coordinator:
         ]
         actor = Actor("emulator", "emulator", argv, RestartTracker(self.topo.restart))
         self.actors.append(actor)
-        await self._spawn(actor)
+        await self.supervisor.spawn(actor)
         deadline = time.monotonic() + EMULATOR_READY_TIMEOUT_S
         while time.monotonic() < deadline and actor.proc.returncode is None:
             if ready.exists():
@@ -322,46 +169,73 @@ class Coordinator:
         logger.error("the venue emulator did not start (see {}/logs)", self.topo.run_dir)
         return None
 
+    async def _watch_venues(self) -> None:
+        """Say it once if no venue answers before anything was collected (see the module doc)."""
+        while True:
+            await asyncio.sleep(VENUE_CHECK_S)
+            now = time.monotonic()
+            collectors = [a.status(now) for a in self.actors if a.stage == "collector"]
+            if any(c.events_in for c in collectors):
+                return  # a venue answered: whatever fails later is that venue's collector's to report
+            if collectors and all(c.state == "unreachable" for c in collectors):
+                logger.error(no_venue_message(collectors, self.topo, self.topology_path, sandbox=self.sandbox))
+                return
+
+    # -- stop -----------------------------------------------------------------------------
+
     async def _shutdown(self) -> None:
-        """Stop the stages in order; kill what misses its stage's deadline (stopped with SIGSTOP,
-        ignoring SIGTERM). An actor that is already dead, or dies meanwhile, is skipped."""
-        started = time.monotonic()
-        supervisors = [a.task for a in self.actors if a.task]
-        for task in supervisors:  # nothing is restarted from here on
-            task.cancel()
-        await asyncio.gather(*supervisors, return_exceptions=True)
-        for stage, fraction in STAGE_DEADLINES.items():
-            actors = [a for a in self.actors if a.stage == stage and a.proc and a.proc.returncode is None]
-            for a in actors:
-                a.state = "stopping"
-                _signal(a.proc, signal.SIGTERM)
-            deadline = started + fraction * self.topo.shutdown_timeout_s
-            waits = {asyncio.ensure_future(a.proc.wait()): a for a in actors}
-            if waits:
-                await asyncio.wait(waits, timeout=max(0.0, deadline - time.monotonic()))
-            for wait, a in waits.items():
-                if not wait.done():
-                    logger.error("{} did not stop by its deadline ({:.1f}s): killed", a.name, deadline - started)
-                    _signal(a.proc, signal.SIGKILL)
-            if late := [w for w in waits if not w.done()]:
-                await asyncio.wait(late, timeout=KILLED_REAP_S)  # SIGKILL ends even a stopped process
-            for wait, a in waits.items():
-                a.state = "stopped"
-                if not wait.done():
-                    wait.cancel()
-                    logger.error("{} (pid {}) is still there after SIGKILL: left behind", a.name, a.proc.pid)
-                else:
-                    logger.info("{} stopped (exit code {})", a.name, a.proc.returncode)
-        logger.info("mesh stopped in {:.1f}s", time.monotonic() - started)
+        """Stop the stages in reverse order, each by its deadline; kill what misses it (stopped with
+        SIGSTOP, ignoring SIGTERM). An actor that is already dead, or dies meanwhile, is skipped."""
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        await self.supervisor.stop_supervising(self.actors)
+        for stage in reversed(STAGES):
+            actors = [a for a in self.actors if a.stage == stage.name and a.alive]
+            await self._stop_stage(actors, started + stage.stop_by * self.topo.shutdown_timeout_s, started)
+        logger.info("mesh stopped in {:.1f}s", loop.time() - started)
+
+    @staticmethod
+    async def _stop_stage(actors: list[Actor], deadline: float, started: float) -> None:
+        """SIGTERM every actor of one stage and wait for them to drain and exit, up to `deadline`."""
+        for a in actors:
+            a.state = "stopping"
+            send_signal(a.proc, signal.SIGTERM)
+        await _exited(actors, deadline)
+        if late := [a for a in actors if a.alive]:
+            for a in late:
+                logger.error("{} did not stop by its deadline ({:.1f}s): killed", a.name, deadline - started)
+                send_signal(a.proc, signal.SIGKILL)
+            await _exited(late, asyncio.get_running_loop().time() + KILLED_REAP_S)  # SIGKILL ends even a stopped process
+        for a in actors:
+            a.state = "stopped"
+            if a.alive:
+                logger.error("{} (pid {}) is still there after SIGKILL: left behind", a.name, a.proc.pid)
+            else:
+                logger.info("{} stopped (exit code {})", a.name, a.proc.returncode)
 
 
-def _signal(proc: asyncio.subprocess.Process, sig: int) -> None:
-    """Signal a child unless it has exited (asyncio raises ProcessLookupError for an exited one)."""
-    if proc.returncode is None:
-        try:
-            proc.send_signal(sig)
-        except ProcessLookupError:
-            pass
+def no_venue_message(collectors: list[ActorStatus], topo: Topology, topology_path: Path, *, sandbox: bool) -> str:
+    """What the log says when no collector reaches its venue: each one's error, and what to do."""
+    errors = "; ".join(f"{c.name}: {c.last_error}" for c in collectors)
+    if not sandbox:
+        hint = (f"no network to the exchanges? `bin/launch --sandbox {topology_path}` runs this mesh against the "
+                "built-in emulated venues (no network, no keys)")
+    elif topo.sandbox.start_emulator:
+        hint = f"the emulator this mesh started does not answer: see {Path(topo.run_dir) / 'logs'}"
+    else:
+        hint = (f"no emulator answers at the URLs of {topo.sandbox.emulator_file or Path(topo.run_dir) / 'emulator.json'}"
+                " (sandbox.start_emulator is false: start one, or drop that setting and `bin/launch --sandbox` "
+                "starts its own)")
+    return f"no venue can be reached, nothing is collected ({errors}); {hint}. The collectors keep retrying."
+
+
+async def _exited(actors: list[Actor], deadline: float) -> None:
+    """Wait until every one of `actors` has exited, or until `deadline` (the loop's clock)."""
+    try:
+        async with asyncio.timeout_at(deadline):
+            await asyncio.gather(*(a.proc.wait() for a in actors))
+    except TimeoutError:
+        pass
 
 
 @click.command()

@@ -1,6 +1,8 @@
-"""`bin/ctl`: control a running mesh (status, restart, stop, start of one actor).
+"""`bin/ctl`: control a running mesh (status, restart, stop, start of one actor); owns the commands'
+command line and how a status is printed.
 
     bin/ctl status [--json]                  # every actor: state, pid, uptime, restarts, events, queue
+                                             # (a collector whose venue does not answer: unreachable, since, error)
     bin/ctl restart collector.binance        # the rest of the mesh (and storage) keeps running
     bin/ctl stop collector.bybit
     bin/ctl start collector.bybit
@@ -11,7 +13,6 @@ Talks to the coordinator's control endpoint (`bus.control` in topology.yaml, def
 
 import sys
 import time
-from datetime import UTC, datetime
 
 import click
 import msgspec
@@ -19,7 +20,8 @@ import zmq
 
 from actors.topology import TopologyError, load_topology
 from messages.codec import encode
-from messages.control import ActorStatus, Command, Reply, control_decoder
+from messages.timeunits import NS, utc
+from messages.control import ACTOR_COMMANDS, ActorStatus, Command, Reply, Restart, Start, Status, Stop, command_name, control_decoder
 
 REPLY_TIMEOUT_S = 15.0  # a restart waits for the actor to drain (up to ~5 s) and start again
 STATUS_TIMEOUT_S = 3.0  # the coordinator answers status at once: silence means no mesh
@@ -51,8 +53,8 @@ def ask(endpoint: str, command: Command, timeout_s: float = REPLY_TIMEOUT_S) -> 
 def _age(ns: int) -> str:
     if not ns:
         return "-"
-    seconds = max(0.0, time.time() - ns / 1e9)
-    return f"{seconds:.1f}s ago" if seconds < 3600 else datetime.fromtimestamp(ns / 1e9, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+    seconds = max(0.0, time.time() - ns / NS)
+    return f"{seconds:.1f}s ago" if seconds < 3600 else utc(ns) + "Z"
 
 
 def _uptime(s: float) -> str:
@@ -68,7 +70,14 @@ def status_table(actors: list[ActorStatus]) -> str:
         for a in actors
     ]
     widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows)
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    return "\n".join(lines + [unreachable_line(a) for a in actors if a.unreachable_since_ns])
+
+
+def unreachable_line(a: ActorStatus) -> str:
+    """Why a collector collects nothing: its venue has not answered since ..., the last error."""
+    seconds = max(0.0, time.time() - a.unreachable_since_ns / NS)
+    return f"{a.name}: venue unreachable since {utc(a.unreachable_since_ns)}Z ({seconds:.0f}s): {a.last_error}"
 
 
 @click.group()
@@ -89,29 +98,27 @@ def cli(ctx: click.Context, topology_path: str) -> None:
 @click.pass_obj
 def status(endpoint: str, as_json: bool) -> None:
     """Every actor's state, pid, uptime, restarts, events in/out, queue depth and last event."""
-    reply = ask(endpoint, Command(command="status"), STATUS_TIMEOUT_S)
+    reply = ask(endpoint, Status(), STATUS_TIMEOUT_S)
     if as_json:
         click.echo(msgspec.json.encode(reply.actors).decode())
     else:
         click.echo(status_table(reply.actors))
 
 
-def _act(command: str):  # noqa: ANN202 - click command factory
+def _act(command: type[Start | Stop | Restart]):  # noqa: ANN202 - click command factory
     @click.argument("name")
     @click.pass_obj
     def run(endpoint: str, name: str) -> None:
-        reply = ask(endpoint, Command(command=command, name=name))
+        reply = ask(endpoint, command(name=name))
         if not reply.ok:
             raise click.ClickException(reply.message)
         click.echo(reply.message)
 
-    run.__doc__ = {"restart": "Restart one actor (e.g. collector.binance); storage keeps running.",
-                   "stop": "Stop one actor (it drains first); it stays stopped until `start`.",
-                   "start": "Start a stopped or failed actor."}[command]
-    return cli.command(command)(run)
+    run.__doc__ = command.__doc__
+    return cli.command(command_name(command))(run)
 
 
-for _command in ("restart", "stop", "start"):
+for _command in ACTOR_COMMANDS:
     _act(_command)
 
 

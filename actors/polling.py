@@ -15,6 +15,7 @@ from typing import Any
 
 import ccxt
 
+from actors.reachability import Reachability
 from actors.runtime import wait_or_stop
 from actors.topology import VenueConfig
 from messages.events import AnyEvent
@@ -28,9 +29,10 @@ class Polls:
     rest of the collector reads too: symbols listed later are appended to it."""
 
     def __init__(self, adapter: VenueAdapter, client: Any, cfg: VenueConfig, stop: asyncio.Event, log: Any,
-                 send: Send, count: Callable[[list[AnyEvent]], None]) -> None:
+                 send: Send, count: Callable[[list[AnyEvent]], None], reach: Reachability) -> None:
         self.adapter, self.client, self.cfg, self.stop, self.log = adapter, client, cfg, stop, log
         self.send, self.count = send, count
+        self.reach = reach  # reported: `unreachable` while the venue does not answer
         self.markets: list[Market] = []
         self.unknown: list[str] = []  # configured symbols the venue does not list (looked up again rarely)
 
@@ -50,7 +52,7 @@ class Polls:
         failures = 0
         while not self.stop.is_set():
             try:
-                markets = await self.client.load_markets()
+                markets = await self.reach.call(self.client.load_markets())
                 break
             except Exception as exc:  # network, maintenance, garbage: retry them all
                 failures += 1
@@ -102,7 +104,7 @@ class Polls:
         next_at = time.monotonic()
         while not self.stop.is_set():
             try:
-                events = await fetch()
+                events = await self.reach.call(fetch())
             except asyncio.CancelledError:
                 raise
             except Exception as exc:

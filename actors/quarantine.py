@@ -1,6 +1,6 @@
 """Events the writer could not store, set aside so that nothing is lost and the rest goes on.
 
-When writing one kind and instrument keeps failing (writer.WRITE_ATTEMPTS flushes in a row: a
+When writing one kind and instrument keeps failing (writer_batches.WRITE_ATTEMPTS flushes in a row: a
 file name the file system refuses, a directory it may not write, a bug), its events are written
 here, and their WAL segment is then dropped like any stored batch:
 
@@ -25,6 +25,7 @@ import msgspec
 from catalog.lock import CatalogLock
 from catalog.store import CatalogStore, GroupFailure
 from messages.events import AnyEvent
+from messages.timeunits import stamp
 
 
 class Quarantined(msgspec.Struct, frozen=True):
@@ -38,7 +39,7 @@ def set_aside(folder: Path, failure: GroupFailure, reason: str) -> Path:
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     kind, _, instrument = failure.directory.partition("/")
     safe = re.sub(r"[^\w.:@+-]", "_", instrument)[:60]  # the id may be the very name that was refused
-    name = f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{kind}-{safe}"
+    name = f"{stamp()}-{kind}-{safe}"
     encode = msgspec.json.Encoder().encode
     lines = b"".join(encode(Quarantined(reason, failure.directory, e)) + b"\n" for e in failure.events)
     for n in itertools.count(1):

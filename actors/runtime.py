@@ -13,6 +13,7 @@ the actor exits with code 1 (and is restarted) instead of reporting as if it wer
 """
 
 import asyncio
+import contextlib
 import os
 import signal
 import threading
@@ -47,6 +48,8 @@ class Stats:
     events_out: int = 0
     queue_depth: int = 0
     last_event_ns: int = 0
+    unreachable_since_ns: int = 0  # a collector whose venue does not answer (actors/reachability.py)
+    last_error: str = ""
 
 
 ActorMain = Callable[[Topology, asyncio.Event, Stats], Awaitable[None]]
@@ -162,7 +165,8 @@ def _report_stats(name: str, endpoint: str, stats: Stats, health: _Health, done:
         while True:
             report = ActorStats(name=name, pid=os.getpid(), events_in=stats.events_in, events_out=stats.events_out,
                                 queue_depth=stats.queue_depth, last_event_ns=stats.last_event_ns,
-                                loop_lag_s=round(time.monotonic() - health.loop_seen, 3))
+                                loop_lag_s=round(time.monotonic() - health.loop_seen, 3),
+                                unreachable_since_ns=stats.unreachable_since_ns, last_error=stats.last_error)
             try:
                 sock.send(encoder.encode(report), flags=zmq.NOBLOCK)
             except zmq.Again:
@@ -207,8 +211,7 @@ def socket(ctx: zmq.asyncio.Context, kind: int, *, identity: str | None = None) 
 
 async def wait_or_stop(stop: asyncio.Event, seconds: float) -> bool:
     """Sleep `seconds` unless `stop` is set first; True if stopping."""
-    try:
-        await asyncio.wait_for(stop.wait(), timeout=max(0.0, seconds))
-    except TimeoutError:
-        return False
-    return True
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(max(0.0, seconds)):
+            await stop.wait()
+    return stop.is_set()

@@ -15,34 +15,39 @@ BTCUSDT-PERP.BINANCE, BTC/USDT:USDT).
 On connect the bus replays the last event of every matching stream (actors/taps_cache.py), so a
 tap shows the current state at once. That replay reaches every subscriber of the stream, so an
 exact repeat of the previous message on a topic is dropped here. A tap slower than the bus loses
-messages (it never slows storage); killing it changes nothing for the mesh.
+messages (it never slows storage); killing it changes nothing for the mesh. With nothing
+publishing on the endpoint (no mesh running) it says so after NO_BUS_AFTER_S and exits with 1.
 """
 
 import asyncio
+import contextlib
 import signal
 import sys
 import threading
 import time
-from datetime import UTC, datetime
+from typing import TextIO
 
 import click
 import msgspec
 import zmq
 import zmq.asyncio
+from zmq.utils.monitor import parse_monitor_message
 
 from actors.inbox import MAX_MESSAGE_BYTES
 from messages.codec import decode_event
 from messages.events import AnyEvent, FundingRate, Gap, Liquidation, OpenInterest
+from messages.timeunits import NS, utc
 
 KINDS = ("liq", "oi", "funding", "instrument", "gap", "all")
+NO_BUS_AFTER_S = 3.0  # connecting to a running mesh's bus takes milliseconds
 
 
-def _when(ns: int) -> str:
-    return datetime.fromtimestamp(ns / 1e9, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+class NoBus(Exception):
+    """Nothing publishes on the endpoint."""
 
 
 def format_event(e: AnyEvent) -> str:
-    head = f"{_when(e.ts_event)}  {e.venue:<11} {e.instrument_id:<26}"
+    head = f"{utc(e.ts_event, millis=True)}  {e.venue:<11} {e.instrument_id:<26}"
     match e:
         case Liquidation():
             return f"{head} LIQ  {e.side:<5} {e.quantity:,.6g} @ {e.price:,.8g} = {e.value:,.2f} USD"
@@ -51,7 +56,7 @@ def format_event(e: AnyEvent) -> str:
         case FundingRate():
             return f"{head} FUND {e.rate * 100:+.4f}% / {e.interval_minutes} min" + (" (settled)" if e.settled else "")
         case Gap():
-            return f"{head} GAP  {e.stream} until {_when(e.end_ns)} ({(e.end_ns - e.ts_event) / 1e9:.1f} s): {e.reason}"
+            return f"{head} GAP  {e.stream} until {utc(e.end_ns, millis=True)} ({(e.end_ns - e.ts_event) / NS:.1f} s): {e.reason}"
         case _:
             return f"{head} {type(e).__name__.upper()}"
 
@@ -80,7 +85,33 @@ async def tap(endpoint: str, kind: str, venue: str | None, symbol: str | None, a
     sock.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_BYTES)
     for p in prefixes(kind, venue):
         sock.setsockopt(zmq.SUBSCRIBE, p)
-    sock.connect(endpoint)
+    try:
+        await _connect(sock, endpoint)
+        return await _print(sock, symbol, as_json, count, seconds, out)
+    finally:
+        sock.close()
+        ctx.term()
+
+
+async def _connect(sock: zmq.asyncio.Socket, endpoint: str) -> None:
+    """Connect; raise NoBus if no publisher accepts the connection within NO_BUS_AFTER_S."""
+    monitor = sock.get_monitor_socket(zmq.EVENT_CONNECTED)  # before connecting: the event must not be missed
+    try:
+        sock.connect(endpoint)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(NO_BUS_AFTER_S):
+                while parse_monitor_message(await monitor.recv_multipart())["event"] != zmq.EVENT_CONNECTED:
+                    pass
+                return
+    finally:
+        sock.disable_monitor()
+        monitor.close()
+    raise NoBus(f"nothing publishes on {endpoint} (no connection within {NO_BUS_AFTER_S:.0f}s): is the mesh "
+                "running? Start it with `bin/launch TOPOLOGY` (`bin/ctl status` shows its actors)")
+
+
+async def _print(sock: zmq.asyncio.Socket, symbol: str | None, as_json: bool, count: int | None,
+                 seconds: float | None, out: TextIO) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     if threading.current_thread() is threading.main_thread():  # in-process use from a thread: no signals
@@ -90,30 +121,26 @@ async def tap(endpoint: str, kind: str, venue: str | None, symbol: str | None, a
     encoder = msgspec.json.Encoder()
     printed = 0
     last: dict[bytes, bytes] = {}  # topic -> previous payload: a replay to another tap repeats it
-    try:
-        while not stop.is_set() and (count is None or printed < count):
-            timeout = 0.2 if deadline is None else min(0.2, deadline - time.monotonic())
-            if timeout <= 0:
-                break
-            if not await sock.poll(int(timeout * 1000)):
-                continue
-            frames = await sock.recv_multipart()
-            if len(frames) != 2 or last.get(frames[0]) == frames[1]:
-                continue
-            last[frames[0]] = frames[1]
-            try:
-                event = decode_event(frames[1])
-            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-                print(f"warning: undecodable message on {frames[0]!r}: {exc}", file=sys.stderr)
-                continue
-            if not matches_symbol(event, symbol):
-                continue
-            line = encoder.encode(event).decode() if as_json else format_event(event)
-            print(line, file=out, flush=True)
-            printed += 1
-    finally:
-        sock.close()
-        ctx.term()
+    while not stop.is_set() and (count is None or printed < count):
+        timeout = 0.2 if deadline is None else min(0.2, deadline - time.monotonic())
+        if timeout <= 0:
+            break
+        if not await sock.poll(int(timeout * 1000)):
+            continue
+        frames = await sock.recv_multipart()
+        if len(frames) != 2 or last.get(frames[0]) == frames[1]:
+            continue
+        last[frames[0]] = frames[1]
+        try:
+            event = decode_event(frames[1])
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            print(f"warning: undecodable message on {frames[0]!r}: {exc}", file=sys.stderr)
+            continue
+        if not matches_symbol(event, symbol):
+            continue
+        line = encoder.encode(event).decode() if as_json else format_event(event)
+        print(line, file=out, flush=True)
+        printed += 1
     return printed
 
 
@@ -135,7 +162,10 @@ def main(topology_path, endpoint, kind, venue, symbol, as_json, count, seconds) 
 
         topo, _ = load_topology(topology_path)
         endpoint = topo.endpoint("taps")
-    asyncio.run(tap(endpoint, kind, venue, symbol, as_json, count, seconds))
+    try:
+        asyncio.run(tap(endpoint, kind, venue, symbol, as_json, count, seconds))
+    except NoBus as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 if __name__ == "__main__":

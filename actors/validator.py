@@ -19,6 +19,7 @@ Acks and resend requests from the writer are relayed back to the collector they 
 """
 
 import asyncio
+import contextlib
 import re
 import time
 from collections.abc import Collection
@@ -36,9 +37,11 @@ from actors.topology import VENUE_NAMES, Topology
 from messages.codec import decode_event, decode_message, encode
 from messages.envelope import Ack, Envelope, Heartbeat, Rejected, ResendFrom
 from messages.events import AnyEvent, FundingRate, Gap, Instrument, Liquidation, Malformed, OpenInterest
+from messages.timeunits import NS
 
-MAX_FUTURE_NS = 5 * 60 * 1_000_000_000  # venue clocks drift; 5 minutes ahead is not drift
-DRAIN_IDLE_S = 0.3
+MAX_FUTURE_NS = 5 * 60 * NS  # venue clocks drift; 5 minutes ahead is not drift
+DRAIN_IDLE_S = 0.3  # stopping: the collectors have been quiet this long, so their last events are through
+DRAIN_MAX_S = 3.0
 TOPIC_KIND = {OpenInterest: "oi", FundingRate: "funding", Instrument: "instrument", Liquidation: "liq", Gap: "gap"}
 COLLECTOR, HISTORY = "collector.", "cli.history."
 # What `derivs history` hands to a mesh (cli/history.py): definitions and history rows, no live data.
@@ -155,6 +158,7 @@ class Validator:
         self.taps = LastValueBus(self.ctx, topo.endpoint("taps"))  # XPUB: a new tap gets the last value per topic
         self.passed = self.rejected = 0
         self.last_ingest = time.monotonic()
+        self.ingested = asyncio.Event()  # set by every message from a collector (the drain waits for quiet)
 
     async def run(self) -> None:
         logger.info("start: ingest and store bound")
@@ -174,6 +178,7 @@ class Validator:
         while True:
             peer, data = await self.from_collectors.recv()
             self.last_ingest = time.monotonic()
+            self.ingested.set()
             self.stats.events_in += 1
             if not known_peer(peer):
                 self.from_collectors.refuse("peer", "message from unknown peer {!r} refused", peer[:64])
@@ -228,10 +233,14 @@ class Validator:
                 self.from_writer.refuse("type", "unexpected {} dropped", type(msg).__name__)
 
     async def _drain(self) -> None:
-        """Stopping: keep relaying until the collectors have been quiet for a moment."""
-        deadline = time.monotonic() + 3.0
-        while time.monotonic() < deadline and time.monotonic() - self.last_ingest < DRAIN_IDLE_S:
-            await asyncio.sleep(0.05)
+        """Stopping: keep relaying until the collectors have been quiet for DRAIN_IDLE_S (at most DRAIN_MAX_S)."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(DRAIN_MAX_S):
+                while (quiet_for := time.monotonic() - self.last_ingest) < DRAIN_IDLE_S:
+                    self.ingested.clear()
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(DRAIN_IDLE_S - quiet_for):
+                            await self.ingested.wait()
 
 
 @click.command()

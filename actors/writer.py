@@ -1,4 +1,6 @@
-"""Writer: the only process that writes the catalog.
+"""Writer: the only process that writes the catalog. It owns the seq accounting per stream
+(accept, acknowledge once synced, ask for re-sends), the WAL's group commit and recovery, and
+when to flush; what a flush writes is actors/writer_batches.py.
 
     python -m actors.writer --topology topology.yaml [--catalog PATH]
 
@@ -18,47 +20,40 @@ flush succeeds. A failed Parquet write leaves no partial file (temp file + renam
 
 Any other failure to store one kind and instrument (a name the file system refuses, a corrupt
 file that cannot be moved aside, ...) concerns that directory only: its rows are retried at the
-next flushes (a second apart) while everything else is stored; after WRITE_ATTEMPTS failures
+next flushes (a second apart) while everything else is stored; after a few failures
 they are set aside in `<run_dir>/quarantine/` (actors/quarantine.py) with the error, and their
 WAL segment goes as for stored rows. An unreadable Parquet file is moved aside by the store
 (catalog/store.py).
 """
 
 import asyncio
-import errno
-import json
-import os
 import time
 from pathlib import Path
-from typing import NamedTuple
 
 import click
 import msgspec
-import pyarrow as pa
 import zmq
 import zmq.asyncio
 from loguru import logger
 
 from catalog.lock import CatalogLock
-from catalog.store import CatalogStore, GroupFailure, out_of_space
+from catalog.store import CatalogStore, out_of_space
 from actors.durable_trace import DurableTrace
 from actors.inbox import Inbox
-from actors.quarantine import set_aside
-from actors.runtime import Stats, essential, run_actor, socket
+from actors.runtime import Stats, essential, run_actor, socket, wait_or_stop
 from actors.topology import Topology
 from actors.wal import Torn, Wal
+from actors.writer_batches import RETRY_AFTER_S, Batch, BatchWriter, Pending, describe_error
 from messages.codec import decode_event, encode
 from messages.envelope import Ack, Envelope, Heartbeat, Message, Rejected, ResendFrom
-from messages.events import AnyEvent
 
 RESEND_REQUEST_EVERY_S = 0.05  # a new hole (progress since the last request): ask for the next window soon
 # The same hole is asked for again only after this: a re-send of a big backlog takes time to
 # arrive, and every request makes the collector go back and send from there again.
 RESEND_SAME_AGAIN_S = 3.0
 REACK_EVERY_S = 0.5  # a flood of re-sent duplicates gets one repeated ack, not one each
-BLOCKED_RETRY_S = 1.0
+BLOCKED_RETRY_S = RETRY_AFTER_S
 BLOCKED_REMIND_S = 30.0
-WRITE_ATTEMPTS = 3  # flushes in a row that failed to store one kind and instrument: its rows are set aside
 
 StreamKey = tuple[str, int]  # (source, epoch)
 FROM_VALIDATOR = b"validator"  # the only peer of the store socket (identity of its DEALER)
@@ -68,23 +63,6 @@ class Checkpoint(Message, frozen=True, kw_only=True, tag="checkpoint"):
     """First WAL frame after a seal: the last seq accepted per stream."""
 
     streams: list[tuple[str, int, int]]
-
-
-def describe_error(exc: BaseException) -> str:
-    """An error as a log line should say it: the OS error by name, and the file it concerns."""
-    if isinstance(exc, OSError) and exc.errno:
-        text = f"{errno.errorcode.get(exc.errno, 'OSError')}: {exc}"
-    else:
-        text = f"{type(exc).__name__}: {exc}"
-    return text + "".join(f"; {note}" for note in getattr(exc, "__notes__", ()))
-
-
-class Batch(NamedTuple):
-    """What one flush puts in Parquet: the rows of the sealed WAL segments up to `segment`."""
-
-    rows: list[AnyEvent]
-    dead: list[Rejected]
-    segment: Path
 
 
 _wal_decoder = msgspec.msgpack.Decoder(Envelope | Rejected | Checkpoint)
@@ -100,17 +78,13 @@ class Writer:
         self.lock.acquire(timeout_s=5.0)
         self.store = CatalogStore(Path(topo.catalog), append_same_day=True)
         self.wal = Wal(Path(topo.run_dir) / "writer" / "wal.log")
-        self.deadletter_path = Path(topo.run_dir) / "deadletter.jsonl"
-        self.quarantine_dir = Path(topo.run_dir) / "quarantine"
-        self.write_failures: dict[str, int] = {}  # `<kind>/<instrument>` -> flushes in a row that failed it
+        self.batches = BatchWriter(self.store, Path(topo.run_dir) / "deadletter.jsonl", Path(topo.run_dir) / "quarantine")
         self.last_seq: dict[StreamKey, int] = {}  # accepted (in the WAL, maybe not synced yet)
         self.durable: dict[StreamKey, int] = {}  # synced: safe to acknowledge
         self.peer: dict[StreamKey, bytes] = {}  # who delivered it (the validator), for acks
         self.resend_asked: dict[StreamKey, tuple[int, float]] = {}  # (after seq, when)
         self.reacked: dict[StreamKey, float] = {}
-        self.rows: list[AnyEvent] = []
-        self.dead: list[Rejected] = []
-        self.synced_rows, self.synced_dead = 0, 0  # how many of rows/dead are in the synced WAL
+        self.pending = Pending()  # accepted, not yet in Parquet
         self.blocked_since: float | None = None  # a write failed: accept nothing until a flush succeeds
         self.blocked_reminded = 0.0
         self.last_sync = time.monotonic()
@@ -139,7 +113,7 @@ class Writer:
         await self._sync_and_ack()
         if not await self.flush():
             logger.error("stopping with {} events not in Parquet: they are in the WAL and are written at the next start",
-                         len(self.rows) + len(self.dead))
+                         len(self.pending))
         self.wal.close()
         self.lock.release()
         self.inbox.close()
@@ -170,7 +144,7 @@ class Writer:
             self._accept(msg, frame, log_to_wal=False)
             replayed += 1
         self.durable = dict(self.last_seq)
-        self.synced_rows, self.synced_dead = len(self.rows), len(self.dead)  # all of it is on disk
+        self.pending.synced()  # all of it is on disk
         return replayed
 
     # -- receiving ------------------------------------------------------------------------
@@ -226,12 +200,12 @@ class Writer:
                 msg = Rejected(source=msg.source, epoch=msg.epoch, seq=msg.seq, reason=f"invalid event: {exc}",
                                payload=bytes(msg.payload))
         if isinstance(msg, Rejected):
-            self.dead.append(msg)
+            self.pending.dead.append(msg)
         else:
-            self.rows.append(event)
+            self.pending.rows.append(event)
             self.stats.last_event_ns = event.ts_recv
         self.stats.events_in += 1
-        self.stats.queue_depth = len(self.rows) + len(self.dead)
+        self.stats.queue_depth = len(self.pending)
 
     async def _check_tail(self, peer: bytes, hb: Heartbeat) -> None:
         """A heartbeat names the last seq sent: if we lack some of it, the tail was lost (the
@@ -264,13 +238,12 @@ class Writer:
                 self.wal.sync()
             except OSError:
                 self.last_seq = dict(self.durable)
-                del self.rows[self.synced_rows:]
-                del self.dead[self.synced_dead:]
-                self.stats.queue_depth = len(self.rows) + len(self.dead)
+                self.pending.forget_unsynced()
+                self.stats.queue_depth = len(self.pending)
                 raise
             if self.trace is not None:
-                self.trace.synced(self.rows[self.synced_rows:])
-        self.synced_rows, self.synced_dead = len(self.rows), len(self.dead)
+                self.trace.synced(self.pending.unsynced_rows())
+        self.pending.synced()
 
     def _block(self, what: str, exc: BaseException) -> None:
         now = time.monotonic()
@@ -303,11 +276,9 @@ class Writer:
 
     async def _flush_periodically(self) -> None:
         while not self.stop.is_set():
-            retry = self.blocked_since is not None or self.write_failures
+            retry = self.blocked_since is not None or self.batches.failures
             interval = BLOCKED_RETRY_S if retry else self.topo.writer.flush_interval_s
-            try:
-                await asyncio.wait_for(self.stop.wait(), interval)
-            except TimeoutError:
+            if not await wait_or_stop(self.stop, interval):
                 await self.flush()
 
     async def flush(self) -> bool:
@@ -319,7 +290,7 @@ class Writer:
         directory that failed alone go back, unblocked, for the next try (see the module doc).
         Returns whether everything is stored.
         """
-        if not self.rows and not self.dead and self.blocked_since is None:
+        if not self.pending and self.blocked_since is None:
             return True
         started = time.monotonic()
         try:
@@ -328,13 +299,13 @@ class Writer:
             self._block(f"syncing the WAL {self.wal.path}", exc)
             return False
         try:
-            written, retry = await asyncio.to_thread(self._write, batch)
+            written, retry = await asyncio.to_thread(self.batches.write, batch)
             if retry:
-                self._give_back(Batch(retry, [], batch.segment))  # the segment stays until they are stored
+                self.pending.give_back(Batch(retry, [], batch.segment))  # the segment stays until they are stored
             else:
                 self.wal.drop_sealed(batch.segment)
         except Exception as exc:  # a full disk, the dead-letter file, the quarantine: nothing may be dropped
-            self._give_back(batch)
+            self.pending.give_back(batch)
             if not isinstance(exc, OSError):
                 logger.opt(exception=exc).error("flush failed unexpectedly")
             self._block("writing the catalog", exc)
@@ -346,7 +317,7 @@ class Writer:
         )
         logger.debug("rows per directory: {}", written)
         self.stats.events_out += len(batch.rows) - len(retry) + len(batch.dead)
-        self.stats.queue_depth = len(self.rows) + len(self.dead)
+        self.stats.queue_depth = len(self.pending)
         if self.blocked_since is not None:
             logger.warning("writing works again after {:.1f}s: accepting and acknowledging events",
                            time.monotonic() - self.blocked_since)
@@ -357,68 +328,7 @@ class Writer:
         """Sync the WAL and seal it: what was accepted so far becomes the batch to write."""
         self._sync_wal()
         segment = self.wal.seal(encode(Checkpoint(streams=[(s, e, q) for (s, e), q in self.last_seq.items()])))
-        batch = Batch(self.rows, self.dead, segment)
-        self.rows, self.dead = [], []
-        self.synced_rows = self.synced_dead = 0
-        return batch
-
-    def _give_back(self, batch: Batch) -> None:
-        """A flush failed: its rows go back in front of the newer ones (its segment stays on disk);
-        the next flush writes them all and then drops every segment up to its own."""
-        self.rows[:0], self.dead[:0] = batch.rows, batch.dead
-        self.synced_rows += len(batch.rows)
-        self.synced_dead += len(batch.dead)
-
-    def _write(self, batch: Batch) -> tuple[dict[str, int], list[AnyEvent]]:
-        """In a thread: the event loop goes on meanwhile, touching none of what is used here.
-        Returns rows written per directory and the events to try again at the next flush."""
-        failed: list[GroupFailure] = []
-        try:
-            written = self.store.write(batch.rows, failed)
-        finally:
-            # A flush re-writes the day's file (up to 8 MB, streamed a row group at a time):
-            # pyarrow's allocator would keep the pages, and RSS saw-toothed with the file's size.
-            # Handing them back keeps it flat (bench/writer_memory.py).
-            pa.default_memory_pool().release_unused()
-        for directory in written:
-            self.write_failures.pop(directory, None)
-        retry: list[AnyEvent] = []
-        for failure in failed:
-            attempts = self.write_failures[failure.directory] = self.write_failures.get(failure.directory, 0) + 1
-            reason = describe_error(failure.error)
-            if attempts < WRITE_ATTEMPTS:
-                logger.warning("storing {} events in {} failed (attempt {} of {}): {}; the rest is stored, these are "
-                               "tried again in {:.0f}s", len(failure.events), failure.directory, attempts,
-                               WRITE_ATTEMPTS, reason, BLOCKED_RETRY_S)
-                retry += failure.events
-                continue
-            path = set_aside(self.quarantine_dir, failure, reason)
-            del self.write_failures[failure.directory]
-            logger.error("storing {} events in {} failed {} times: {}. They are set aside in {} (inspect it; once the "
-                         "cause is fixed, `python -m actors.quarantine --catalog CATALOG FILE` stores them); "
-                         "storage of everything else goes on", len(failure.events), failure.directory, attempts,
-                         reason, path)
-        self._write_dead_letters(batch.dead)
-        return written, retry
-
-    def _write_dead_letters(self, dead: list[Rejected]) -> None:
-        if not dead:
-            return
-        lines = "".join(json.dumps({"source": r.source, "epoch": r.epoch, "seq": r.seq, "reason": r.reason, "payload": _readable(r.payload)}, default=str) + "\n" for r in dead)
-        fd = os.open(self.deadletter_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        try:
-            os.write(fd, lines.encode())
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def _readable(payload: bytes) -> object:
-    """A refused payload as JSON-able data if it is msgpack at all, else its hex."""
-    try:
-        return msgspec.msgpack.decode(payload)
-    except msgspec.DecodeError:
-        return payload.hex()
+        return self.pending.take(segment)
 
 
 @click.command()

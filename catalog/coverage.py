@@ -32,10 +32,10 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from catalog.files import list_files, read_files
+from catalog.files import data_directory, ids_in, list_files, read_files
 from catalog.schema import FUNDING_RATE_INFO, OPEN_INTEREST, schema_for
+from messages.timeunits import NS
 
-NS = 1_000_000_000
 MIN_NS = 60 * NS
 GRID_NS = 5 * MIN_NS  # the finest OI history period (Binance and Bybit: 5 minutes)
 KIND_DIRS: dict[str, str] = {"oi": OPEN_INTEREST, "funding": FUNDING_RATE_INFO}
@@ -50,16 +50,12 @@ def kind_of(kind: str) -> str:
         raise ValueError(f"unknown kind {kind!r}; expected one of: oi, funding") from None
 
 
-def _directory(catalog_root: Path | str, kind: str, instrument_id: str) -> Path:
-    return Path(catalog_root) / "data" / KIND_DIRS[kind_of(kind)] / instrument_id.replace("/", "")
-
-
 def read_table(
     catalog_root: Path | str, kind: str, instrument_id: str, start_ns: int | None = None, end_ns: int | None = None
 ) -> pa.Table:
     """Stored rows of one instrument in [start_ns, end_ns] (closed; None = open), by ts_init."""
     kind = kind_of(kind)
-    directory = _directory(catalog_root, kind, instrument_id)
+    directory = data_directory(catalog_root, KIND_DIRS[kind], instrument_id)
     lo, hi = start_ns if start_ns is not None else 0, end_ns if end_ns is not None else 2**64 - 1
     files = [f for f in list_files(directory) if f.start <= hi and f.end >= lo]
     table = read_files(files, schema_for(KIND_DIRS[kind], instrument_id))
@@ -95,12 +91,6 @@ def query(
         if row.get("next_funding_ns") == 0:
             row["next_funding_ns"] = None
     return rows
-
-
-def ids_in(catalog_root: Path | str, data_dir: str) -> list[str]:
-    """Instrument ids with a directory under `<catalog>/data/<data_dir>/`, sorted."""
-    base = Path(catalog_root) / "data" / data_dir
-    return sorted(p.name for p in base.iterdir() if p.is_dir()) if base.is_dir() else []
 
 
 def instrument_ids(catalog_root: Path | str, kind: str) -> list[str]:

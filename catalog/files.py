@@ -1,6 +1,7 @@
-"""Parquet files of one catalog directory: names, intervals, merging, crash-safe replacement.
+"""Parquet files of one catalog directory: where it is, names, intervals, merging, crash-safe
+replacement.
 
-A directory `data/<kind>/<instrument_id>/` holds files named
+A directory `data/<kind>/<instrument_id>/` (`data_directory`) holds files named
 `<first ts_init>_<last ts_init>.parquet`, each time as `2024-01-02T03-04-05-000000000Z` (UTC,
 9-digit nanoseconds; Nautilus's `_timestamps_to_filename`).
 `ParquetDataCatalog` 1.231 lists `*.parquet` (dot-files included), trusts the names for time
@@ -39,11 +40,28 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from messages.timeunits import NS
+
 ROWS_PER_GROUP = 5_000  # ParquetDataCatalog's default max_rows_per_group
-NS = 1_000_000_000
 _FILE_TS = re.compile(r"^(\d{4})-(\d{2})-(\d{2})T(\d{2})-(\d{2})-(\d{2})-(\d{1,9})Z$")
 TMP_SUFFIX = ".tmp"
 COMMIT_SUFFIX = ".commit"
+
+
+# -- where -------------------------------------------------------------------------------------
+
+
+def data_directory(catalog_root: Path | str, kind: str, instrument_id: str | None = None) -> Path:
+    """`<catalog>/data/<kind>/<instrument_id>` (Nautilus's layout; `kind` is the directory name,
+    e.g. `custom_gap`). An id is a directory name without '/' (Nautilus's `urisafe_identifier`)."""
+    base = Path(catalog_root) / "data" / kind
+    return base if instrument_id is None else base / instrument_id.replace("/", "")
+
+
+def ids_in(catalog_root: Path | str, kind: str) -> list[str]:
+    """Instrument ids with a directory under `<catalog>/data/<kind>/`, sorted."""
+    base = data_directory(catalog_root, kind)
+    return sorted(p.name for p in base.iterdir() if p.is_dir()) if base.is_dir() else []
 
 
 # -- names --------------------------------------------------------------------------------------

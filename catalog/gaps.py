@@ -21,9 +21,9 @@ from pathlib import Path
 
 import pyarrow.compute as pc
 
-from catalog.files import list_files, read_files
+from catalog.files import data_directory, ids_in, list_files, read_files
 from catalog.schema import GAP, LIQUIDATION, schema_for
-from catalog.coverage import Coverage, ids_in
+from catalog.coverage import Coverage
 
 STREAMS = ("liquidations", "open_interest", "funding", "instruments")
 
@@ -58,7 +58,7 @@ def gaps(catalog_root: Path | str, *, venue: str | None = None, instrument_id: s
         if venue is not None and iid.rsplit(".", 1)[-1] != venue.upper():
             continue
         # a file's name bounds the gaps' *starts*; a gap starting before `lo` may still reach into it
-        files = [f for f in list_files(Path(catalog_root) / "data" / GAP / iid) if f.start <= hi]
+        files = [f for f in list_files(data_directory(catalog_root, GAP, iid)) if f.start <= hi]
         table = read_files(files, schema_for(GAP, iid))
         if stream is not None and table.num_rows:
             table = table.filter(pc.equal(table["stream"], stream))
@@ -76,7 +76,7 @@ def liquidation_coverage(catalog_root: Path | str) -> list[Coverage]:
         by_id.setdefault(g.instrument_id, []).append((g.start_ns, g.end_ns))
     out: list[Coverage] = []
     for iid in sorted(set(ids_in(catalog_root, LIQUIDATION)) | set(by_id)):
-        files = list_files(Path(catalog_root) / "data" / LIQUIDATION / iid)
+        files = list_files(data_directory(catalog_root, LIQUIDATION, iid))
         ts = read_files(files, schema_for(LIQUIDATION, iid))["ts_event"].to_pylist()
         holes = by_id.get(iid, [])
         # the stored range; an instrument with gaps but no liquidation yet spans its gaps

@@ -26,7 +26,9 @@ from loguru import logger
 
 from catalog.files import (
     compact_directory,
+    data_directory,
     fsync_dir,
+    ids_in,
     list_files,
     merge_into,
     read_files,
@@ -46,6 +48,7 @@ from catalog.schema import (
     schema_for,
 )
 from messages.events import AnyEvent
+from messages.timeunits import stamp
 
 __all__ = ["KINDS", "CatalogStore", "GroupFailure", "build_tables", "out_of_space"]
 
@@ -87,8 +90,7 @@ class CatalogStore:
         self.recover()
 
     def directory(self, kind: str, instrument_id: str) -> Path:
-        # Nautilus's `urisafe_identifier`: an id is used as a directory name without '/'.
-        return self.data / kind / instrument_id.replace("/", "")
+        return data_directory(self.root, kind, instrument_id)
 
     def write(self, events: Iterable[AnyEvent], failed: list[GroupFailure] | None = None) -> dict[str, int]:
         """Store a batch; returns rows added or changed per `<kind>/<instrument_id>` directory.
@@ -147,7 +149,7 @@ class CatalogStore:
     def _set_aside(self, path: Path, exc: BaseException) -> Path:
         aside = self.root / QUARANTINE / path.parent.relative_to(self.data)
         aside.mkdir(parents=True, exist_ok=True)
-        target = aside / f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{path.name}"
+        target = aside / f"{stamp()}-{path.name}"
         os.replace(path, target)
         if self.durable:
             fsync_dir(path.parent)
@@ -185,8 +187,7 @@ class CatalogStore:
         return max(f.end for f in files) if files else None
 
     def instrument_ids(self, kind: str) -> list[str]:
-        base = self.data / kind
-        return sorted(p.name for p in base.iterdir() if p.is_dir()) if base.is_dir() else []
+        return ids_in(self.root, kind)
 
     def recover(self) -> int:
         """Finish or roll back writes a crash interrupted, everywhere under data/."""

@@ -50,8 +50,9 @@ from venues import UnknownSymbol, adapter, oi_history_periods
 from cli.handoff import Sink
 from cli.sandbox import emulator_urls
 from messages.events import Instrument
+from messages.timeunits import NS
+from messages.timeunits import utc as _iso
 
-NS = 1_000_000_000
 DEFAULT_CATALOG = "catalog"
 DEFAULT_TOPOLOGY = "topology.yaml"
 FORMS = "YYYY-MM-DD, YYYY-MM-DDTHH:MM[:SS] (or with a space), optional Z or +HH:MM offset, or 'now'; UTC"
@@ -78,8 +79,6 @@ def _time_option(name: str, help_text: str, default: str | None = None):  # noqa
     return click.option(f"--{name}", default=default, callback=callback, help=help_text)
 
 
-def _iso(ns: int | None) -> str:
-    return "-" if ns is None else datetime.fromtimestamp(ns / NS, UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
 # -- history ------------------------------------------------------------------------------------------

@@ -15,7 +15,6 @@ import asyncio
 import contextlib
 import signal
 import sys
-from datetime import UTC, datetime
 
 import click
 import msgspec
@@ -27,13 +26,14 @@ from venues import UnknownSymbol, adapter
 from venues.liquidations import check_supported
 from cli.sandbox import emulator_urls
 from messages.events import Liquidation
+from messages.timeunits import utc
 
 DEFAULT_VENUES = ("binance", "bybit")
 DEFAULT_SYMBOLS = ("BTC",)
 
 
 def _when(ns: int) -> str:
-    return datetime.fromtimestamp(ns / 1e9, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+    return utc(ns, millis=True)
 
 
 def format_line(e: Liquidation) -> str:

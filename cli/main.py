@@ -12,7 +12,6 @@ every venue and symbol answered.
 import asyncio
 import json
 import sys
-from datetime import UTC, datetime
 
 import click
 import msgspec
@@ -21,12 +20,11 @@ from actors.topology import VENUE_NAMES
 from cli.fetch import FetchResult, fetch_current
 from cli.sandbox import emulator_urls
 from messages.events import FundingRate, OpenInterest
+from messages.timeunits import utc as _when
 
 DEFAULT_SYMBOLS = ("BTC", "ETH")
 
 
-def _when(ns: int | None) -> str:
-    return datetime.fromtimestamp(ns / 1e9, UTC).strftime("%Y-%m-%d %H:%M:%S") if ns else "-"
 
 
 def _table(headers: list[str], rows: list[list[str]]) -> str:
@@ -50,7 +48,7 @@ def _funding_rows(rows: list[FundingRate]) -> tuple[list[str], list[list[str]]]:
     ]
 
 
-def _report(result: FetchResult, as_json: bool, kind: str) -> None:
+def _report(result: FetchResult, as_json: bool, kind: str, hint: str | None = None) -> None:
     if as_json:
         out = {"rows": msgspec.to_builtins(result.rows), "errors": [{"venue": v, "error": e} for v, e in result.errors]}
         click.echo(json.dumps(out, indent=2))
@@ -59,6 +57,8 @@ def _report(result: FetchResult, as_json: bool, kind: str) -> None:
         click.echo(_table(headers, rows))
     for venue, message in result.errors:
         click.echo(f"error: {venue}: {message}", err=True)
+    if hint:
+        click.echo(hint, err=True)
     if result.errors:
         sys.exit(1)
 
@@ -76,7 +76,19 @@ def _run(kind: str, symbols, venues, sandbox, emulator_file, as_json) -> None:
     venues = list(venues or VENUE_NAMES)
     with emulator_urls(sandbox, emulator_file, venues) as urls:
         result = asyncio.run(fetch_current(kind, venues, symbols or DEFAULT_SYMBOLS, urls))
-    _report(result, as_json, kind)
+    _report(result, as_json, kind, _no_venue_hint(result, sandbox, emulator_file))
+
+
+def _no_venue_hint(result: FetchResult, sandbox: bool, emulator_file: str | None) -> str | None:
+    """No venue answered at all: most likely no network (or no emulator); say what to try."""
+    if result.rows or not result.errors or not all(m.startswith("venue unreachable") for _, m in result.errors):
+        return None
+    if emulator_file:
+        return (f"hint: no venue answers at the URLs of {emulator_file}: is that emulator running? "
+                "`--sandbox` starts a built-in one instead")
+    if not sandbox:
+        return "hint: no venue can be reached (no network to the exchanges?); `--sandbox` asks the built-in emulated venues"
+    return None
 
 
 @click.group()

@@ -33,12 +33,11 @@ from venues.client import client_class, now_ns, received_ns  # noqa: F401  # now
 from venues.schemas import MalformedItem
 
 from messages.events import AnyEvent, FundingRate, Instrument, Malformed, OpenInterest, Venue, checked
+from messages.timeunits import MS
 
 Market = dict[str, Any]
 FundingRows = dict[int, tuple[float, float | None]]  # settlement ms -> (rate, mark price or None)
 Progress = Callable[[int, int, int], None]  # (pages so far, rows so far, reached ts ns)
-
-MS = 1_000_000  # ns per ms
 
 
 def ms_to_ns(ms: int | None) -> int | None:

@@ -32,7 +32,8 @@ from collections.abc import Callable
 from typing import Any
 
 from messages.events import FundingRate, OpenInterest, checked
-from venues.base import MS, FundingRows, HistoryUnavailable, Market, Progress, VenueAdapter
+from venues.base import FundingRows, HistoryUnavailable, Market, Progress, VenueAdapter
+from messages.timeunits import MS
 
 MIN_MS = 60_000
 HOUR_MS = 3_600_000

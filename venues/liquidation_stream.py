@@ -73,10 +73,10 @@ from venues.liquidations import (
     symbol_map,
 )
 from messages.events import Liquidation
+from messages.timeunits import NS
 
 __all__ = ["DedupWindow", "LiquidationStream", "LiquidationsUnsupported", "StreamStats", "backoff_delay"]
 
-NS = 1_000_000_000
 BINANCE_MAX_AGE_S = 23.5 * 3600  # Binance drops a connection at 24 h
 # A gap starts this long before the last frame received: frames the venue had already queued
 # when the socket died (sent before that frame was *read* here) are lost with it.

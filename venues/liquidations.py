@@ -30,8 +30,8 @@ from typing import Any, Literal
 
 from venues.base import Market, VenueAdapter
 from messages.events import MAX_AMOUNT, Liquidation
+from messages.timeunits import MS
 
-MS = 1_000_000
 # Timestamps in ms that are plausible (2015 .. 2100): anything else is garbage, not a time.
 _MIN_MS, _MAX_MS = 1_420_070_400_000, 4_102_444_800_000
 

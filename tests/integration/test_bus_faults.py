@@ -25,7 +25,7 @@ import zmq
 from actors.runtime import make_bus_dir
 from actors.topology import load_topology
 from messages.codec import encode
-from messages.control import ActorStats, Command, Reply, control_decoder
+from messages.control import ActorStats, Reply, Stop, control_decoder
 from messages.envelope import Ack
 from tests.harness import ROOT, mesh_log, wait_for, write_topology
 from tests.integration.faults import LoadedMesh, alive, compare, read_liquidations, settle_and_stop
@@ -70,7 +70,7 @@ def test_foreign_frames_at_ingest_store_and_control_are_refused_logged_and_nothi
     topo, _ = load_topology(mesh.topology)
     ctx = zmq.Context()
     wrong_kind = {"ingest": encode(Ack(source="collector.bybit", epoch=1, seq=10**9)),  # acks go the other way
-                  "store": encode(Command(command="stop", name="writer")),
+                  "store": encode(Stop(name="writer")),
                   "control": encode(Reply(ok=True, message="a reply goes to bin/ctl, not to the coordinator"))}
     # Identities: the history CLI's form passes the validator's peer check (so garbage reaches its decoder);
     # the writer takes only the validator, the coordinator anything.

@@ -1,0 +1,27 @@
+"""Time units and the text forms of a timestamp (owns `NS`, `MS` and every UTC rendering of an
+ns timestamp the mesh prints or names a file after), so a table, a log line and a file name say
+a time the same way. Events carry UNIX nanoseconds (messages/events.py)."""
+
+import time
+
+NS = 1_000_000_000  # ns per second
+MS = 1_000_000  # ns per millisecond
+
+
+def utc(ns: int | None, *, millis: bool = False) -> str:
+    """`2024-01-02 03:04:05` (UTC; `.678` added with `millis`), "-" for None or 0 (unknown)."""
+    if not ns:
+        return "-"
+    seconds, rest = divmod(ns, NS)
+    text = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(seconds))
+    return f"{text}.{rest // MS:03d}" if millis else text
+
+
+def iso(ns: int) -> str:
+    """`2024-01-02T03:04:05Z`: ISO 8601, UTC, whole seconds."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ns // NS))
+
+
+def stamp(seconds: float | None = None) -> str:
+    """`20240102T030405Z` (UTC; now by default): a file name's time, sorting as it reads."""
+    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(seconds))
