@@ -164,6 +164,7 @@ async def _binance_oi(adapter, client, market, start_ms, end_ms, period, progres
                     venue="BINANCE", symbol=market["symbol"], instrument_id=iid, ts_event=ts * MS, ts_recv=ts_recv,
                     open_interest=float(r["info"]["sumOpenInterest"]),
                     open_interest_value=float(r["info"]["sumOpenInterestValue"]),
+                    source="history", period_s=step // 1000,
                 )
         if progress:
             progress(pages, len(by_ts), w_end * MS)
@@ -201,7 +202,8 @@ async def _bybit_oi(adapter, client, market, start_ms, end_ms, period, progress)
             earlier = [t for t in marks if t < ts]
             mark = marks[max(earlier)] if earlier else 0.0
         out.append(OpenInterest(venue="BYBIT", symbol=market["symbol"], instrument_id=iid, ts_event=ts * MS,
-                                ts_recv=ts_recv, open_interest=raw[ts], open_interest_value=raw[ts] * mark))
+                                ts_recv=ts_recv, open_interest=raw[ts], open_interest_value=raw[ts] * mark,
+                                source="history", period_s=PERIODS_MS[period] // 1000))
     return out
 
 
