@@ -86,7 +86,7 @@ class CatalogStore:
         # fsync files and directories; only tests and benchmarks turn it off.
         self.durable = durable
         self.recover()
-        upgrade(self.root, durable)  # files from before issue 15 (once; a current catalog costs a footer read a file)
+        upgrade(self.root, durable)  # files from before issue 15, once (then `.derivs-layout` says so)
 
     def directory(self, kind: str, instrument_id: str) -> Path:
         # Nautilus's `urisafe_identifier`: an id is used as a directory name without '/'.

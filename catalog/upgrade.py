@@ -13,6 +13,10 @@ most once and a current file is never touched):
   `custom_funding_rate_info` and `funding_rate_update` (the same rows for Nautilus), which hold
   live estimates only from now on.
 
+When every file is current, `<catalog>/.derivs-layout` records it, and later opens skip the
+scan (reading every file's footer costs about 0.7 ms a file: 2 s for 3,000 files). A file that
+could not be read is left to the writer's set-aside and the scan runs again at the next open.
+
 Crash safety: the settlements are stored (idempotently) before any row is removed, the
 `funding_rate_update` files are rewritten before the `custom_funding_rate_info` file whose
 columns mark it as done, and a file is replaced by writing `.<name>.tmp` and renaming it over
@@ -23,6 +27,7 @@ next run finishes the job (re-storing settlements adds nothing).
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -46,18 +51,38 @@ from catalog.schema import (
 )
 
 
+LAYOUT_FILE = ".derivs-layout"  # not *.parquet and not under data/: ParquetDataCatalog never looks at it
+LAYOUT = 2  # 1: before issue 15
+
+
+def layout(root: Path | str) -> int:
+    """The layout version recorded in the catalog (1 if none is)."""
+    try:
+        return int(json.loads((Path(root) / LAYOUT_FILE).read_text())["layout"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return 1
+
+
 def upgrade(root: Path | str, durable: bool = True) -> dict[str, int]:
     """Upgrade every older file under `root/data/` (see the module doc); returns counts of
     files rewritten and settlements moved. The caller is the catalog's only writer."""
     data = Path(root) / "data"
-    done = {"files": 0, "settlements": 0}
+    done = {"files": 0, "settlements": 0, "skipped": 0}
+    if layout(root) >= LAYOUT:
+        return done
     for kind in (OPEN_INTEREST, FUNDING_RATE_INFO):
         base = data / kind
         for directory in sorted(p for p in base.iterdir() if p.is_dir()) if base.is_dir() else []:
             for f in list_files(directory):
-                if not lacks_columns(pq.read_schema(f.path).names, SCHEMAS[kind]):
+                try:
+                    if not lacks_columns(pq.read_schema(f.path).names, SCHEMAS[kind]):
+                        continue
+                    table = conform(pq.read_table(f.path), SCHEMAS[kind])
+                except (OSError, ValueError, pa.ArrowException) as exc:
+                    # not a file of ours: the writer sets it aside when it next writes here (store.py)
+                    logger.warning("catalog upgrade: {} skipped ({}: {})", f.path, type(exc).__name__, exc)
+                    done["skipped"] += 1
                     continue
-                table = conform(pq.read_table(f.path), SCHEMAS[kind])
                 if kind == FUNDING_RATE_INFO:
                     settled = table.filter(pc.equal(table["settled"], True))
                     if settled.num_rows:
@@ -66,10 +91,20 @@ def upgrade(root: Path | str, durable: bool = True) -> dict[str, int]:
                     table = table.filter(pc.equal(table["settled"], False))
                 _rewrite(f, table, durable)
                 done["files"] += 1
+    if not done["skipped"] and Path(root).is_dir():
+        _write_layout(Path(root), durable)
     if done["files"]:
         logger.info("catalog {}: {} files from before issue 15 upgraded ({} settled funding rows moved to {})",
                     root, done["files"], done["settlements"], FUNDING_SETTLEMENT)
     return done
+
+
+def _write_layout(root: Path, durable: bool) -> None:
+    tmp = root / f".{LAYOUT_FILE}{TMP_SUFFIX}"
+    tmp.write_text(json.dumps({"layout": LAYOUT}) + "\n")
+    os.replace(tmp, root / LAYOUT_FILE)
+    if durable:
+        fsync_dir(root)
 
 
 def _move_settlements(data: Path, instrument_id: str, settled: pa.Table, durable: bool) -> None:
