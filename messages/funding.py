@@ -24,3 +24,15 @@ def annualized(rate: float, interval_minutes: int) -> float:
 def per_8h(rate: float, interval_minutes: int) -> float:
     """The 8-hour equivalent (fraction) of `rate` paid every `interval_minutes`."""
     return rate * MINUTES_8H / interval_minutes
+
+
+def figures(rate: float, interval_minutes: int, predicted_rate: float | None = None) -> dict[str, float | None]:
+    """The derived figures a funding row carries beside its raw rate, named as the catalog
+    stores them (`FundingRateInfo`); the predicted ones are None where there is no prediction."""
+    predicted = predicted_rate is not None
+    return {
+        "rate_annualized": annualized(rate, interval_minutes),
+        "rate_8h": per_8h(rate, interval_minutes),
+        "predicted_rate_annualized": annualized(predicted_rate, interval_minutes) if predicted else None,
+        "predicted_rate_8h": per_8h(predicted_rate, interval_minutes) if predicted else None,
+    }
