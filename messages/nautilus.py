@@ -1,7 +1,7 @@
 """The catalog's data classes, for NautilusTrader users (`nautilus_trader==1.231.*`).
 
 The mesh's writer stores open interest and funding in a `ParquetDataCatalog` with pyarrow only;
-this module is what a *reader* imports. Importing it registers the two custom data classes with
+this module is what a *reader* imports. Importing it registers the custom data classes with
 Nautilus's serializers (the `@customdataclass` decorator does that), which the catalog needs
 before it can decode their files::
 
