@@ -7,13 +7,13 @@
     query("catalog", "oi", "BTCUSDT-PERP.BINANCE", start_ns, end_ns)   # list of row dicts
 
 Only pyarrow and the catalog's own file rules (`catalog/files.py`) are used: no venue
-call, no nautilus import. Kinds: "oi" (`data/custom_open_interest/<ID>/`) and "funding"
-(`data/custom_funding_rate_info/<ID>/`, which carries the `settled` flag that tells a settled
-history row from a live estimate; `funding_rate_update` holds the same rows for Nautilus).
+call, no nautilus import. Kinds: "oi" (`data/custom_open_interest/<ID>/`) and "funding" (live
+estimates in `data/custom_funding_rate_info/<ID>/`, settlements in
+`data/custom_funding_settlement/<ID>/`), read by `catalog.series.read_series`.
 
-Series in one directory: open-interest history rows sit on the period grid (ts a multiple of
-the period) while the mesh's polled rows carry the venue's clock, so coverage reports them as
-two sources, "history" (on a 5-minute grid) and "polled". Funding rows split by `settled`.
+Sources: every OI row says where it came from (`source`: "poll" or "history") and funding rows
+are "live" or "settled"; coverage reports each source of a series on its own, and `query`
+takes `source=` to pick one.
 
 Incremental planning (`missing_ranges`): a range is what the catalog lacks on the grid
 (OI) or between settlements (funding). A gap *inside* stored history that is at most
@@ -32,57 +32,47 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from catalog.files import data_directory, ids_in, list_files, read_files
-from catalog.schema import FUNDING_RATE_INFO, OPEN_INTEREST, schema_for
+from catalog.files import ids_in
+from catalog.series import instrument_ids, kind_of, read_series, sources_of
 from messages.timeunits import NS
+
+# kind_of, instrument_ids and sources_of are used from here by the CLI (catalog.series has them)
+__all__ = ["Coverage", "coverage", "holes_in", "ids_in", "instrument_ids", "kind_of", "missing_ranges", "neighbours",
+           "query", "read_table", "sources_of", "stored_timestamps"]
 
 MIN_NS = 60 * NS
 GRID_NS = 5 * MIN_NS  # the finest OI history period (Binance and Bybit: 5 minutes)
-KIND_DIRS: dict[str, str] = {"oi": OPEN_INTEREST, "funding": FUNDING_RATE_INFO}
-_ALIASES = {"oi": "oi", "open_interest": "oi", "funding": "funding", "funding_rate": "funding"}
 DEFAULT_MAX_HOLE_STEPS = {"oi": 12, "funding": 2}
-
-
-def kind_of(kind: str) -> str:
-    try:
-        return _ALIASES[kind]
-    except KeyError:
-        raise ValueError(f"unknown kind {kind!r}; expected one of: oi, funding") from None
+OI_COLUMNS = ["ts_event", "open_interest", "open_interest_value", "source", "period_s"]
+FUNDING_QUERY_COLUMNS = ["ts_event", "rate", "interval_minutes", "rate_annualized", "rate_8h", "next_funding_ns",
+                         "predicted_rate", "predicted_rate_annualized", "predicted_rate_8h", "mark_price",
+                         "index_price", "settled", "source"]
 
 
 def read_table(
-    catalog_root: Path | str, kind: str, instrument_id: str, start_ns: int | None = None, end_ns: int | None = None
+    catalog_root: Path | str, kind: str, instrument_id: str, start_ns: int | None = None, end_ns: int | None = None,
+    source: str | Iterable[str] | None = None,
 ) -> pa.Table:
-    """Stored rows of one instrument in [start_ns, end_ns] (closed; None = open), by ts_init."""
-    kind = kind_of(kind)
-    directory = data_directory(catalog_root, KIND_DIRS[kind], instrument_id)
-    lo, hi = start_ns if start_ns is not None else 0, end_ns if end_ns is not None else 2**64 - 1
-    files = [f for f in list_files(directory) if f.start <= hi and f.end >= lo]
-    table = read_files(files, schema_for(KIND_DIRS[kind], instrument_id))
-    if table.num_rows and (start_ns is not None or end_ns is not None):
-        ts = table["ts_init"]
-        table = table.filter(pc.and_(pc.greater_equal(ts, pa.scalar(lo, pa.uint64())),
-                                     pc.less_equal(ts, pa.scalar(hi, pa.uint64()))))
-    return table
+    """Stored rows of one instrument in [start_ns, end_ns] (closed; None = open), by ts_init
+    (`catalog.series.read_series`: funding = live and settled rows, `source` picks)."""
+    return read_series(catalog_root, kind, instrument_id, start_ns, end_ns, source)
 
 
 def query(
     catalog_root: Path | str, kind: str, instrument_id: str, start_ns: int | None = None, end_ns: int | None = None,
-    settled: bool | None = None,
+    settled: bool | None = None, source: str | Iterable[str] | None = None,
 ) -> list[dict]:
-    """Rows as dicts (no venue call). OI: ts_event, open_interest, open_interest_value.
-    Funding: ts_event, rate, interval_minutes, next_funding_ns (None if unknown), mark_price,
-    settled; `settled=True/False` keeps only settled history rows / live estimates."""
+    """Rows as dicts (no venue call). OI: ts_event, open_interest, open_interest_value, source
+    ("poll" | "history" | "archive"), period_s. Funding: ts_event, rate, interval_minutes,
+    rate_annualized, rate_8h, next_funding_ns (None if unknown), predicted_rate (and its
+    annualized / 8 h figures), mark_price, index_price, settled, source ("live" | "settled").
+    `source=` keeps the rows of one source (or several); `settled=True/False` is the same as
+    source="settled"/"live". None stands for a figure the venue does not publish."""
     kind = kind_of(kind)
-    table = read_table(catalog_root, kind, instrument_id, start_ns, end_ns)
-    if kind == "oi":
-        cols = ["ts_event", "open_interest", "open_interest_value"]
-    else:
-        if settled is not None and table.num_rows:
-            table = table.filter(pc.equal(table["settled"], settled))
-        cols = ["ts_event", "rate", "interval_minutes", "next_funding_ns", "predicted_rate", "mark_price",
-                "index_price", "settled"]
-    rows = table.select(cols).to_pylist()
+    if settled is not None:
+        source = "settled" if settled else "live"
+    table = read_table(catalog_root, kind, instrument_id, start_ns, end_ns, source)
+    rows = table.select(OI_COLUMNS if kind == "oi" else FUNDING_QUERY_COLUMNS).to_pylist()
     for row in rows:
         row["instrument_id"] = instrument_id
         for k, v in list(row.items()):
@@ -93,8 +83,6 @@ def query(
     return rows
 
 
-def instrument_ids(catalog_root: Path | str, kind: str) -> list[str]:
-    return ids_in(catalog_root, KIND_DIRS[kind_of(kind)])
 
 
 # -- coverage report --------------------------------------------------------------------------------
@@ -105,7 +93,7 @@ class Coverage:
     venue: str
     instrument_id: str
     kind: str  # "oi" | "funding"
-    source: str  # oi: "history" | "polled"; funding: "settled" | "live"
+    source: str  # oi: "history" | "poll" | "archive"; funding: "settled" | "live"
     rows: int
     first_ns: int
     last_ns: int
@@ -138,17 +126,16 @@ def coverage(catalog_root: Path | str) -> list[Coverage]:
     """Per venue / instrument / kind / source: stored range, row count and holes."""
     out: list[Coverage] = []
     for iid in instrument_ids(catalog_root, "oi"):
-        ts = read_table(catalog_root, "oi", iid)["ts_init"].to_pylist()
-        on_grid = [t for t in ts if t % GRID_NS == 0]
-        polled = [t for t in ts if t % GRID_NS != 0]
-        if on_grid:
-            step = _mode_gap(on_grid) or GRID_NS
-            out.append(Coverage(_venue(iid), iid, "oi", "history", len(on_grid), on_grid[0], on_grid[-1], step,
-                                holes_in(on_grid, step)))
-        if polled:
-            step = int(statistics.median([b - a for a, b in zip(polled, polled[1:], strict=False)] or [0]))
-            out.append(Coverage(_venue(iid), iid, "oi", "polled", len(polled), polled[0], polled[-1], step,
-                                holes_in(polled, max(step, NS), 10.0)))
+        table = read_table(catalog_root, "oi", iid)
+        for source in sorted(set(table["source"].to_pylist()), key=("history", "archive", "poll").index):
+            ts = table.filter(pc.equal(table["source"], source))["ts_init"].to_pylist()
+            if source != "poll":  # buckets of a period
+                step = _mode_gap(ts) or GRID_NS
+                holes = holes_in(ts, step)
+            else:
+                step = int(statistics.median([b - a for a, b in zip(ts, ts[1:], strict=False)] or [0]))
+                holes = holes_in(ts, max(step, NS), 10.0)
+            out.append(Coverage(_venue(iid), iid, "oi", source, len(ts), ts[0], ts[-1], step, holes))
     for iid in instrument_ids(catalog_root, "funding"):
         table = read_table(catalog_root, "funding", iid)
         for settled, source in ((True, "settled"), (False, "live")):
@@ -172,17 +159,17 @@ def _venue(instrument_id: str) -> str:
 
 def stored_timestamps(catalog_root: Path | str, kind: str, instrument_id: str, start_ns: int, end_ns: int,
                       step_ns: int | None = None) -> list[int]:
-    """History timestamps stored in [start_ns, end_ns]: OI rows on the step grid, settled funding."""
+    """History timestamps stored in [start_ns, end_ns]: OI history rows on the step grid, settled funding."""
     return [t for t, _ in _stored(catalog_root, kind_of(kind), instrument_id, start_ns, end_ns, step_ns)]
 
 
 def _stored(catalog_root, kind, instrument_id, start_ns, end_ns, step_ns) -> list[tuple[int, int]]:  # noqa: ANN001
-    """[(ts, step ns)]: OI rows on the grid (step = step_ns), settled funding (step = its interval)."""
-    table = read_table(catalog_root, kind, instrument_id, start_ns, end_ns)
+    """[(ts, step ns)]: OI history rows on the grid (step = step_ns), settled funding (step = its interval)."""
+    table = read_table(catalog_root, kind, instrument_id, start_ns, end_ns,
+                       source="settled" if kind == "funding" else ("history", "archive"))
     if not table.num_rows:
         return []
     if kind == "funding":
-        table = table.filter(pc.equal(table["settled"], True))
         return list(zip(table["ts_init"].to_pylist(), [m * MIN_NS for m in table["interval_minutes"].to_pylist()],
                         strict=True))
     step = step_ns or GRID_NS
@@ -224,8 +211,7 @@ def neighbours(catalog_root: Path | str, instrument_id: str, start_ns: int, end_
                also_have: Iterable[tuple[int, int]] = ()) -> list[int]:
     """Settled funding times next to [start_ns, end_ns]: the last two before it and the first
     after it (stored or in `also_have`), for `fetch_funding_history(known_ns=...)`."""
-    table = read_table(catalog_root, "funding", instrument_id)
-    ts = table.filter(pc.equal(table["settled"], True))["ts_init"].to_pylist() if table.num_rows else []
+    ts = read_table(catalog_root, "funding", instrument_id, source="settled")["ts_init"].to_pylist()
     ts = sorted({*ts, *(t for t, _ in also_have)})
     return [t for t in ts if t < start_ns][-2:] + [t for t in ts if t > end_ns][:1]
 

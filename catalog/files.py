@@ -40,6 +40,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from catalog.schema import conform
 from messages.timeunits import NS
 
 ROWS_PER_GROUP = 5_000  # ParquetDataCatalog's default max_rows_per_group
@@ -134,8 +135,9 @@ def intervals_disjoint(files: list[DataFile]) -> bool:
 
 
 def read_files(files: Iterable[DataFile], schema: pa.Schema) -> pa.Table:
-    """Rows of `files` in `schema` (a file Nautilus wrote with int64 timestamps is cast)."""
-    tables = [pq.read_table(f.path).select(schema.names).cast(schema) for f in files]
+    """Rows of `files` in `schema` (a file Nautilus wrote with int64 timestamps is cast, a column
+    an older file lacks is derived: `catalog.schema.conform`)."""
+    tables = [conform(pq.read_table(f.path), schema) for f in files]
     if not tables:
         return schema.empty_table()
     return pa.concat_tables(tables).sort_by("ts_init")
@@ -235,7 +237,7 @@ def _write_parquet(table: pa.Table, path: str, durable: bool, head: Head | None 
         if head is not None and head.copied:
             with pq.ParquetFile(head.file.path) as source:
                 for i in range(head.copied):
-                    group = source.read_row_group(i, columns=table.schema.names).cast(table.schema)
+                    group = conform(source.read_row_group(i), table.schema)
                     writer.write_table(group, row_group_size=ROWS_PER_GROUP)
         writer.write_table(table, row_group_size=ROWS_PER_GROUP)
     if durable:
@@ -262,7 +264,7 @@ def split_at(file: DataFile, schema: pa.Schema, start: int) -> tuple[Head, pa.Ta
             if stats is None or not stats.has_min_max or stats.max >= before:
                 break
             copied += 1
-        tail = source.read_row_groups(range(copied, meta.num_row_groups), columns=schema.names).cast(schema)
+        tail = conform(source.read_row_groups(range(copied, meta.num_row_groups)), schema)
     return Head(file, copied), tail
 
 

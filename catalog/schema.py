@@ -15,6 +15,17 @@ Verified against 1.231.0:
   null; the instrument id lives only in the schema metadata (`instrument_id`).
 - `CryptoPerpetual`: Nautilus's instrument schema (dictionary-encoded strings), metadata
   `class=CryptoPerpetual`, `info` as JSON bytes.
+
+Series (issue 15): a live funding estimate becomes a `FundingRateUpdate` row and a
+`FundingRateInfo` row; a settled funding row becomes a `FundingSettlement` row only. Every funding
+row carries `rate_annualized` and `rate_8h` (`messages/funding.py`) beside `rate` and
+`interval_minutes`; every open-interest row its `source` and `period_s`.
+
+Files written before those columns existed are read through `conform` (`catalog/files.py`
+`read_files`), which derives them: the funding figures exactly from `rate` and the interval; an
+open-interest row's `source` from its timestamp (on the 5-minute grid: "history", else "poll", the
+rule the catalog used before) with `period_s` 0 for a poll and -1 ("not recorded") for history.
+`catalog/upgrade.py` rewrites such files once, when a writer opens the catalog.
 """
 
 import hashlib
@@ -27,15 +38,17 @@ import msgspec
 import pyarrow as pa
 
 from messages.events import AnyEvent, FundingRate, Gap, Instrument, Liquidation, OpenInterest
+from messages.funding import annualized, per_8h
 
 # Directory names under `data/` (Nautilus: `class_to_filename`, `custom_` prefix for custom data).
 OPEN_INTEREST = "custom_open_interest"
 FUNDING_RATE_UPDATE = "funding_rate_update"
 FUNDING_RATE_INFO = "custom_funding_rate_info"
+FUNDING_SETTLEMENT = "custom_funding_settlement"
 CRYPTO_PERPETUAL = "crypto_perpetual"
 LIQUIDATION = "custom_liquidation"
 GAP = "custom_gap"
-KINDS = (OPEN_INTEREST, FUNDING_RATE_UPDATE, FUNDING_RATE_INFO, CRYPTO_PERPETUAL, LIQUIDATION, GAP)
+KINDS = (OPEN_INTEREST, FUNDING_RATE_UPDATE, FUNDING_RATE_INFO, FUNDING_SETTLEMENT, CRYPTO_PERPETUAL, LIQUIDATION, GAP)
 
 _TS = [pa.field("ts_event", pa.uint64()), pa.field("ts_init", pa.uint64())]
 
@@ -44,6 +57,8 @@ OPEN_INTEREST_SCHEMA = pa.schema(
         pa.field("instrument_id", pa.string()),
         pa.field("open_interest", pa.float64()),
         pa.field("open_interest_value", pa.float64()),
+        pa.field("source", pa.string()),  # "poll" | "history" | "archive" (messages.events.OI_SOURCES)
+        pa.field("period_s", pa.int64()),  # 0 for a poll, the bucket length otherwise; -1: not recorded
         pa.field("type", pa.string()),
         *_TS,
     ]
@@ -77,11 +92,28 @@ FUNDING_RATE_INFO_SCHEMA = pa.schema(
         pa.field("instrument_id", pa.string()),
         pa.field("rate", pa.float64()),
         pa.field("interval_minutes", pa.int64()),
+        pa.field("rate_annualized", pa.float64()),
+        pa.field("rate_8h", pa.float64()),
         pa.field("next_funding_ns", pa.int64()),
         pa.field("predicted_rate", pa.float64()),
+        pa.field("predicted_rate_annualized", pa.float64()),
+        pa.field("predicted_rate_8h", pa.float64()),
         pa.field("mark_price", pa.float64()),
         pa.field("index_price", pa.float64()),
         pa.field("settled", pa.bool_()),
+        pa.field("type", pa.string()),
+        *_TS,
+    ]
+)
+
+FUNDING_SETTLEMENT_SCHEMA = pa.schema(
+    [
+        pa.field("instrument_id", pa.string()),
+        pa.field("rate", pa.float64()),
+        pa.field("interval_minutes", pa.int64()),
+        pa.field("rate_annualized", pa.float64()),
+        pa.field("rate_8h", pa.float64()),
+        pa.field("mark_price", pa.float64()),
         pa.field("type", pa.string()),
         *_TS,
     ]
@@ -134,6 +166,7 @@ SCHEMAS: dict[str, pa.Schema] = {
     OPEN_INTEREST: OPEN_INTEREST_SCHEMA,
     FUNDING_RATE_UPDATE: FUNDING_RATE_UPDATE_SCHEMA,
     FUNDING_RATE_INFO: FUNDING_RATE_INFO_SCHEMA,
+    FUNDING_SETTLEMENT: FUNDING_SETTLEMENT_SCHEMA,
     CRYPTO_PERPETUAL: CRYPTO_PERPETUAL_SCHEMA,
     LIQUIDATION: LIQUIDATION_SCHEMA,
     GAP: GAP_SCHEMA,
@@ -149,6 +182,65 @@ def schema_for(kind: str, instrument_id: str) -> pa.Schema:
     if kind == FUNDING_RATE_UPDATE:
         return FUNDING_RATE_UPDATE_SCHEMA.with_metadata({"instrument_id": instrument_id})
     return SCHEMAS[kind]
+
+
+# -- files written before a column existed --------------------------------------------------------
+
+LEGACY_GRID_NS = 300 * 1_000_000_000  # history rows sat on the 5-minute grid, polls on the venue's clock
+PERIOD_NOT_RECORDED = -1
+
+
+def legacy_oi_source(ts_init: int) -> str:
+    """`source` of an open-interest row stored before the column existed."""
+    return "history" if ts_init % LEGACY_GRID_NS == 0 else "poll"
+
+
+def legacy_period_s(source: str) -> int:
+    """`period_s` of an open-interest row stored before the column existed."""
+    return 0 if source == "poll" else PERIOD_NOT_RECORDED
+
+
+def _legacy_source(t: pa.Table) -> pa.Array:
+    return pa.array([legacy_oi_source(ts) for ts in t["ts_init"].to_pylist()], pa.string())
+
+
+def _legacy_period(t: pa.Table) -> pa.Array:
+    sources = t["source"].to_pylist() if "source" in t.column_names else _legacy_source(t).to_pylist()
+    return pa.array([legacy_period_s(s) for s in sources], pa.int64())
+
+
+def _derived(fn, rate_column: str):  # noqa: ANN001, ANN202
+    def column(t: pa.Table) -> pa.Array:
+        rates, minutes = t[rate_column].to_pylist(), t["interval_minutes"].to_pylist()
+        return pa.array([fn(r if r is not None else NAN, m) for r, m in zip(rates, minutes, strict=True)], pa.float64())
+    return column
+
+
+# How a column that an older file lacks is derived from the columns it has.
+LEGACY_COLUMNS = {
+    "rate_annualized": _derived(annualized, "rate"),
+    "rate_8h": _derived(per_8h, "rate"),
+    "predicted_rate_annualized": _derived(annualized, "predicted_rate"),
+    "predicted_rate_8h": _derived(per_8h, "predicted_rate"),
+    "source": _legacy_source,
+    "period_s": _legacy_period,
+}
+
+
+def lacks_columns(names: Iterable[str], schema: pa.Schema) -> list[str]:
+    """Columns of `schema` that a file with columns `names` does not have."""
+    have = set(names)
+    return [n for n in schema.names if n not in have]
+
+
+def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """`table` (a stored file's rows) in `schema`: columns in order, cast (Nautilus writes int64
+    timestamps), and a column an older file lacks derived by `LEGACY_COLUMNS`."""
+    for name in lacks_columns(table.column_names, schema):
+        if name not in LEGACY_COLUMNS:
+            raise ValueError(f"a stored file lacks column {name!r}, which cannot be derived")
+        table = table.append_column(name, LEGACY_COLUMNS[name](table))
+    return table.select(schema.names).cast(schema)
 
 
 # -- conversions --------------------------------------------------------------------------------
@@ -173,6 +265,8 @@ def open_interest_table(events: list[OpenInterest], instrument_id: str) -> pa.Ta
             pa.array([instrument_id] * n, pa.string()),
             pa.array([e.open_interest for e in events], pa.float64()),
             pa.array([e.open_interest_value for e in events], pa.float64()),
+            pa.array([e.source for e in events], pa.string()),
+            pa.array([e.period_s for e in events], pa.int64()),
             pa.array(["OpenInterest"] * n, pa.string()),
             pa.array(ts, pa.uint64()),
             pa.array(ts, pa.uint64()),
@@ -279,6 +373,12 @@ def _or_nan(value: float | None) -> float:
     return NAN if value is None else value
 
 
+def _per(fn, events: list[FundingRate], predicted: bool = False) -> pa.Array:  # noqa: ANN001
+    """`annualized` or `per_8h` of each event's rate (or predicted rate: NaN where there is none)."""
+    return pa.array([fn(_or_nan(e.predicted_rate) if predicted else e.rate, e.interval_minutes) for e in events],
+                    pa.float64())
+
+
 def funding_rate_info_table(events: list[FundingRate], instrument_id: str) -> pa.Table:
     """Rows for `data/custom_funding_rate_info/<id>/`: funding fields Nautilus has no slot for."""
     ts = [e.ts_event for e in events]
@@ -288,8 +388,12 @@ def funding_rate_info_table(events: list[FundingRate], instrument_id: str) -> pa
             pa.array([instrument_id] * n, pa.string()),
             pa.array([e.rate for e in events], pa.float64()),
             pa.array([e.interval_minutes for e in events], pa.int64()),
+            _per(annualized, events),
+            _per(per_8h, events),
             pa.array([e.next_funding_ns or 0 for e in events], pa.int64()),
             pa.array([_or_nan(e.predicted_rate) for e in events], pa.float64()),
+            _per(annualized, events, predicted=True),
+            _per(per_8h, events, predicted=True),
             pa.array([_or_nan(e.mark_price) for e in events], pa.float64()),
             pa.array([_or_nan(e.index_price) for e in events], pa.float64()),
             pa.array([e.settled for e in events], pa.bool_()),
@@ -298,6 +402,27 @@ def funding_rate_info_table(events: list[FundingRate], instrument_id: str) -> pa
             pa.array(ts, pa.uint64()),
         ],
         schema=FUNDING_RATE_INFO_SCHEMA,
+    )
+
+
+def funding_settlement_table(events: list[FundingRate], instrument_id: str) -> pa.Table:
+    """Rows for `data/custom_funding_settlement/<id>/`: settled funding, one row per settlement
+    (`ts_event` = `ts_init` = the settlement time)."""
+    ts = [e.ts_event for e in events]
+    n = len(events)
+    return pa.table(
+        [
+            pa.array([instrument_id] * n, pa.string()),
+            pa.array([e.rate for e in events], pa.float64()),
+            pa.array([e.interval_minutes for e in events], pa.int64()),
+            _per(annualized, events),
+            _per(per_8h, events),
+            pa.array([_or_nan(e.mark_price) for e in events], pa.float64()),
+            pa.array(["FundingSettlement"] * n, pa.string()),
+            pa.array(ts, pa.uint64()),
+            pa.array(ts, pa.uint64()),
+        ],
+        schema=FUNDING_SETTLEMENT_SCHEMA,
     )
 
 
@@ -350,16 +475,27 @@ def crypto_perpetual_table(events: list[Instrument]) -> pa.Table:
 # -- batching -----------------------------------------------------------------------------------
 
 
-def group_events(events: Iterable[AnyEvent]) -> dict[tuple[type, str], dict[int, AnyEvent]]:
-    """Events per (event class, instrument id), as {ts_init: event} sorted by ts_init.
+SETTLEMENT_SERIES = "FundingSettlement"
+
+
+def series_of(event: AnyEvent) -> str:
+    """The stored series an event belongs to: its class name, except that settled funding is a
+    series of its own (a live estimate and a settlement of the same instant are two rows)."""
+    if type(event) is FundingRate and event.settled:
+        return SETTLEMENT_SERIES
+    return type(event).__name__
+
+
+def group_events(events: Iterable[AnyEvent]) -> dict[tuple[str, str], dict[int, AnyEvent]]:
+    """Events per (series, instrument id), as {ts_init: event} sorted by ts_init.
 
     The natural key of a stored row is (instrument_id, ts_init), so of two events with the same
     key the later one in `events` wins (a re-fetch corrects a row). Liquidations never change:
     a different one on a taken slot is another liquidation and tries the next slot.
     """
-    latest: dict[tuple[type, str], dict[int, AnyEvent]] = {}
+    latest: dict[tuple[str, str], dict[int, AnyEvent]] = {}
     for event in events:
-        by_ts = latest.setdefault((type(event), event.instrument_id), {})
+        by_ts = latest.setdefault((series_of(event), event.instrument_id), {})
         slot = ts_init_of(event)
         if type(event) is Liquidation:
             while slot in by_ts and liquidation_content(by_ts[slot]) != liquidation_content(event):
@@ -368,22 +504,25 @@ def group_events(events: Iterable[AnyEvent]) -> dict[tuple[type, str], dict[int,
     return {key: dict(sorted(by_ts.items())) for key, by_ts in latest.items()}
 
 
-def group_tables(cls: type, instrument_id: str, by_ts: dict[int, AnyEvent]) -> dict[tuple[str, str], pa.Table]:
-    """The tables of one `group_events` group, keyed by (directory kind, instrument id). A
-    funding event becomes a row in both `funding_rate_update` and `custom_funding_rate_info`."""
+def group_tables(series: str, instrument_id: str, by_ts: dict[int, AnyEvent]) -> dict[tuple[str, str], pa.Table]:
+    """The tables of one `group_events` group, keyed by (directory kind, instrument id). A live
+    funding estimate becomes a row in both `funding_rate_update` and `custom_funding_rate_info`,
+    a settlement a row in `custom_funding_settlement`."""
     group = list(by_ts.values())
-    if cls is OpenInterest:
+    if series == OpenInterest.__name__:
         return {(OPEN_INTEREST, instrument_id): open_interest_table(group, instrument_id)}
-    if cls is FundingRate:
+    if series == FundingRate.__name__:
         return {(FUNDING_RATE_UPDATE, instrument_id): funding_rate_update_table(group, instrument_id),
                 (FUNDING_RATE_INFO, instrument_id): funding_rate_info_table(group, instrument_id)}
-    if cls is Instrument:
+    if series == SETTLEMENT_SERIES:
+        return {(FUNDING_SETTLEMENT, instrument_id): funding_settlement_table(group, instrument_id)}
+    if series == Instrument.__name__:
         return {(CRYPTO_PERPETUAL, instrument_id): crypto_perpetual_table(group)}
-    if cls is Liquidation:
+    if series == Liquidation.__name__:
         return {(LIQUIDATION, instrument_id): liquidation_table(group, instrument_id, list(by_ts))}
-    if cls is Gap:
+    if series == Gap.__name__:
         return {(GAP, instrument_id): gap_table(group, instrument_id)}
-    raise TypeError(f"the catalog stores no {cls.__name__} events")
+    raise TypeError(f"the catalog stores no {series} events")
 
 
 def build_tables(events: Iterable[AnyEvent]) -> dict[tuple[str, str], pa.Table]:
@@ -392,6 +531,6 @@ def build_tables(events: Iterable[AnyEvent]) -> dict[tuple[str, str], pa.Table]:
     One table per kind and instrument, rows sorted by ts_init with unique ts_init.
     """
     tables: dict[tuple[str, str], pa.Table] = {}
-    for (cls, instrument_id), by_ts in group_events(events).items():
-        tables.update(group_tables(cls, instrument_id, by_ts))
+    for (series, instrument_id), by_ts in group_events(events).items():
+        tables.update(group_tables(series, instrument_id, by_ts))
     return tables

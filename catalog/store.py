@@ -47,6 +47,7 @@ from catalog.schema import (
     next_slot,
     schema_for,
 )
+from catalog.upgrade import upgrade
 from messages.events import AnyEvent
 from messages.timeunits import stamp
 
@@ -88,6 +89,7 @@ class CatalogStore:
         # fsync files and directories; only tests and benchmarks turn it off.
         self.durable = durable
         self.recover()
+        upgrade(self.root, durable)  # files from before issue 15, once (then `.derivs-layout` says so)
 
     def directory(self, kind: str, instrument_id: str) -> Path:
         return data_directory(self.root, kind, instrument_id)
@@ -101,10 +103,10 @@ class CatalogStore:
         full disk is raised all the same (nothing else could be written either).
         """
         written: dict[str, int] = {}
-        for (cls, instrument_id), by_ts in group_events(events).items():
-            key = f"{cls.__name__}/{instrument_id}"
+        for (series, instrument_id), by_ts in group_events(events).items():
+            key = f"{series}/{instrument_id}"
             try:
-                for (kind, iid), table in group_tables(cls, instrument_id, by_ts).items():
+                for (kind, iid), table in group_tables(series, instrument_id, by_ts).items():
                     key = f"{kind}/{iid}"
                     written[key] = self._write_table(kind, iid, table)
             except Exception as exc:

@@ -177,7 +177,7 @@ async def run_history(
             step_ns = default_funding_interval_ns(ad, market)
         if start_ns > end_ns:
             return summary
-        summary.already_stored = read_table(catalog, kind, iid, start_ns, end_ns).num_rows if kind == "oi" else \
+        summary.already_stored = read_table(catalog, kind, iid, start_ns, end_ns, source="history").num_rows if kind == "oi" else \
             len(catalog_query(catalog, "funding", iid, start_ns, end_ns, settled=True))
         todo = missing_ranges(catalog, kind, iid, start_ns, end_ns, step_ns)
         if not todo:

@@ -20,6 +20,7 @@ from actors.topology import VENUE_NAMES
 from cli.fetch import FetchResult, fetch_current
 from cli.sandbox import emulator_urls
 from messages.events import FundingRate, OpenInterest
+from messages.funding import figures
 from messages.timeunits import utc as _when
 
 DEFAULT_SYMBOLS = ("BTC", "ETH")
@@ -39,18 +40,31 @@ def _oi_rows(rows: list[OpenInterest]) -> tuple[list[str], list[list[str]]]:
 
 
 def _funding_rows(rows: list[FundingRate]) -> tuple[list[str], list[list[str]]]:
-    headers = ["venue", "instrument", "rate", "interval", "next funding (UTC)", "predicted", "mark price"]
-    pct = lambda x: "-" if x is None else f"{x * 100:+.4f}%"  # noqa: E731
-    return headers, [
-        [r.venue, r.instrument_id, pct(r.rate), f"{r.interval_minutes // 60}h" if r.interval_minutes % 60 == 0 else f"{r.interval_minutes}m",
-         _when(r.next_funding_ns), pct(r.predicted_rate), "-" if r.mark_price is None else f"{r.mark_price:,.2f}"]
-        for r in rows
-    ]
+    # the raw rate per its own interval, then the same in common units (messages/funding.py)
+    headers = ["venue", "instrument", "rate", "interval", "per 8h", "annualized", "next funding (UTC)", "predicted",
+               "predicted ann.", "mark price"]
+    pct = lambda x, digits=4: "-" if x is None else f"{x * 100:+.{digits}f}%"  # noqa: E731
+    out = []
+    for r in rows:
+        f = figures(r.rate, r.interval_minutes, r.predicted_rate)
+        out.append([r.venue, r.instrument_id, pct(r.rate),
+                    f"{r.interval_minutes // 60}h" if r.interval_minutes % 60 == 0 else f"{r.interval_minutes}m",
+                    pct(f["rate_8h"]), pct(f["rate_annualized"], 2), _when(r.next_funding_ns), pct(r.predicted_rate),
+                    pct(f["predicted_rate_annualized"], 2), "-" if r.mark_price is None else f"{r.mark_price:,.2f}"])
+    return headers, out
+
+
+def _json_row(row: OpenInterest | FundingRate) -> dict:
+    """A row as JSON: its fields, and for funding the annualized and 8-hour figures beside the rate."""
+    out = msgspec.to_builtins(row)
+    if isinstance(row, FundingRate):
+        out.update(figures(row.rate, row.interval_minutes, row.predicted_rate))
+    return out
 
 
 def _report(result: FetchResult, as_json: bool, kind: str, hint: str | None = None) -> None:
     if as_json:
-        out = {"rows": msgspec.to_builtins(result.rows), "errors": [{"venue": v, "error": e} for v, e in result.errors]}
+        out = {"rows": [_json_row(r) for r in result.rows], "errors": [{"venue": v, "error": e} for v, e in result.errors]}
         click.echo(json.dumps(out, indent=2))
     elif result.rows:
         headers, rows = (_oi_rows if kind == "open_interest" else _funding_rows)(result.rows)

@@ -55,15 +55,43 @@ class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind"):
     ts_recv: NanosTs
 
 
+# Where a stored open-interest row came from (issue 15.3): "poll" = the venue's current figure,
+# asked by the collector (a point in time); "history" = a bucket of the venue's OI history
+# (`derivs history oi`, the daemon's backfill); "archive" is kept for bulk archives (e.g. Binance's
+# data.binance.vision files), which no code writes yet.
+OiSource = Literal["poll", "history", "archive"]
+OI_SOURCES: tuple[OiSource, ...] = ("poll", "history", "archive")
+
+
 class OpenInterest(Event, frozen=True, kw_only=True, tag="open_interest"):
-    """Open interest in base-asset units, one side counted (README: units registry)."""
+    """Open interest in base-asset units, one side counted (README: units registry).
+
+    `source` says where the row came from and `period_s` what time it covers: 0 for a poll (the
+    figure at `ts_event`), the bucket length for history (300 for 5-minute rows, `ts_event` =
+    the bucket's timestamp as the venue gives it). The defaults are a poll's, so the collectors'
+    polling code sets neither.
+    """
 
     open_interest: NonNegative
     open_interest_value: NonNegative  # USD (quote) value
+    source: OiSource = "poll"
+    period_s: Annotated[int, msgspec.Meta(ge=0, le=7 * 86_400)] = 0
+
+    def __post_init__(self) -> None:
+        # msgspec turns this into a validation error when decoding, so the validator refuses it
+        if (self.source == "poll") != (self.period_s == 0):
+            raise ValueError(f"open interest with source {self.source!r} and period_s {self.period_s}: "
+                             "a poll covers no period (0), history and archive rows cover one (> 0)")
 
 
 class FundingRate(Event, frozen=True, kw_only=True, tag="funding_rate"):
-    """A funding rate: a live estimate (`settled=False`) or a settled history row."""
+    """A funding rate: a live estimate (`settled=False`) or a settled history row.
+
+    The catalog keeps them apart (issue 15.2): live estimates become Nautilus's
+    `FundingRateUpdate` (+ `FundingRateInfo`), settled rows a `FundingSettlement` of their own,
+    with `ts_event` = the settlement time. `rate` is a fraction per `interval_minutes`; the
+    annualized and 8-hour figures are derived where it is stored or shown (`messages/funding.py`).
+    """
 
     rate: Rate
     interval_minutes: Annotated[int, msgspec.Meta(gt=0, le=24 * 60)]

@@ -72,15 +72,19 @@ _READ_CATALOG = r"""
 import json, math, sys
 from pathlib import Path
 from nautilus_trader.persistence.catalog import ParquetDataCatalog
-from messages.nautilus import OpenInterest, FundingRateInfo, query_funding_rates
+from messages.nautilus import OpenInterest, FundingRateInfo, FundingSettlement, query_funding_rates
 cat = ParquetDataCatalog(sys.argv[1])
 unwrap = lambda r: getattr(r, "data", r)  # custom data comes wrapped in CustomData
 nan = lambda x: None if isinstance(x, float) and math.isnan(x) else x
 out = {
   "open_interest": [[str(r.instrument_id), r.ts_event, r.ts_init, r.open_interest, r.open_interest_value] for r in map(unwrap, cat.query(OpenInterest))],
+  "open_interest_source": [[str(r.instrument_id), r.ts_event, r.source, r.period_s] for r in map(unwrap, cat.query(OpenInterest))],
   # one instrument per query (query_funding_rates): 1.231 labels a multi-instrument query with one id
   "funding": [[str(r.instrument_id), r.ts_event, r.ts_init, str(r.rate), r.interval, r.next_funding_ns]
               for r in query_funding_rates(cat)],
+  # settled funding: its own series (FundingRateUpdate and FundingRateInfo hold live estimates)
+  "funding_settlements": [[str(r.instrument_id), r.ts_event, r.ts_init, r.rate, r.interval_minutes, r.rate_annualized, r.rate_8h, nan(r.mark_price)]
+                          for r in map(unwrap, cat.query(FundingSettlement))],
   "funding_info": [[str(r.instrument_id), r.ts_event, r.rate, r.interval_minutes, r.next_funding_ns, nan(r.predicted_rate), nan(r.mark_price), nan(r.index_price), r.settled] for r in map(unwrap, cat.query(FundingRateInfo))],
   "instruments": {str(i.id): {"raw_symbol": str(i.raw_symbol), "price_increment": str(i.price_increment), "size_increment": str(i.size_increment), "base": str(i.base_currency), "quote": str(i.quote_currency), "settlement": str(i.settlement_currency)} for i in cat.instruments()},
 }

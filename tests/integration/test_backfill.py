@@ -9,17 +9,21 @@ again, and the ground truth shows whether it did (every history row served exact
 """
 
 import json
+import math
+import subprocess
+import sys
 import time
 import urllib.request
 from collections import Counter
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 import yaml
 
 from catalog.coverage import read_table
 from emulator.ground_truth import load_ground_truth
-from tests.harness import mesh_log, read_catalog, start_mesh, stop_mesh, wait_for, write_topology
+from tests.harness import ROOT, mesh_log, read_catalog, start_mesh, stop_mesh, wait_for, write_topology
 
 NS = 1_000_000_000
 MS = 1_000_000
@@ -95,9 +99,13 @@ def test_both_runs_stop_cleanly(runs):
 def test_open_interest_history_equals_ground_truth_and_was_asked_once(runs):
     first, truth = runs["first"], runs["truth"]
     stored = {}
+    source = {(iid, ts): (src, period) for iid, ts, src, period in runs["catalog"]["open_interest_source"]}
     for iid, ts, ts_init, amount, value in runs["catalog"]["open_interest"]:
-        if ts % STEP_NS == 0:  # history rows sit on the 5-minute grid; polled rows carry the venue clock
+        if source[iid, ts][0] == "history":  # every row says where it came from
+            assert source[iid, ts][1] == 300 and ts % STEP_NS == 0, (iid, ts, source[iid, ts])
             stored.setdefault(iid, {})[ts] = (amount, value)
+        else:
+            assert source[iid, ts] == ("poll", 0), (iid, ts, source[iid, ts])
     for iid in OI_SERIES:
         venue, raw = SERIES[iid]
         rows = served(first, truth, "open_interest_history", venue, raw)
@@ -123,10 +131,11 @@ def test_open_interest_history_equals_ground_truth_and_was_asked_once(runs):
 def test_settled_funding_history_equals_ground_truth(runs):
     first, truth, catalog = runs["first"], runs["truth"], runs["catalog"]
     settled: dict[str, dict[int, tuple]] = {}
-    for iid, ts, rate, interval, next_ns, predicted, mark, index, is_settled in catalog["funding_info"]:
-        if is_settled:
-            settled.setdefault(iid, {})[ts] = (rate, interval, next_ns, mark)
-    builtin = {(r[0], r[1]) for r in catalog["funding"]}  # Nautilus's own FundingRateUpdate holds them too
+    for iid, ts, ts_init, rate, interval, yearly, per_8h, mark in catalog["funding_settlements"]:
+        assert ts_init == ts and (yearly, per_8h) == (rate * 525_600 / interval, rate * 480 / interval)
+        settled.setdefault(iid, {})[ts] = (rate, interval, mark)
+    assert not any(r[-1] for r in catalog["funding_info"])  # live estimates only
+    live = {(r[0], r[1]) for r in catalog["funding"]}  # Nautilus's own FundingRateUpdate: live estimates
     window_start = first["started_ns"] - LOOKBACK_NS
     for iid, (venue, raw) in SERIES.items():
         rows = served(first, truth, "funding_history", venue, raw)
@@ -138,18 +147,47 @@ def test_settled_funding_history_equals_ground_truth(runs):
         assert {t for t in by_ts if window_start + 30 * NS <= t <= first["started_ns"]} <= set(mine), iid
         assert min(mine) >= window_start
         assert len(mine) >= (40 if venue == "HYPERLIQUID" else 5), (iid, len(mine))
-        for ts, (rate, interval, next_ns, mark) in mine.items():
+        for ts, (rate, interval, mark) in mine.items():
             t = by_ts[ts]
-            assert (rate, interval) == (t["rate"], t["interval_minutes"]) and not next_ns, (iid, ts)  # unknown: 0
+            assert (rate, interval) == (t["rate"], t["interval_minutes"]), (iid, ts)
             if venue == "BINANCE":
                 assert mark == t["mark_price"]
-            assert (iid, ts) in builtin
+            else:
+                assert mark is None  # the venue's history has none
+            assert (iid, ts) not in live
+
+
+def test_funding_backtest_books_exactly_the_settlements(runs):
+    """examples/funding_backtest.py on the daemon's catalog (two days of settlements from the
+    backfill, live estimates from the polls): its payments equal -notional x rate summed over the
+    settlement rows read from the Parquet files with pyarrow, and no live estimate is booked."""
+    catalog = runs["tmp"] / "catalog"
+    done = subprocess.run([sys.executable, str(ROOT / "examples" / "funding_backtest.py"), str(catalog),
+                           "--notional", "25000", "--side", "long"], capture_output=True, text=True, timeout=180, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-3000:]
+    got = json.loads(done.stdout.strip().splitlines()[-1])
+    expected, estimates = {}, {}
+    for iid in SERIES:
+        rates = [r for f in sorted((catalog / "data" / "custom_funding_settlement" / iid).glob("*.parquet"))
+                 for r in pq.read_table(f, columns=["rate"])["rate"].to_pylist()]
+        expected[iid] = (len(rates), -25_000 * math.fsum(rates))
+        estimates[iid] = sum(pq.read_metadata(f).num_rows for f in (catalog / "data" / "funding_rate_update" / iid).glob("*.parquet"))
+    assert {iid: (v["settlements"], v["payments"]) for iid, v in got["instruments"].items()} == {
+        iid: (n, pytest.approx(total, rel=1e-12, abs=1e-9)) for iid, (n, total) in expected.items()}
+    assert all(n >= 5 for n, _ in expected.values())
+    assert {iid: v["live_estimates_seen"] for iid, v in got["instruments"].items()} == estimates  # seen, never booked
+    assert all(n > 0 for n in estimates.values())
+    assert got["total"] == pytest.approx(math.fsum(t for _, t in expected.values()), rel=1e-12, abs=1e-9)
+    assert {v["currency"] for iid, v in got["instruments"].items() if iid.endswith("HYPERLIQUID")} == {"USDC"}
+    short = subprocess.run([sys.executable, str(ROOT / "examples" / "funding_backtest.py"), str(catalog),
+                            "--notional", "25000", "--side", "short"], capture_output=True, text=True, timeout=180, cwd=ROOT)
+    assert json.loads(short.stdout.strip().splitlines()[-1])["total"] == pytest.approx(-got["total"], rel=1e-12, abs=1e-9)
 
 
 def test_second_start_asks_only_for_what_is_not_stored(runs):
     first, second, truth, catalog = runs["first"], runs["second"], runs["truth"], runs["catalog"]
     stored = {("open_interest_history", iid, ts) for iid, ts, *_ in catalog["open_interest"] if ts % STEP_NS == 0}
-    stored |= {("funding_history", r[0], r[1]) for r in catalog["funding_info"] if r[8]}
+    stored |= {("funding_history", r[0], r[1]) for r in catalog["funding_settlements"]}
     asked_again = []
     for iid, (venue, raw) in SERIES.items():
         for kind in ("open_interest_history", "funding_history"):
@@ -254,9 +292,9 @@ def test_cli_hands_history_to_the_running_mesh_and_writes_itself_only_without_on
         emu.wait(10)
     # NautilusTrader in a fresh process: every settlement the venue has in the range once, as served
     loaded = read_catalog(catalog)
-    ts = [r[1] for r in loaded["funding"] if r[0] == iid]
+    ts = [r[1] for r in loaded["funding_settlements"] if r[0] == iid]
     assert len(ts) == len(set(ts)) == first["written"] + wider["written"] + direct["written"]
     lo, hi = (now - 45 * day) // day * day, (now - 7 * day) // day * day
     served = {r["ts_ms"] * MS: r["rate"] for r in load_ground_truth(truth_path)
               if r["kind"] == "funding_history" and r["raw_symbol"] == "ETHUSDT" and lo <= r["ts_ms"] * MS < hi}
-    assert {r[1]: float(r[3]) for r in loaded["funding"] if r[0] == iid} == served
+    assert {r[1]: r[3] for r in loaded["funding_settlements"] if r[0] == iid} == served

@@ -234,9 +234,10 @@ def test_cli_incremental_merge_and_nautilus_load(emu, tmp_path: Path) -> None:
     assert [(q["ts_event"], q["open_interest"]) for q in queried] == [(r[1], r[3]) for r in nt_oi]
     served = {r["ts_ms"] * MS: r for r in truth(emu, venue="BINANCE", kind="open_interest_history", raw_symbol="BTCUSDT")}
     assert all((r[3], r[4]) == (served[r[1]]["open_interest"], served[r[1]]["open_interest_value"]) for r in nt_oi)
-    nt_funding = [r for r in loaded["funding"] if r[0] == "ETHUSDT-LINEAR.BYBIT"]
+    nt_funding = [r for r in loaded["funding_settlements"] if r[0] == "ETHUSDT-LINEAR.BYBIT"]
     assert len(nt_funding) == json.loads(derivs(*f_args).stdout)["already_stored"]
     assert {r[4] for r in nt_funding} == {480}
+    assert not [r for r in loaded["funding"] if r[0] == "ETHUSDT-LINEAR.BYBIT"]  # no settlement is a FundingRateUpdate
 
 
 def test_funding_with_stored_neighbours_asks_only_for_the_range(emu) -> None:

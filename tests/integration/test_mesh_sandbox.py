@@ -174,6 +174,8 @@ def test_a_backtest_receives_every_stored_row(run):
     oi, funding = rows_by_instrument(run["catalog"]["open_interest"]), rows_by_instrument(run["catalog"]["funding"])
     assert counts["open_interest"] == {iid: len(rows) for iid, rows in oi.items()}
     assert counts["funding_rate"] == {iid: len(rows) for iid, rows in funding.items()}
+    settlements = rows_by_instrument(run["catalog"]["funding_settlements"])  # none: this mesh does not backfill
+    assert counts["funding_settlement"] == {iid: len(settlements.get(iid, [])) for iid in counts["funding_rate"]}
 
 
 def test_logs_name_actor_venue_and_outcome_per_operation(run):

@@ -77,12 +77,31 @@ def test_cli_json_values_equal_what_the_venue_served(bybit_down):
 
 
 def test_cli_funding_shows_rate_next_time_and_prediction(bybit_down):
-    _, emulator_file, _ = bybit_down
+    _, emulator_file, truth = bybit_down
     done = derivs("funding", "BTC", "-v", "hyperliquid", "-v", "binance", "--json", "--emulator", str(emulator_file))
     assert done.returncode == 0, done.stderr
     rows = {r["instrument_id"]: r for r in json.loads(done.stdout)["rows"]}
     assert rows["BTC-USD-PERP.HYPERLIQUID"]["predicted_rate"] is not None and rows["BTC-USD-PERP.HYPERLIQUID"]["interval_minutes"] == 60
     assert rows["BTCUSDT-PERP.BINANCE"]["predicted_rate"] is None and rows["BTCUSDT-PERP.BINANCE"]["next_funding_ns"] > time.time_ns()
+    # every rate also in common units: per 8 hours and per year (simple), so 1 h and 8 h venues compare
+    for r in rows.values():
+        periods_a_year, per_8h = 365 * 24 * 60 / r["interval_minutes"], 480 / r["interval_minutes"]
+        assert r["rate_annualized"] == pytest.approx(r["rate"] * periods_a_year, rel=1e-12)
+        assert r["rate_8h"] == pytest.approx(r["rate"] * per_8h, rel=1e-12)
+    hl, binance = rows["BTC-USD-PERP.HYPERLIQUID"], rows["BTCUSDT-PERP.BINANCE"]
+    assert hl["rate_8h"] == pytest.approx(hl["rate"] * 8) and binance["rate_8h"] == binance["rate"]
+    assert hl["predicted_rate_8h"] == pytest.approx(hl["predicted_rate"] * 8)
+    assert binance["predicted_rate_annualized"] is None and binance["predicted_rate_8h"] is None
+    asked_ns = time.time_ns()
+    table = derivs("funding", "BTC", "-v", "hyperliquid", "--emulator", str(emulator_file))
+    header, _, line = table.stdout.splitlines()
+    assert header.split()[:7] == ["venue", "instrument", "rate", "interval", "per", "8h", "annualized"]
+    served = [json.loads(x) for x in truth.read_text().splitlines()]
+    t = max((r for r in served if r["venue"] == "HYPERLIQUID" and r["raw_symbol"] == "BTC" and r["kind"] == "funding_rate"
+             and r["endpoint"] == "metaAndAssetCtxs" and r["served_ns"] >= asked_ns), key=lambda r: r["served_ns"])
+    # what the venue served, hourly, then the same x 8 and x 8,760 (percent)
+    assert line.split()[:6] == ["HYPERLIQUID", "BTC-USD-PERP.HYPERLIQUID", f"{t['rate'] * 100:+.4f}%", "1h",
+                                f"{t['rate'] * 8 * 100:+.4f}%", f"{t['rate'] * 8760 * 100:+.2f}%"]
 
 
 def test_cli_unknown_symbol_names_it_and_suggests_close_ones(bybit_down):

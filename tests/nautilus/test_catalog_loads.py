@@ -24,10 +24,18 @@ from nautilus_trader.persistence.catalog.parquet import (
 )
 
 from catalog import files as cf
-from catalog.schema import CRYPTO_PERPETUAL, FUNDING_RATE_INFO, FUNDING_RATE_UPDATE, OPEN_INTEREST
+from catalog.schema import (
+    CRYPTO_PERPETUAL,
+    FUNDING_RATE_INFO,
+    FUNDING_RATE_UPDATE,
+    FUNDING_SETTLEMENT,
+    OPEN_INTEREST,
+    series_of,
+)
 from catalog.store import CatalogStore
 from messages.events import FundingRate, Instrument, OpenInterest
-from messages.nautilus import CryptoPerpetual, FundingRateInfo, FundingRateUpdate
+from messages.funding import annualized, per_8h
+from messages.nautilus import CryptoPerpetual, FundingRateInfo, FundingRateUpdate, FundingSettlement
 from messages.nautilus import OpenInterest as NautilusOpenInterest
 
 REPO = Path(__file__).resolve().parents[2]
@@ -66,9 +74,11 @@ IDS = [i.instrument_id for i in INSTRUMENTS]
 
 def _oi(iid: str, ts: int, k: float) -> OpenInterest:
     venue = iid.rsplit(".", 1)[1]
+    history = int(k) % 3 == 0  # a mix of polls and 5-minute history buckets
     return OpenInterest(
         venue=venue, symbol="X/USDT:USDT", instrument_id=iid, ts_event=ts, ts_recv=ts,
         open_interest=1000.0 + k, open_interest_value=(1000.0 + k) * 97_000.5,
+        source="history" if history else "poll", period_s=300 if history else 0,
     )
 
 
@@ -95,6 +105,7 @@ def batches() -> list[list]:
     second = [_oi(iid, T0 + 2 * HOUR + i * 5 * MIN, 50 + i) for iid in IDS for i in range(6)]
     late = [_oi(IDS[0], T0 + 7 * MIN, 99.0), _oi(IDS[0], T0 + 10 * MIN, 77.0)]  # one new, one corrected
     late += [_funding(IDS[1], T0 + 30 * MIN, 5), _funding(IDS[1], T0 + 10 * HOUR, 6)]
+    late += [_funding(IDS[2], T0 + HOUR, 4)]  # a settlement where a live estimate of the same instant is stored
     changed = [
         Instrument(**{f: getattr(INSTRUMENTS[0], f) for f in INSTRUMENTS[0].__struct_fields__} | {"ts_event": T0 + HOUR, "taker_fee": "0.0005"}),
         INSTRUMENTS[1],  # re-sent unchanged: stored once
@@ -103,11 +114,12 @@ def batches() -> list[list]:
 
 
 def model() -> dict:
-    """What the catalog must hold: last write wins per (kind, instrument, ts)."""
+    """What the catalog must hold: last write wins per (series, instrument, ts); live funding
+    ("FundingRate") and settlements ("FundingSettlement") are two series."""
     rows: dict[tuple[str, str], dict[int, object]] = {}
     for batch in batches():
         for e in batch:
-            rows.setdefault((type(e).__name__, e.instrument_id), {})[e.ts_event] = e
+            rows.setdefault((series_of(e), e.instrument_id), {})[e.ts_event] = e
     return rows
 
 
@@ -128,7 +140,7 @@ LOAD_SCRIPT = r"""
 import json, math, sys
 from nautilus_trader.model.data import CustomData
 from nautilus_trader.persistence.catalog.parquet import ParquetDataCatalog
-from messages.nautilus import CryptoPerpetual, FundingRateInfo, FundingRateUpdate, OpenInterest
+from messages.nautilus import CryptoPerpetual, FundingRateInfo, FundingRateUpdate, FundingSettlement, OpenInterest
 
 def nan(x):
     return None if isinstance(x, float) and math.isnan(x) else x
@@ -146,14 +158,20 @@ for i in catalog.instruments():
 oi = catalog.query(OpenInterest)
 assert all(isinstance(x, CustomData) and isinstance(x.data, OpenInterest) for x in oi)
 out["open_interest"] = [
-    [d.instrument_id.value, d.ts_event, d.ts_init, d.open_interest, d.open_interest_value]
+    [d.instrument_id.value, d.ts_event, d.ts_init, d.open_interest, d.open_interest_value, d.source, d.period_s]
     for d in (x.data for x in oi)
 ]
 info = [x.data for x in catalog.query(FundingRateInfo)]
 out["funding_rate_info"] = [
-    [d.instrument_id.value, d.ts_event, d.ts_init, d.rate, d.interval_minutes, d.next_funding_ns,
-     nan(d.predicted_rate), nan(d.mark_price), nan(d.index_price), d.settled]
+    [d.instrument_id.value, d.ts_event, d.ts_init, d.rate, d.interval_minutes, d.rate_annualized, d.rate_8h,
+     d.next_funding_ns, nan(d.predicted_rate), nan(d.predicted_rate_annualized), nan(d.predicted_rate_8h),
+     nan(d.mark_price), nan(d.index_price), d.settled]
     for d in info
+]
+out["funding_settlement"] = [
+    [d.instrument_id.value, d.ts_event, d.ts_init, d.rate, d.interval_minutes, d.rate_annualized, d.rate_8h,
+     nan(d.mark_price)]
+    for d in (x.data for x in catalog.query(FundingSettlement))
 ]
 # Per instrument: Nautilus 1.231 labels every row of one query with the first file's id.
 ids = sorted({i.id.value for i in catalog.instruments()})
@@ -176,7 +194,7 @@ def test_fresh_process_reads_every_value_back(catalog):
     rows = model()
 
     expected_oi = sorted(
-        [e.instrument_id, ts, ts, e.open_interest, e.open_interest_value]
+        [e.instrument_id, ts, ts, e.open_interest, e.open_interest_value, e.source, e.period_s]
         for (kind, _), by_ts in rows.items() if kind == "OpenInterest"
         for ts, e in by_ts.items()
     )
@@ -190,12 +208,27 @@ def test_fresh_process_reads_every_value_back(catalog):
     )
     for row in got["funding_rate_update"]:
         assert Decimal(row[3]) == Decimal(repr(float(row[3])))  # a plain decimal string
+    def yearly(rate, minutes):  # noqa: ANN001, ANN202 - what messages.funding must give, by hand
+        return None if rate is None else rate * (365 * 24 * 60) / minutes
+
+    def eight_h(rate, minutes):  # noqa: ANN001, ANN202
+        return None if rate is None else rate * 480 / minutes
+
     assert sorted(got["funding_rate_info"], key=str) == sorted(
         (
-            [e.instrument_id, ts, ts, e.rate, e.interval_minutes, e.next_funding_ns or 0,
-             e.predicted_rate, e.mark_price, e.index_price, e.settled]
+            [e.instrument_id, ts, ts, e.rate, e.interval_minutes, yearly(e.rate, e.interval_minutes),
+             eight_h(e.rate, e.interval_minutes), e.next_funding_ns or 0, e.predicted_rate,
+             yearly(e.predicted_rate, e.interval_minutes), eight_h(e.predicted_rate, e.interval_minutes),
+             e.mark_price, e.index_price, False]
             for ts, e in funding
         ),
+        key=str,
+    )
+    settlements = [(ts, e) for (kind, _), by_ts in rows.items() if kind == "FundingSettlement" for ts, e in by_ts.items()]
+    assert settlements and all(e.settled for _, e in settlements) and not any(e.settled for _, e in funding)
+    assert sorted(got["funding_settlement"], key=str) == sorted(
+        ([e.instrument_id, ts, ts, e.rate, e.interval_minutes, yearly(e.rate, e.interval_minutes),
+          eight_h(e.rate, e.interval_minutes), e.mark_price] for ts, e in settlements),
         key=str,
     )
 
@@ -266,7 +299,8 @@ def test_backtest_engine_receives_every_row(catalog):
     rows = model()
     assert counts == {
         "open_interest": {iid: len(rows[("OpenInterest", iid)]) for iid in IDS},
-        "funding_rate": {iid: len(rows[("FundingRate", iid)]) for iid in IDS},
+        "funding_rate": {iid: len(rows[("FundingRate", iid)]) for iid in IDS},  # live estimates only
+        "funding_settlement": {iid: len(rows[("FundingSettlement", iid)]) for iid in IDS},
     }
 
 
@@ -279,15 +313,24 @@ def _nautilus_objects(batch: list) -> list:
     for e in batch:
         iid = InstrumentId.from_str(e.instrument_id)
         if isinstance(e, OpenInterest):
-            objects.append(NautilusOpenInterest(e.ts_event, e.ts_event, iid, e.open_interest, e.open_interest_value))
+            objects.append(NautilusOpenInterest(e.ts_event, e.ts_event, iid, e.open_interest, e.open_interest_value,
+                                                e.source, e.period_s))
+        elif isinstance(e, FundingRate) and e.settled:
+            objects.append(FundingSettlement(
+                e.ts_event, e.ts_event, iid, e.rate, e.interval_minutes, annualized(e.rate, e.interval_minutes),
+                per_8h(e.rate, e.interval_minutes), math.nan if e.mark_price is None else e.mark_price,
+            ))
         elif isinstance(e, FundingRate):
             objects.append(
                 FundingRateUpdate(iid, Decimal(repr(e.rate)), e.ts_event, e.ts_event, interval=e.interval_minutes, next_funding_ns=e.next_funding_ns)
             )
+            predicted = math.nan if e.predicted_rate is None else e.predicted_rate
             objects.append(
                 FundingRateInfo(
-                    e.ts_event, e.ts_event, iid, e.rate, e.interval_minutes, e.next_funding_ns or 0,
-                    *(math.nan if v is None else v for v in (e.predicted_rate, e.mark_price, e.index_price)), e.settled,
+                    e.ts_event, e.ts_event, iid, e.rate, e.interval_minutes, annualized(e.rate, e.interval_minutes),
+                    per_8h(e.rate, e.interval_minutes), e.next_funding_ns or 0, predicted,
+                    annualized(predicted, e.interval_minutes), per_8h(predicted, e.interval_minutes),
+                    *(math.nan if v is None else v for v in (e.mark_price, e.index_price)), e.settled,
                 )
             )
         else:
@@ -324,7 +367,8 @@ def test_layout_schema_and_values_match_nautilus_own_writer(tmp_path):
 
     our_files, their_files = _files(ours), _files(theirs)
     assert our_files.keys() == their_files.keys()  # directories and file names
-    assert {Path(k).parts[1] for k in our_files} == {OPEN_INTEREST, FUNDING_RATE_UPDATE, FUNDING_RATE_INFO, CRYPTO_PERPETUAL}
+    assert {Path(k).parts[1] for k in our_files} == {OPEN_INTEREST, FUNDING_RATE_UPDATE, FUNDING_RATE_INFO,
+                                                     FUNDING_SETTLEMENT, CRYPTO_PERPETUAL}
     for name, path in our_files.items():
         mine, nautilus = pq.read_table(path), pq.read_table(their_files[name])
         kind = Path(name).parts[1]

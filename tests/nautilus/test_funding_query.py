@@ -1,5 +1,6 @@
 """Funding of several instruments read back through NautilusTrader 1.231: `query_funding_rates`
-gives every row its own instrument id, where a bare `catalog.query(FundingRateUpdate)` does not."""
+gives every row its own instrument id, where a bare `catalog.query(FundingRateUpdate)` does not;
+settlements are `FundingSettlement`s, never `FundingRateUpdate`s."""
 
 from decimal import Decimal
 
@@ -7,16 +8,16 @@ from nautilus_trader.persistence.catalog import ParquetDataCatalog
 
 from catalog.store import CatalogStore
 from messages.events import FundingRate
-from messages.nautilus import FundingRateUpdate, query_funding_rates
+from messages.nautilus import FundingRateUpdate, FundingSettlement, query_funding_rates
 
 T0 = 1_793_491_200_000_000_000  # 2026-11-01T00:00Z
 HOUR = 3_600_000_000_000
 BINANCE, HYPERLIQUID = "BTCUSDT-PERP.BINANCE", "BTC-USD-PERP.HYPERLIQUID"
 
 
-def funding(iid: str, venue: str, ts: int, rate: float, interval: int) -> FundingRate:
+def funding(iid: str, venue: str, ts: int, rate: float, interval: int, settled: bool = False) -> FundingRate:
     return FundingRate(venue=venue, symbol="BTC/USDT:USDT", instrument_id=iid, ts_event=ts, ts_recv=ts, rate=rate,
-                       interval_minutes=interval, settled=True)
+                       interval_minutes=interval, settled=settled)
 
 
 def test_funding_of_two_instruments_keeps_each_rows_instrument(tmp_path) -> None:
@@ -38,3 +39,24 @@ def test_funding_of_two_instruments_keeps_each_rows_instrument(tmp_path) -> None
     # The Nautilus 1.231 behaviour this avoids: one query over both labels every row with one id.
     bare = catalog.query(FundingRateUpdate)
     assert len(bare) == len(rows) and len({str(u.instrument_id) for u in bare}) == 1
+
+
+def test_settlements_are_their_own_series(tmp_path) -> None:
+    """Live estimates and settlements of two instruments, some at the same instant: each read
+    back as its own type with its own id; `query_funding_rates` holds no settlement."""
+    live = [funding(BINANCE, "BINANCE", T0 + i * HOUR, 0.0001 + i * 1e-6, 480) for i in range(9)]
+    settled = [funding(BINANCE, "BINANCE", T0 + i * 8 * HOUR, 0.0002 * (i + 1), 480, True) for i in range(2)]
+    settled += [funding(HYPERLIQUID, "HYPERLIQUID", T0 + i * HOUR, -0.00001 * (i + 1), 60, True) for i in range(4)]
+    CatalogStore(tmp_path, durable=False).write(live + settled)
+    catalog = ParquetDataCatalog(str(tmp_path))
+    assert sorted((str(u.instrument_id), u.ts_event, Decimal(u.rate)) for u in query_funding_rates(catalog)) == sorted(
+        (r.instrument_id, r.ts_event, Decimal(repr(r.rate))) for r in live)
+    got = [c.data for c in catalog.query(FundingSettlement)]  # custom data: the id is a column
+    assert sorted((str(s.instrument_id), s.ts_event, s.ts_init, s.rate, s.interval_minutes) for s in got) == sorted(
+        (r.instrument_id, r.ts_event, r.ts_event, r.rate, r.interval_minutes) for r in settled)
+    hyperliquid = [s for s in got if str(s.instrument_id) == HYPERLIQUID]
+    assert [s.rate_8h for s in hyperliquid] == [r.rate * 8 for r in settled[2:]]  # hourly rates x 8
+    # the shape Nautilus's own request_funding_rates answers with
+    update = hyperliquid[0].to_funding_rate_update()
+    assert (str(update.instrument_id), Decimal(update.rate), update.interval, update.ts_event) == (
+        HYPERLIQUID, Decimal("-0.00001"), 60, T0)

@@ -81,7 +81,7 @@ def test_subtract_and_merge():
 
 def _oi(ts: int) -> OpenInterest:
     return OpenInterest(venue="BINANCE", symbol="BTC/USDT:USDT", instrument_id="BTCUSDT-PERP.BINANCE", ts_event=ts,
-                        ts_recv=ts, open_interest=1.0, open_interest_value=2.0)
+                        ts_recv=ts, open_interest=1.0, open_interest_value=2.0, source="history", period_s=300)
 
 
 def _funding(ts: int) -> FundingRate:

@@ -20,6 +20,8 @@ from catalog.schema import (
     FUNDING_RATE_INFO,
     FUNDING_RATE_INFO_SCHEMA,
     FUNDING_RATE_UPDATE,
+    FUNDING_SETTLEMENT,
+    FUNDING_SETTLEMENT_SCHEMA,
     OPEN_INTEREST,
     OPEN_INTEREST_SCHEMA,
     build_tables,
@@ -137,17 +139,20 @@ def test_build_tables_groups_sorts_and_keeps_the_last_duplicate():
     btc = tables[(OPEN_INTEREST, BTC)]
     assert btc.schema == OPEN_INTEREST_SCHEMA
     assert btc.to_pylist() == [
-        {"instrument_id": BTC, "open_interest": 1.0, "open_interest_value": 100_000.0, "type": "OpenInterest", "ts_event": T0, "ts_init": T0},
-        {"instrument_id": BTC, "open_interest": 3.0, "open_interest_value": 300_000.0, "type": "OpenInterest", "ts_event": T0 + MIN, "ts_init": T0 + MIN},
+        {"instrument_id": BTC, "open_interest": 1.0, "open_interest_value": 100_000.0, "source": "poll", "period_s": 0,
+         "type": "OpenInterest", "ts_event": T0, "ts_init": T0},
+        {"instrument_id": BTC, "open_interest": 3.0, "open_interest_value": 300_000.0, "source": "poll", "period_s": 0,
+         "type": "OpenInterest", "ts_event": T0 + MIN, "ts_init": T0 + MIN},
     ]
 
 
-def test_funding_becomes_a_nautilus_row_and_an_info_row():
+def test_live_funding_becomes_a_nautilus_row_and_an_info_row():
     events = [
         funding(T0, 0.0001),
-        funding(T0 + MIN, -0.0002, next_funding_ns=T0 + 480 * MIN, predicted_rate=0.0003, mark_price=50_000.5, index_price=50_001.0, settled=True),
+        funding(T0 + MIN, -0.0002, next_funding_ns=T0 + 480 * MIN, predicted_rate=0.0003, mark_price=50_000.5, index_price=50_001.0),
     ]
     tables = build_tables(events)
+    assert set(tables) == {(FUNDING_RATE_UPDATE, BTC), (FUNDING_RATE_INFO, BTC)}
     update = tables[(FUNDING_RATE_UPDATE, BTC)]
     assert update.schema.metadata == {b"instrument_id": BTC.encode()}
     assert [(f.name, str(f.type), f.nullable) for f in update.schema] == [
@@ -165,20 +170,46 @@ def test_funding_becomes_a_nautilus_row_and_an_info_row():
     assert info.schema == FUNDING_RATE_INFO_SCHEMA
     first, second = info.to_pylist()
     assert first["next_funding_ns"] == 0 and first["settled"] is False
-    assert all(math.isnan(first[k]) for k in ("predicted_rate", "mark_price", "index_price"))
+    assert (first["rate_annualized"], first["rate_8h"]) == (pytest.approx(0.1095), pytest.approx(0.0001))
+    assert all(math.isnan(first[k]) for k in ("predicted_rate", "predicted_rate_annualized", "predicted_rate_8h",
+                                              "mark_price", "index_price"))
     assert second == {
         "instrument_id": BTC,
         "rate": -0.0002,
         "interval_minutes": 480,
+        "rate_annualized": pytest.approx(-0.2190),  # 3 fundings a day, 365 days
+        "rate_8h": -0.0002,
         "next_funding_ns": T0 + 480 * MIN,
         "predicted_rate": 0.0003,
+        "predicted_rate_annualized": pytest.approx(0.3285),
+        "predicted_rate_8h": 0.0003,
         "mark_price": 50_000.5,
         "index_price": 50_001.0,
-        "settled": True,
+        "settled": False,
         "type": "FundingRateInfo",
         "ts_event": T0 + MIN,
         "ts_init": T0 + MIN,
     }
+
+
+def test_settled_funding_becomes_a_settlement_row_only():
+    """A settlement and a live estimate of the same instant are two rows in two series."""
+    hourly = FundingRate(venue="HYPERLIQUID", symbol="BTC/USDC:USDC", instrument_id="BTC-USD-PERP.HYPERLIQUID",
+                         ts_event=T0, ts_recv=T0, rate=0.0000125, interval_minutes=60, settled=True)
+    tables = build_tables([funding(T0, 0.0001, settled=True, mark_price=50_000.5), funding(T0, 0.0003), hourly])
+    assert set(tables) == {(FUNDING_SETTLEMENT, BTC), (FUNDING_RATE_UPDATE, BTC), (FUNDING_RATE_INFO, BTC),
+                           (FUNDING_SETTLEMENT, "BTC-USD-PERP.HYPERLIQUID")}
+    settlement = tables[(FUNDING_SETTLEMENT, BTC)]
+    assert settlement.schema == FUNDING_SETTLEMENT_SCHEMA
+    assert settlement.to_pylist() == [{
+        "instrument_id": BTC, "rate": 0.0001, "interval_minutes": 480, "rate_annualized": pytest.approx(0.1095),
+        "rate_8h": 0.0001, "mark_price": 50_000.5, "type": "FundingSettlement", "ts_event": T0, "ts_init": T0,
+    }]
+    [hl] = tables[(FUNDING_SETTLEMENT, "BTC-USD-PERP.HYPERLIQUID")].to_pylist()
+    assert (hl["rate_8h"], hl["rate_annualized"]) == (pytest.approx(0.0001), pytest.approx(0.1095))  # 1 h x 8, x 8,760
+    assert math.isnan(hl["mark_price"])
+    assert tables[(FUNDING_RATE_INFO, BTC)]["rate"].to_pylist() == [0.0003]
+    assert tables[(FUNDING_RATE_UPDATE, BTC)]["rate"].to_pylist() == [b'"0.0003"']
 
 
 def test_instrument_row_keeps_values_as_the_venue_module_wrote_them():

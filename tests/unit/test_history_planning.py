@@ -45,9 +45,9 @@ def test_bybit_one_sided() -> None:
     assert one_side(t.single_open_interest_value, t.open_interest_value) == 5.0
 
 
-def _oi(ts: int) -> OpenInterest:
+def _oi(ts: int, source: str = "history") -> OpenInterest:
     return OpenInterest(venue="BINANCE", symbol="BTC/USDT:USDT", instrument_id=IID, ts_event=ts, ts_recv=ts,
-                        open_interest=1.0, open_interest_value=2.0)
+                        open_interest=1.0, open_interest_value=2.0, source=source, period_s=300 if source == "history" else 0)
 
 
 def _fr(ts: int, minutes: int = 480, settled: bool = True) -> FundingRate:
@@ -59,7 +59,7 @@ def test_missing_ranges_open_interest(tmp_path) -> None:
     end = T0 + 99 * STEP
     assert missing_ranges(tmp_path, "oi", IID, T0, end, STEP) == [(T0, end)]
     stored = [T0 + i * STEP for i in range(100) if not 40 <= i < 43]  # a 3-bucket venue hole
-    CatalogStore(tmp_path, durable=False).write([_oi(t) for t in stored] + [_oi(T0 + 7 * STEP + 1234)])  # + a polled row
+    CatalogStore(tmp_path, durable=False).write([_oi(t) for t in stored] + [_oi(T0 + 7 * STEP + 1234, "poll")])
     assert missing_ranges(tmp_path, "oi", IID, T0, end, STEP) == []  # stored, the hole is the venue's
     assert missing_ranges(tmp_path, "oi", IID, T0, end, STEP, max_hole_steps=0) == [(T0 + 40 * STEP, T0 + 42 * STEP)]
     later = end + 50 * STEP
@@ -67,8 +67,23 @@ def test_missing_ranges_open_interest(tmp_path) -> None:
         (T0 - 10 * STEP, T0 - STEP), (end + STEP, later)]
     cov = {(c.kind, c.source): c for c in coverage(tmp_path)}
     assert cov[("oi", "history")].rows == 97 and cov[("oi", "history")].holes == [(T0 + 39 * STEP, T0 + 43 * STEP)]
-    assert cov[("oi", "polled")].rows == 1
+    assert cov[("oi", "poll")].rows == 1
     assert len(query(tmp_path, "oi", IID, T0, T0 + 10 * STEP)) == 12  # 11 grid rows + the polled one
+    assert [r["ts_event"] for r in query(tmp_path, "oi", IID, T0, T0 + 10 * STEP, source="poll")] == [T0 + 7 * STEP + 1234]
+    history = query(tmp_path, "oi", IID, T0, T0 + 10 * STEP, source="history")
+    assert [r["ts_event"] for r in history] == [T0 + i * STEP for i in range(11)]
+    assert {(r["source"], r["period_s"]) for r in history} == {("history", 300)}
+
+
+def test_a_poll_on_the_grid_is_not_taken_for_history(tmp_path) -> None:
+    """The row's source decides, not its timestamp: a poll that lands on a 5-minute boundary
+    leaves the history there missing (the rule before the source column would have taken it)."""
+    CatalogStore(tmp_path, durable=False).write([_oi(T0), _oi(T0 + STEP, "poll"), _oi(T0 + 2 * STEP)])
+    assert missing_ranges(tmp_path, "oi", IID, T0, T0 + 2 * STEP, STEP, max_hole_steps=0) == [(T0 + STEP, T0 + STEP)]
+    cov = {(c.kind, c.source): c.rows for c in coverage(tmp_path)}
+    assert cov == {("oi", "history"): 2, ("oi", "poll"): 1}
+    with pytest.raises(ValueError, match="unknown oi source 'polled'; expected one of: poll, history, archive"):
+        query(tmp_path, "oi", IID, source="polled")
 
 
 def test_missing_ranges_funding(tmp_path) -> None:
@@ -83,6 +98,11 @@ def test_missing_ranges_funding(tmp_path) -> None:
     assert cov[("funding", "settled")].holes == [(T0 + 11 * h8, T0 + 13 * h8)]
     assert cov[("funding", "live")].rows == 1
     assert len(query(tmp_path, "funding", IID, settled=True)) == 30
+    assert query(tmp_path, "funding", IID, source="settled") == query(tmp_path, "funding", IID, settled=True)
+    [live] = query(tmp_path, "funding", IID, source="live")
+    assert (live["ts_event"], live["source"], live["settled"]) == (T0 + 5, "live", False)
+    for r in query(tmp_path, "funding", IID, settled=True):
+        assert (r["source"], r["rate_8h"], r["rate_annualized"]) == ("settled", 0.0001, pytest.approx(0.1095))
 
 
 def test_holes_in() -> None:

@@ -48,7 +48,7 @@ class BinanceHistory(VenueAdapter):
                     by_ts[row.timestamp] = checked(
                         OpenInterest, venue="BINANCE", symbol=market["symbol"], instrument_id=iid,
                         ts_event=row.timestamp * MS, ts_recv=ts_recv, open_interest=row.sum_open_interest,
-                        open_interest_value=row.sum_open_interest_value)
+                        open_interest_value=row.sum_open_interest_value, source="history", period_s=step // 1000)
             if progress:
                 progress(pages, len(by_ts), w_end * MS)
         return list(by_ts.values())

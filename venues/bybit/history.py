@@ -19,7 +19,7 @@ from venues.base import MS, FundingRows, Market, Progress, VenueAdapter, info_of
 from venues.bybit.limits import OI_HISTORY_PERIODS
 from venues.bybit.schemas import (BybitFundingHistory, BybitInstrumentFunding, BybitMarkPriceKlinePage,
                                   BybitOpenInterestPage, one_side)
-from venues.history import MAX_PAGES, FundingProgress
+from venues.history import MAX_PAGES, PERIODS_MS, FundingProgress
 from venues.schemas import blank_none, decode
 
 INTERVAL_TIME = {"5m": "5min", "15m": "15min", "30m": "30min", "1h": "1h", "4h": "4h", "1d": "1d"}
@@ -67,7 +67,7 @@ class BybitHistory(VenueAdapter):
                 mark = marks[max(earlier)] if earlier else 0.0
             out.append(checked(OpenInterest, venue="BYBIT", symbol=market["symbol"], instrument_id=iid,
                                ts_event=ts * MS, ts_recv=ts_recv, open_interest=raw[ts],
-                               open_interest_value=raw[ts] * mark))
+                               open_interest_value=raw[ts] * mark, source="history", period_s=PERIODS_MS[period] // 1000))
         return out
 
     @staticmethod
