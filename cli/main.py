@@ -10,7 +10,6 @@ every venue and symbol answered.
 """
 
 import asyncio
-import json
 import sys
 from datetime import UTC, datetime
 
@@ -19,6 +18,8 @@ import msgspec
 
 from actors.topology import VENUE_NAMES
 from cli.fetch import FetchResult, fetch_current
+from cli.output import json_line, render_table
+from cli.pipes import guard_stdout
 from cli.sandbox import emulator_urls
 from messages.events import FundingRate, OpenInterest
 
@@ -27,12 +28,6 @@ DEFAULT_SYMBOLS = ("BTC", "ETH")
 
 def _when(ns: int | None) -> str:
     return datetime.fromtimestamp(ns / 1e9, UTC).strftime("%Y-%m-%d %H:%M:%S") if ns else "-"
-
-
-def _table(headers: list[str], rows: list[list[str]]) -> str:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
-    fmt = lambda cells: "  ".join(c.rjust(w) if i >= 2 else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths)))  # noqa: E731
-    return "\n".join([fmt(headers), fmt(["-" * w for w in widths]), *map(fmt, rows)])
 
 
 def _oi_rows(rows: list[OpenInterest]) -> tuple[list[str], list[list[str]]]:
@@ -51,12 +46,12 @@ def _funding_rows(rows: list[FundingRate]) -> tuple[list[str], list[list[str]]]:
 
 
 def _report(result: FetchResult, as_json: bool, kind: str) -> None:
-    if as_json:
-        out = {"rows": msgspec.to_builtins(result.rows), "errors": [{"venue": v, "error": e} for v, e in result.errors]}
-        click.echo(json.dumps(out, indent=2))
+    if as_json:  # JSON lines (cli/output.py); errors on stderr as below
+        for row in msgspec.to_builtins(result.rows):
+            click.echo(json_line(row["kind"], row))
     elif result.rows:
         headers, rows = (_oi_rows if kind == "open_interest" else _funding_rows)(result.rows)
-        click.echo(_table(headers, rows))
+        click.echo(render_table(headers, rows))
     for venue, message in result.errors:
         click.echo(f"error: {venue}: {message}", err=True)
     if result.errors:
@@ -82,6 +77,7 @@ def _run(kind: str, symbols, venues, sandbox, emulator_file, as_json) -> None:
 @click.group()
 def cli() -> None:
     """Derivative market data from Binance USDT-M, Bybit linear and Hyperliquid."""
+    guard_stdout()  # `derivs ... | head` ends quietly (cli/pipes.py)
 
 
 @cli.command("oi")
@@ -98,7 +94,9 @@ def funding(symbols, venues, sandbox, emulator_file, as_json) -> None:
     _run("funding", symbols, venues, sandbox, emulator_file, as_json)
 
 
-__import__("cli.history").history.register(cli)  # history oi|funding, coverage, query
+cli.add_command(__import__("cli.history").history.history)  # derivs history oi|funding
+cli.add_command(__import__("cli.coverage").coverage.coverage_cmd)  # derivs coverage
+cli.add_command(__import__("cli.query").query.query_cmd)  # derivs query oi|funding|liquidations|gaps
 cli.add_command(__import__("cli.liquidations").liquidations.liquidations)  # derivs liquidations (streaming)
 cli.add_command(__import__("cli.deadletters").deadletters.deadletters)  # derivs deadletters (refused events)
 

@@ -8,7 +8,7 @@ from catalog.store import CatalogStore
 from catalog.coverage import coverage, holes_in, missing_ranges, query
 from venues.history import row_intervals
 from venues.bybit import one_side
-from cli.history import parse_time
+from cli.timeargs import parse_time
 from messages.events import FundingRate, OpenInterest
 
 H = 3_600_000
