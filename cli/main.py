@@ -97,6 +97,7 @@ def funding(symbols, venues, sandbox, emulator_file, as_json) -> None:
 cli.add_command(__import__("cli.history").history.history)  # derivs history oi|funding
 cli.add_command(__import__("cli.coverage").coverage.coverage_cmd)  # derivs coverage
 cli.add_command(__import__("cli.query").query.query_cmd)  # derivs query oi|funding|liquidations|gaps
+cli.add_command(__import__("cli.summary").summary.summary_cmd)  # derivs summary SYMBOL
 cli.add_command(__import__("cli.liquidations").liquidations.liquidations)  # derivs liquidations (streaming)
 cli.add_command(__import__("cli.deadletters").deadletters.deadletters)  # derivs deadletters (refused events)
 
