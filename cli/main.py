@@ -98,6 +98,7 @@ cli.add_command(__import__("cli.history").history.history)  # derivs history oi|
 cli.add_command(__import__("cli.coverage").coverage.coverage_cmd)  # derivs coverage
 cli.add_command(__import__("cli.query").query.query_cmd)  # derivs query oi|funding|liquidations|gaps
 cli.add_command(__import__("cli.summary").summary.summary_cmd)  # derivs summary SYMBOL
+cli.add_command(__import__("cli.plot").plot.plot_cmd)  # derivs plot oi|funding|liquidations SYMBOL --out FILE
 cli.add_command(__import__("cli.liquidations").liquidations.liquidations)  # derivs liquidations (streaming)
 cli.add_command(__import__("cli.deadletters").deadletters.deadletters)  # derivs deadletters (refused events)
 
