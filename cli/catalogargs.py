@@ -1,5 +1,5 @@
 """`--catalog` / `--topology` for the commands that read or fill the catalog, and the checks of
-the directories they use (a clear error before any work, never a traceback).
+the catalog they read (a clear error before any work, never a traceback).
 
 The catalog is `--catalog` if given, else the catalog of `--topology` (default ./topology.yaml if
 that file exists), else ./catalog.
@@ -7,7 +7,6 @@ that file exists), else ./catalog.
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 
 import click
@@ -52,25 +51,3 @@ def existing_catalog(catalog: str | None, topology: str | None) -> str:
     if not path.is_dir():
         raise click.ClickException(f"catalog {root}: not a directory")
     return root
-
-
-def directory_problem(path: str | Path, what: str) -> str | None:
-    """Why `path` cannot be used as a writable directory (created if missing), or None.
-
-    Nothing is created: every existing ancestor must be a directory, and a file must be
-    creatable in the nearest existing one (the directory itself when it exists).
-    """
-    p = Path(path).absolute()
-    for ancestor in [p, *p.parents]:
-        if ancestor.exists() or ancestor.is_symlink():
-            if not ancestor.is_dir():
-                kind = "is a file" if ancestor == p else f"cannot be created: {ancestor} is a file"
-                return f"{what} {path}: {kind}"
-            try:  # a real probe: permissions, read-only file systems and root alike
-                tempfile.TemporaryFile(dir=ancestor).close()
-            except OSError as exc:
-                if ancestor == p:
-                    return f"{what} {path}: not writable ({exc.strerror})"
-                return f"{what} {path}: cannot be created ({ancestor}: {exc.strerror})"
-            return None
-    return f"{what} {path}: no existing parent directory"

@@ -41,7 +41,8 @@ from venues.history import (
 )
 from actors.topology import VENUE_NAMES
 from venues import UnknownSymbol, adapter
-from cli.catalogargs import DEFAULT_TOPOLOGY, catalog_and_endpoint, directory_problem
+from catalog.paths import directory_problem
+from cli.catalogargs import DEFAULT_TOPOLOGY, catalog_and_endpoint
 from cli.handoff import Sink
 from cli.output import json_line
 from cli.sandbox import emulator_urls
