@@ -11,8 +11,10 @@
 import asyncio
 from typing import Any
 
+from loguru import logger
+
 from venues.recording import operation
-from venues.base import Market, MalformedItem, VenueAdapter, field, ms_to_ns, number, received_ns, set_received, timed
+from venues.base import Market, MalformedItem, UnknownSymbol, VenueAdapter, field, ms_to_ns, number, received_ns, set_received, timed
 from messages.events import FundingRate, Malformed, OpenInterest
 
 INTERVAL_MIN = 60
@@ -99,6 +101,23 @@ class HyperliquidAdapter(VenueAdapter):
 
     def raw_symbol(self, market: Market) -> str:
         return market["baseName"]  # ccxt's id is the asset index ("0"); the coin name is what users know
+
+    def resolve(self, markets: dict[str, Market], text: str) -> Market:
+        """Also a Binance/Bybit-style name: DOGEUSDT (or DOGEUSDC, DOGE-USDT) is the coin DOGE
+        here (Hyperliquid quotes in USD, settles in USDC), said in the log."""
+        try:
+            return super().resolve(markets, text)
+        except UnknownSymbol as unknown:
+            wanted = text.strip().upper()
+            coin = next((wanted.removesuffix(q).rstrip("-/") for q in ("USDT", "USDC") if wanted.endswith(q)), "")
+            if not coin:
+                raise
+            try:
+                market = super().resolve(markets, coin)
+            except UnknownSymbol:
+                raise unknown from None
+            logger.warning("{} on HYPERLIQUID is its coin {} (quoted in USD, settled in USDC)", text, self.raw_symbol(market))
+            return market
 
     async def fetch_open_interest(self, client: Any, markets: list[Market]) -> list[OpenInterest | Malformed]:
         with operation("open_interest"):
