@@ -10,18 +10,22 @@ every venue and symbol answered.
 """
 
 import asyncio
+import importlib
 import sys
+from typing import TYPE_CHECKING
 from datetime import UTC, datetime
 
 import click
 import msgspec
 
 from actors.topology import VENUE_NAMES
-from cli.fetch import FetchResult, fetch_current
 from cli.output import json_line, render_table
 from cli.pipes import guard_stdout
 from cli.sandbox import emulator_urls
 from messages.events import FundingRate, OpenInterest
+
+if TYPE_CHECKING:
+    from cli.fetch import FetchResult
 
 DEFAULT_SYMBOLS = ("BTC", "ETH")
 
@@ -45,7 +49,7 @@ def _funding_rows(rows: list[FundingRate]) -> tuple[list[str], list[list[str]]]:
     ]
 
 
-def _report(result: FetchResult, as_json: bool, kind: str) -> None:
+def _report(result: "FetchResult", as_json: bool, kind: str) -> None:
     if as_json:  # JSON lines (cli/output.py); errors on stderr as below
         for row in msgspec.to_builtins(result.rows):
             click.echo(json_line(row["kind"], row))
@@ -69,12 +73,38 @@ def _common(f):
 
 def _run(kind: str, symbols, venues, sandbox, emulator_file, as_json) -> None:
     venues = list(venues or VENUE_NAMES)
+    from cli.fetch import fetch_current  # ccxt: imported by the commands that call a venue
+
     with emulator_urls(sandbox, emulator_file, venues) as urls:
         result = asyncio.run(fetch_current(kind, venues, symbols or DEFAULT_SYMBOLS, urls))
     _report(result, as_json, kind)
 
 
-@click.group()
+class _LazyGroup(click.Group):
+    """Commands of their own modules are imported when run (or listed by --help): reading the
+    catalog (`derivs query`) does not wait seconds for ccxt to import."""
+
+    LAZY = {
+        "history": "cli.history:history",  # derivs history oi|funding
+        "coverage": "cli.coverage:coverage_cmd",  # derivs coverage
+        "query": "cli.query:query_cmd",  # derivs query oi|funding|liquidations|gaps
+        "summary": "cli.summary:summary_cmd",  # derivs summary SYMBOL
+        "plot": "cli.plot:plot_cmd",  # derivs plot oi|funding|liquidations SYMBOL --out FILE
+        "liquidations": "cli.liquidations:liquidations",  # derivs liquidations (streaming)
+        "deadletters": "cli.deadletters:deadletters",  # derivs deadletters (refused events)
+    }
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.LAZY})
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in self.LAZY:
+            module, attr = self.LAZY[name].split(":")
+            return getattr(importlib.import_module(module), attr)
+        return super().get_command(ctx, name)
+
+
+@click.group(cls=_LazyGroup)
 def cli() -> None:
     """Derivative market data from Binance USDT-M, Bybit linear and Hyperliquid."""
     guard_stdout()  # `derivs ... | head` ends quietly (cli/pipes.py)
@@ -94,13 +124,6 @@ def funding(symbols, venues, sandbox, emulator_file, as_json) -> None:
     _run("funding", symbols, venues, sandbox, emulator_file, as_json)
 
 
-cli.add_command(__import__("cli.history").history.history)  # derivs history oi|funding
-cli.add_command(__import__("cli.coverage").coverage.coverage_cmd)  # derivs coverage
-cli.add_command(__import__("cli.query").query.query_cmd)  # derivs query oi|funding|liquidations|gaps
-cli.add_command(__import__("cli.summary").summary.summary_cmd)  # derivs summary SYMBOL
-cli.add_command(__import__("cli.plot").plot.plot_cmd)  # derivs plot oi|funding|liquidations SYMBOL --out FILE
-cli.add_command(__import__("cli.liquidations").liquidations.liquidations)  # derivs liquidations (streaming)
-cli.add_command(__import__("cli.deadletters").deadletters.deadletters)  # derivs deadletters (refused events)
 
 if __name__ == "__main__":
     cli()
