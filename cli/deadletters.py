@@ -38,6 +38,8 @@ def deadletters(topology_path: str, reason: str | None, source: str | None, as_j
         topo, _ = load_topology(topology_path)
     except TopologyError as exc:
         raise click.ClickException(str(exc)) from None
+    if not Path(topo.run_dir).is_dir():
+        raise click.ClickException(f"run directory {topo.run_dir} ({topology_path}): no such directory (has this mesh run?)")
     path = Path(topo.run_dir) / "deadletter.jsonl"
     rows = [r for r in read_dead_letters(path)
             if (not reason or reason.lower() in r["reason"].lower()) and (not source or r["source"] == source)]

@@ -382,6 +382,8 @@ def test_coverage_and_query_take_topology_and_refuse_a_missing_catalog(run, tmp_
             assert done.returncode == 1, (args, done.stdout)
             assert f"catalog {missing}: no such directory" in done.stderr and "Traceback" not in done.stderr
     assert not (tmp_path / "catalog").exists()
+    done = derivs("deadletters", "--topology", elsewhere)  # its run directory neither
+    assert done.returncode == 1 and f"run directory {tmp_path / 'run'}" in done.stderr and "no such directory" in done.stderr
 
 
 def stats(url: str) -> Counter:
