@@ -9,6 +9,7 @@ and the emulator's record of what it served.
 
 import json
 import math
+import os
 import signal
 import subprocess
 import sys
@@ -403,6 +404,11 @@ def test_a_bad_catalog_or_run_directory_is_an_error_before_anything_starts(run, 
     assert done.returncode == 1 and f"catalog {blocker}: is a file" in done.stderr
     assert stats(run["urls"]["binance"]) == before
 
+    if os.geteuid() != 0:  # root writes anywhere access(2) allows: a mode does not stop it
+        locked = tmp_path / "locked"
+        locked.mkdir(mode=0o500)
+        done = derivs("history", "oi", "BTC", "-v", "binance", "--since", "1d", "--emulator", run["ready"], "--catalog", locked)
+        assert done.returncode == 1 and f"catalog {locked}: not writable" in done.stderr
     for field, value, expected in (("catalog", str(blocker / "catalog"), f"cannot be created: {blocker} is a file"),
                                    ("run_dir", str(blocker), "is a file"),
                                    ("catalog", "/sys/derivs-catalog", "cannot be created (/sys:")):
