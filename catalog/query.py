@@ -57,18 +57,24 @@ def venue_of(instrument_id: str) -> str:
 
 
 def resolve_ids(catalog_root: Path | str, kind: str, symbol: str, venues: tuple[str, ...] = ()) -> list[str]:
-    """Stored instrument ids of `kind` a user's symbol names: a base coin (BTC), a venue id
-    (BTCUSDT), an id without venue (BTCUSDT-PERP) or a full id; `venues` (lower case) filter."""
+    """Stored instrument ids of `kind` a user's symbol names; `venues` (lower case) filter.
+
+    A coin (BTC) names its perpetuals on every venue; a venue id (BTCUSDT) or an instrument id
+    (BTCUSDT-PERP, BTCUSDT-PERP.BINANCE) names that one, and on Hyperliquid (quoted in USD) the
+    coin's (as the Hyperliquid adapter resolves DOGEUSDT to DOGE).
+    """
     wanted = symbol.strip().upper()
-    coin = next((wanted.removesuffix(q) for q in _QUOTE_SUFFIXES if wanted.endswith(q) and wanted != q), wanted)
+    coin = next((wanted.removesuffix(q) for q in _QUOTE_SUFFIXES if wanted.endswith(q) and wanted != q), None)
     out = []
     for iid in ids_in(catalog_root, _dir(kind)):
-        if venues and venue_of(iid).lower() not in venues:
+        venue = venue_of(iid)
+        if venues and venue.lower() not in venues:
             continue
-        head = iid.rsplit(".", 1)[0]
+        head = iid.rsplit(".", 1)[0].upper()
         raw = head.removesuffix("-PERP").removesuffix("-LINEAR").removesuffix("-USD")
-        base = next((raw.removesuffix(q) for q in _QUOTE_SUFFIXES if raw.upper().endswith(q) and raw.upper() != q), raw)
-        if wanted in (iid.upper(), head.upper(), raw.upper()) or coin == base.upper():
+        base = next((raw.removesuffix(q) for q in _QUOTE_SUFFIXES if raw.endswith(q) and raw != q), raw)
+        if wanted in (iid.upper(), head, raw) or (coin is None and wanted == base) or \
+                (venue == "HYPERLIQUID" and coin == base):
             out.append(iid)
     return out
 
