@@ -28,7 +28,8 @@ FORMATS = ("table", "csv", "json", "parquet")
 
 def series_for(catalog: str, kind: str, symbol: str, venues: tuple[str, ...], since: int | None,
                until: int | None) -> pa.Table:
-    """The rows of KIND for SYMBOL, or a ClickException naming what is stored instead."""
+    """The rows of KIND for SYMBOL (none for an instrument stored without such rows); a
+    ClickException when the catalog holds nothing under SYMBOL."""
     ids = resolve_ids(catalog, kind, symbol, venues)
     if not ids and any(resolve_ids(catalog, other, symbol, venues) for other in KINDS):
         return read_series(catalog, kind, [], since, until)  # a stored instrument without such rows: none
@@ -57,7 +58,7 @@ def query_cmd(kind, symbol, since, until, venues, settled_only, fmt, as_json, as
         raise click.BadParameter("parquet needs --out FILE", param_hint="--format")
     root = existing_catalog(catalog, topology)
     table = series_for(root, kind, symbol, tuple(venues), since, until)
-    if settled_only and kind == "funding":
+    if settled_only and kind == "funding" and "settled" in table.column_names:
         table = table.filter(pc.equal(table["settled"], True))
     if fmt == "parquet":
         try:
