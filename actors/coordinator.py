@@ -28,6 +28,7 @@ import zmq.asyncio
 from loguru import logger
 
 from catalog.lock import CatalogLock, holder
+from catalog.paths import directory_problem
 from actors.control_plane import ControlPlane
 from actors.logs import make_private_dir, setup_logging
 from actors.restart import RestartTracker
@@ -248,6 +249,9 @@ def main(topology: str, sandbox: bool, catalog: str | None) -> None:
         topo, path = load_topology(topology, catalog=catalog)
     except TopologyError as exc:
         raise click.ClickException(str(exc)) from None
+    for directory, what in ((topo.run_dir, "run_dir"), (topo.catalog, "catalog")):
+        if problem := directory_problem(directory, what):  # before anything starts
+            raise click.ClickException(f"{path}: {problem}")
     make_private_dir(topo.run_dir)
     lock = _lock_mesh(make_bus_dir(topo.mesh), topo.mesh)
     Path(topo.catalog).mkdir(parents=True, exist_ok=True)

@@ -1,7 +1,7 @@
 """`derivs deadletters`: what the validator refused, with the reason (the dead-letter file).
 
     derivs deadletters                          # ./topology.yaml's run/deadletter.jsonl, a table
-    derivs deadletters --reason NaN --json      # only reasons containing "NaN", JSON lines
+    derivs deadletters --reason NaN --json      # only reasons containing "NaN", JSON lines (kind "dead_letter")
     derivs deadletters --topology T --source collector.bybit
 
 Every refused event keeps its (source, epoch, seq), so no seq of a collector goes missing
@@ -15,6 +15,7 @@ from pathlib import Path
 import click
 
 from actors.topology import TopologyError, load_topology
+from cli.output import echo_json_lines
 
 
 def read_dead_letters(path: Path) -> list[dict]:
@@ -37,12 +38,13 @@ def deadletters(topology_path: str, reason: str | None, source: str | None, as_j
         topo, _ = load_topology(topology_path)
     except TopologyError as exc:
         raise click.ClickException(str(exc)) from None
+    if not Path(topo.run_dir).is_dir():
+        raise click.ClickException(f"run directory {topo.run_dir} ({topology_path}): no such directory (has this mesh run?)")
     path = Path(topo.run_dir) / "deadletter.jsonl"
     rows = [r for r in read_dead_letters(path)
             if (not reason or reason.lower() in r["reason"].lower()) and (not source or r["source"] == source)]
     if as_json:
-        for r in rows:
-            click.echo(json.dumps(r))
+        echo_json_lines("dead_letter", rows)
         return
     for r in rows:
         click.echo(f"{r['source']:<22} seq {r['seq']:<8} {r['reason']}")

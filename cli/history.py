@@ -1,9 +1,8 @@
-"""`derivs history oi|funding`, `derivs coverage`, `derivs query oi|funding`.
+"""`derivs history oi|funding`: fetch what the catalog lacks from the venues.
 
     derivs history oi BTC -v binance --since 2026-11-01 --until 2026-11-20 --period 5m
     derivs history funding BTC ETH --since 2026-10-01 --sandbox --catalog catalog
-    derivs coverage --catalog catalog --json
-    derivs query oi BTC --since 2026-11-01 --until 2026-11-02 --csv
+    derivs history oi BTC ETH --since 30d
 
 `history` fetches only what the catalog lacks (catalog/coverage.missing_ranges), pages through the
 venue (venues/history) and stores the rows through the writer (cli/handoff.py): when a mesh is
@@ -12,30 +11,23 @@ its ingest endpoint and acknowledged like a collector's; otherwise they are writ
 writer's own storage code (`CatalogStore.write`). `--topology` (default ./topology.yaml if
 present) names the mesh: its catalog is the default `--catalog`. A progress bar shows on a
 terminal; a summary per venue and symbol ends the run.
-`query` and `coverage` read the catalog only; no venue is called.
+`derivs coverage` and `derivs query` (cli/coverage.py, cli/query.py) read what it stored.
 
-Times are UTC. `--since` is inclusive, `--until` exclusive (default: now); both take
-`YYYY-MM-DD`, `YYYY-MM-DDTHH:MM[:SS]` (a space instead of T works too), with an optional `Z` or
-`+HH:MM` offset, or `now`.
+Times are UTC. `--since` is inclusive, `--until` exclusive (default: now); both take the forms of
+`cli/timeargs.py` (dates, datetimes, `now`, `30d` / `12h` before now, epoch milliseconds).
 """
 
 from __future__ import annotations
 
 import asyncio
-import csv
-import json
 import sys
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from pathlib import Path
 
 import click
 
-from catalog.coverage import coverage as catalog_coverage
-from catalog.coverage import holes_in, instrument_ids, missing_ranges, neighbours, read_table
+from catalog.coverage import holes_in, missing_ranges, neighbours, read_table
 from catalog.coverage import query as catalog_query
-from catalog.gaps import gap_lines, liquidation_coverage
 from venues.base import MS, HistoryUnavailable, describe
 from venues.history import (
     PERIODS_MS,
@@ -45,39 +37,17 @@ from venues.history import (
     no_oi_history,
     oi_history_start,
 )
-from actors.topology import VENUE_NAMES, TopologyError, load_topology
+from actors.topology import VENUE_NAMES
 from venues import UnknownSymbol, adapter, oi_history_periods
+from catalog.paths import directory_problem
+from cli.catalogargs import DEFAULT_TOPOLOGY, catalog_and_endpoint
 from cli.handoff import Sink
+from cli.output import json_line
 from cli.sandbox import emulator_urls
+from cli.timeargs import time_option
 from messages.events import Instrument
 from messages.timeunits import NS
 from messages.timeunits import utc as _iso
-
-DEFAULT_CATALOG = "catalog"
-DEFAULT_TOPOLOGY = "topology.yaml"
-FORMS = "YYYY-MM-DD, YYYY-MM-DDTHH:MM[:SS] (or with a space), optional Z or +HH:MM offset, or 'now'; UTC"
-
-
-def parse_time(value: str, *, name: str = "time") -> int:
-    """A date or datetime (UTC unless an offset is given) -> UNIX ns; click.BadParameter otherwise."""
-    text = value.strip()
-    if text.lower() == "now":
-        return time.time_ns()
-    try:
-        parsed = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
-    except ValueError:
-        raise click.BadParameter(f"{value!r} is not a date or datetime; accepted: {FORMS}", param_hint=name) from None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return int(parsed.timestamp()) * NS + parsed.microsecond * 1000
-
-
-def _time_option(name: str, help_text: str, default: str | None = None):  # noqa: ANN202
-    def callback(ctx: click.Context, param: click.Parameter, value: str | None) -> int | None:
-        return None if value is None else parse_time(value, name=f"--{param.name}")
-
-    return click.option(f"--{name}", default=default, callback=callback, help=help_text)
-
 
 
 
@@ -219,7 +189,7 @@ def _venue_holes(events: list, step_ns: int | None) -> list[tuple[int, int]]:
 
 def _print_summary(kind: str, s: Summary, as_json: bool) -> None:
     if as_json:
-        click.echo(json.dumps({"kind": kind, **s.__dict__}))
+        click.echo(json_line("history", {"series": kind, **s.__dict__}))
         return
     for note in s.notes:
         click.echo(f"note: {s.venue}: {note}", err=True)
@@ -235,25 +205,13 @@ def _print_summary(kind: str, s: Summary, as_json: bool) -> None:
                f"venue holes {len(s.venue_holes)}{': ' + holes if s.venue_holes else ''}")
 
 
-def _catalog_and_endpoint(catalog: str | None, topology: str | None) -> tuple[str, str | None]:
-    """The catalog (--catalog, else the topology's, else ./catalog) and the ingest endpoint of the
-    topology's mesh (used when a running writer did not record its own)."""
-    path = topology or DEFAULT_TOPOLOGY
-    if topology is None and not Path(path).is_file():
-        return catalog or DEFAULT_CATALOG, None
-    try:
-        topo, _ = load_topology(path, catalog=catalog)
-    except TopologyError as exc:
-        if topology is None and catalog is not None:  # not asked for and not needed
-            return catalog, None
-        raise click.BadParameter(str(exc), param_hint="--topology") from None
-    return topo.catalog, topo.endpoint("ingest")
-
-
 def _history_command(kind: str, symbols, venues, since, until, period, sandbox, emulator_file, catalog, as_json,  # noqa: ANN001
                      topology=None) -> None:  # noqa: ANN001
     venues = list(venues or VENUE_NAMES)
-    catalog, endpoint = _catalog_and_endpoint(catalog, topology)
+    catalog, endpoint = catalog_and_endpoint(catalog, topology)
+    problem = directory_problem(catalog, "catalog")
+    if problem:  # said before anything is downloaded
+        raise click.ClickException(problem)
     until = until if until is not None else time.time_ns()
     if since is None:
         raise click.BadParameter("--since is required", param_hint="--since")
@@ -283,8 +241,8 @@ def _history_options(f):  # noqa: ANN001, ANN202
     f = click.option("--emulator", "emulator_file", type=click.Path(dir_okay=False),
                      help="JSON file {venue: url} of a running emulator.")(f)
     f = click.option("--sandbox", is_flag=True, help="Use the built-in emulated venues.")(f)
-    f = _time_option("until", "End (exclusive, UTC); default now.")(f)
-    f = _time_option("since", "Start (inclusive, UTC). Required.")(f)
+    f = time_option("until", "End (exclusive, UTC); default now.")(f)
+    f = time_option("since", "Start (inclusive, UTC). Required.")(f)
     f = click.option("-v", "--venue", "venues", multiple=True, type=click.Choice(VENUE_NAMES),
                      help="Venue (repeatable; default: all).")(f)
     f = click.argument("symbols", nargs=-1, required=True)(f)
@@ -313,102 +271,3 @@ def history_funding(symbols, venues, since, until, sandbox, emulator_file, catal
     """Settled funding-rate history."""
     _history_command("funding", symbols, venues, since, until, "8h", sandbox, emulator_file, catalog, as_json,
                      topology)
-
-
-# -- coverage -----------------------------------------------------------------------------------------
-
-
-@click.command("coverage")
-@click.option("--catalog", default=DEFAULT_CATALOG, show_default=True, help="Catalog root directory.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def coverage_cmd(catalog: str, as_json: bool) -> None:
-    """What the catalog holds per venue / instrument / kind: range, rows, holes (no venue call)."""
-    rows = catalog_coverage(catalog) + liquidation_coverage(catalog)  # liquidations: the recorded gaps are the holes
-    if as_json:
-        click.echo(json.dumps([r.to_dict() for r in rows], indent=2))
-        return
-    if not rows:
-        click.echo(f"{catalog}: no open interest or funding stored")
-        return
-    headers = ["venue", "instrument", "kind", "source", "rows", "first (UTC)", "last (UTC)", "step", "holes"]
-    table = [[r.venue, r.instrument_id, r.kind, r.source, str(r.rows), _iso(r.first_ns), _iso(r.last_ns),
-              _step(r.step_ns), str(len(r.holes))] for r in rows]
-    widths = [max(len(h), *(len(t[i]) for t in table)) for i, h in enumerate(headers)]
-    for line in [headers, ["-" * w for w in widths], *table]:
-        click.echo("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip())
-    for line in gap_lines(catalog, _iso):
-        click.echo(line)
-
-
-def _step(ns: int) -> str:
-    s = ns // NS
-    if s and s % 3600 == 0:
-        return f"{s // 3600}h"
-    if s and s % 60 == 0:
-        return f"{s // 60}m"
-    return f"{ns / NS:g}s"
-
-
-# -- query ----------------------------------------------------------------------------------------------
-
-
-def resolve_ids(catalog: str, kind: str, symbol: str, venues: tuple[str, ...]) -> list[str]:
-    """Catalog instrument ids a user's symbol names (BTC, BTCUSDT, BTCUSDT-PERP, a full id)."""
-    wanted = symbol.strip().upper()
-    out = []
-    for iid in instrument_ids(catalog, kind):
-        venue = iid.rsplit(".", 1)[-1]
-        if venues and venue.lower() not in venues:
-            continue
-        head = iid.rsplit(".", 1)[0]
-        raw = head.removesuffix("-PERP").removesuffix("-LINEAR").removesuffix("-USD")
-        if wanted in (iid.upper(), head.upper(), raw.upper()) or raw.upper() in (wanted + "USDT", wanted + "USDC"):
-            out.append(iid)
-    return out
-
-
-@click.command("query")
-@click.argument("kind", type=click.Choice(["oi", "funding"]))
-@click.argument("symbol")
-@_time_option("since", "Start (inclusive, UTC); default: everything.")
-@_time_option("until", "End (exclusive, UTC); default: everything.")
-@click.option("-v", "--venue", "venues", multiple=True, type=click.Choice(VENUE_NAMES), help="Venue (repeatable).")
-@click.option("--settled/--all", "settled_only", default=False, help="Funding: settled history rows only.")
-@click.option("--catalog", default=DEFAULT_CATALOG, show_default=True, help="Catalog root directory.")
-@click.option("--json", "fmt", flag_value="json", help="JSON rows.")
-@click.option("--csv", "fmt", flag_value="csv", help="CSV rows.")
-def query_cmd(kind, symbol, since, until, venues, settled_only, catalog, fmt) -> None:  # noqa: ANN001
-    """Stored rows of KIND (oi|funding) for SYMBOL from the catalog only (no venue call).
-
-    Python: catalog.coverage.query(catalog, "oi", "BTCUSDT-PERP.BINANCE", start_ns, end_ns).
-    """
-    ids = resolve_ids(catalog, kind, symbol, tuple(venues))
-    if not ids:
-        raise click.ClickException(f"no stored {kind} for {symbol!r} in {catalog} (see `derivs coverage`)")
-    rows = []
-    for iid in ids:
-        rows += catalog_query(catalog, kind, iid, since, None if until is None else until - 1,
-                              settled=True if settled_only else None)
-    rows.sort(key=lambda r: (r["instrument_id"], r["ts_event"]))
-    if fmt == "json":
-        click.echo(json.dumps(rows))
-    elif fmt == "csv":
-        cols = ["instrument_id", *[c for c in rows[0] if c != "instrument_id"]] if rows else ["instrument_id"]
-        w = csv.DictWriter(sys.stdout, fieldnames=cols)
-        w.writeheader()
-        w.writerows(rows)
-    else:
-        for r in rows:
-            if kind == "oi":
-                click.echo(f"{r['instrument_id']}  {_iso(r['ts_event'])}  {r['open_interest']:,.4f}  {r['open_interest_value']:,.0f}")
-            else:
-                click.echo(f"{r['instrument_id']}  {_iso(r['ts_event'])}  {r['rate'] * 100:+.5f}%  "
-                           f"{r['interval_minutes']}m  {'settled' if r['settled'] else 'live'}")
-        click.echo(f"{len(rows)} rows", err=True)
-
-
-def register(cli: click.Group) -> None:
-    """Add `history`, `coverage` and `query` to the `derivs` group."""
-    cli.add_command(history)
-    cli.add_command(coverage_cmd)
-    cli.add_command(query_cmd)

@@ -10,28 +10,26 @@ every venue and symbol answered.
 """
 
 import asyncio
-import json
+import importlib
 import sys
 
 import click
 import msgspec
 
 from actors.topology import VENUE_NAMES
-from cli.fetch import FetchResult, fetch_current
+from cli.output import json_line, render_table
+from cli.pipes import guard_stdout
 from cli.sandbox import emulator_urls
 from messages.events import FundingRate, OpenInterest
 from messages.funding import figures
 from messages.timeunits import utc as _when
 
+if TYPE_CHECKING:
+    from cli.fetch import FetchResult
+
 DEFAULT_SYMBOLS = ("BTC", "ETH")
 
 
-
-
-def _table(headers: list[str], rows: list[list[str]]) -> str:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
-    fmt = lambda cells: "  ".join(c.rjust(w) if i >= 2 else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths)))  # noqa: E731
-    return "\n".join([fmt(headers), fmt(["-" * w for w in widths]), *map(fmt, rows)])
 
 
 def _oi_rows(rows: list[OpenInterest]) -> tuple[list[str], list[list[str]]]:
@@ -62,13 +60,13 @@ def _json_row(row: OpenInterest | FundingRate) -> dict:
     return out
 
 
-def _report(result: FetchResult, as_json: bool, kind: str, hint: str | None = None) -> None:
-    if as_json:
-        out = {"rows": [_json_row(r) for r in result.rows], "errors": [{"venue": v, "error": e} for v, e in result.errors]}
-        click.echo(json.dumps(out, indent=2))
+def _report(result: "FetchResult", as_json: bool, kind: str, hint: str | None = None) -> None:
+    if as_json:  # JSON lines (cli/output.py); errors on stderr as below
+        for row in map(_json_row, result.rows):
+            click.echo(json_line(row["kind"], row))
     elif result.rows:
         headers, rows = (_oi_rows if kind == "open_interest" else _funding_rows)(result.rows)
-        click.echo(_table(headers, rows))
+        click.echo(render_table(headers, rows))
     for venue, message in result.errors:
         click.echo(f"error: {venue}: {message}", err=True)
     if hint:
@@ -88,12 +86,14 @@ def _common(f):
 
 def _run(kind: str, symbols, venues, sandbox, emulator_file, as_json) -> None:
     venues = list(venues or VENUE_NAMES)
+    from cli.fetch import fetch_current  # ccxt: imported by the commands that call a venue
+
     with emulator_urls(sandbox, emulator_file, venues) as urls:
         result = asyncio.run(fetch_current(kind, venues, symbols or DEFAULT_SYMBOLS, urls))
     _report(result, as_json, kind, _no_venue_hint(result, sandbox, emulator_file))
 
 
-def _no_venue_hint(result: FetchResult, sandbox: bool, emulator_file: str | None) -> str | None:
+def _no_venue_hint(result: "FetchResult", sandbox: bool, emulator_file: str | None) -> str | None:
     """No venue answered at all: most likely no network (or no emulator); say what to try."""
     if result.rows or not result.errors or not all(m.startswith("venue unreachable") for _, m in result.errors):
         return None
@@ -105,9 +105,34 @@ def _no_venue_hint(result: FetchResult, sandbox: bool, emulator_file: str | None
     return None
 
 
-@click.group()
+class _LazyGroup(click.Group):
+    """Commands of their own modules are imported when run (or listed by --help): reading the
+    catalog (`derivs query`) does not wait seconds for ccxt to import."""
+
+    LAZY = {
+        "history": "cli.history:history",  # derivs history oi|funding
+        "coverage": "cli.coverage:coverage_cmd",  # derivs coverage
+        "query": "cli.query:query_cmd",  # derivs query oi|funding|liquidations|gaps
+        "summary": "cli.summary:summary_cmd",  # derivs summary SYMBOL
+        "plot": "cli.plot:plot_cmd",  # derivs plot oi|funding|liquidations SYMBOL --out FILE
+        "liquidations": "cli.liquidations:liquidations",  # derivs liquidations (streaming)
+        "deadletters": "cli.deadletters:deadletters",  # derivs deadletters (refused events)
+    }
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.LAZY})
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in self.LAZY:
+            module, attr = self.LAZY[name].split(":")
+            return getattr(importlib.import_module(module), attr)
+        return super().get_command(ctx, name)
+
+
+@click.group(cls=_LazyGroup)
 def cli() -> None:
     """Derivative market data from Binance USDT-M, Bybit linear and Hyperliquid."""
+    guard_stdout()  # `derivs ... | head` ends quietly (cli/pipes.py)
 
 
 @cli.command("oi")
@@ -124,9 +149,6 @@ def funding(symbols, venues, sandbox, emulator_file, as_json) -> None:
     _run("funding", symbols, venues, sandbox, emulator_file, as_json)
 
 
-__import__("cli.history").history.register(cli)  # history oi|funding, coverage, query
-cli.add_command(__import__("cli.liquidations").liquidations.liquidations)  # derivs liquidations (streaming)
-cli.add_command(__import__("cli.deadletters").deadletters.deadletters)  # derivs deadletters (refused events)
 
 if __name__ == "__main__":
     cli()

@@ -17,9 +17,14 @@ def utc(ns: int | None, *, millis: bool = False) -> str:
     return f"{text}.{rest // MS:03d}" if millis else text
 
 
-def iso(ns: int) -> str:
-    """`2024-01-02T03:04:05Z`: ISO 8601, UTC, whole seconds."""
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ns // NS))
+def iso(ns: int | None, *, millis: bool = False) -> str:
+    """`2024-01-02T03:04:05Z` (ISO 8601, UTC, whole seconds; `.678` before the Z with `millis`);
+    "-" for None."""
+    if ns is None:
+        return "-"
+    seconds, rest = divmod(int(ns), NS)
+    text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+    return f"{text}.{rest // MS:03d}Z" if millis else f"{text}Z"
 
 
 def stamp(seconds: float | None = None) -> str:

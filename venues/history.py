@@ -34,6 +34,7 @@ from typing import Any
 from messages.events import FundingRate, OpenInterest, checked
 from venues.base import FundingRows, HistoryUnavailable, Market, Progress, VenueAdapter
 from messages.timeunits import MS
+from messages.timeunits import iso as _iso
 
 MIN_MS = 60_000
 HOUR_MS = 3_600_000
@@ -227,7 +228,3 @@ async def forward_funding(client: Any, market: Market, lo: int, hi: int, report:
 def default_funding_interval_ns(adapter: VenueAdapter, market: Market) -> int:
     """The funding interval to plan with while nothing is stored (then the rows' own count)."""
     return adapter.default_funding_interval_minutes(market) * 60 * 10**9
-
-
-def _iso(ns: int) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ns / 1e9))

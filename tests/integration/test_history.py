@@ -220,12 +220,12 @@ def test_cli_incremental_merge_and_nautilus_load(emu, tmp_path: Path) -> None:
     files = list_files(Path(catalog) / "data" / "custom_open_interest" / "BTCUSDT-PERP.BINANCE")
     assert intervals_disjoint(files)
 
-    cov = json.loads(derivs("coverage", "--catalog", catalog, "--json").stdout)
-    oi_cov = next(c for c in cov if c["kind"] == "oi" and c["instrument_id"] == "BTCUSDT-PERP.BINANCE")
-    queried = json.loads(derivs("query", "oi", "BTC", "-v", "binance", "--catalog", catalog, "--json").stdout)
+    cov = [json.loads(line) for line in derivs("coverage", "--catalog", catalog, "--json").stdout.splitlines()]
+    oi_cov = next(c for c in cov if c["kind"] == "coverage" and c["series"] == "oi" and c["instrument_id"] == "BTCUSDT-PERP.BINANCE")
+    queried = [json.loads(line) for line in derivs("query", "oi", "BTC", "-v", "binance", "--catalog", catalog, "--json").stdout.splitlines()]
     csv_out = derivs("query", "funding", "ETHUSDT-LINEAR.BYBIT", "--since", "2026-10-01", "--until", "2026-10-02",
                      "--catalog", catalog, "--csv").stdout.splitlines()
-    assert csv_out[0].startswith("instrument_id,ts_event,rate,interval_minutes") and len(csv_out) == 1 + 3
+    assert csv_out[0].startswith("time,venue,instrument_id,ts_event,rate,interval_minutes") and len(csv_out) == 1 + 3
 
     loaded = read_catalog(Path(catalog))  # NautilusTrader, fresh process
     nt_oi = [r for r in loaded["open_interest"] if r[0] == "BTCUSDT-PERP.BINANCE"]

@@ -121,7 +121,8 @@ def test_derivs_deadletters_lists_them_with_reasons_and_filters(run):
                               cwd=ROOT, capture_output=True, text=True, timeout=60)
 
     listed = cli("--json")
-    assert listed.returncode == 0 and [json.loads(line) for line in listed.stdout.splitlines()] == run["dead"]
+    assert listed.returncode == 0
+    assert [json.loads(line) for line in listed.stdout.splitlines()] == [{"kind": "dead_letter", **d} for d in run["dead"]]
     nan = [json.loads(line) for line in cli("--json", "--reason", "nan").stdout.splitlines()]
     assert nan and all("nan" in d["reason"].lower() for d in nan) and len(nan) < len(run["dead"])
     table = cli("--source", "collector.bybit")

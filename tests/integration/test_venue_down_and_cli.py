@@ -69,7 +69,8 @@ def test_cli_json_values_equal_what_the_venue_served(bybit_down):
     _, emulator_file, truth = bybit_down
     done = derivs("oi", "BTCUSDT-PERP", "-v", "binance", "--json", "--emulator", str(emulator_file))
     assert done.returncode == 0, done.stderr
-    (row,) = json.loads(done.stdout)["rows"]
+    (row,) = [json.loads(line) for line in done.stdout.splitlines()]  # JSON lines
+    assert row["kind"] == "open_interest"
     served = [json.loads(line) for line in truth.read_text().splitlines()]
     t = next(r for r in served if r["kind"] == "open_interest" and r["raw_symbol"] == "BTCUSDT" and r["ts_ms"] * 1_000_000 == row["ts_event"])
     assert row["open_interest"] == t["open_interest"] and row["instrument_id"] == "BTCUSDT-PERP.BINANCE"
@@ -80,7 +81,8 @@ def test_cli_funding_shows_rate_next_time_and_prediction(bybit_down):
     _, emulator_file, truth = bybit_down
     done = derivs("funding", "BTC", "-v", "hyperliquid", "-v", "binance", "--json", "--emulator", str(emulator_file))
     assert done.returncode == 0, done.stderr
-    rows = {r["instrument_id"]: r for r in json.loads(done.stdout)["rows"]}
+    rows = {r["instrument_id"]: r for r in map(json.loads, done.stdout.splitlines())}
+    assert {r["kind"] for r in rows.values()} == {"funding_rate"}
     assert rows["BTC-USD-PERP.HYPERLIQUID"]["predicted_rate"] is not None and rows["BTC-USD-PERP.HYPERLIQUID"]["interval_minutes"] == 60
     assert rows["BTCUSDT-PERP.BINANCE"]["predicted_rate"] is None and rows["BTCUSDT-PERP.BINANCE"]["next_funding_ns"] > time.time_ns()
     # every rate also in common units: per 8 hours and per year (simple), so 1 h and 8 h venues compare

@@ -9,7 +9,7 @@ from catalog.coverage import coverage, holes_in, missing_ranges, query
 from venues.history import row_intervals
 from venues.bybit.schemas import BybitTicker, one_side
 from venues.schemas import decode
-from cli.history import parse_time
+from cli.timeargs import parse_time
 from messages.events import FundingRate, OpenInterest
 
 H = 3_600_000

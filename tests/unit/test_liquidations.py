@@ -273,7 +273,7 @@ def test_coverage_command_shows_liquidations_and_recorded_gaps(tmp_path):
 
     from click.testing import CliRunner
 
-    from cli.history import coverage_cmd
+    from cli.coverage import coverage_cmd
 
     t0 = 1_795_000_000_000_000_000
     iid = "ETHUSDT-LINEAR.BYBIT"
@@ -285,7 +285,7 @@ def test_coverage_command_shows_liquidations_and_recorded_gaps(tmp_path):
     assert row.split()[1:5] == [iid, "liquidations", "stream", "2"] and row.split()[-1] == "1"  # 2 rows, 1 hole
     assert "recorded gaps: 1" in out.output and "silence: no message and no pong for 60 s" in out.output
     as_json = CliRunner().invoke(coverage_cmd, ["--catalog", str(tmp_path), "--json"])
-    (liq,) = [r for r in json.loads(as_json.output) if r["kind"] == "liquidations"]
+    (liq,) = [r for r in map(json.loads, as_json.output.splitlines()) if r["kind"] == "coverage" and r["series"] == "liquidations"]
     assert liq["holes"] == [[t0 + 10**9, t0 + 1_500_000_000]]
 
 

@@ -15,7 +15,9 @@ from typing import Any
 import msgspec
 
 from messages.events import FundingRate, Malformed, OpenInterest, checked
-from venues.base import Market, info_of, ms_to_ns
+from loguru import logger
+
+from venues.base import Market, UnknownSymbol, info_of, ms_to_ns
 from venues.client import received_ns, set_received, timed
 from venues.hyperliquid.history import INTERVAL_MIN, HyperliquidHistory
 from venues.hyperliquid.limits import LIMITS
@@ -121,6 +123,23 @@ class HyperliquidAdapter(HyperliquidHistory):
 
     def raw_symbol(self, market: Market) -> str:
         return market["baseName"]  # ccxt's id is the asset index ("0"); the coin name is what users know
+
+    def resolve(self, markets: dict[str, Market], text: str) -> Market:
+        """Also a Binance/Bybit-style name: DOGEUSDT (or DOGEUSDC, DOGE-USDT) is the coin DOGE
+        here (Hyperliquid quotes in USD, settles in USDC), said in the log."""
+        try:
+            return super().resolve(markets, text)
+        except UnknownSymbol as unknown:
+            wanted = text.strip().upper()
+            coin = next((wanted.removesuffix(q).rstrip("-/") for q in ("USDT", "USDC") if wanted.endswith(q)), "")
+            if not coin:
+                raise
+            try:
+                market = super().resolve(markets, coin)
+            except UnknownSymbol:
+                raise unknown from None
+            logger.warning("{} on HYPERLIQUID is its coin {} (quoted in USD, settled in USDC)", text, self.raw_symbol(market))
+            return market
 
     async def fetch_open_interest(self, client: Any, markets: list[Market]) -> list[OpenInterest | Malformed]:
         with operation("open_interest"):
