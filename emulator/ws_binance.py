@@ -37,7 +37,8 @@ from aiohttp import web
 
 from emulator import binance
 from emulator.common import VenueContext, decimals, fixed
-from emulator.liquidations import DEFAULT_PING_S, Connection, Liq, SymbolSpec, WsHub, record
+from emulator.liquidations import DEFAULT_PING_S, Liq, SymbolSpec, record
+from emulator.websocket import Connection, WsHub
 from emulator.liquidations import register as register_engine
 
 ALL_STREAM = "!forceOrder@arr"

@@ -28,7 +28,8 @@ from aiohttp import web
 
 from emulator import bybit
 from emulator.common import VenueContext
-from emulator.liquidations import Connection, Liq, SymbolSpec, WsHub, record
+from emulator.liquidations import Liq, SymbolSpec, record
+from emulator.websocket import Connection, WsHub
 from emulator.liquidations import register as register_engine
 
 ENDPOINT = "/v5/public/linear"
