@@ -17,6 +17,8 @@ from emulator.ground_truth import GroundTruth
 from emulator.market import Market
 
 _ENCODER = msgspec.json.Encoder()
+# Keep-alive connections of clients must not hold shutdown: the CLI promises < 1 s.
+_SHUTDOWN_TIMEOUT_S = 0.2
 
 
 @dataclass(slots=True)
@@ -75,6 +77,30 @@ def hl_price(x: float, sz_decimals: int) -> str:
 def json_response(data: object, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
     """JSON response encoded with msgspec (fast, exact float repr)."""
     return web.Response(body=_ENCODER.encode(data), status=status, content_type="application/json", headers=headers)
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def as_middleware(method: Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]) -> Callable:
+    """A bound method as an aiohttp middleware (aiohttp marks middlewares with an attribute, which a
+    bound method cannot carry)."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        return await method(request, handler)
+
+    return middleware
+
+
+async def listen(runners: list[web.AppRunner], app: web.Application, host: str, port: int) -> str:
+    """Serve app on host:port (0 = a free port); its runner joins `runners` (to be cleaned up
+    even if listening fails). Returns the base URL."""
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=_SHUTDOWN_TIMEOUT_S)
+    await runner.setup()
+    runners.append(runner)
+    await web.TCPSite(runner, host, port).start()
+    return f"http://{host}:{runner.addresses[0][1]}"
 
 
 def logging_middleware(venue: str) -> Callable:

@@ -288,7 +288,15 @@ def create_app(ctx: VenueContext) -> web.Application:
         web.get("/fapi/v1/time", server_time),
     ])
     history.install_binance(app, ctx)  # openInterestHist, fundingRate, /_emulator/stats
-    from emulator import ws_binance  # noqa: PLC0415 - ws_binance imports this module
+    from emulator.binance import ws as ws_binance  # noqa: PLC0415 - split follows
 
     ws_binance.register(app, ctx)  # liquidation WebSocket streams + /_emulator/ fault controls
     return app
+
+
+from emulator.binance.faults import FAULTS  # noqa: E402 - split follows
+from emulator.binance.limits import LIMITS  # noqa: E402
+from emulator.binance.ws import REPLAY  # noqa: E402
+from emulator.venue import EmulatedVenue  # noqa: E402
+
+EMULATED = EmulatedVenue("binance", create_app, FAULTS, LIMITS, REPLAY)

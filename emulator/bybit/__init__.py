@@ -363,7 +363,15 @@ def create_app(ctx: VenueContext) -> web.Application:
         web.get("/v5/market/time", server_time),
     ])
     history.install_bybit(app, ctx)  # funding/history, mark-price-kline, /_emulator/stats
-    from emulator import ws_bybit  # noqa: PLC0415 - ws_bybit imports this module
+    from emulator.bybit import ws as ws_bybit  # noqa: PLC0415 - split follows
 
     ws_bybit.register(app, ctx)  # liquidation WebSocket streams + /_emulator/ fault controls
     return app
+
+
+from emulator.bybit.faults import FAULTS  # noqa: E402 - split follows
+from emulator.bybit.limits import LIMITS  # noqa: E402
+from emulator.bybit.ws import REPLAY  # noqa: E402
+from emulator.venue import EmulatedVenue  # noqa: E402
+
+EMULATED = EmulatedVenue("bybit", create_app, FAULTS, LIMITS, REPLAY)

@@ -204,3 +204,10 @@ def create_app(ctx: VenueContext) -> web.Application:
     app.add_routes([web.post("/info", info)])
     history.install_stats(app)  # GET /_emulator/stats
     return app
+
+
+from emulator.hyperliquid.faults import FAULTS  # noqa: E402 - split follows
+from emulator.hyperliquid.limits import LIMITS  # noqa: E402
+from emulator.venue import EmulatedVenue  # noqa: E402
+
+EMULATED = EmulatedVenue("hyperliquid", create_app, FAULTS, LIMITS)

@@ -31,6 +31,7 @@ price (the ground truth's `price`), `p` the order's limit price (a little worse 
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import msgspec
 from aiohttp import web
@@ -38,6 +39,7 @@ from aiohttp import web
 from emulator import binance
 from emulator.common import VenueContext, decimals, fixed
 from emulator.liquidations import DEFAULT_PING_S, Liq, SymbolSpec, record
+from emulator.venue import ReplayStreams
 from emulator.websocket import Connection, WsHub
 from emulator.liquidations import register as register_engine
 
@@ -144,3 +146,36 @@ def register(app: web.Application, ctx: VenueContext) -> None:
         app.router.add_get(f"{prefix}/ws", raw_stream)
         app.router.add_get(f"{prefix}/ws/{{stream}}", raw_stream)
         app.router.add_get(f"{prefix}/stream", combined_stream)
+
+
+# -- the stream as the replay serves it (emulator/replay.py) ----------------------------------
+
+
+def frame_topic(message: Any) -> str:
+    """The stream a recorded message belongs to (`btcusdt@forceOrder`)."""
+    if not isinstance(message, dict):
+        return ""
+    if "stream" in message:  # a combined-stream envelope
+        return str(message["stream"])
+    return f"{str((message.get('o') or {}).get('s', '')).lower()}@forceOrder"
+
+
+def path_topics(stream: str) -> set[str]:
+    return {stream} if stream.endswith("@forceOrder") or stream == ALL_STREAM else set()
+
+
+def receives(topic: str, topics: set[str]) -> bool:
+    return topic in topics or ALL_STREAM in topics
+
+
+def replay_answer(req: dict, topics: set[str], conn_id: str) -> dict:
+    method, params, rid = req.get("method"), req.get("params") or [], req.get("id")
+    if method == "SUBSCRIBE":
+        topics.update(params)
+    elif method == "UNSUBSCRIBE":
+        topics.difference_update(params)
+    return {"result": sorted(topics) if method == "LIST_SUBSCRIPTIONS" else None, "id": rid}
+
+
+REPLAY = ReplayStreams(paths=("/market/ws", "/market/ws/{stream}", "/ws", "/ws/{stream}"), topic=frame_topic,
+                       path_topics=path_topics, receives=receives, answer=replay_answer)

@@ -22,6 +22,7 @@ Protocol, as on the venue (https://bybit-exchange.github.io/docs/v5/ws/connect a
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import msgspec
 from aiohttp import web
@@ -29,6 +30,7 @@ from aiohttp import web
 from emulator import bybit
 from emulator.common import VenueContext
 from emulator.liquidations import Liq, SymbolSpec, record
+from emulator.venue import ReplayStreams
 from emulator.websocket import Connection, WsHub
 from emulator.liquidations import register as register_engine
 
@@ -107,3 +109,33 @@ def register(app: web.Application, ctx: VenueContext) -> None:
         return await hub.serve(request, on_text)
 
     app.router.add_get(ENDPOINT, public_linear)
+
+
+# -- the stream as the replay serves it (emulator/replay.py) ----------------------------------
+
+
+def frame_topic(message: Any) -> str:
+    """The stream a recorded message belongs to (`allLiquidation.BTCUSDT`)."""
+    return str(message.get("topic", "")) if isinstance(message, dict) else ""
+
+
+def path_topics(stream: str) -> set[str]:
+    return set()  # subscriptions are requests, never in the path
+
+
+def receives(topic: str, topics: set[str]) -> bool:
+    return topic in topics
+
+
+def replay_answer(req: dict, topics: set[str], conn_id: str) -> dict:
+    op, args = req.get("op"), req.get("args") or []
+    if op == "subscribe":
+        topics.update(args)
+    elif op == "unsubscribe":
+        topics.difference_update(args)
+    return {"success": True, "ret_msg": "pong" if op == "ping" else "", "conn_id": conn_id,
+            "req_id": req.get("req_id", ""), "op": op}
+
+
+REPLAY = ReplayStreams(paths=(ENDPOINT,), topic=frame_topic, path_topics=path_topics, receives=receives,
+                       answer=replay_answer)
