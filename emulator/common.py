@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import calendar
-import math
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -56,21 +55,6 @@ def stripped(x: float, dp: int) -> str:
     return s
 
 
-def hl_number(x: float, dp: int) -> str:
-    """Hyperliquid style: trailing zeros removed but at least one decimal ("77562.0")."""
-    s = stripped(x, dp)
-    return s if "." in s else s + ".0"
-
-
-def hl_price(x: float, sz_decimals: int) -> str:
-    """Hyperliquid price: 5 significant figures, at most 6 - szDecimals decimals; integer
-    prices are always allowed (so BTC is printed as "104123.0")."""
-    if x >= 10_000:
-        return hl_number(round(x), 0)
-    digits = 5 - (math.floor(math.log10(abs(x))) + 1) if x else 5
-    return hl_number(x, max(0, min(6 - sz_decimals, digits)))
-
-
 # -- HTTP -----------------------------------------------------------------------------------
 
 
@@ -87,10 +71,10 @@ def as_middleware(method: Callable[[web.Request, Handler], Awaitable[web.StreamR
     bound method cannot carry)."""
 
     @web.middleware
-    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    async def bound_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         return await method(request, handler)
 
-    return middleware
+    return bound_middleware
 
 
 async def listen(runners: list[web.AppRunner], app: web.Application, host: str, port: int) -> str:

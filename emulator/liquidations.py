@@ -65,7 +65,6 @@ from emulator.websocket import WsHub
 
 TICK_MS = 10
 DEFAULT_RATE = 0.2  # base liquidations per symbol per second
-DEFAULT_PING_S = 180.0  # Binance pings every 3 minutes
 CASCADE_SIDE_SHARE = 0.9
 
 LIQUIDATION_RATE = web.AppKey("liquidation_rate", float)

@@ -1,4 +1,5 @@
-"""Binance USDT-M market WebSocket streams: liquidation orders (`forceOrder`).
+"""Owns Binance USDT-M's market WebSocket streams: liquidation orders (`forceOrder`), and how the
+replay serves a recording of them.
 
 Paths (ccxt.pro 4.5.90 rewrites the configured ``ws://host:port/ws`` to the routed
 ``/market/ws`` and appends a stream index, so it dials ``/market/ws/0``):
@@ -36,39 +37,55 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
-from emulator import binance
+from emulator.binance.instruments import instruments
 from emulator.common import VenueContext, decimals, fixed
-from emulator.liquidations import DEFAULT_PING_S, Liq, SymbolSpec, record
+from emulator.liquidations import Liq, SymbolSpec, record
+from emulator.liquidations import register as register_engine
 from emulator.venue import ReplayStreams
 from emulator.websocket import Connection, WsHub
-from emulator.liquidations import register as register_engine
 
 ALL_STREAM = "!forceOrder@arr"
 ENDPOINT = "/market/ws"
+PING_S = 180.0  # Binance pings every 3 minutes
 
 
 def _stream_name(raw_symbol: str) -> str:
     return f"{raw_symbol.lower()}@forceOrder"
 
 
-def register(app: web.Application, ctx: VenueContext) -> None:
-    """Add the market-stream WebSocket routes and the liquidation engine to the Binance app."""
-    now = ctx.now_ms()
-    specs = [
-        SymbolSpec(i.symbol, i.coin, i.spec.tick, i.spec.step)
-        for i in binance.instruments(now)
-        if i.perpetual and i.servable
-    ]
-    by_stream = {_stream_name(s.raw_symbol): s for s in specs}
-    hub = WsHub(ctx)
-    pending: dict[str, Liq] = {}  # raw_symbol -> latest liquidation of its open 1 s window
-    decoder = msgspec.json.Decoder()
+class ForceOrderStreams:
+    """The forceOrder streams of one Binance app: its sockets, the liquidations of each symbol's
+    open 1-second window, and the venue's stream requests."""
 
-    def valid(stream: str) -> bool:
-        return stream == ALL_STREAM or stream in by_stream
+    def __init__(self, ctx: VenueContext) -> None:
+        self.ctx = ctx
+        now = ctx.now_ms()
+        self.specs = [
+            SymbolSpec(i.symbol, i.coin, i.spec.tick, i.spec.step)
+            for i in instruments(now)
+            if i.perpetual and i.servable
+        ]
+        self.by_stream = {_stream_name(s.raw_symbol): s for s in self.specs}
+        self.hub = WsHub(ctx)
+        self.pending: dict[str, Liq] = {}  # raw_symbol -> latest liquidation of its open 1 s window
+        self.decoder = msgspec.json.Decoder()
 
-    def payload(liq: Liq, push_ms: int) -> tuple[dict, str, dict]:
-        spec = by_stream[_stream_name(liq.raw_symbol)]
+    def install(self, app: web.Application) -> None:
+        """The WebSocket routes, and the liquidation engine feeding `on_tick`."""
+        register_engine(app, self.ctx, self.specs, self.hub, self.on_tick)
+        for prefix in ("/market", ""):
+            app.router.add_get(f"{prefix}/ws", self.raw_stream)
+            app.router.add_get(f"{prefix}/ws/{{stream}}", self.raw_stream)
+            app.router.add_get(f"{prefix}/stream", self.combined_stream)
+
+    def valid(self, stream: str) -> bool:
+        return stream == ALL_STREAM or stream in self.by_stream
+
+    # -- pushing --------------------------------------------------------------------------
+
+    def payload(self, liq: Liq, push_ms: int) -> tuple[dict, str, dict]:
+        """(forceOrder event, its `S`, extra ground-truth fields) of one liquidation."""
+        spec = self.by_stream[_stream_name(liq.raw_symbol)]
         side_raw = "SELL" if liq.side == "LONG" else "BUY"
         ap = float(liq.price)
         worse = 1 - 0.0008 if side_raw == "SELL" else 1 + 0.0008
@@ -79,8 +96,10 @@ def register(app: web.Application, ctx: VenueContext) -> None:
         extra = {"order_qty": float(liq.qty), "last_qty": float(liq.last_qty), "order_price": float(p)}
         return event, side_raw, extra
 
-    def push(liq: Liq, push_ms: int) -> None:
-        event, side_raw, extra = payload(liq, push_ms)
+    def push(self, liq: Liq, push_ms: int) -> None:
+        """Send one liquidation to the sockets subscribed to its symbol's stream or to all of them."""
+        hub = self.hub
+        event, side_raw, extra = self.payload(liq, push_ms)
         stream = _stream_name(liq.raw_symbol)
         raw = msgspec.json.encode(event).decode()
         sent = 0
@@ -90,23 +109,28 @@ def register(app: web.Application, ctx: VenueContext) -> None:
                     text = raw if not conn.combined else msgspec.json.encode({"stream": topic, "data": event}).decode()
                     sent += conn.push(text)
         hub.pushed += 1
-        ctx.recorder.write([record(ctx, ENDPOINT, liq, side_raw, push_ms, sent, time.time_ns(), extra)])
+        self.ctx.recorder.write([record(self.ctx, ENDPOINT, liq, side_raw, push_ms, sent, time.time_ns(), extra)])
 
-    def on_tick(new: list[Liq], now_ms: int) -> None:
+    def on_tick(self, new: list[Liq], now_ms: int) -> None:
+        """The engine's new liquidations: only the latest per symbol per 1 s window is pushed, once
+        the window is over."""
+        pending = self.pending
         for liq in new:  # sorted by time; all at or before now_ms
             prev = pending.get(liq.raw_symbol)
             if prev is not None and prev.ts_ms // 1000 < liq.ts_ms // 1000:
-                push(prev, now_ms)
+                self.push(prev, now_ms)
             pending[liq.raw_symbol] = liq  # the venue keeps only the latest of the window
         window = now_ms // 1000  # a window is pushed once it is over
         for sym in [s for s, q in pending.items() if q.ts_ms // 1000 < window]:
-            push(pending.pop(sym), now_ms)
+            self.push(pending.pop(sym), now_ms)
 
-    register_engine(app, ctx, specs, hub, on_tick)
+    # -- requests -------------------------------------------------------------------------
 
-    def on_text(conn: Connection, text: str) -> None:
+    def on_text(self, conn: Connection, text: str) -> None:
+        """A client's request: SUBSCRIBE, UNSUBSCRIBE, LIST_SUBSCRIPTIONS, or an error answer."""
+        hub = self.hub
         try:
-            req = decoder.decode(text)
+            req = self.decoder.decode(text)
         except msgspec.DecodeError:
             hub.send_json(conn, {"error": {"code": 3, "msg": "Invalid JSON: expected value at line 1 column 1"}})
             return
@@ -114,7 +138,7 @@ def register(app: web.Application, ctx: VenueContext) -> None:
         method = req.get("method") if isinstance(req, dict) else None
         params = req.get("params") if isinstance(req, dict) else None
         if method in ("SUBSCRIBE", "UNSUBSCRIBE"):
-            if not isinstance(params, list) or not all(isinstance(p, str) and valid(p) for p in params):
+            if not isinstance(params, list) or not all(isinstance(p, str) and self.valid(p) for p in params):
                 hub.send_json(conn, {"error": {"code": 2, "msg": f"Invalid request: invalid stream name(s) {params!r}"}, "id": rid})
                 return
             if method == "SUBSCRIBE":
@@ -127,25 +151,22 @@ def register(app: web.Application, ctx: VenueContext) -> None:
         else:
             hub.send_json(conn, {"error": {"code": 2, "msg": f"Invalid request: unknown method {method!r}"}, "id": rid})
 
-    async def raw_stream(request: web.Request) -> web.StreamResponse:
+    async def raw_stream(self, request: web.Request) -> web.StreamResponse:
+        """GET /market/ws[/<stream>], /ws[/<stream>]: raw events (a valid stream in the path is subscribed)."""
         name = request.match_info.get("stream", "")
-        return await _serve(request, [name] if valid(name) else [], combined=False)
+        return await self._serve(request, [name] if self.valid(name) else [], combined=False)
 
-    async def combined_stream(request: web.Request) -> web.StreamResponse:
-        names = [n for n in request.query.get("streams", "").split("/") if valid(n)]
-        return await _serve(request, names, combined=True)
+    async def combined_stream(self, request: web.Request) -> web.StreamResponse:
+        """GET /market/stream?streams=a/b, /stream?streams=a/b: events wrapped as {"stream", "data"}."""
+        names = [n for n in request.query.get("streams", "").split("/") if self.valid(n)]
+        return await self._serve(request, names, combined=True)
 
-    async def _serve(request: web.Request, streams: list[str], combined: bool) -> web.StreamResponse:
+    async def _serve(self, request: web.Request, streams: list[str], combined: bool) -> web.StreamResponse:
         def setup(conn: Connection) -> None:
             conn.combined = combined
             conn.topics.update(streams)
 
-        return await hub.serve(request, on_text, DEFAULT_PING_S, on_open=setup)
-
-    for prefix in ("/market", ""):
-        app.router.add_get(f"{prefix}/ws", raw_stream)
-        app.router.add_get(f"{prefix}/ws/{{stream}}", raw_stream)
-        app.router.add_get(f"{prefix}/stream", combined_stream)
+        return await self.hub.serve(request, self.on_text, PING_S, on_open=setup)
 
 
 # -- the stream as the replay serves it (emulator/replay.py) ----------------------------------

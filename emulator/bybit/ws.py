@@ -1,4 +1,5 @@
-"""Bybit v5 public linear WebSocket (``/v5/public/linear``): the ``allLiquidation.<SYMBOL>`` topic.
+"""Owns Bybit v5's public linear WebSocket (``/v5/public/linear``): the ``allLiquidation.<SYMBOL>``
+topic, and how the replay serves a recording of it.
 
 Protocol, as on the venue (https://bybit-exchange.github.io/docs/v5/ws/connect and
 .../websocket/public/all-liquidation; samples/bybit.json):
@@ -27,30 +28,43 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
-from emulator import bybit
+from emulator.bybit.instruments import instruments
 from emulator.common import VenueContext
 from emulator.liquidations import Liq, SymbolSpec, record
+from emulator.liquidations import register as register_engine
 from emulator.venue import ReplayStreams
 from emulator.websocket import Connection, WsHub
-from emulator.liquidations import register as register_engine
 
 ENDPOINT = "/v5/public/linear"
 BATCH_MS = 500
 TOPIC = "allLiquidation."
 
 
-def register(app: web.Application, ctx: VenueContext) -> None:
-    """Add the public linear WebSocket route and the liquidation engine to the Bybit app."""
-    now = ctx.now_ms()
-    specs = [SymbolSpec(i.symbol, i.coin, i.spec.tick, i.spec.qty_step) for i in bybit.instruments(now) if i.perpetual]
-    topics = {TOPIC + s.raw_symbol for s in specs}
-    hub = WsHub(ctx)
-    buffer: dict[str, list[Liq]] = {}  # raw_symbol -> liquidations of the open 500 ms window
-    opened_window = {"w": now // BATCH_MS}
-    decoder = msgspec.json.Decoder()
+class AllLiquidationStream:
+    """The allLiquidation topics of one Bybit app: its sockets, the liquidations of the open 500 ms
+    window, and the venue's subscribe/ping requests."""
 
-    def flush(push_ms: int) -> None:
-        for sym, liqs in list(buffer.items()):
+    def __init__(self, ctx: VenueContext) -> None:
+        self.ctx = ctx
+        now = ctx.now_ms()
+        self.specs = [SymbolSpec(i.symbol, i.coin, i.spec.tick, i.spec.qty_step) for i in instruments(now) if i.perpetual]
+        self.topics = {TOPIC + s.raw_symbol for s in self.specs}
+        self.hub = WsHub(ctx)
+        self.buffer: dict[str, list[Liq]] = {}  # raw_symbol -> liquidations of the open 500 ms window
+        self.window = now // BATCH_MS
+        self.decoder = msgspec.json.Decoder()
+
+    def install(self, app: web.Application) -> None:
+        """The WebSocket route, and the liquidation engine feeding `on_tick`."""
+        register_engine(app, self.ctx, self.specs, self.hub, self.on_tick)
+        app.router.add_get(ENDPOINT, self.public_linear)
+
+    # -- pushing --------------------------------------------------------------------------
+
+    def flush(self, push_ms: int) -> None:
+        """Push the closed window: one message per symbol with every liquidation of it."""
+        hub = self.hub
+        for sym, liqs in list(self.buffer.items()):
             if not liqs:
                 continue
             topic = TOPIC + sym
@@ -60,55 +74,58 @@ def register(app: web.Application, ctx: VenueContext) -> None:
             sent = hub.broadcast(topic, text)
             hub.pushed += len(liqs)
             sent_ns = time.time_ns()
-            ctx.recorder.write([record(ctx, ENDPOINT, q, d["S"], push_ms, sent, sent_ns) for q, d in zip(liqs, data)])
-        buffer.clear()
+            self.ctx.recorder.write([record(self.ctx, ENDPOINT, q, d["S"], push_ms, sent, sent_ns)
+                                     for q, d in zip(liqs, data)])
+        self.buffer.clear()
 
-    def on_tick(new: list[Liq], now_ms: int) -> None:
+    def on_tick(self, new: list[Liq], now_ms: int) -> None:
+        """The engine's new liquidations join the open window; a window is pushed once it is over."""
         window = now_ms // BATCH_MS
-        if window > opened_window["w"]:
-            flush(now_ms)
-            opened_window["w"] = window
+        if window > self.window:
+            self.flush(now_ms)
+            self.window = window
         for liq in new:
-            buffer.setdefault(liq.raw_symbol, []).append(liq)
+            self.buffer.setdefault(liq.raw_symbol, []).append(liq)
 
-    register_engine(app, ctx, specs, hub, on_tick)
+    # -- requests -------------------------------------------------------------------------
 
-    def reply(conn: Connection, req: dict, success: bool, ret_msg: str = "") -> None:
-        hub.send_json(conn, {"success": success, "ret_msg": ret_msg, "conn_id": conn.conn_id,
-                             "req_id": req.get("req_id", ""), "op": req.get("op")})
+    def reply(self, conn: Connection, req: dict, success: bool, ret_msg: str = "") -> None:
+        self.hub.send_json(conn, {"success": success, "ret_msg": ret_msg, "conn_id": conn.conn_id,
+                                  "req_id": req.get("req_id", ""), "op": req.get("op")})
 
-    def on_text(conn: Connection, text: str) -> None:
+    def on_text(self, conn: Connection, text: str) -> None:
+        """A client's request: ping, subscribe, unsubscribe, or an error answer."""
         try:
-            req = decoder.decode(text)
+            req = self.decoder.decode(text)
         except msgspec.DecodeError:
             req = None
         if not isinstance(req, dict):
-            hub.send_json(conn, {"success": False, "ret_msg": "error:request not json", "conn_id": conn.conn_id, "op": ""})
+            self.hub.send_json(conn, {"success": False, "ret_msg": "error:request not json", "conn_id": conn.conn_id,
+                                      "op": ""})
             return
         op, args = req.get("op"), req.get("args") or []
         if op == "ping":
-            reply(conn, req, True, "pong")
+            self.reply(conn, req, True, "pong")
         elif op in ("subscribe", "unsubscribe"):
-            bad = [a for a in args if a not in topics] if isinstance(args, list) else [str(args)]
+            bad = [a for a in args if a not in self.topics] if isinstance(args, list) else [str(args)]
             if bad or not isinstance(args, list) or not args:
-                reply(conn, req, False, f"error:handler not found,topic:{','.join(map(str, bad or args))}")
+                self.reply(conn, req, False, f"error:handler not found,topic:{','.join(map(str, bad or args))}")
                 return
             if op == "subscribe":
                 already = [a for a in args if a in conn.topics]
                 if already:
-                    reply(conn, req, False, f"error:already subscribed,topic:{','.join(already)}")
+                    self.reply(conn, req, False, f"error:already subscribed,topic:{','.join(already)}")
                     return
                 conn.topics.update(args)
             else:
                 conn.topics.difference_update(args)
-            reply(conn, req, True)
+            self.reply(conn, req, True)
         else:
-            reply(conn, req, False, f"error:invalid op {op!r}")
+            self.reply(conn, req, False, f"error:invalid op {op!r}")
 
-    async def public_linear(request: web.Request) -> web.StreamResponse:
-        return await hub.serve(request, on_text)
-
-    app.router.add_get(ENDPOINT, public_linear)
+    async def public_linear(self, request: web.Request) -> web.StreamResponse:
+        """GET /v5/public/linear: one WebSocket until it closes."""
+        return await self.hub.serve(request, self.on_text)
 
 
 # -- the stream as the replay serves it (emulator/replay.py) ----------------------------------
