@@ -1,4 +1,5 @@
-"""CLI: ``python -m emulator --seed 7 --venues binance,bybit,hyperliquid --ready-file PATH``.
+"""Owns the command line:
+``python -m emulator --seed 7 --venues binance,bybit,hyperliquid --ready-file PATH``.
 
 Each venue listens on its own port (0 = a free one); a venue left out of --venues is not
 started, so its port is closed and clients get "connection refused". Once every listener is

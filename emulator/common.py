@@ -1,4 +1,5 @@
-"""Plumbing shared by the venue apps: context, number formatting, JSON responses, logging."""
+"""Owns the plumbing every venue app shares: its context (model, recorder, clock), numbers as the
+venues print them, JSON answers, listening on a port, request logging and quarterly expiries."""
 
 from __future__ import annotations
 

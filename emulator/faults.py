@@ -164,8 +164,8 @@ class FaultInjector:
 
     async def middleware(self, request: web.Request,
                          handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
-        """Every venue request: answer for a delisted symbol, maintenance, refuse, delay, or serve and
-        then delist and corrupt the answer's rows as the fault says."""
+        """Every venue request: the invalid-symbol answer for a delisted symbol, maintenance, refuse,
+        delay, or serve it (then `rewrite`)."""
         fault, rules = self.fault, self.rules
         if request.path.startswith("/_emulator/") or request.headers.get("Upgrade", "").lower() == "websocket":
             return await handler(request)
@@ -189,7 +189,12 @@ class FaultInjector:
             fault.spend()
             fault.counts["timeout"] += 1
             await asyncio.sleep(fault.delay_s)
-        response = await handler(request)
+        return self.rewrite(request, endpoint, active, await handler(request))
+
+    def rewrite(self, request: web.Request, endpoint: str, active: bool, response: web.StreamResponse) -> web.StreamResponse:
+        """A served answer without the delisted symbols, its rows corrupted if a malformed fault
+        targets them (each such row recorded); any other answer unchanged."""
+        fault, rules = self.fault, self.rules
         target = rules.data_endpoints.get(endpoint)
         malformed = (active and fault.mode == "malformed" and target is not None
                      and fault.endpoint in ("", endpoint))
