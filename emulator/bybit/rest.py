@@ -224,13 +224,14 @@ class BybitRest:
         return envelope({"category": category, "list": [row for row, _ in built]}, now)
 
     async def open_interest(self, request: web.Request) -> web.Response:
-        """GET /v5/market/open-interest: open interest sampled at interval boundaries, newest first. The newest row is the
-        latest boundary <= now (a closed bucket); values are the model at that instant."""
+        """GET /v5/market/open-interest: open interest sampled at interval boundaries, newest first
+        (a window or cursor makes it a history query). The newest row is the latest boundary <= now
+        (a closed bucket); values are the model at that instant; the venue's own holes are skipped."""
         now = self.ctx.now_ms()
         q = request.query
         if q.get("category") != "linear":
             return envelope({"symbol": q.get("symbol", ""), "category": q.get("category", ""), "list": [],
-                              "nextPageCursor": ""}, now)
+                             "nextPageCursor": ""}, now)
         inst = next((i for i in instruments(now) if i.symbol == q.get("symbol")), None)
         if inst is None:
             return params_error(now, "params error: symbol invalid")
@@ -270,7 +271,7 @@ class BybitRest:
                 records[-1].update(kind="open_interest_history", single_open_interest=float(fixed(oi / 2, 8)))
         self.ctx.recorder.write(records)
         return envelope({"symbol": inst.symbol, "category": "linear", "list": rows,
-                          "nextPageCursor": _cursor(resume) if more else ""}, now)
+                         "nextPageCursor": _cursor(resume) if more else ""}, now)
 
     async def server_time(self, request: web.Request) -> web.Response:
         """GET /v5/market/time: the venue's clock."""
