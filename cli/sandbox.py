@@ -2,16 +2,13 @@
 
 import contextlib
 import json
-import subprocess
-import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import click
 
-READY_TIMEOUT_S = 20.0
+from emulator.process import EmulatorDidNotStart, spawn_emulator
 
 
 @contextlib.contextmanager
@@ -27,18 +24,10 @@ def emulator_urls(sandbox: bool, emulator_file: str | None, venues: list[str]) -
         yield None
         return
     with tempfile.TemporaryDirectory(prefix="derivs-emu-") as tmp:
-        ready = Path(tmp) / "ready.json"
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "emulator", "--venues", ",".join(venues), "--ready-file", str(ready), "--ground-truth", str(Path(tmp) / "gt.jsonl")],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
         try:
-            deadline = time.monotonic() + READY_TIMEOUT_S
-            while not ready.exists():
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise click.ClickException("the venue emulator did not start (try: python -m emulator)")
-                time.sleep(0.02)
-            yield json.loads(ready.read_text())
-        finally:
-            proc.terminate()
-            proc.wait(5)
+            emu = spawn_emulator(Path(tmp) / "ready.json", "--venues", ",".join(venues),
+                                 "--ground-truth", str(Path(tmp) / "gt.jsonl"), poll_s=0.02)
+        except EmulatorDidNotStart:
+            raise click.ClickException("the venue emulator did not start (try: python -m emulator)") from None
+        with emu:
+            yield emu.urls

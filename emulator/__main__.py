@@ -1,4 +1,5 @@
-"""CLI: ``python -m emulator --seed 7 --venues binance,bybit,hyperliquid --ready-file PATH``.
+"""Owns the command line:
+``python -m emulator --seed 7 --venues binance,bybit,hyperliquid --ready-file PATH``.
 
 Each venue listens on its own port (0 = a free one); a venue left out of --venues is not
 started, so its port is closed and clients get "connection refused". Once every listener is
@@ -21,7 +22,7 @@ from loguru import logger
 
 from actors.runtime import SUPERVISOR_PID_ENV, watch_parent
 from emulator.market import VENUES
-from emulator.server import start_emulator, write_ready_file
+from emulator.server import start_emulator, start_replay, write_ready_file
 
 
 def _parse_venues(ctx: click.Context, param: click.Parameter, value: str) -> list[str]:
@@ -42,8 +43,6 @@ async def _serve(seed: int, venues: list[str], host: str, ports: dict[str, int],
     if os.environ.get(SUPERVISOR_PID_ENV):  # started by a coordinator: leave with it
         loop.create_task(watch_parent(stop))
     if replay:
-        from emulator.replay import start_replay  # noqa: PLC0415
-
         emu = await start_replay(replay, venues=venues, host=host, ports=ports, ground_truth=ground_truth)
     else:
         emu = await start_emulator(seed=seed, venues=venues, host=host, ports=ports, ground_truth=ground_truth,

@@ -1,9 +1,9 @@
-"""Plumbing shared by the venue apps: context, number formatting, JSON responses, logging."""
+"""Owns the plumbing every venue app shares: its context (model, recorder, clock), numbers as the
+venues print them, JSON answers, listening on a port, request logging and quarterly expiries."""
 
 from __future__ import annotations
 
 import calendar
-import math
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -17,6 +17,8 @@ from emulator.ground_truth import GroundTruth
 from emulator.market import Market
 
 _ENCODER = msgspec.json.Encoder()
+# Keep-alive connections of clients must not hold shutdown: the CLI promises < 1 s.
+_SHUTDOWN_TIMEOUT_S = 0.2
 
 
 @dataclass(slots=True)
@@ -54,27 +56,36 @@ def stripped(x: float, dp: int) -> str:
     return s
 
 
-def hl_number(x: float, dp: int) -> str:
-    """Hyperliquid style: trailing zeros removed but at least one decimal ("77562.0")."""
-    s = stripped(x, dp)
-    return s if "." in s else s + ".0"
-
-
-def hl_price(x: float, sz_decimals: int) -> str:
-    """Hyperliquid price: 5 significant figures, at most 6 - szDecimals decimals; integer
-    prices are always allowed (so BTC is printed as "104123.0")."""
-    if x >= 10_000:
-        return hl_number(round(x), 0)
-    digits = 5 - (math.floor(math.log10(abs(x))) + 1) if x else 5
-    return hl_number(x, max(0, min(6 - sz_decimals, digits)))
-
-
 # -- HTTP -----------------------------------------------------------------------------------
 
 
 def json_response(data: object, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
     """JSON response encoded with msgspec (fast, exact float repr)."""
     return web.Response(body=_ENCODER.encode(data), status=status, content_type="application/json", headers=headers)
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def as_middleware(method: Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]) -> Callable:
+    """A bound method as an aiohttp middleware (aiohttp marks middlewares with an attribute, which a
+    bound method cannot carry)."""
+
+    @web.middleware
+    async def bound_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        return await method(request, handler)
+
+    return bound_middleware
+
+
+async def listen(runners: list[web.AppRunner], app: web.Application, host: str, port: int) -> str:
+    """Serve app on host:port (0 = a free port); its runner joins `runners` (to be cleaned up
+    even if listening fails). Returns the base URL."""
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=_SHUTDOWN_TIMEOUT_S)
+    await runner.setup()
+    runners.append(runner)
+    await web.TCPSite(runner, host, port).start()
+    return f"http://{host}:{runner.addresses[0][1]}"
 
 
 def logging_middleware(venue: str) -> Callable:

@@ -1,5 +1,7 @@
-"""Venue faults on demand: maintenance, timeouts, dropped connections, malformed payloads and
-delisted symbols. Installed on every venue app by `emulator/server.py` (outermost middleware).
+"""Owns the venue faults on demand: maintenance, timeouts, dropped connections, malformed payloads and
+delisted symbols. Installed on every venue app by `emulator/server.py` (outermost middleware); what differs per
+venue (its maintenance and invalid-symbol answers, where its data rows are, how it delists) comes
+with the venue as a `FaultRules` (`emulator/<venue>/faults.py`).
 
 Controls (every venue):
 - `POST /_emulator/fault?mode=M[&seconds=S][&count=N][&kind=K][&symbol=SYM][&delay=D]`, M one of
@@ -24,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,7 +34,7 @@ import msgspec
 from aiohttp import web
 from loguru import logger
 
-from emulator.common import json_response
+from emulator.common import as_middleware, json_response
 from emulator.ground_truth import GroundTruth
 
 MODES = ("none", "maintenance", "timeout", "refuse", "malformed")
@@ -40,20 +42,54 @@ MODES = ("none", "maintenance", "timeout", "refuse", "malformed")
 MUTATIONS = ("missing", "type", "nan", "negative", "future", "past", "nonjson")
 _DAY_MS = 86_400_000
 
-# (venue, endpoint) -> (where the rows are, symbol key, value field, time field or None)
-# Rows: "self" = the answer is one row, "list" = a list of rows, "bybit" = result.list, "hl" = [meta, ctxs]
-DATA_ENDPOINTS: dict[tuple[str, str], tuple[str, str, str, str | None]] = {
-    ("binance", "/fapi/v1/openInterest"): ("self", "symbol", "openInterest", "time"),
-    ("binance", "/fapi/v1/premiumIndex"): ("auto", "symbol", "markPrice", "time"),
-    # the one-side figure the collector stores (a missing one falls back to openInterest / 2, as in
-    # payloads from before 2026-06-11: not malformed)
-    ("bybit", "/v5/market/tickers"): ("bybit", "symbol", "singleOpenInterest", None),
-    ("hyperliquid", "metaAndAssetCtxs"): ("hl", "name", "openInterest", None),
-}
+# record(endpoint, what, rows, symbol_key, time_field, envelope_ms[, op]): ground-truth lines of faulted rows
+Record = Callable[..., None]
+
+
+def one_row(data: Any) -> list[dict]:
+    """The answer is one row."""
+    return [data]
+
+
+def rows_or_row(data: Any) -> list[dict]:
+    """The answer is one row (a dict) or a list of rows."""
+    if isinstance(data, dict):
+        return [data]
+    return data if isinstance(data, list) else []
+
+
+def request_path(request: web.Request, body: bytes) -> str:
+    """The endpoint of a request is its path (Hyperliquid's is its info type)."""
+    return request.path
+
+
+@dataclass(frozen=True)
+class DataRows:
+    """Where the rows of one data endpoint's answer are, and the fields a malformed fault hits."""
+
+    rows: Callable[[Any], list[dict]]  # the answer's rows (dicts of the answer itself: mutated in place)
+    symbol_key: str
+    value_field: str
+    time_field: str | None
+    cleanup: Callable[[list[dict]], None] | None = None  # undo what `rows` added to the rows
+
+
+@dataclass(frozen=True)
+class FaultRules:
+    """One venue's side of the faults."""
+
+    maintenance: Callable[[], web.Response]  # its answer during a maintenance window
+    data_endpoints: Mapping[str, DataRows]  # endpoint -> its rows
+    invalid_symbol: Callable[[], web.Response] | None = None  # None: delisting is not emulated
+    # delist(endpoint, answer, delisted symbols, record) -> the answer without them
+    delist: Callable[[str, Any, set[str], Record], Any] | None = None
+    endpoint: Callable[[web.Request, bytes], str] = request_path
 
 
 @dataclass
 class Fault:
+    """The fault in force on one venue app, the delisted symbols and what was done so far."""
+
     mode: str = "none"
     until: float = float("inf")
     left: int | None = None  # answers left, None = unlimited
@@ -78,15 +114,6 @@ class Fault:
             self.left -= 1
 
 
-def _endpoint(request: web.Request, body: bytes) -> str:
-    if request.path == "/info":
-        try:
-            return str(msgspec.json.decode(body).get("type"))
-        except (msgspec.DecodeError, AttributeError):
-            return "info"
-    return request.path
-
-
 def _mutate(row: dict, kind: str, value_field: str, time_field: str | None) -> str:
     """Corrupt one row in place; returns what was done."""
     if kind in ("future", "past"):
@@ -106,78 +133,52 @@ def _mutate(row: dict, kind: str, value_field: str, time_field: str | None) -> s
     return f"{value_field} {kind}"
 
 
-def _rows(data: Any, where: str) -> list[dict]:
-    if where == "self" or (where == "auto" and isinstance(data, dict)):
-        return [data]
-    if where in ("list", "auto") and isinstance(data, list):
-        return data
-    if where == "bybit" and isinstance(data, dict):
-        return (data.get("result") or {}).get("list") or []
-    if where == "hl" and isinstance(data, list) and len(data) == 2:
-        # ctxs carry no name: give each its coin for matching, removed again before sending
-        for meta, ctx in zip(data[0]["universe"], data[1], strict=False):
-            ctx["name"] = meta["name"]
-        return data[1]
-    return []
+class FaultInjector:
+    """The faults of one venue app: a middleware that applies them and the control endpoints."""
 
+    def __init__(self, venue: str, rules: FaultRules, recorder: GroundTruth) -> None:
+        self.venue, self.rules, self.recorder = venue, rules, recorder
+        self.fault = Fault()
 
-def maintenance(venue: str) -> web.Response:
-    """The venue's answer during a maintenance window (also the replay's answer past a tape's end)."""
-    if venue == "binance":
-        return json_response({"code": -1001, "msg": "Internal error; unable to process your request. Please try again."},
-                             status=503)
-    if venue == "bybit":
-        return json_response({"retCode": 10016, "retMsg": "System maintenance, please try again later.", "result": {},
-                              "retExtInfo": {}, "time": int(time.time() * 1000)}, status=503)
-    return web.Response(status=503, text="Service Unavailable: scheduled maintenance")
+    def install(self, app: web.Application) -> None:
+        app.middlewares.append(as_middleware(self.middleware))
+        app.add_routes([
+            web.post("/_emulator/fault", self.set_fault),
+            web.post("/_emulator/delist", self.set_delisted),
+            web.get("/_emulator/faults", self.get_state),
+        ])
 
-
-def install(app: web.Application, venue: str, recorder: GroundTruth) -> Fault:
-    """Add the fault middleware and its control routes to a venue app (before it starts)."""
-    fault = Fault()
-
-    def record(endpoint: str, what: str, rows: list[dict], symbol_key: str, time_field: str | None, envelope_ms: Any,
-               op: str = "") -> None:
-        recorder.write([{
-            "venue": venue.upper(), "kind": "fault", "fault": what, "endpoint": endpoint, "op": op,
+    def record(self, endpoint: str, what: str, rows: list[dict], symbol_key: str, time_field: str | None,
+               envelope_ms: Any, op: str = "") -> None:
+        """One ground-truth line per row that a fault withheld or corrupted."""
+        self.recorder.write([{
+            "venue": self.venue.upper(), "kind": "fault", "fault": what, "endpoint": endpoint, "op": op,
             "raw_symbol": r.get(symbol_key), "ts_ms": r.get(time_field) if time_field else envelope_ms,
             "served_ns": time.time_ns(),
         } for r in rows])
 
-    def delist(endpoint: str, data: Any) -> Any:
-        """Remove delisted symbols from listings and ticker lists."""
-        if venue == "binance" and endpoint == "/fapi/v1/exchangeInfo":
-            data["symbols"] = [s for s in data["symbols"] if s["symbol"] not in fault.delisted]
-        elif venue == "binance" and endpoint in ("/fapi/v1/premiumIndex", "/fapi/v1/fundingInfo") and isinstance(data, list):
-            data = [r for r in data if r.get("symbol") not in fault.delisted]
-        elif venue == "bybit" and endpoint in ("/v5/market/instruments-info", "/v5/market/tickers"):
-            result = data.get("result") or {}
-            gone = [r for r in result.get("list", []) if r.get("symbol") in fault.delisted]
-            result["list"] = [r for r in result.get("list", []) if r.get("symbol") not in fault.delisted]
-            if gone and endpoint == "/v5/market/tickers":
-                record(endpoint, "delisted", gone, "symbol", None, data.get("time"))
-        return data
+    def state(self) -> dict:
+        fault = self.fault
+        return {"venue": self.venue, "mode": fault.mode, "kind": fault.kind, "symbol": fault.symbol, "left": fault.left,
+                "delisted": sorted(fault.delisted), "counts": dict(fault.counts)}
 
-    def invalid_symbol() -> web.Response:
-        if venue == "binance":
-            return json_response({"code": -1121, "msg": "Invalid symbol."}, status=400)
-        return json_response({"retCode": 10001, "retMsg": "params error: symbol invalid", "result": {}, "retExtInfo": {},
-                              "time": int(time.time() * 1000)})
-
-    @web.middleware
-    async def middleware(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]):
+    async def middleware(self, request: web.Request,
+                         handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+        """Every venue request: the invalid-symbol answer for a delisted symbol, maintenance, refuse,
+        delay, or serve it (then `rewrite`)."""
+        fault, rules = self.fault, self.rules
         if request.path.startswith("/_emulator/") or request.headers.get("Upgrade", "").lower() == "websocket":
             return await handler(request)
         body = await request.read()  # cached: every reader gets the whole body
-        endpoint = _endpoint(request, body)
-        if fault.delisted and request.query.get("symbol") in fault.delisted:
+        endpoint = rules.endpoint(request, body)
+        if fault.delisted and request.query.get("symbol") in fault.delisted and rules.invalid_symbol is not None:
             fault.counts["invalid_symbol"] += 1
-            return invalid_symbol()
+            return rules.invalid_symbol()
         active = fault.active()
         if active and fault.mode == "maintenance":
             fault.spend()
             fault.counts["maintenance"] += 1
-            return maintenance(venue)
+            return rules.maintenance()
         if active and fault.mode == "refuse":
             fault.spend()
             fault.counts["refused"] += 1
@@ -188,8 +189,13 @@ def install(app: web.Application, venue: str, recorder: GroundTruth) -> Fault:
             fault.spend()
             fault.counts["timeout"] += 1
             await asyncio.sleep(fault.delay_s)
-        response = await handler(request)
-        target = DATA_ENDPOINTS.get((venue, endpoint))
+        return self.rewrite(request, endpoint, active, await handler(request))
+
+    def rewrite(self, request: web.Request, endpoint: str, active: bool, response: web.StreamResponse) -> web.StreamResponse:
+        """A served answer without the delisted symbols, its rows corrupted if a malformed fault
+        targets them (each such row recorded); any other answer unchanged."""
+        fault, rules = self.fault, self.rules
+        target = rules.data_endpoints.get(endpoint)
         malformed = (active and fault.mode == "malformed" and target is not None
                      and fault.endpoint in ("", endpoint))
         if not (fault.delisted or malformed) or not isinstance(response, web.Response) or response.status != 200:
@@ -198,28 +204,28 @@ def install(app: web.Application, venue: str, recorder: GroundTruth) -> Fault:
             data = msgspec.json.decode(response.body)
         except (msgspec.DecodeError, TypeError):
             return response
-        data = delist(endpoint, data)
+        if rules.delist is not None:
+            data = rules.delist(endpoint, data, fault.delisted, self.record)
         if malformed:
-            where, symbol_key, value_field, time_field = target
-            rows = _rows(data, where)
-            hit = [r for r in rows if not fault.symbol or r.get(symbol_key) == fault.symbol]
+            rows = target.rows(data)
+            hit = [r for r in rows if not fault.symbol or r.get(target.symbol_key) == fault.symbol]
             if hit:
                 fault.spend()
                 fault.counts[f"malformed_{fault.kind}"] += len(hit)
                 envelope_ms = data.get("time") if isinstance(data, dict) else None
-                record(endpoint, f"malformed {fault.kind}", hit, symbol_key, time_field, envelope_ms,
-                       request.headers.get("X-Derivs-Op", ""))
+                self.record(endpoint, f"malformed {fault.kind}", hit, target.symbol_key, target.time_field, envelope_ms,
+                            request.headers.get("X-Derivs-Op", ""))
                 if fault.kind == "nonjson":
                     return web.Response(status=200, text="<html><body>502 Bad Gateway</body></html>", content_type="text/html")
                 for r in hit:
-                    _mutate(r, fault.kind, value_field, time_field)
-            if where == "hl":
-                for r in rows:
-                    r.pop("name", None)
+                    _mutate(r, fault.kind, target.value_field, target.time_field)
+            if target.cleanup is not None:
+                target.cleanup(rows)
         return web.Response(body=msgspec.json.encode(data), status=response.status, content_type="application/json",
                             headers={k: v for k, v in response.headers.items() if k.lower().startswith("x-")})
 
-    async def set_fault(request: web.Request) -> web.Response:
+    async def set_fault(self, request: web.Request) -> web.Response:
+        """POST /_emulator/fault?mode=M[&seconds=S][&count=N][&kind=K][&symbol=SYM][&endpoint=E][&delay=D]."""
         q = request.query
         mode = q.get("mode", "none")
         kind = q.get("kind", "missing")
@@ -231,38 +237,36 @@ def install(app: web.Application, venue: str, recorder: GroundTruth) -> Fault:
             delay = float(q.get("delay", 15.0))
         except ValueError as exc:
             raise web.HTTPBadRequest(text=f"seconds, count and delay must be numbers: {exc}") from None
+        fault = self.fault
         fault.mode, fault.kind, fault.symbol, fault.delay_s, fault.left = mode, kind, q.get("symbol", ""), delay, count
         fault.endpoint = q.get("endpoint", "")
         fault.until = time.monotonic() + seconds if seconds is not None else float("inf")
-        logger.info("{} fault: {} ({}) for {} s / {} answers", venue, mode, kind if mode == "malformed" else "-",
+        logger.info("{} fault: {} ({}) for {} s / {} answers", self.venue, mode, kind if mode == "malformed" else "-",
                     seconds if seconds is not None else "ever", count if count is not None else "all")
-        return json_response(state())
+        return json_response(self.state())
 
-    async def set_delisted(request: web.Request) -> web.Response:
+    async def set_delisted(self, request: web.Request) -> web.Response:
+        """POST /_emulator/delist?symbol=SYM[&relist=1]: the venue stops (or resumes) listing SYM."""
         symbol = request.query.get("symbol", "")
-        if venue == "hyperliquid":
-            raise web.HTTPBadRequest(text="delisting is emulated for binance and bybit only")
+        if self.rules.invalid_symbol is None:
+            raise web.HTTPBadRequest(text=f"delisting is not emulated for {self.venue}")
         if not symbol:
             raise web.HTTPBadRequest(text="symbol is required, e.g. ?symbol=BTCUSDT")
         if request.query.get("relist"):
-            fault.delisted.discard(symbol)
+            self.fault.delisted.discard(symbol)
         else:
-            fault.delisted.add(symbol)
-        logger.info("{} delisted: {}", venue, sorted(fault.delisted) or "none")
-        return json_response(state())
+            self.fault.delisted.add(symbol)
+        logger.info("{} delisted: {}", self.venue, sorted(self.fault.delisted) or "none")
+        return json_response(self.state())
 
-    def state() -> dict:
-        return {"venue": venue, "mode": fault.mode, "kind": fault.kind, "symbol": fault.symbol, "left": fault.left,
-                "delisted": sorted(fault.delisted), "counts": dict(fault.counts)}
+    async def get_state(self, request: web.Request) -> web.Response:
+        """GET /_emulator/faults: the current fault, the delisted symbols and the counters."""
+        self.fault.active()
+        return json_response(self.state())
 
-    async def get_state(request: web.Request) -> web.Response:
-        fault.active()
-        return json_response(state())
 
-    app.middlewares.append(middleware)
-    app.add_routes([
-        web.post("/_emulator/fault", set_fault),
-        web.post("/_emulator/delist", set_delisted),
-        web.get("/_emulator/faults", get_state),
-    ])
-    return fault
+def install(app: web.Application, venue: str, rules: FaultRules, recorder: GroundTruth) -> Fault:
+    """Add the fault middleware and its control routes to a venue app (before it starts)."""
+    injector = FaultInjector(venue, rules, recorder)
+    injector.install(app)
+    return injector.fault

@@ -1,4 +1,4 @@
-"""Ground truth: every value the emulator serves, one JSON line per symbol per response.
+"""Owns the ground truth: every value the emulator serves, one JSON line per symbol per response.
 
 Record format (keys always present unless marked optional):
 

@@ -1,5 +1,6 @@
-"""Liquidations of the emulated venues: a seeded generator, cascades on demand, and the
-WebSocket plumbing (connections, faults, control endpoints) shared by `ws_binance` and `ws_bybit`.
+"""Owns the liquidations of the emulated venues: a seeded generator, cascades on demand, their
+ground-truth records and the `/_emulator/` control endpoints (the sockets themselves are
+`emulator/websocket.py`'s; what is pushed, and how, is each venue's stream module's).
 
 The model
 ---------
@@ -52,26 +53,22 @@ import contextlib
 import math
 import random
 import time
-import uuid
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-import msgspec
-from aiohttp import WSMsgType, web
+from aiohttp import web
 from loguru import logger
 
 from emulator.common import VenueContext, decimals, fixed, json_response
+from emulator.websocket import WsHub
 
 TICK_MS = 10
 DEFAULT_RATE = 0.2  # base liquidations per symbol per second
-DEFAULT_PING_S = 180.0  # Binance pings every 3 minutes
 CASCADE_SIDE_SHARE = 0.9
 
 LIQUIDATION_RATE = web.AppKey("liquidation_rate", float)
 ENGINE = web.AppKey("liquidation_engine", object)
-
-_ENCODER = msgspec.json.Encoder()
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,31 +101,6 @@ class _Cascade:
     side: str
     start_ms: int
     emitted: int = 0
-
-
-@dataclass(eq=False)
-class Connection:
-    """One accepted WebSocket and its send queue (a slow client never blocks the others)."""
-
-    ws: web.WebSocketResponse
-    request: web.Request
-    conn_id: str = field(default_factory=lambda: str(uuid.uuid4()))
-    topics: set[str] = field(default_factory=set)
-    silent_until: float = 0.0  # time.monotonic(); > now = a zombie: nothing sent, no pongs
-    queue: asyncio.Queue = field(default_factory=asyncio.Queue)
-    opened: float = field(default_factory=time.monotonic)
-    combined: bool = False  # Binance combined stream: events wrapped in {"stream", "data"}
-
-    @property
-    def silent(self) -> bool:
-        return time.monotonic() < self.silent_until
-
-    def push(self, text: str) -> bool:
-        """Queue a frame; False if the socket is silent or closed (nothing sent)."""
-        if self.silent or self.ws.closed:
-            return False
-        self.queue.put_nowait(text)
-        return True
 
 
 class LiquidationEngine:
@@ -239,102 +211,6 @@ class LiquidationEngine:
                    fills, fixed(last_steps * step, qdp))
 
 
-class WsHub:
-    """The venue's WebSocket connections and the faults that can be done to them."""
-
-    def __init__(self, ctx: VenueContext) -> None:
-        self.ctx = ctx
-        self.connections: set[Connection] = set()
-        self.refuse_until = 0.0
-        self.pushed = 0
-
-    def accepting(self) -> bool:
-        return time.monotonic() >= self.refuse_until
-
-    async def serve(self, request: web.Request, on_text: Callable[[Connection, str], object],
-                    ping_interval_s: float | None = None,
-                    on_open: Callable[[Connection], None] | None = None) -> web.StreamResponse:
-        """Run one WebSocket until it closes: `on_text` handles each text frame (may return a
-        coroutine). Pings from the client are answered by hand (autoping off) so a silent
-        socket can ignore them."""
-        if not self.accepting():
-            raise web.HTTPServiceUnavailable(text="emulated outage")
-        ws = web.WebSocketResponse(autoping=False, compress=False, max_msg_size=1 << 22)
-        await ws.prepare(request)
-        conn = Connection(ws, request)
-        if on_open is not None:
-            on_open(conn)
-        self.connections.add(conn)
-        writer = asyncio.create_task(self._writer(conn))
-        pinger = asyncio.create_task(self._pinger(conn, ping_interval_s)) if ping_interval_s else None
-        logger.debug("{} ws open {} {}", self.ctx.venue, request.path, conn.conn_id)
-        try:
-            async for msg in ws:
-                if msg.type == WSMsgType.TEXT:
-                    if conn.silent:
-                        continue
-                    result = on_text(conn, msg.data)
-                    if asyncio.iscoroutine(result):
-                        await result
-                elif msg.type == WSMsgType.PING:
-                    if not conn.silent:
-                        await ws.pong(msg.data)
-                elif msg.type in (WSMsgType.CLOSE, WSMsgType.ERROR):
-                    break
-        except (ConnectionResetError, asyncio.CancelledError):
-            pass
-        finally:
-            self.connections.discard(conn)
-            for task in (writer, pinger):
-                if task is not None:
-                    task.cancel()
-            with contextlib.suppress(Exception):
-                await ws.close()
-            logger.debug("{} ws closed {}", self.ctx.venue, conn.conn_id)
-        return ws
-
-    async def _writer(self, conn: Connection) -> None:
-        try:
-            while True:
-                text = await conn.queue.get()
-                await conn.ws.send_str(text)
-        except (ConnectionResetError, RuntimeError, asyncio.CancelledError):
-            return
-
-    async def _pinger(self, conn: Connection, interval: float) -> None:
-        with contextlib.suppress(ConnectionResetError, RuntimeError, asyncio.CancelledError):
-            while not conn.ws.closed:
-                await asyncio.sleep(interval)
-                if not conn.silent:
-                    await conn.ws.ping()
-
-    @staticmethod
-    def send_json(conn: Connection, payload: object) -> None:
-        conn.push(_ENCODER.encode(payload).decode())
-
-    def broadcast(self, topic: str, text: str) -> int:
-        """Send one frame to every responsive connection subscribed to topic; how many got it."""
-        return sum(1 for c in list(self.connections) if topic in c.topics and c.push(text))
-
-    def drop(self, refuse_seconds: float = 0.0) -> int:
-        """Abort every socket (TCP close without a WebSocket close frame)."""
-        self.refuse_until = time.monotonic() + max(0.0, refuse_seconds)
-        n = 0
-        for conn in list(self.connections):
-            transport = conn.request.transport
-            if transport is not None:
-                transport.abort()
-                n += 1
-            self.connections.discard(conn)
-        return n
-
-    def silence(self, seconds: float) -> int:
-        until = time.monotonic() + seconds
-        for conn in self.connections:
-            conn.silent_until = until
-        return len(self.connections)
-
-
 def record(ctx: VenueContext, endpoint: str, liq: Liq, side_raw: str, push_ms: int, connections: int,
            sent_ns: int, extra: dict | None = None) -> dict:
     """One ground-truth line for a pushed liquidation."""
@@ -362,22 +238,36 @@ def _float_param(request: web.Request, name: str, default: float | None = None) 
         raise web.HTTPBadRequest(text=f"bad {name}: {raw!r}") from None
 
 
-def register(app: web.Application, ctx: VenueContext, symbols: list[SymbolSpec], hub: WsHub,
-             on_tick: Callable[[list[Liq], int], None]) -> LiquidationEngine:
-    """Create the venue's engine, start/stop it with the app, add the control endpoints."""
-    engine = LiquidationEngine(ctx, symbols)
-    engine.sink = on_tick
-    app[ENGINE] = engine
+class LiquidationControls:
+    """The `/_emulator/` control endpoints of one venue's liquidations: its engine (cascades, rate,
+    counters) and its WebSocket hub (drop, silence). Also starts and stops the engine with the app."""
 
-    async def on_startup(app: web.Application) -> None:
-        engine.rate = app.get(LIQUIDATION_RATE, DEFAULT_RATE)
-        engine.start()
+    def __init__(self, ctx: VenueContext, engine: LiquidationEngine, hub: WsHub) -> None:
+        self.ctx, self.engine, self.hub = ctx, engine, hub
 
-    async def on_shutdown(app: web.Application) -> None:
-        await engine.stop()
-        hub.drop()
+    def install(self, app: web.Application) -> None:
+        app.on_startup.append(self.on_startup)
+        app.on_shutdown.append(self.on_shutdown)
+        app.add_routes([
+            web.post("/_emulator/cascade", self.cascade),
+            web.post("/_emulator/drop", self.drop),
+            web.post("/_emulator/silence", self.silence),
+            web.post("/_emulator/liquidation_rate", self.rate),
+            web.get("/_emulator/liquidations", self.status),
+        ])
 
-    async def cascade(request: web.Request) -> web.Response:
+    async def on_startup(self, app: web.Application) -> None:
+        """Start generating at the app's configured rate (`LIQUIDATION_RATE`, else the default)."""
+        self.engine.rate = app.get(LIQUIDATION_RATE, DEFAULT_RATE)
+        self.engine.start()
+
+    async def on_shutdown(self, app: web.Application) -> None:
+        """Stop generating and abort every socket, so shutdown does not wait on clients."""
+        await self.engine.stop()
+        self.hub.drop()
+
+    async def cascade(self, request: web.Request) -> web.Response:
+        """POST /_emulator/cascade?symbol=S&count=N&seconds=T[&side=LONG]: N liquidations of S over T seconds."""
         symbol = request.query.get("symbol", "")
         count = int(_float_param(request, "count", 1000))
         seconds = _float_param(request, "seconds", 3.0)
@@ -385,37 +275,42 @@ def register(app: web.Application, ctx: VenueContext, symbols: list[SymbolSpec],
         if side not in ("LONG", "SHORT") or count < 0:
             raise web.HTTPBadRequest(text="side must be LONG or SHORT, count >= 0")
         try:
-            c = engine.cascade(symbol, count, seconds, side)
+            c = self.engine.cascade(symbol, count, seconds, side)
         except KeyError:
-            raise web.HTTPBadRequest(text=f"unknown symbol {symbol!r}; listed: {sorted(engine.symbols)}") from None
-        logger.info("{} cascade: {} liquidations of {} in {} s ({})", ctx.venue, count, symbol, seconds, side)
+            raise web.HTTPBadRequest(text=f"unknown symbol {symbol!r}; listed: {sorted(self.engine.symbols)}") from None
+        logger.info("{} cascade: {} liquidations of {} in {} s ({})", self.ctx.venue, count, symbol, seconds, side)
         return json_response({"symbol": symbol, "count": count, "seconds": seconds, "side": side, "start_ms": c.start_ms})
 
-    async def drop(request: web.Request) -> web.Response:
-        n = hub.drop(_float_param(request, "refuse_seconds", 0.0))
-        logger.info("{} dropped {} websocket(s)", ctx.venue, n)
+    async def drop(self, request: web.Request) -> web.Response:
+        """POST /_emulator/drop[?refuse_seconds=N]: abort every socket, refuse new ones for N s."""
+        n = self.hub.drop(_float_param(request, "refuse_seconds", 0.0))
+        logger.info("{} dropped {} websocket(s)", self.ctx.venue, n)
         return json_response({"dropped": n, "drop_ns": time.time_ns()})
 
-    async def silence(request: web.Request) -> web.Response:
-        n = hub.silence(_float_param(request, "seconds", 30.0))
-        logger.info("{} silenced {} websocket(s)", ctx.venue, n)
+    async def silence(self, request: web.Request) -> web.Response:
+        """POST /_emulator/silence?seconds=N: the open sockets get nothing (no pong either) for N s."""
+        n = self.hub.silence(_float_param(request, "seconds", 30.0))
+        logger.info("{} silenced {} websocket(s)", self.ctx.venue, n)
         return json_response({"silenced": n, "silence_ns": time.time_ns()})
 
-    async def rate(request: web.Request) -> web.Response:
-        engine.rate = max(0.0, _float_param(request, "per_second"))
-        return json_response({"per_second": engine.rate})
+    async def rate(self, request: web.Request) -> web.Response:
+        """POST /_emulator/liquidation_rate?per_second=X: the base rate per symbol."""
+        self.engine.rate = max(0.0, _float_param(request, "per_second"))
+        return json_response({"per_second": self.engine.rate})
 
-    async def status(request: web.Request) -> web.Response:
+    async def status(self, request: web.Request) -> web.Response:
+        """GET /_emulator/liquidations: generated, pushed, connections, rate, cascades pending."""
+        engine, hub = self.engine, self.hub
         return json_response({"generated": engine.generated, "pushed": hub.pushed, "connections": len(hub.connections),
                               "rate": engine.rate, "cascades_pending": len(engine.cascades)})
 
-    app.on_startup.append(on_startup)
-    app.on_shutdown.append(on_shutdown)
-    app.add_routes([
-        web.post("/_emulator/cascade", cascade),
-        web.post("/_emulator/drop", drop),
-        web.post("/_emulator/silence", silence),
-        web.post("/_emulator/liquidation_rate", rate),
-        web.get("/_emulator/liquidations", status),
-    ])
+
+def register(app: web.Application, ctx: VenueContext, symbols: list[SymbolSpec], hub: WsHub,
+             on_tick: Callable[[list[Liq], int], None]) -> LiquidationEngine:
+    """Create the venue's engine (its batches go to `on_tick`), start/stop it with the app, add the
+    control endpoints."""
+    engine = LiquidationEngine(ctx, symbols)
+    engine.sink = on_tick
+    app[ENGINE] = engine
+    LiquidationControls(ctx, engine, hub).install(app)
     return engine

@@ -1,4 +1,4 @@
-"""Seeded, deterministic market model shared by the three emulated venues.
+"""Owns the seeded, deterministic market model shared by the three emulated venues.
 
 Every value is a pure function of ``(seed, coin[, venue], t_ms)``: there is no state, so
 the value served "now" and the value a history endpoint will serve later for the same

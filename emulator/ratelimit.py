@@ -1,8 +1,9 @@
-"""Request-rate limits of the emulated venues: their weights, headers and answers.
+"""Owns the request-rate limits of the emulated venues: windows, bans, counters and controls.
 
 One `Limiter` per venue app, installed as a middleware by `emulator/server.py`. It counts every
 REST request (control paths under `/_emulator/` and WebSocket upgrades are free) and answers as
-the venue does once a limit is exceeded:
+the venue does once a limit is exceeded; each venue's rules, weights, headers and answers come
+with it as a `LimitRules` (`emulator/<venue>/limits.py`):
 
 | venue | limits (per IP) | header on every answer | over the limit | kept going anyway |
 |---|---|---|---|---|
@@ -33,11 +34,10 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-import msgspec
 from aiohttp import web
 from loguru import logger
 
-from emulator.common import json_response
+from emulator.common import as_middleware, json_response
 
 BAN_AFTER = 3  # requests sent while told to wait, before a ban
 IN_FLIGHT_S = 0.05  # requests arriving this soon after a limit answer were sent before it was read
@@ -84,68 +84,36 @@ class Rule:
         return w
 
 
-# -- per venue: rules and weights -----------------------------------------------------------
-
-HL_LIGHT = {"l2Book", "allMids", "clearinghouseState", "orderStatus", "spotClearinghouseState", "exchangeStatus"}
-
-
-def binance_rules() -> list[Rule]:
-    return [Rule("REQUEST_WEIGHT", 2400, 60.0, True), Rule("FUNDING", 500, 300.0, True), Rule("DATA", 1000, 300.0, True)]
+def no_headers(rules: dict[str, Rule], now: float, scale: float) -> dict[str, str]:
+    """A venue that sends no usage headers."""
+    return {}
 
 
-def binance_weights(request: web.Request, body: bytes) -> dict[str, float] | None:
-    path = request.path
-    if path.startswith("/futures/data/"):
-        return {"DATA": 1}
-    if not path.startswith("/fapi/"):
-        return None  # WebSocket paths and the like
-    if path in ("/fapi/v1/fundingRate", "/fapi/v1/fundingInfo"):
-        return {"REQUEST_WEIGHT": 1, "FUNDING": 1}
-    if path == "/fapi/v1/premiumIndex":
-        return {"REQUEST_WEIGHT": 1 if request.query.get("symbol") else 10}
-    return {"REQUEST_WEIGHT": 1}
+@dataclass(frozen=True)
+class LimitRules:
+    """One venue's limits, the weight of its requests and its answers once a limit is exceeded."""
 
-
-def bybit_rules() -> list[Rule]:
-    return [Rule("IP", 600, 5.0, False)]
-
-
-def bybit_weights(request: web.Request, body: bytes) -> dict[str, float] | None:
-    return {"IP": 1} if request.path.startswith("/v5/") else None
-
-
-def hyperliquid_rules() -> list[Rule]:
-    return [Rule("WEIGHT", 1200, 60.0, False)]
-
-
-def hyperliquid_weights(request: web.Request, body: bytes) -> dict[str, float] | None:
-    if request.path != "/info":
-        return None
-    try:
-        kind = msgspec.json.decode(body).get("type")
-    except (msgspec.DecodeError, AttributeError):
-        kind = None
-    return {"WEIGHT": 2 if kind in HL_LIGHT else 60 if kind == "userRole" else 20}
-
-
-VENUES: dict[str, tuple[Callable[[], list[Rule]], Callable[[web.Request, bytes], dict[str, float] | None]]] = {
-    "binance": (binance_rules, binance_weights),
-    "bybit": (bybit_rules, bybit_weights),
-    "hyperliquid": (hyperliquid_rules, hyperliquid_weights),
-}
-BAN_S = {"binance": 120.0, "bybit": 600.0}  # Hyperliquid: no documented ban
+    rules: Callable[[], list[Rule]]  # a fresh set of its limits
+    weights: Callable[[web.Request, bytes], dict[str, float] | None]  # rule -> weight; None: not limited
+    limited: Callable[[float, Rule, float, int], web.StreamResponse]  # (now, rule, wait s, Retry-After s)
+    banned: Callable[[float, float], web.StreamResponse]  # (now, banned until)
+    headers: Callable[[dict[str, Rule], float, float], dict[str, str]] = no_headers  # (rules, now, scale)
+    ban_s: float | None = None  # the first ban's length (doubling); None: the venue does not ban
+    # (wait s, Retry-After s) -> how long its limit answer tells a client to wait; None: it names no wait
+    told_wait: Callable[[float, int], float] | None = None
 
 
 class Limiter:
     """The limits of one venue app, and its counters."""
 
-    def __init__(self, venue: str, *, enabled: bool = True, scale: float = 1.0, clock: Callable[[], float] = time.time):
-        self.venue, self.enabled, self.scale, self.clock = venue, enabled, scale, clock
-        self._rules_factory, self.weights = VENUES[venue]
+    def __init__(self, venue: str, limits: LimitRules, *, enabled: bool = True, scale: float = 1.0,
+                 clock: Callable[[], float] = time.time):
+        self.venue, self.limits, self.enabled, self.scale, self.clock = venue, limits, enabled, scale, clock
+        self.weights = limits.weights
         self.reset()
 
     def reset(self) -> None:
-        self.rules = {r.name: r for r in self._rules_factory()}
+        self.rules = {r.name: r for r in self.limits.rules()}
         self.counts = collections.Counter()
         self.wait_until = 0.0  # the last limit answer told the client to wait until then
         self.answered_at = 0.0  # when the last limit answer was given
@@ -174,75 +142,59 @@ class Limiter:
         self.counts["requests"] += 1
         if now < self.ban_until:
             self.counts["banned"] += 1
-            return self._banned(now)
+            return self.limits.banned(now, self.ban_until)
         if now < self.wait_until and now > self.answered_at + IN_FLIGHT_S:
             self.early += 1
             self.counts["early_streak"] += 1
-            if self.venue in BAN_S and self.counts["early_streak"] >= BAN_AFTER:
+            if self.limits.ban_s is not None and self.counts["early_streak"] >= BAN_AFTER:
                 self.bans += 1
-                self.ban_until = now + BAN_S[self.venue] * self.scale * 2 ** (self.bans - 1)
+                self.ban_until = now + self.limits.ban_s * self.scale * 2 ** (self.bans - 1)
                 self.counts["banned"] += 1
                 logger.warning("{} ban: {} requests ignored the wait; banned for {:.1f} s", self.venue,
                                self.counts["early_streak"], self.ban_until - now)
-                return self._banned(now)
+                return self.limits.banned(now, self.ban_until)
         else:
             self.counts["early_streak"] = 0
         over = [r for r in self.rules.values() if r.name in weights and r.used(now, self.scale) + weights[r.name] > r.limit]
         if over:
             wait = max(r.reset_in(now, self.scale, weights[r.name]) for r in over)
             retry_after = max(1, math.ceil(wait))  # whole seconds, as the venues send it
-            if self.venue != "hyperliquid":  # Hyperliquid names no wait: nothing a client could ignore
-                self.wait_until = max(self.wait_until, now + (retry_after if self.venue == "binance" else wait))
+            if self.limits.told_wait is not None:  # a venue that names no wait: nothing a client could ignore
+                self.wait_until = max(self.wait_until, now + self.limits.told_wait(wait, retry_after))
             self.counts["limited"] += 1
             if now > self.answered_at + IN_FLIGHT_S:
                 self.answered_at = now
             logger.info("{} rate limit {} exceeded: refused, retry after {:.2f} s", self.venue, over[0].name, wait)
-            return self._limited(now, over[0], wait, retry_after)
+            return self.limits.limited(now, over[0], wait, retry_after)
         for name, weight in weights.items():
             self.rules[name].add(now, self.scale, weight)
         return None
 
     def headers(self) -> dict[str, str]:
         """Usage headers sent with every answer."""
-        now = self.clock()
-        if self.venue == "binance":
-            return {"X-MBX-USED-WEIGHT-1M": str(int(self.rules["REQUEST_WEIGHT"].used(now, self.scale)))}
-        if self.venue == "bybit":
-            rule = self.rules["IP"]
-            used = rule.used(now, self.scale)
-            reset_ms = int((now + (rule.reset_in(now, self.scale, 1) if used >= rule.limit else 0)) * 1000)
-            return {"X-Bapi-Limit": str(rule.limit), "X-Bapi-Limit-Status": str(max(0, int(rule.limit - used))),
-                    "X-Bapi-Limit-Reset-Timestamp": str(reset_ms)}
-        return {}
-
-    def _limited(self, now: float, rule: Rule, wait: float, retry_after: int) -> web.StreamResponse:
-        if self.venue == "binance":
-            msg = (f"Too many requests; current limit of IP(127.0.0.1) is {rule.limit} requests per minute. "
-                   "Please use the websocket for live updates to avoid polling the API.")
-            return json_response({"code": -1003, "msg": msg}, status=429, headers={"Retry-After": str(retry_after)})
-        if self.venue == "bybit":
-            return json_response({"retCode": 10006, "retMsg": "Too many visits!", "result": {}, "retExtInfo": {},
-                                  "time": int(now * 1000)})
-        return web.Response(status=429, text="null", content_type="application/json")
-
-    def _banned(self, now: float) -> web.StreamResponse:
-        left = max(1, math.ceil(self.ban_until - now))
-        if self.venue == "binance":
-            msg = (f"Way too much request weight used; IP banned until {int(self.ban_until * 1000)}. "
-                   "Please use the websocket for live updates to avoid bans.")
-            return json_response({"code": -1003, "msg": msg}, status=418, headers={"Retry-After": str(left)})
-        if self.venue == "bybit":
-            return web.Response(status=403, text="access too frequent")
-        return web.Response(status=429, text="null", content_type="application/json")
+        return self.limits.headers(self.rules, self.clock(), self.scale)
 
 
-def install(app: web.Application, venue: str, *, enabled: bool = True, scale: float = 1.0) -> Limiter:
-    """Add the limiter middleware and its control routes to a venue app (before it starts)."""
-    limiter = Limiter(venue, enabled=enabled, scale=scale)
-    app[LIMITER] = limiter
+class LimiterEndpoints:
+    """The limiter of one venue app as a middleware, and its `/_emulator/ratelimit` controls."""
 
-    @web.middleware
-    async def limit(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]):
+    def __init__(self, limiter: Limiter) -> None:
+        self.limiter = limiter
+
+    def install(self, app: web.Application) -> None:
+        app.middlewares.append(as_middleware(self.middleware))
+        app.add_routes([
+            web.get("/_emulator/ratelimit", self.status),
+            web.post("/_emulator/ratelimit", self.configure),
+            web.post("/_emulator/ratelimit/consume", self.consume),
+            web.post("/_emulator/ratelimit/reset", self.reset),
+        ])
+
+    async def middleware(self, request: web.Request,
+                         handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+        """Every venue request: counted against its rules, refused as the venue does when over a limit;
+        the usage headers go on every answer."""
+        limiter = self.limiter
         if not limiter.enabled or request.path.startswith("/_emulator/"):
             return await handler(request)
         weights = limiter.weights(request, await request.read())  # read() is cached: the handler reads it again
@@ -253,11 +205,13 @@ def install(app: web.Application, venue: str, *, enabled: bool = True, scale: fl
         response.headers.update(limiter.headers())
         return response
 
-    async def status(request: web.Request) -> web.Response:
-        return json_response(limiter.state())
+    async def status(self, request: web.Request) -> web.Response:
+        """GET /_emulator/ratelimit: counters, weight used per rule, settings."""
+        return json_response(self.limiter.state())
 
-    async def configure(request: web.Request) -> web.Response:
-        q = request.query
+    async def configure(self, request: web.Request) -> web.Response:
+        """POST /_emulator/ratelimit?enabled=0|1&scale=S: on/off; scale every window and ban (resets)."""
+        q, limiter = request.query, self.limiter
         try:
             if "enabled" in q:
                 limiter.enabled = q["enabled"].lower() in ("1", "true", "yes", "on")
@@ -271,10 +225,12 @@ def install(app: web.Application, venue: str, *, enabled: bool = True, scale: fl
             raise web.HTTPBadRequest(text=f"scale must be a number in (0, 10], got {q.get('scale')!r}") from None
         return json_response(limiter.state())
 
-    async def consume(request: web.Request) -> web.Response:
+    async def consume(self, request: web.Request) -> web.Response:
+        """POST /_emulator/ratelimit/consume?weight=N[&rule=NAME]: another program on the IP uses N."""
+        limiter = self.limiter
         rule = request.query.get("rule") or next(iter(limiter.rules))
         if rule not in limiter.rules:
-            raise web.HTTPBadRequest(text=f"unknown rule {rule!r}; {venue} has {sorted(limiter.rules)}")
+            raise web.HTTPBadRequest(text=f"unknown rule {rule!r}; {limiter.venue} has {sorted(limiter.rules)}")
         try:
             weight = float(request.query.get("weight", "0"))
         except ValueError:
@@ -282,15 +238,15 @@ def install(app: web.Application, venue: str, *, enabled: bool = True, scale: fl
         limiter.consume(rule, weight)
         return json_response(limiter.state())
 
-    async def reset(request: web.Request) -> web.Response:
-        limiter.reset()
-        return json_response(limiter.state())
+    async def reset(self, request: web.Request) -> web.Response:
+        """POST /_emulator/ratelimit/reset: counters, windows and bans back to zero."""
+        self.limiter.reset()
+        return json_response(self.limiter.state())
 
-    app.middlewares.append(limit)
-    app.add_routes([
-        web.get("/_emulator/ratelimit", status),
-        web.post("/_emulator/ratelimit", configure),
-        web.post("/_emulator/ratelimit/consume", consume),
-        web.post("/_emulator/ratelimit/reset", reset),
-    ])
+
+def install(app: web.Application, venue: str, limits: LimitRules, *, enabled: bool = True, scale: float = 1.0) -> Limiter:
+    """Add the limiter middleware and its control routes to a venue app (before it starts)."""
+    limiter = Limiter(venue, limits, enabled=enabled, scale=scale)
+    app[LIMITER] = limiter
+    LimiterEndpoints(limiter).install(app)
     return limiter

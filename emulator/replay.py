@@ -1,4 +1,6 @@
-"""Replay of a recording (`venues/recording.py`) as the venue(s): ``python -m emulator --replay DIR``.
+"""Owns the replay of a recording (`venues/recording.py`) as the venue(s): ``python -m emulator --replay DIR``
+(started by `emulator/server.py`'s `start_replay`; each venue's maintenance answer and liquidation
+stream protocol come with it, `ReplayStreams` from `emulator/<venue>/ws.py`).
 
 DIR holds `<venue>.jsonl` files (a run's `run/recordings/`, or the run directory itself). Each
 recorded venue gets its own port, like the live emulator, and answers from its tape:
@@ -45,7 +47,7 @@ import contextlib
 import os
 import time
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,11 +57,10 @@ import msgspec
 from aiohttp import WSMsgType, web
 from loguru import logger
 
-from venues.recording import SECRET_KEYS, load, redact_body
+from venues.recording import SECRET_KEYS, redact_body
 from emulator.common import json_response
-from emulator.faults import maintenance  # the venue's maintenance answer
 from emulator.ground_truth import GroundTruth
-from emulator.server import listen
+from emulator.venue import ReplayStreams
 
 OP_HEADER = "X-Derivs-Op"
 RECORDED_HEADER = "X-Derivs-Recorded-Ns"
@@ -156,13 +157,22 @@ class Tape:
                        "left": len(self.frames)}}
 
 
-def create_app(venue: str, tape: Tape, truth: GroundTruth) -> web.Application:
-    def record(key: Key, status: int, answer: str, line: int | None, recorded_ns: int | None) -> None:
-        truth.write([{"venue": venue.upper(), "kind": "replay", "op": key[0], "endpoint": key[2] + (f" {key[4]}" if key[4] else ""),
-                      "query": key[3], "status": status, "answer": answer, "recorded_ns": recorded_ns, "line": line,
-                      "served_ns": time.time_ns()}])
+class ReplayAnswers:
+    """The REST side of one venue's replay: each request gets the next recorded answer of its kind."""
 
-    async def answer(request: web.Request) -> web.StreamResponse:
+    def __init__(self, venue: str, tape: Tape, truth: GroundTruth, maintenance: Callable[[], web.Response]) -> None:
+        self.venue, self.tape, self.truth, self.maintenance = venue, tape, truth, maintenance
+
+    def record(self, key: Key, status: int, answer: str, line: int | None, recorded_ns: int | None) -> None:
+        """One ground-truth line per answer given."""
+        self.truth.write([{"venue": self.venue.upper(), "kind": "replay", "op": key[0],
+                           "endpoint": key[2] + (f" {key[4]}" if key[4] else ""), "query": key[3], "status": status,
+                           "answer": answer, "recorded_ns": recorded_ns, "line": line, "served_ns": time.time_ns()}])
+
+    async def answer(self, request: web.Request) -> web.StreamResponse:
+        """Any venue request: the next recorded answer of its kind; past the end, the venue's
+        maintenance answer (data) or the last answer again (metadata)."""
+        tape, venue = self.tape, self.venue
         op = request.headers.get(OP_HEADER, "")
         body = await request.read()
         key = request_key(op, request.method, request.path_qs, body or None)
@@ -171,8 +181,8 @@ def create_app(venue: str, tape: Tape, truth: GroundTruth) -> web.Application:
             tape.unmatched += 1
             logger.warning("{} replay: no recording of {} {} {} (op {!r}): maintenance answer", venue, request.method,
                            request.path_qs, key[4], op)
-            record(key, 503, "unmatched", None, None)
-            return maintenance(venue)
+            self.record(key, 503, "unmatched", None, None)
+            return self.maintenance()
         if track.answers:
             line, r = track.answers.popleft()
             track.served += 1
@@ -181,49 +191,42 @@ def create_app(venue: str, tape: Tape, truth: GroundTruth) -> web.Application:
         else:
             track.after_end += 1
             if found[0] or track.last is None:  # data: the recording is over, like a venue in maintenance
-                record(found, 503, "maintenance", None, None)
-                return maintenance(venue)
+                self.record(found, 503, "maintenance", None, None)
+                return self.maintenance()
             line, r = track.last  # metadata: the listing did not change
             kind = "repeat"
-        record(found, r["status"], kind, line, r["ts_ns"])
+        self.record(found, r["status"], kind, line, r["ts_ns"])
         headers = {k: v for k, v in (r.get("headers") or {}).items() if k.lower() not in ("content-length", "content-encoding")}
         headers[RECORDED_HEADER] = str(r["ts_ns"])
         return web.Response(status=r["status"], body=(r.get("body") or "").encode(), headers=headers)
 
-    async def status(request: web.Request) -> web.Response:
-        return json_response(tape.state())
+    async def status(self, request: web.Request) -> web.Response:
+        """GET /_emulator/replay: per request kind recorded, served, left; answers after the end."""
+        return json_response(self.tape.state())
 
-    async def ratelimit(request: web.Request) -> web.Response:
-        # read by sandbox clients (venues/budget.py emulator_limits): the replay enforces nothing
-        return json_response({"venue": venue, "enabled": False, "scale": 1.0, "replay": True})
+    async def ratelimit(self, request: web.Request) -> web.Response:
+        """GET /_emulator/ratelimit, read by sandbox clients (venues/budget.py): the replay enforces nothing."""
+        return json_response({"venue": self.venue, "enabled": False, "scale": 1.0, "replay": True})
 
+
+def create_app(venue: str, tape: Tape, truth: GroundTruth, maintenance: Callable[[], web.Response],
+               streams: ReplayStreams | None) -> web.Application:
+    """The replay application of one venue (its liquidation stream too if `streams` is given)."""
+    answers = ReplayAnswers(venue, tape, truth, maintenance)
     app = web.Application()
-    app.add_routes([web.get("/_emulator/replay", status), web.get("/_emulator/ratelimit", ratelimit)])
-    if venue in WS_PATHS:
-        streams = WsReplay(venue, tape, truth)
-        for path in WS_PATHS[venue]:
-            app.router.add_get(path, streams.serve)
-        app.on_cleanup.append(streams.close)
-    app.router.add_route("*", "/{tail:.*}", answer)
+    app.add_routes([web.get("/_emulator/replay", answers.status), web.get("/_emulator/ratelimit", answers.ratelimit)])
+    if streams is not None:
+        replay = WsReplay(venue, tape, truth, streams)
+        for path in streams.paths:
+            app.router.add_get(path, replay.serve)
+        app.on_cleanup.append(replay.close)
+    app.router.add_route("*", "/{tail:.*}", answers.answer)
     return app
 
 
 # -- liquidation WebSocket streams -------------------------------------------------------------
 
-WS_PATHS = {"binance": ("/market/ws", "/market/ws/{stream}", "/ws", "/ws/{stream}"), "bybit": ("/v5/public/linear",)}
-BINANCE_ALL = "!forceOrder@arr"
 DOUBLE_WITHIN_NS = 5_000_000_000
-
-
-def frame_topic(venue: str, message: Any) -> str:
-    """The stream a recorded message belongs to (`btcusdt@forceOrder`, `allLiquidation.BTCUSDT`)."""
-    if not isinstance(message, dict):
-        return ""
-    if venue == "bybit":
-        return str(message.get("topic", ""))
-    if "stream" in message:  # a combined-stream envelope
-        return str(message["stream"])
-    return f"{str((message.get('o') or {}).get('s', '')).lower()}@forceOrder"
 
 
 class WsReplay:
@@ -232,8 +235,8 @@ class WsReplay:
     the venue: a reconnecting client gets the messages not pushed yet, not the tape again. A
     message of a stream nobody subscribes to waits for a subscriber (the order is kept)."""
 
-    def __init__(self, venue: str, tape: Tape, truth: GroundTruth):
-        self.venue, self.tape, self.truth = venue, tape, truth
+    def __init__(self, venue: str, tape: Tape, truth: GroundTruth, streams: ReplayStreams):
+        self.venue, self.tape, self.truth, self.streams = venue, tape, truth, streams
         self.conns: dict[web.WebSocketResponse, set[str]] = {}
         self.wake = asyncio.Event()
         self.pusher: asyncio.Task | None = None
@@ -248,7 +251,7 @@ class WsReplay:
         ws = web.WebSocketResponse(autoping=True)
         await ws.prepare(request)
         stream = request.match_info.get("stream", "")
-        self.conns[ws] = {stream} if stream.endswith("@forceOrder") or stream == BINANCE_ALL else set()
+        self.conns[ws] = self.streams.path_topics(stream)
         if self.pusher is None:
             self.pusher = asyncio.get_running_loop().create_task(self._push())
         self.wake.set()
@@ -268,32 +271,16 @@ class WsReplay:
         if not isinstance(req, dict):
             return
         topics = self.conns.setdefault(ws, set())
-        if self.venue == "binance":
-            method, params, rid = req.get("method"), req.get("params") or [], req.get("id")
-            if method == "SUBSCRIBE":
-                topics.update(params)
-            elif method == "UNSUBSCRIBE":
-                topics.difference_update(params)
-            await ws.send_str(_ENCODER.encode({"result": sorted(topics) if method == "LIST_SUBSCRIPTIONS" else None,
-                                               "id": rid}).decode())
-        else:
-            op, args = req.get("op"), req.get("args") or []
-            if op == "subscribe":
-                topics.update(args)
-            elif op == "unsubscribe":
-                topics.difference_update(args)
-            await ws.send_str(_ENCODER.encode({"success": True, "ret_msg": "pong" if op == "ping" else "",
-                                               "conn_id": f"replay-{id(ws):x}", "req_id": req.get("req_id", ""),
-                                               "op": op}).decode())
+        reply = self.streams.answer(req, topics, f"replay-{id(ws):x}")
+        await ws.send_str(_ENCODER.encode(reply).decode())
         self.wake.set()
 
     async def _push(self) -> None:
         frames = self.tape.frames
         while frames:
             line, r = frames[0]
-            topic = frame_topic(self.venue, r["message"])
-            targets = [ws for ws, topics in self.conns.items()
-                       if not ws.closed and (topic in topics or (self.venue == "binance" and BINANCE_ALL in topics))]
+            topic = self.streams.topic(r["message"])
+            targets = [ws for ws, topics in self.conns.items() if not ws.closed and self.streams.receives(topic, topics)]
             if not targets:
                 self.wake.clear()
                 await self.wake.wait()
@@ -324,31 +311,3 @@ class Replay:
             await runner.cleanup()
         self._runners.clear()
         self.truth.close()
-
-
-async def start_replay(directory: str | os.PathLike, *, venues: Iterable[str] | None = None, host: str = "127.0.0.1",
-                       ports: Mapping[str, int] | None = None,
-                       ground_truth: str | os.PathLike | None = None) -> Replay:
-    """Serve the recording in `directory` (one port per recorded venue, of `venues` if given)."""
-    base = recording_dir(directory)
-    recorded = {p.stem: p for p in sorted(base.glob("*.jsonl"))}
-    wanted = list(venues) if venues is not None else list(recorded)
-    missing = [v for v in wanted if v not in recorded]
-    if missing:
-        logger.warning("replay: no recording of {} in {}: not served", ", ".join(missing), base)
-    wanted = [v for v in wanted if v in recorded]
-    if not wanted:
-        raise FileNotFoundError(f"{base}: no recording of {', '.join(missing) or 'any venue'}")
-    replay = Replay(urls={}, tapes={}, truth=GroundTruth(ground_truth))
-    try:
-        for venue in wanted:
-            tape = Tape(venue, load(recorded[venue]))
-            replay.tapes[venue] = tape
-            replay.urls[venue] = await listen(replay._runners, create_app(venue, tape, replay.truth), host,  # noqa: SLF001
-                                              (ports or {}).get(venue, 0))
-            logger.info("{} replay: {} answers of {} kinds from {}", venue, sum(t.recorded for t in tape.tracks.values()),
-                        len(tape.tracks), recorded[venue])
-    except BaseException:
-        await replay.close()
-        raise
-    return replay

@@ -1,4 +1,6 @@
-"""Starts the venue apps, each on its own port, so one venue can be down alone."""
+"""Owns assembling the emulator: the venue registry, each started venue's app on its own port (so
+one venue can be down alone) with its rate limits and faults, the replay of a recording in its
+place, and the ready file."""
 
 from __future__ import annotations
 
@@ -9,23 +11,23 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 from loguru import logger
 
 from emulator import binance, bybit, faults, hyperliquid, ratelimit
-from emulator.common import VenueContext
+from emulator.common import VenueContext, listen
 from emulator.ground_truth import GroundTruth
 from emulator.liquidations import LIQUIDATION_RATE
 from emulator.market import VENUES, Market
+from emulator.venue import EmulatedVenue
 
-_FACTORIES: dict[str, Callable[[VenueContext], web.Application]] = {
-    "binance": binance.create_app,
-    "bybit": bybit.create_app,
-    "hyperliquid": hyperliquid.create_app,
-}
-# Keep-alive connections of clients must not hold shutdown: the CLI promises < 1 s.
-_SHUTDOWN_TIMEOUT_S = 0.2
+if TYPE_CHECKING:
+    from emulator.replay import Replay
+
+REGISTRY: dict[str, EmulatedVenue] = {v.name: v for v in (binance.EMULATED, bybit.EMULATED, hyperliquid.EMULATED)}
+assert tuple(REGISTRY) == VENUES
 
 
 @dataclass
@@ -50,16 +52,6 @@ class Emulator:
         await self.close()
 
 
-async def listen(runners: list[web.AppRunner], app: web.Application, host: str, port: int) -> str:
-    """Serve app on host:port (0 = a free port); its runner joins `runners` (to be cleaned up
-    even if listening fails). Returns the base URL."""
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=_SHUTDOWN_TIMEOUT_S)
-    await runner.setup()
-    runners.append(runner)
-    await web.TCPSite(runner, host, port).start()
-    return f"http://{host}:{runner.addresses[0][1]}"
-
-
 async def start_emulator(
     *,
     seed: int = 7,
@@ -77,24 +69,59 @@ async def start_emulator(
     Use in-process: ``async with await start_emulator(ground_truth=p) as emu: emu.urls["bybit"]``.
     """
     venues = list(venues)
-    unknown = [v for v in venues if v not in _FACTORIES]
+    unknown = [v for v in venues if v not in REGISTRY]
     if unknown:
-        raise ValueError(f"unknown venue(s) {unknown}; known: {list(_FACTORIES)}")
+        raise ValueError(f"unknown venue(s) {unknown}; known: {list(REGISTRY)}")
     market = Market(seed)
     recorder = GroundTruth(ground_truth)
     emu = Emulator(urls={}, market=market, recorder=recorder)
     try:
-        for venue in venues:
-            app = _FACTORIES[venue](VenueContext(venue, market, recorder, clock_ns))
+        for name in venues:
+            venue = REGISTRY[name]
+            app = venue.create_app(VenueContext(name, market, recorder, clock_ns))
             if liquidation_rate is not None:  # base liquidations per symbol per second
                 app[LIQUIDATION_RATE] = liquidation_rate
-            ratelimit.install(app, venue, enabled=rate_limits, scale=rate_limit_scale)  # the venue's limits
-            faults.install(app, venue, recorder)  # maintenance, timeouts, malformed answers, delistings
-            emu.urls[venue] = await listen(emu._runners, app, host, (ports or {}).get(venue, 0))  # noqa: SLF001
+            ratelimit.install(app, name, venue.limits, enabled=rate_limits, scale=rate_limit_scale)  # the venue's limits
+            faults.install(app, name, venue.faults, recorder)  # maintenance, timeouts, malformed answers, delistings
+            emu.urls[name] = await listen(emu._runners, app, host, (ports or {}).get(name, 0))  # noqa: SLF001
     except BaseException:
         await emu.close()
         raise
     return emu
+
+
+async def start_replay(directory: str | os.PathLike, *, venues: Iterable[str] | None = None, host: str = "127.0.0.1",
+                       ports: Mapping[str, int] | None = None,
+                       ground_truth: str | os.PathLike | None = None) -> Replay:
+    """Serve the recording in `directory` (one port per recorded venue, of `venues` if given)."""
+    # Imported here: the replay reads recordings with venues.recording, whose package loads ccxt
+    # (seconds), which the market-model emulator never needs.
+    from emulator.replay import Replay, Tape, create_app, recording_dir  # noqa: PLC0415
+    from venues.recording import load  # noqa: PLC0415
+
+    base = recording_dir(directory)
+    recorded = {p.stem: p for p in sorted(base.glob("*.jsonl"))}
+    wanted = list(venues) if venues is not None else list(recorded)
+    missing = [v for v in wanted if v not in recorded]
+    if missing:
+        logger.warning("replay: no recording of {} in {}: not served", ", ".join(missing), base)
+    wanted = [v for v in wanted if v in recorded]
+    if not wanted:
+        raise FileNotFoundError(f"{base}: no recording of {', '.join(missing) or 'any venue'}")
+    replay = Replay(urls={}, tapes={}, truth=GroundTruth(ground_truth))
+    try:
+        for name in wanted:
+            venue = REGISTRY[name]
+            tape = Tape(name, load(recorded[name]))
+            replay.tapes[name] = tape
+            app = create_app(name, tape, replay.truth, venue.faults.maintenance, venue.streams)
+            replay.urls[name] = await listen(replay._runners, app, host, (ports or {}).get(name, 0))  # noqa: SLF001
+            logger.info("{} replay: {} answers of {} kinds from {}", name, sum(t.recorded for t in tape.tracks.values()),
+                        len(tape.tracks), recorded[name])
+    except BaseException:
+        await replay.close()
+        raise
+    return replay
 
 
 def write_ready_file(path: str | os.PathLike[str], urls: Mapping[str, str]) -> None:

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import yaml
 
+from emulator.process import spawn_emulator
+
 ROOT = Path(__file__).resolve().parents[1]
 
 SYMBOLS = {
@@ -100,13 +102,11 @@ def read_catalog(path: Path) -> dict:
 
 
 def start_emulator(tmp: Path, venues: str = "binance,bybit,hyperliquid", seed: int = 7, *extra: str) -> tuple[subprocess.Popen, dict[str, str], Path]:
-    ready, truth = tmp / "emulator.json", tmp / "ground_truth.jsonl"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "emulator", "--venues", venues, "--seed", str(seed), "--ready-file", str(ready), "--ground-truth", str(truth), *extra],
-        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=open(tmp / "emulator.stderr", "wb"),
-    )
-    wait_for(ready.exists, 20, 0.05, "the emulator's ready file")
-    return proc, json.loads(ready.read_text()), truth
+    """`python -m emulator` in tmp: (process, venue URLs, ground-truth file); its log is tmp/emulator.stderr."""
+    truth = tmp / "ground_truth.jsonl"
+    emu = spawn_emulator(tmp / "emulator.json", "--venues", venues, "--seed", str(seed), "--ground-truth", str(truth), *extra,
+                         log=tmp / "emulator.stderr", cwd=ROOT, poll_s=0.05)
+    return emu.proc, emu.urls, truth
 
 
 def free_port_url() -> str:

@@ -17,7 +17,7 @@ from typing import Any
 
 from aiohttp import web
 
-from emulator.server import listen
+from emulator.common import listen
 
 Route = tuple[str, str]  # ("GET", "/fapi/v1/openInterest") or ("POST", "/info metaAndAssetCtxs")
 

@@ -5,11 +5,9 @@ and that what ccxt returns equals the ground truth the emulator recorded."""
 from __future__ import annotations
 
 import asyncio
-import json
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,6 +19,7 @@ import pytest
 from venues import adapter_class
 from venues.client import plain_client
 from emulator.ground_truth import load_ground_truth
+from emulator.process import spawn_emulator, stop_process
 
 ROOT = Path(__file__).resolve().parents[2]
 HOUR_MS = 3_600_000
@@ -48,35 +47,16 @@ class Running:
 
 def _stop(proc: subprocess.Popen, sig: int = signal.SIGTERM) -> float:
     """Signal the emulator and return how long it took to exit (kill after 5 s)."""
-    if proc.poll() is not None:
-        return 0.0
-    start = time.monotonic()
-    proc.send_signal(sig)
-    try:
-        proc.wait(timeout=5)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-    return time.monotonic() - start
+    return stop_process(proc, sig)
 
 
 def _start(tmp: Path, venues: str) -> Running:
-    ready, gt, log = tmp / "ready.json", tmp / "ground_truth.jsonl", tmp / "emulator.log"
-    cmd = [sys.executable, "-m", "emulator", "--host", "127.0.0.1", "--seed", "7", "--venues", venues,
-           "--port-binance", "0", "--port-bybit", "0", "--port-hyperliquid", "0",
-           "--ground-truth", str(gt), "--ready-file", str(ready), "--log-level", "DEBUG"]
-    start = time.monotonic()
-    with log.open("wb") as log_file:
-        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log_file, stderr=subprocess.STDOUT)
-    try:
-        while not ready.exists():
-            assert proc.poll() is None, f"emulator exited early:\n{log.read_text()}"
-            assert time.monotonic() - start < 15, "emulator did not become ready"
-            time.sleep(0.01)
-        return Running(proc, json.loads(ready.read_text()), gt, log, time.monotonic() - start)
-    except BaseException:
-        _stop(proc)
-        raise
+    gt = tmp / "ground_truth.jsonl"
+    emu = spawn_emulator(tmp / "ready.json", "--host", "127.0.0.1", "--seed", "7", "--venues", venues,
+                         "--port-binance", "0", "--port-bybit", "0", "--port-hyperliquid", "0",
+                         "--ground-truth", str(gt), "--log-level", "DEBUG", log=tmp / "emulator.log", cwd=ROOT,
+                         timeout_s=15)
+    return Running(emu.proc, emu.urls, gt, emu.log, emu.startup_s)
 
 
 @pytest.fixture(scope="module")

@@ -19,6 +19,7 @@ from venues.liquidation_stream import LiquidationStream, LiquidationsUnsupported
 from actors.validator import topic
 from venues import adapter
 from emulator.ground_truth import load_ground_truth
+from emulator.process import spawn_emulator
 from emulator.server import start_emulator
 from messages.codec import encode
 from messages.events import Liquidation
@@ -256,13 +257,9 @@ def _run_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
 
 def test_cli_prints_lines_and_hyperliquid_limitation(tmp_path):
     ready, gt = tmp_path / "emu.json", tmp_path / "gt.jsonl"
-    emu = subprocess.Popen([sys.executable, "-m", "emulator", "--venues", "binance,bybit", "--ready-file", str(ready),
-                            "--ground-truth", str(gt), "--liquidation-rate", "4", "--log-level", "WARNING"], cwd=ROOT)
+    emu = spawn_emulator(ready, "--venues", "binance,bybit", "--ground-truth", str(gt), "--liquidation-rate", "4",
+                         "--log-level", "WARNING", log=tmp_path / "emulator.log", cwd=ROOT, poll_s=0.05)
     try:
-        deadline = time.monotonic() + 20
-        while not ready.exists():
-            assert time.monotonic() < deadline and emu.poll() is None
-            time.sleep(0.05)
         out = _run_cli("BTC", "--emulator", str(ready), "--json", "--seconds", "4")
         assert out.returncode == 0, out.stderr
         rows = [json.loads(line) for line in out.stdout.splitlines()]
@@ -276,8 +273,7 @@ def test_cli_prints_lines_and_hyperliquid_limitation(tmp_path):
         hl = _run_cli("BTC", "-v", "hyperliquid", "-v", "bybit", "--emulator", str(ready), "--seconds", "1")
         assert hl.returncode == 1 and "Hyperliquid has no public liquidation feed" in hl.stderr
     finally:
-        emu.terminate()
-        emu.wait(10)
+        emu.stop(timeout_s=10)
 
 
 @contextlib.contextmanager

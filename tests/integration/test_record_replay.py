@@ -33,6 +33,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from emulator.process import spawn_emulator
 from venues.recording import load
 from venues import adapter
 from tests.harness import ROOT, mesh_log, read_catalog, start_mesh, stop_mesh, wait_for, write_topology
@@ -204,13 +205,10 @@ def test_hyperliquid_rows_carry_the_recorded_receive_time(runs):
 def test_python_m_emulator_replay_serves_a_recording_to_plain_ccxt_clients(runs, tmp_path):
     """The documented command on run 1's recording: a client without X-Derivs-Op (the CLI) gets the
     earliest recorded answer of the same request, in order; a listing is repeated after its end."""
-    ready = tmp_path / "ready.json"
-    proc = subprocess.Popen([sys.executable, "-m", "emulator", "--replay", str(runs["tmp"] / "record" / "run"),
-                             "--venues", "bybit", "--ready-file", str(ready)],
-                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=open(tmp_path / "emulator.stderr", "wb"))
+    emu = spawn_emulator(tmp_path / "ready.json", "--replay", str(runs["tmp"] / "record" / "run"), "--venues", "bybit",
+                         log=tmp_path / "emulator.stderr", cwd=ROOT, poll_s=0.05)
     try:
-        wait_for(ready.exists, 20, 0.05, "the replay's ready file")
-        url = json.loads(ready.read_text())["bybit"]
+        url = emu.urls["bybit"]
         tickers = [r for r in runs["recordings"]["bybit"] if "/v5/market/tickers" in r["url"]]
         expected = [json.loads(r["body"])["time"] for r in sorted(tickers, key=lambda r: r["ts_ns"])[:3]]
 
@@ -233,8 +231,7 @@ def test_python_m_emulator_replay_serves_a_recording_to_plain_ccxt_clients(runs,
         listing = [t for t in state["tracks"] if t["path"] == "/v5/market/instruments-info"]
         assert listing and all(t["after_end"] >= 1 for t in listing)
     finally:
-        proc.terminate()
-        proc.wait(10)
+        emu.stop(timeout_s=10)
 
 
 def test_api_keys_never_appear_in_ctl_status_logs_or_recordings(runs):

@@ -11,7 +11,8 @@ import msgspec
 
 from venues.recording import Recorder
 from venues import ADAPTERS
-from emulator.replay import Replay, start_replay
+from emulator.replay import Replay
+from emulator.server import start_replay
 from tests.fixtures import real
 
 BYBIT_LISTING = "/v5/market/instruments-info?category=linear&limit=1000"  # what ccxt asks (and Nautilus)

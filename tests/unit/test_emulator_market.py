@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from emulator.common import fixed, hl_price, quarterly_expiry_ms, stripped
+from emulator.common import fixed, quarterly_expiry_ms, stripped
+from emulator.hyperliquid.assets import price as hl_price
 from emulator.market import COINS, HOUR, LISTINGS, MIN, SEC, VENUES, Market
 
 T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
