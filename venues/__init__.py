@@ -49,6 +49,21 @@ def adapter(name: str) -> VenueAdapter:
     return adapter_class(name)()
 
 
+def plain_client(venue: str, base_url: str, *, pro: bool = False, config: dict[str, Any] | None = None) -> Any:
+    """A plain ccxt client (no budget, no hooks) of `venue` against the emulator at `base_url`:
+    what a user's own ccxt script would do (tests, benchmark baselines). `config` is deep-merged
+    over the sandbox config by ccxt itself. Remember `await client.close()`."""
+    import ccxt.async_support as ccxt_async
+
+    if pro:
+        import ccxt.pro as module
+    else:
+        module = ccxt_async
+    ad = adapter_class(venue)
+    cls = getattr(module, ad.ccxt_id)
+    return cls(cls.deep_extend(ad.sandbox_config(base_url), config or {}))
+
+
 def oi_history_periods(name: str) -> tuple[str, ...]:
     """The OI history periods the venue serves (ccxt timeframe names; () = none), import-light."""
     return import_module(f"venues.{_known(name)}.limits").OI_HISTORY_PERIODS

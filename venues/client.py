@@ -180,18 +180,3 @@ def client_class(adapter_class: type, pro: bool = False) -> type:
     return type(name, (VenueClient, base), {"adapter": adapter_class, "is_pro": pro,
                                               "__doc__": f"{adapter_class.venue}'s {base.__module__}.{base.__name__}, "
                                                          "with the project's budget, recording and sandbox hooks."})
-
-
-def plain_client(venue: str, base_url: str, *, pro: bool = False, config: dict[str, Any] | None = None) -> Any:
-    """A plain ccxt client (no budget, no hooks) of `venue` against the emulator at `base_url`:
-    what a user's own ccxt script would do (tests, benchmark baselines). `config` is deep-merged
-    over the sandbox config by ccxt itself. Remember `await client.close()`."""
-    from venues import adapter_class
-
-    if pro:
-        import ccxt.pro as module
-    else:
-        module = ccxt_async
-    ad = adapter_class(venue)
-    cls = getattr(module, ad.ccxt_id)
-    return cls(cls.deep_extend(ad.sandbox_config(base_url), config or {}))

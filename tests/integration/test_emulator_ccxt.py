@@ -17,7 +17,7 @@ import ccxt
 import pytest
 
 from venues import adapter_class
-from venues.client import plain_client
+from venues import plain_client
 from emulator.ground_truth import load_ground_truth
 from emulator.process import spawn_emulator, stop_process
 
