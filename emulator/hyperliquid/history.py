@@ -1,7 +1,7 @@
 """Owns Hyperliquid's funding history, with the real venue's contract:
 `POST /info {"type":"fundingHistory","coin","startTime","endTime"?}`: oldest first, at most 500
-rows from startTime; `time` carries a few ms of settlement latency like the real one, and some
-rows lack `premium`. There is no open-interest history on Hyperliquid.
+rows from startTime; `time` carries a few ms of settlement latency like the real one; every row
+has `premium`, as in the recorded answer (tests/fixtures/real/hyperliquid/funding_history.json). There is no open-interest history on Hyperliquid.
 
 Holes are `emulator/history.py`'s.
 """
@@ -55,10 +55,8 @@ class HyperliquidHistory:
             t = s + latency_ms(market, coin, s)
             if start <= t <= end and not funding_hole(market, "hyperliquid", coin, s, now):
                 rate_str = stripped(market.funding_rate("hyperliquid", coin, s), 10)
-                row = {"coin": coin, "fundingRate": rate_str, "time": t}
-                if market._uniform(_key("hl-premium", coin), s // HOUR) > -0.9:  # noqa: SLF001 - some rows lack it
-                    premium = market.mark_price(coin, s, "hyperliquid") / market.index_price(coin, s) - 1.0
-                    row = {"coin": coin, "fundingRate": rate_str, "premium": fixed(premium, 8), "time": t}
+                premium = market.mark_price(coin, s, "hyperliquid") / market.index_price(coin, s) - 1.0
+                row = {"coin": coin, "fundingRate": rate_str, "premium": fixed(premium, 8), "time": t}
                 rows.append(row)
                 records.append({"venue": VENUE, "kind": "funding_history", "endpoint": "fundingHistory", "coin": coin,
                                 "raw_symbol": coin, "ts_ms": t, "served_ns": time.time_ns(), "rate": float(rate_str),
