@@ -21,10 +21,9 @@ import click
 import msgspec
 from loguru import logger
 
-from venues.liquidation_stream import LiquidationStream, LiquidationsUnsupported
+from venues.liquidation_stream import LiquidationStream, LiquidationsUnsupported, StreamScope
 from actors.topology import VENUE_NAMES
 from venues import UnknownSymbol, adapter
-from venues.liquidations import check_supported
 from cli.sandbox import emulator_urls
 from messages.events import Liquidation
 
@@ -69,7 +68,7 @@ async def _stream_venue(name: str, symbols: tuple[str, ...], url: str | None, as
             click.echo(f"warning: {ad.venue}: no data from {_when(start)} to {_when(end)} "
                        f"({(end - start) / 1e9:.1f} s): {reason}", err=True)
 
-        await LiquidationStream(ad, client, chosen, on_event, on_gap, stop).run()
+        await LiquidationStream(ad, client, StreamScope(markets=chosen), on_event, on_gap, stop).run()
     finally:
         await client.close()
 
@@ -113,7 +112,7 @@ def liquidations(symbols, venues, sandbox, emulator_file, as_json, seconds, verb
     usable, failed = [], False
     for v in requested:
         try:
-            check_supported(v)
+            adapter(v).liquidations.require()
             usable.append(v)
         except LiquidationsUnsupported as exc:
             click.echo(f"error: {v}: {exc}", err=True)

@@ -8,18 +8,17 @@ import pytest
 
 from catalog.schema import LIQUIDATION, build_tables, liquidation_ts_init
 from catalog.store import CatalogStore
-from venues.liquidation_stream import DedupWindow, LiquidationStream, LiquidationsUnsupported, backoff_delay, liquidation_key
 from venues import adapter
-from venues.liquidations import (
-    binance_ack,
-    binance_force_orders,
-    binance_position_side,
-    bybit_ack,
-    bybit_all_liquidation,
-    bybit_position_side,
-    check_supported,
-    liquidation_value,
-)
+from venues.base import backoff_delay
+from venues.binance.liquidations import force_orders as binance_force_orders
+from venues.binance.liquidations import position_side as binance_position_side
+from venues.binance.liquidations import subscribe_answer as binance_ack
+from venues.bybit.liquidations import all_liquidation as bybit_all_liquidation
+from venues.bybit.liquidations import op_answer as bybit_ack
+from venues.bybit.liquidations import position_side as bybit_position_side
+from venues.liquidation_delivery import DedupWindow, liquidation_key
+from venues.liquidation_stream import LiquidationStream, LiquidationsUnsupported, StreamScope
+from venues.liquidations import liquidation_value
 from messages.codec import decode_event, encode
 from messages.events import Liquidation
 
@@ -179,16 +178,17 @@ def test_backoff_grows_with_jitter_and_cap():
 
 def test_hyperliquid_is_unsupported_with_a_clear_message():
     with pytest.raises(LiquidationsUnsupported, match="no public liquidation feed"):
-        check_supported("hyperliquid")
+        adapter("hyperliquid").liquidations.require()
     stop = asyncio.Event()
 
     async def nothing(*_):
         return None
 
     with pytest.raises(LiquidationsUnsupported, match="Hyperliquid"):
-        LiquidationStream(adapter("hyperliquid"), None, [{"symbol": "BTC/USDC:USDC"}], nothing, nothing, stop)
-    check_supported("binance")
-    check_supported("bybit")
+        LiquidationStream(adapter("hyperliquid"), None, StreamScope(markets=[{"symbol": "BTC/USDC:USDC"}]), nothing, nothing,
+                          stop)
+    adapter("binance").liquidations.require()
+    adapter("bybit").liquidations.require()
 
 
 def test_catalog_keeps_several_liquidations_of_one_millisecond(tmp_path):

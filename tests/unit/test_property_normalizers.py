@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 
 from actors.validator import validate, validate_event
 from venues import adapter, binance, bybit, hyperliquid
-from venues.liquidations import binance_force_orders, bybit_all_liquidation
+from venues.binance.liquidations import force_orders as binance_force_orders
+from venues.bybit.liquidations import all_liquidation as bybit_all_liquidation
 from messages.codec import encode
 from messages.envelope import Envelope
 from messages.events import FundingRate, Liquidation, Malformed, OpenInterest

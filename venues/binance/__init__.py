@@ -20,6 +20,7 @@ from venues.recording import operation
 from venues.base import (Market, MalformedItem, VenueAdapter, at_precision, exact, field, info_of, ms_to_ns, now_ns,
                                 places, reason_of)
 from messages.events import FundingRate, Malformed, OpenInterest
+from venues.binance.liquidations import BinanceLiquidations
 
 DEFAULT_INTERVAL_MIN = 8 * 60
 DELISTED_RETRY_S = 600.0  # a symbol the venue calls invalid is asked for again this rarely
@@ -89,6 +90,7 @@ class BinanceAdapter(VenueAdapter):
     ccxt_id = "binanceusdm"
     env_prefix = "BINANCE"
     options = {"fetchCurrencies": False}  # currencies need keys and are not used
+    liquidations = BinanceLiquidations()  # the liquidation stream's view of the venue
 
     def __init__(self) -> None:
         self._intervals: dict[str, int] = {}  # symbol -> minutes, only non-default ones

@@ -18,6 +18,7 @@ from typing import Any
 from venues.recording import operation
 from venues.base import Market, VenueAdapter, exact, field, ms_to_ns, now_ns, number, places
 from messages.events import FundingRate, Malformed, OpenInterest
+from venues.bybit.liquidations import BybitLiquidations
 
 
 # Nautilus's Bybit adapter without API keys: fee rate 0.001 / 0.001, margins 0.1 / 0.1.
@@ -86,6 +87,7 @@ class BybitAdapter(VenueAdapter):
     ccxt_id = "bybit"
     env_prefix = "BYBIT"
     options = {"fetchMarkets": {"types": ["linear"]}}  # 2 requests instead of 11
+    liquidations = BybitLiquidations()  # the liquidation stream's view of the venue
 
     def definition(self, item: dict) -> dict:
         return instrument_definition(item)

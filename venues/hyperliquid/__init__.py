@@ -14,6 +14,7 @@ from typing import Any
 from venues.recording import operation
 from venues.base import Market, MalformedItem, VenueAdapter, field, ms_to_ns, number, received_ns, set_received, timed
 from messages.events import FundingRate, Malformed, OpenInterest
+from venues.hyperliquid.liquidations import HyperliquidLiquidations
 
 INTERVAL_MIN = 60
 PERP_MAX_DECIMALS = 6  # the venue's price rule for perps: at most 6 - szDecimals decimals
@@ -90,6 +91,7 @@ class HyperliquidAdapter(VenueAdapter):
     ccxt_id = "hyperliquid"
     env_prefix = "HYPERLIQUID"
     options = {"fetchMarkets": {"types": ["swap"]}}  # no spot markets: 2 requests
+    liquidations = HyperliquidLiquidations()  # the liquidation stream's view of the venue
 
     def instrument_id(self, market: Market) -> str:
         return f"{market['baseName']}-USD-PERP.HYPERLIQUID"
