@@ -23,11 +23,11 @@ from loguru import logger
 
 from venues.liquidation_stream import LiquidationStream, LiquidationsUnsupported, StreamScope
 from actors.topology import VENUE_NAMES
-from venues import UnknownSymbol, adapter
+from venues import ADAPTERS, UnknownSymbol, adapter
 from cli.sandbox import emulator_urls
 from messages.events import Liquidation
 
-DEFAULT_VENUES = ("binance", "bybit")
+DEFAULT_VENUES = tuple(name for name, a in ADAPTERS.items() if a.liquidations.supported)  # every venue with a feed
 DEFAULT_SYMBOLS = ("BTC",)
 
 
@@ -91,7 +91,7 @@ async def _main(venues: list[str], symbols: tuple[str, ...], urls: dict[str, str
 @click.command("liquidations")
 @click.argument("symbols", nargs=-1)
 @click.option("-v", "--venue", "venues", multiple=True, type=click.Choice(VENUE_NAMES),
-              help="Venue to stream (repeatable; default: binance and bybit).")
+              help=f"Venue to stream (repeatable; default: {' and '.join(DEFAULT_VENUES)}).")
 @click.option("--sandbox", is_flag=True, help="Use the built-in emulated venues instead of the real ones.")
 @click.option("--emulator", "emulator_file", type=click.Path(dir_okay=False),
               help="JSON file {venue: url} of a running emulator (e.g. run/emulator.json of a sandbox mesh).")

@@ -69,9 +69,9 @@ __all__ = ["LiquidationStream", "LiquidationsUnsupported", "StreamConfig", "Stre
 # After the replacement's acknowledgement the old connection stays open this long: frames it had
 # in flight still arrive (what both deliver, the de-duplication drops).
 ROTATION_OVERLAP_S = 0.25
-RETRY_ROTATION_S = 60.0
-DEFAULT_CONFIG = StreamConfig()  # a replacement connection that failed is tried again this much later
+RETRY_ROTATION_S = 60.0  # a replacement connection that failed is tried again this much later
 WAKE_SLACK_S = 0.005  # wake this much after a deadline, so that the check it is for is due
+DEFAULT_CONFIG = StreamConfig()
 
 
 class LiquidationStream:
@@ -116,6 +116,8 @@ class LiquidationStream:
                                        self.stats, self.log)
         self.outages = Outages(on_gap, self.stats, self.log, scope.missing_since)
         self._rng = random.Random()
+        self._replacement: Connection | None = None  # opened before the age limit, not yet in use
+        self._rotate_at: float | None = None  # when to open it (monotonic); None: no age limit
 
     # -- public -----------------------------------------------------------------------------
 
@@ -185,50 +187,64 @@ class LiquidationStream:
 
     # -- supervision ------------------------------------------------------------------------
 
-    async def _supervise(self, conn: Connection) -> Connection:
+    async def _supervise(self, conn: Connection) -> None:
         """Watch the connection until stop (returns) or failure (raises ConnectionLost); replace
         it before the venue's connection age limit."""
         age = self.max_connection_age_s
-        replacement: Connection | None = None
-        rotate_at = time.monotonic() + age if age else None
+        self._replacement, self._rotate_at = None, time.monotonic() + age if age else None
         while True:
             self.connections.changed.clear()  # set from here on: look again at once
             if self.stop.is_set():
-                if replacement is not None:
-                    await self.connections.close(replacement, close_exchange=True)
-                return conn
+                if self._replacement is not None:
+                    await self.connections.close(self._replacement, close_exchange=True)
+                return
             conn.check(self.config)  # raises ConnectionLost
             if conn.acked_ns is not None and conn.acked_mono is None:
                 await self._subscribed(conn)
-            if rotate_at is not None and replacement is None and time.monotonic() >= rotate_at:
-                replacement = self._open_replacement(conn)
-                if replacement is None:
-                    rotate_at = time.monotonic() + RETRY_ROTATION_S
-            if replacement is not None:
-                try:
-                    replacement.check(self.config)
-                except ConnectionLost as lost:
-                    self.log.warning("liquidations: replacement connection failed: {}; keeping the old one", lost.reason)
-                    await self.connections.close(replacement, close_exchange=True)
-                    replacement, rotate_at = None, time.monotonic() + RETRY_ROTATION_S
-                else:
-                    if replacement.acked_ns is not None and replacement.acked_mono is None:
-                        replacement.acked_mono = time.monotonic()  # both deliver from here on
-                    if replacement.acked_mono is not None and time.monotonic() - replacement.acked_mono >= ROTATION_OVERLAP_S:
-                        old, conn, replacement = conn, replacement, None
-                        self.stats.rotations += 1
-                        self.stats.connects += 1
-                        self.log.info("liquidations: switched to the replacement connection (no gap)")
-                        await self.connections.close(old, close_exchange=old.own_exchange)
-                        rotate_at = time.monotonic() + age
-            deadlines = [conn.next_check_at(self.config)]
-            if replacement is not None and replacement.acked_mono is not None:
-                deadlines.append(replacement.acked_mono + ROTATION_OVERLAP_S)
-            elif replacement is not None:
-                deadlines.append(replacement.next_check_at(self.config))
-            elif rotate_at is not None:
-                deadlines.append(rotate_at)
-            await self._until_changed(min(deadlines))
+            if self._rotate_at is not None:
+                conn = await self._rotate(conn)
+            await self._until_changed(self._next_check_at(conn))
+
+    async def _rotate(self, conn: Connection) -> Connection:
+        """Age limit: open a replacement; once it is subscribed (and after the overlap), it
+        becomes the connection and the old one is closed. Returns the connection in use."""
+        now, replacement = time.monotonic(), self._replacement
+        if replacement is None:
+            if now >= self._rotate_at:
+                self._replacement = self._open_replacement(conn)
+                if self._replacement is None:
+                    self._rotate_at = now + RETRY_ROTATION_S
+            return conn
+        try:
+            replacement.check(self.config)
+        except ConnectionLost as lost:
+            self.log.warning("liquidations: replacement connection failed: {}; keeping the old one", lost.reason)
+            await self.connections.close(replacement, close_exchange=True)
+            self._replacement, self._rotate_at = None, now + RETRY_ROTATION_S
+            return conn
+        if replacement.acked_ns is not None and replacement.acked_mono is None:
+            replacement.acked_mono = now  # both deliver from here on
+        if replacement.acked_mono is None or now - replacement.acked_mono < ROTATION_OVERLAP_S:
+            return conn
+        self._replacement = None
+        self.stats.rotations += 1
+        self.stats.connects += 1
+        self.log.info("liquidations: switched to the replacement connection (no gap)")
+        await self.connections.close(conn, close_exchange=conn.own_exchange)
+        self._rotate_at = time.monotonic() + self.max_connection_age_s
+        return replacement
+
+    def _next_check_at(self, conn: Connection) -> float:
+        """When supervision must look again if nothing happens before (monotonic)."""
+        deadlines = [conn.next_check_at(self.config)]
+        if self._replacement is None:
+            if self._rotate_at is not None:
+                deadlines.append(self._rotate_at)
+        elif self._replacement.acked_mono is not None:
+            deadlines.append(self._replacement.acked_mono + ROTATION_OVERLAP_S)
+        else:
+            deadlines.append(self._replacement.next_check_at(self.config))
+        return min(deadlines)
 
     async def _subscribed(self, conn: Connection) -> None:
         """The venue acknowledged the subscription: an outage in progress is over."""

@@ -43,11 +43,12 @@ class LiquidationsUnsupported(RuntimeError):
 class LiquidationFeed:
     """How one venue streams liquidations through a ccxt.pro client.
 
-    A venue module subclasses it and sets `venue`; `max_connection_age_s` if the venue closes
-    connections at an age; `all_symbols_stream` if it has one channel for every symbol.
+    A venue module subclasses it and implements the four methods; it sets
+    `max_connection_age_s` if the venue closes connections at an age, `all_symbols_stream` if it
+    has one channel for every symbol. A venue without a feed subclasses `NoLiquidationFeed`.
     """
 
-    venue: Venue
+    supported = True
     max_connection_age_s: float | None = None  # the venue drops a connection at this age
     all_symbols_stream: str | None = None  # the channel of every symbol's liquidations, if any
 
@@ -74,6 +75,7 @@ class LiquidationFeed:
 class NoLiquidationFeed(LiquidationFeed):
     """A venue without a public liquidation feed: asking for one raises with `reason`."""
 
+    supported = False
     reason: str
 
     def require(self) -> None:

@@ -115,7 +115,8 @@ def subscribe_answer(message: Any) -> tuple[bool, str | None] | None:
 
 
 class BinanceLiquidations(LiquidationFeed):
-    venue = "BINANCE"
+    """Binance's feed: one SUBSCRIBE of every symbol's `<symbol>@forceOrder` (or `!forceOrder@arr`)."""
+
     max_connection_age_s = MAX_CONNECTION_AGE_S
     all_symbols_stream = "!forceOrder@arr"
 

@@ -86,7 +86,7 @@ def op_answer(message: Any) -> tuple[bool, str | None] | None:
 
 
 class BybitLiquidations(LiquidationFeed):
-    venue = "BYBIT"
+    """Bybit's feed: one `allLiquidation.<SYMBOL>` subscription per symbol, no all-symbols topic."""
 
     def subscriptions(self, exchange: Any, symbols: list[str], all_symbols: bool) -> list[Subscription]:
         # one subscribe (and one answer) per symbol, all on the same connection

@@ -9,7 +9,6 @@ from venues.liquidations import NoLiquidationFeed
 
 
 class HyperliquidLiquidations(NoLiquidationFeed):
-    venue = "HYPERLIQUID"
     reason = (
         "Hyperliquid has no public liquidation feed: liquidations appear only in per-user fills "
         "(userFills / userEvents of the liquidated account), so they cannot be streamed for a market. "
