@@ -18,6 +18,8 @@ Structs (one per frame, in the venue's module) with `msgspec.convert`; the const
 (`MillisTs`, and `messages.events`' amount bounds) refuse what is not a real liquidation.
 """
 
+import re
+import reprlib
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, Literal
 
@@ -115,12 +117,30 @@ def liquidation(venue: Venue, symbols: SymbolMap, raw_symbol: str, side: Side | 
 
 
 def decoded[T](raw: Any, frame: type[T]) -> T | str:
-    """`raw` (a frame as ccxt parsed it from JSON) as the typed `frame`, or msgspec's reason naming
-    the field and what was wrong. Lax: venues send numbers as decimal strings."""
+    """`raw` (a frame as ccxt parsed it from JSON) as the typed `frame`, or why not: msgspec's
+    reason (what was expected, at which field) and the value sent there. Lax: venues send numbers
+    as decimal strings."""
     try:
         return msgspec.convert(raw, frame, strict=False)
     except msgspec.ValidationError as exc:
-        return str(exc)
+        reason = str(exc)
+    return f"{reason}; sent: {reprlib.repr(_at(raw, reason))}"
+
+
+def _at(raw: Any, reason: str) -> Any:
+    """The value at the path msgspec's `reason` names ("... - at `$.o.z`"), else all of `raw`."""
+    where = _PATH.search(reason)
+    value = raw
+    try:
+        for name, index in _STEP.findall(where.group(1) if where else ""):
+            value = value[int(index)] if index else value[name]
+    except (LookupError, TypeError):
+        return raw
+    return value
+
+
+_PATH = re.compile(r" - at `\$((?:\.\w+|\[\d+\])*)`$")
+_STEP = re.compile(r"\.(\w+)|\[(\d+)\]")
 
 
 def collect(results: list[Liquidation | str]) -> tuple[list[Liquidation], list[str]]:

@@ -82,6 +82,54 @@ def test_bybit_sample_payload_batches_every_row():
     assert events[0].instrument_id == "BTCUSDT-LINEAR.BYBIT" and events[0].ts_event == 1739502302929 * 1_000_000
 
 
+def test_binance_documented_fallbacks_and_event_time():
+    frame = {"e": "forceOrder", "E": 1698871323061, "o": {"s": "BTCUSDT", "S": "SELL", "q": "2.0", "p": "35100.0",
+                                                          "T": 1698871323059}}
+    (ev,), _ = binance_force_orders(frame, BIN, TS_RECV)  # neither z nor l, nor ap: q at p
+    assert (ev.quantity, ev.price, ev.ts_event) == (2.0, 35100.0, 1698871323059 * 1_000_000)
+    frame["o"].update(l="0.5", ap="0")  # ap 0 (nothing filled yet): the limit price
+    (ev,), _ = binance_force_orders(frame, BIN, TS_RECV)
+    assert (ev.quantity, ev.price) == (0.5, 35100.0)
+    del frame["o"]["T"]  # no trade time: the event time
+    (ev,), _ = binance_force_orders(frame, BIN, TS_RECV)
+    assert ev.ts_event == 1698871323061 * 1_000_000
+    frame["o"]["T"] = None  # a trade time that is there but empty is no time
+    assert binance_force_orders(frame, BIN, TS_RECV) == ([], ["timestamp missing or implausible"])
+
+
+def test_a_malformed_field_is_skipped_with_the_field_and_the_value_sent():
+    msg = msgspec.json.decode(msgspec.json.encode(BINANCE_CCXT))
+    msg["o"]["z"] = "abc"
+    events, [reason] = binance_force_orders(msg, BIN, TS_RECV)
+    assert events == [] and "`$.o.z`" in reason and "'abc'" in reason
+    bad = {"T": 1739502302950, "s": "BTCUSDT", "S": "Buy", "v": "-0.5", "p": "96250.5"}
+    push = {**BYBIT_NAUTILUS, "data": [BYBIT_NAUTILUS["data"][0], bad, BYBIT_NAUTILUS["data"][1]]}
+    events, [reason] = bybit_all_liquidation(push, BYB, TS_RECV)
+    assert len(events) == 2 and "`$.v`" in reason and "'-0.5'" in reason  # one bad row costs only itself
+
+
+def test_shared_liquidation_code_never_names_a_venue():
+    """Venue specifics live in venues/<venue>/liquidations.py: the shared modules' code (docstrings
+    and comments aside) names no venue, so a new venue touches none of them."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    shared = [*sorted((root / "venues").glob("liquidation*.py")), root / "actors" / "collector_liquidations.py"]
+    assert len(shared) >= 6
+    for path in shared:
+        tree = ast.parse(path.read_text())
+        docstrings = {id(node.body[0].value) for node in ast.walk(tree)
+                      if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef)
+                      and node.body and isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant)}
+        words = [n.id for n in ast.walk(tree) if isinstance(n, ast.Name)]
+        words += [n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute)]
+        words += [n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)
+                  and id(n) not in docstrings]
+        named = [w for w in words if any(v in w.lower() for v in ("binance", "bybit", "hyperliquid"))]
+        assert named == [], f"{path.name} names a venue: {named}"
+
+
 def test_acks():
     assert binance_ack({"result": None, "id": 3}) == (True, None)
     assert binance_ack({"error": {"code": 2, "msg": "Invalid request"}, "id": 3})[0] is False
