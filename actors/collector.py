@@ -5,6 +5,7 @@ sends them to the validator, keeping each event in its outbox until the writer a
 Gaps are recorded, never silent: a lost liquidation connection (by the stream), the time this
 collector was not running (from the last acknowledged liquidation of its previous run, kept in
 `<run_dir>/state/`, to its new subscription), and events dropped because the outbox was full.
+The liquidation side (stream, its gaps, the restart watermark) is actors/collector_liquidations.py.
 
     python -m actors.collector --topology topology.yaml --venue binance [--sandbox-url URL]
 
