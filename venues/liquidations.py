@@ -26,8 +26,8 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 from messages.events import MAX_AMOUNT, Liquidation, Venue
+from venues.base import MS
 
-MS = 1_000_000  # ns per ms
 # Venue times in ms that are plausible (2015 .. 2100): anything else is garbage, not a time.
 MillisTs = Annotated[int, msgspec.Meta(ge=1_420_070_400_000, le=4_102_444_800_000)]
 
