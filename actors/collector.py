@@ -7,6 +7,7 @@ and re-sends, heartbeats, gaps, the liquidation watermark and the drain at stop.
 Gaps are recorded, never silent: a lost liquidation connection (by the stream), the time this
 collector was not running (from the last acknowledged liquidation of its previous run, kept in
 `<run_dir>/state/`, to its new subscription), and events dropped because the outbox was full.
+The liquidation side (stream, its gaps, the restart watermark) is actors/collector_liquidations.py.
 
     python -m actors.collector --topology topology.yaml --venue binance [--sandbox-url URL]
 
@@ -15,10 +16,7 @@ venue does not list is logged and skipped; nothing here stops the other venues o
 """
 
 import asyncio
-import json
-import os
 import time
-from collections import deque
 from pathlib import Path
 
 import click
@@ -28,7 +26,7 @@ import zmq.asyncio
 from loguru import logger
 
 from actors.backfill import backfill
-from venues.liquidation_stream import LiquidationStream, LiquidationsUnsupported
+from actors.collector_liquidations import CollectorLiquidations
 from actors.inbox import Inbox
 from actors.outbox import Outbox, OutboxFull
 from actors.reachability import Reachability
@@ -40,10 +38,9 @@ from venues.base import Market, VenueAdapter, now_ns
 from actors.spool import OutboxLog
 from messages.codec import decode_message, encode
 from messages.envelope import Ack, Heartbeat, ResendFrom
-from messages.events import AnyEvent, Gap, Liquidation
+from messages.events import AnyEvent, Gap
 
 DRAIN_TIMEOUT_S = 4.5  # at shutdown: wait this long for the last acks (coordinator allows ~5 s)
-WATERMARK_EVERY_S = 0.5
 HEARTBEAT_EVERY_S = 1.0
 
 
@@ -67,10 +64,6 @@ class Collector:
                 box.close()
         self.outbox = Outbox(self.name, spool_dir=spool_dir, sender_driven=True, **limits)
         self.overflow: dict[tuple[str, str], list] = {}  # (stream, instrument) -> [first_ns, last_ns, count, event]
-        self.liq_stream: LiquidationStream | None = None
-        self.liq_pending: deque[tuple[int, int]] = deque()  # (seq, ts_event) of unacknowledged liquidations
-        self.state_path = Path(topo.run_dir) / "state" / f"{self.name}.json"
-        self.watermark_warned = -60.0
         self.wake_sender = asyncio.Event()
         self.ctx = zmq.asyncio.Context()
         self.sock = socket(self.ctx, zmq.DEALER, identity=self.name)
@@ -78,6 +71,7 @@ class Collector:
         self.inbox = Inbox(self.sock, "ingest", frames=1)  # acks and resend requests from the validator
         self.polls = Polls(self.adapter, self.client, venue, stop, self.log, self._send, self._count, self.reach)
         self.markets: list[Market] = self.polls.markets  # the same list: symbols listed later join it
+        self.liquidations = CollectorLiquidations(self)  # actors/collector_liquidations.py
 
     @property
     def outboxes(self) -> list[Outbox]:
@@ -116,7 +110,7 @@ class Collector:
             await self.polls.retry_unknown_symbols(until_any=True)
             if not self.markets:
                 return
-        await asyncio.gather(self.polls.run(), self._liquidations(), self._backfill())
+        await asyncio.gather(self.polls.run(), self.liquidations.run(), self._backfill())
 
     # -- history backfill (FR-007) --------------------------------------------------------------
 
@@ -132,41 +126,20 @@ class Collector:
         self._send(event, "open_interest" if hasattr(event, "open_interest") else "funding")
         self._count([event])
 
-    # -- liquidations ---------------------------------------------------------------------------
+    # -- sending ----------------------------------------------------------------------------------
 
-    async def _liquidations(self) -> None:
-        """Stream liquidations until stop; every outage, and our own downtime, becomes a Gap."""
-        if not self.cfg.liquidations:
-            return
-        missing_since = self._read_watermark()
-        client_pro = self.adapter.client(self.sandbox_url, pro=True, record_dir=self.record_dir)
+    def _send(self, event: AnyEvent, stream: str) -> bool:
+        """Send one event through the outbox; when the outbox is full, count it towards a gap."""
         try:
-            self.liq_stream = LiquidationStream(
-                self.adapter, client_pro, self.markets, self._send_liquidation,
-                self._record_gap, self.stop, client_factory=lambda: self.adapter.client(self.sandbox_url, pro=True, record_dir=self.record_dir),
-                silence_timeout_s=self.cfg.liquidation_silence_timeout_s,
-                missing_since=missing_since and (missing_since, "collector was not running"),
-                all_markets=list(self.adapter.perpetuals(self.client.markets).values()) if self.cfg.liquidation_all_symbols else None,
-            )
-        except LiquidationsUnsupported as exc:
-            self.log.error("liquidations: {} (open interest and funding keep running)", exc)
-            await client_pro.close()
-            return
-        watermark = asyncio.create_task(self._keep_watermark())
-        try:
-            await self.liq_stream.run()
-        finally:
-            watermark.cancel()
-            await client_pro.close()
-
-    async def _send_liquidation(self, event: Liquidation) -> None:
-        if self._send(event, "liquidations"):
-            self.liq_pending.append((self.outbox.seq, event.ts_event))
-        self._count([event])
-
-    async def _record_gap(self, start_ns: int, end_ns: int, reason: str, stream: str = "liquidations") -> None:
-        """One Gap event per instrument of the stream (they are stored and published like data)."""
-        self._gap(start_ns, end_ns, reason, stream, self.liq_stream.markets if self.liq_stream else self.markets)
+            self.outbox.add(event)
+        except OutboxFull as exc:
+            over = self.overflow.setdefault((stream, event.instrument_id), [event.ts_event, event.ts_event, 0, event])
+            over[0], over[1], over[2] = min(over[0], event.ts_event), max(over[1], event.ts_event), over[2] + 1
+            if over[2] == 1:
+                self.log.error("outbox full ({}): dropping {} {} and recording a gap", exc, stream, event.instrument_id)
+            return False
+        self.wake_sender.set()  # in memory: the sender sends it in order; spooled: later, by refill
+        return True
 
     def _gap(self, start_ns: int, end_ns: int, reason: str, stream: str, markets: list[Market], *, force: bool = False) -> None:
         now = now_ns()
@@ -182,56 +155,6 @@ class Collector:
                 self.log.error("cannot record the gap ({}): {}", reason, exc)
                 return
             self.wake_sender.set()
-
-    def _read_watermark(self) -> int | None:
-        """Until when the previous run of this collector had every liquidation acknowledged."""
-        try:
-            return int(json.loads(self.state_path.read_text())["liquidations_complete_until_ns"])
-        except FileNotFoundError:
-            return None
-        except (ValueError, KeyError, TypeError) as exc:
-            self.log.warning("liquidations: unreadable state {} ({}); no restart gap recorded", self.state_path, exc)
-            return None
-
-    async def _keep_watermark(self) -> None:
-        """Persist "every liquidation before T is durable" so that a restart knows where data may be missing."""
-        self.state_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        while True:
-            self._write_watermark()
-            await asyncio.sleep(WATERMARK_EVERY_S)
-
-    def _write_watermark(self) -> None:
-        if self.liq_stream is None:
-            return
-        while self.liq_pending and self.liq_pending[0][0] <= self.outbox.acked:
-            self.liq_pending.popleft()
-        until = self.liq_stream.complete_until_ns()
-        if self.liq_pending:
-            until = min(until, self.liq_pending[0][1] - 2_000_000_000)
-        tmp = self.state_path.with_suffix(".tmp")
-        try:
-            tmp.write_text(json.dumps({"liquidations_complete_until_ns": until}))
-            os.replace(tmp, self.state_path)  # atomic: a crash leaves the old or the new watermark
-        except OSError as exc:  # disk full: an older watermark only makes a restart gap longer
-            if time.monotonic() - self.watermark_warned >= 60:
-                self.watermark_warned = time.monotonic()
-                self.log.warning("liquidations: cannot save the watermark {}: {} (a restart gap would start earlier)",
-                                 self.state_path, exc)
-
-    # -- sending ----------------------------------------------------------------------------------
-
-    def _send(self, event: AnyEvent, stream: str) -> bool:
-        """Send one event through the outbox; when the outbox is full, count it towards a gap."""
-        try:
-            self.outbox.add(event)
-        except OutboxFull as exc:
-            over = self.overflow.setdefault((stream, event.instrument_id), [event.ts_event, event.ts_event, 0, event])
-            over[0], over[1], over[2] = min(over[0], event.ts_event), max(over[1], event.ts_event), over[2] + 1
-            if over[2] == 1:
-                self.log.error("outbox full ({}): dropping {} {} and recording a gap", exc, stream, event.instrument_id)
-            return False
-        self.wake_sender.set()  # in memory: the sender sends it in order; spooled: later, by refill
-        return True
 
     async def _send_in_order(self) -> None:
         """Hand events to the socket in seq order, an earlier run's backlog first. When the
@@ -266,7 +189,7 @@ class Collector:
 
     def _queued(self) -> int:
         """Events not yet acknowledged: in the outboxes, or received and waiting to enter one."""
-        return self._unacked() + (self.liq_stream.queued if self.liq_stream else 0)
+        return self._unacked() + self.liquidations.queued
 
     def _count(self, events: list[AnyEvent]) -> None:
         self.stats.events_in += len(events)
@@ -356,8 +279,6 @@ class Collector:
 
     def _unacked(self) -> int:
         return sum(map(len, self.outboxes))
-        if self.liq_stream is not None:
-            self._write_watermark()
 
 
 @click.command()

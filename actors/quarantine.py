@@ -16,7 +16,6 @@ its writer holds the catalog):
 import itertools
 import os
 import re
-import time
 from pathlib import Path
 
 import click

@@ -16,7 +16,6 @@ Only pyarrow, msgspec, loguru and the stdlib are imported: the writer never load
 
 import errno
 import os
-import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, NamedTuple

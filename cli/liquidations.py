@@ -20,15 +20,14 @@ import click
 import msgspec
 from loguru import logger
 
-from venues.liquidation_stream import LiquidationStream, LiquidationsUnsupported
+from venues.liquidation_stream import LiquidationStream, LiquidationsUnsupported, StreamScope
 from actors.topology import VENUE_NAMES
-from venues import UnknownSymbol, adapter
-from venues.liquidations import check_supported
+from venues import ADAPTERS, UnknownSymbol, adapter
 from cli.sandbox import emulator_urls
 from messages.events import Liquidation
 from messages.timeunits import utc
 
-DEFAULT_VENUES = ("binance", "bybit")
+DEFAULT_VENUES = tuple(name for name, a in ADAPTERS.items() if a.liquidations.supported)  # every venue with a feed
 DEFAULT_SYMBOLS = ("BTC",)
 
 
@@ -69,7 +68,7 @@ async def _stream_venue(name: str, symbols: tuple[str, ...], url: str | None, as
             click.echo(f"warning: {ad.venue}: no data from {_when(start)} to {_when(end)} "
                        f"({(end - start) / 1e9:.1f} s): {reason}", err=True)
 
-        await LiquidationStream(ad, client, chosen, on_event, on_gap, stop).run()
+        await LiquidationStream(ad, client, StreamScope(markets=chosen), on_event, on_gap, stop).run()
     finally:
         await client.close()
 
@@ -92,7 +91,7 @@ async def _main(venues: list[str], symbols: tuple[str, ...], urls: dict[str, str
 @click.command("liquidations")
 @click.argument("symbols", nargs=-1)
 @click.option("-v", "--venue", "venues", multiple=True, type=click.Choice(VENUE_NAMES),
-              help="Venue to stream (repeatable; default: binance and bybit).")
+              help=f"Venue to stream (repeatable; default: {' and '.join(DEFAULT_VENUES)}).")
 @click.option("--sandbox", is_flag=True, help="Use the built-in emulated venues instead of the real ones.")
 @click.option("--emulator", "emulator_file", type=click.Path(dir_okay=False),
               help="JSON file {venue: url} of a running emulator (e.g. run/emulator.json of a sandbox mesh).")
@@ -113,7 +112,7 @@ def liquidations(symbols, venues, sandbox, emulator_file, as_json, seconds, verb
     usable, failed = [], False
     for v in requested:
         try:
-            check_supported(v)
+            adapter(v).liquidations.require()
             usable.append(v)
         except LiquidationsUnsupported as exc:
             click.echo(f"error: {v}: {exc}", err=True)

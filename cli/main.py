@@ -12,6 +12,7 @@ every venue and symbol answered.
 import asyncio
 import importlib
 import sys
+from typing import TYPE_CHECKING
 
 import click
 import msgspec

@@ -57,7 +57,6 @@ an old OI row's `source` from its timestamp, `period_s` -1 for history: not reco
 writer opening the catalog rewrites those files once (`catalog/upgrade.py`).
 """
 
-import math
 from collections.abc import Iterable
 from decimal import Decimal
 from typing import Any

@@ -27,7 +27,8 @@ from venues import adapter
 from venues.binance import adapter as binance
 from venues.bybit.schemas import BybitOpenInterest, one_side
 from venues.schemas import decode
-from venues.liquidations import binance_force_orders, bybit_all_liquidation
+from venues.binance.liquidations import force_orders as binance_force_orders
+from venues.bybit.liquidations import all_liquidation as bybit_all_liquidation
 from messages.events import FundingRate, Liquidation, OpenInterest
 from messages.nautilus import FundingRateInfo, query_funding_rates
 from messages.nautilus import Liquidation as NautilusLiquidation

@@ -15,7 +15,7 @@ import aiohttp
 import zmq
 import zmq.asyncio
 
-from venues.liquidation_stream import LiquidationStream, LiquidationsUnsupported
+from venues.liquidation_stream import LiquidationStream, LiquidationsUnsupported, StreamConfig, StreamScope
 from actors.validator import topic
 from venues import adapter
 from emulator.ground_truth import load_ground_truth
@@ -66,11 +66,10 @@ class Harness:
             self.gaps.append((a, b, r))
 
         kw = {"backoff_initial_s": 0.2, "backoff_max_s": 2.0, **self.stream_kw}
-        if kw.pop("with_factory", False):
-            kw["client_factory"] = lambda: self.ad.client(self.url, pro=True)
-        if kw.pop("all_symbols", False):
-            kw["all_markets"] = list(self.ad.perpetuals(markets).values())
-        self.stream = LiquidationStream(self.ad, self.client, self.markets, on_event, on_gap, self.stop, **kw)
+        factory = (lambda: self.ad.client(self.url, pro=True)) if kw.pop("with_factory", False) else None
+        all_markets = list(self.ad.perpetuals(markets).values()) if kw.pop("all_symbols", False) else None
+        self.stream = LiquidationStream(self.ad, self.client, StreamScope(markets=self.markets, all_markets=all_markets),
+                                        on_event, on_gap, self.stop, StreamConfig(**kw), client_factory=factory)
         self.task = asyncio.create_task(self.stream.run())
         await self.until(lambda: self.stream.stats.connects >= 1, 10, "first subscription")
         self.subscribed_ns = time.time_ns()  # pushed before this: nobody was subscribed yet, no gap covers it
@@ -209,7 +208,8 @@ def test_binance_all_symbols_stream_delivers_every_listed_perpetual(tmp_path):
 def test_all_symbols_is_refused_on_bybit_with_a_clear_message():
     ad = adapter("bybit")
     try:
-        LiquidationStream(ad, None, [{"symbol": "BTC/USDT:USDT", "id": "BTCUSDT"}], None, None, asyncio.Event(), all_markets=[])
+        scope = StreamScope(markets=[{"symbol": "BTC/USDT:USDT", "id": "BTCUSDT"}], all_markets=[])
+        LiquidationStream(ad, None, scope, None, None, asyncio.Event())
     except LiquidationsUnsupported as exc:
         assert "liquidation_all_symbols: bybit has no all-symbols liquidation stream" in str(exc)
     else:

@@ -8,18 +8,17 @@ import pytest
 
 from catalog.schema import LIQUIDATION, build_tables, liquidation_ts_init
 from catalog.store import CatalogStore
-from venues.liquidation_stream import DedupWindow, LiquidationStream, LiquidationsUnsupported, backoff_delay, liquidation_key
 from venues import adapter
-from venues.liquidations import (
-    binance_ack,
-    binance_force_orders,
-    binance_position_side,
-    bybit_ack,
-    bybit_all_liquidation,
-    bybit_position_side,
-    check_supported,
-    liquidation_value,
-)
+from venues.base import backoff_delay
+from venues.binance.liquidations import force_orders as binance_force_orders
+from venues.binance.liquidations import position_side as binance_position_side
+from venues.binance.liquidations import subscribe_answer as binance_ack
+from venues.bybit.liquidations import all_liquidation as bybit_all_liquidation
+from venues.bybit.liquidations import op_answer as bybit_ack
+from venues.bybit.liquidations import position_side as bybit_position_side
+from venues.liquidation_delivery import DedupWindow, liquidation_key
+from venues.liquidation_stream import LiquidationStream, LiquidationsUnsupported, StreamScope
+from venues.liquidations import liquidation_value
 from messages.codec import decode_event, encode
 from messages.events import Liquidation
 
@@ -81,6 +80,54 @@ def test_bybit_sample_payload_batches_every_row():
     assert [(e.quantity, e.price) for e in events] == [(0.015, 96250.5), (1.25, 97410.0)]
     assert events[1].value == pytest.approx(1.25 * 97410.0) == liquidation_value(1.25, 97410.0)
     assert events[0].instrument_id == "BTCUSDT-LINEAR.BYBIT" and events[0].ts_event == 1739502302929 * 1_000_000
+
+
+def test_binance_documented_fallbacks_and_event_time():
+    frame = {"e": "forceOrder", "E": 1698871323061, "o": {"s": "BTCUSDT", "S": "SELL", "q": "2.0", "p": "35100.0",
+                                                          "T": 1698871323059}}
+    (ev,), _ = binance_force_orders(frame, BIN, TS_RECV)  # neither z nor l, nor ap: q at p
+    assert (ev.quantity, ev.price, ev.ts_event) == (2.0, 35100.0, 1698871323059 * 1_000_000)
+    frame["o"].update(l="0.5", ap="0")  # ap 0 (nothing filled yet): the limit price
+    (ev,), _ = binance_force_orders(frame, BIN, TS_RECV)
+    assert (ev.quantity, ev.price) == (0.5, 35100.0)
+    del frame["o"]["T"]  # no trade time: the event time
+    (ev,), _ = binance_force_orders(frame, BIN, TS_RECV)
+    assert ev.ts_event == 1698871323061 * 1_000_000
+    frame["o"]["T"] = None  # a trade time that is there but empty is no time
+    assert binance_force_orders(frame, BIN, TS_RECV) == ([], ["timestamp missing or implausible"])
+
+
+def test_a_malformed_field_is_skipped_with_the_field_and_the_value_sent():
+    msg = msgspec.json.decode(msgspec.json.encode(BINANCE_CCXT))
+    msg["o"]["z"] = "abc"
+    events, [reason] = binance_force_orders(msg, BIN, TS_RECV)
+    assert events == [] and "`$.o.z`" in reason and "'abc'" in reason
+    bad = {"T": 1739502302950, "s": "BTCUSDT", "S": "Buy", "v": "-0.5", "p": "96250.5"}
+    push = {**BYBIT_NAUTILUS, "data": [BYBIT_NAUTILUS["data"][0], bad, BYBIT_NAUTILUS["data"][1]]}
+    events, [reason] = bybit_all_liquidation(push, BYB, TS_RECV)
+    assert len(events) == 2 and "`$.v`" in reason and "'-0.5'" in reason  # one bad row costs only itself
+
+
+def test_shared_liquidation_code_never_names_a_venue():
+    """Venue specifics live in venues/<venue>/liquidations.py: the shared modules' code (docstrings
+    and comments aside) names no venue, so a new venue touches none of them."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    shared = [*sorted((root / "venues").glob("liquidation*.py")), root / "actors" / "collector_liquidations.py"]
+    assert len(shared) >= 6
+    for path in shared:
+        tree = ast.parse(path.read_text())
+        docstrings = {id(node.body[0].value) for node in ast.walk(tree)
+                      if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef)
+                      and node.body and isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant)}
+        words = [n.id for n in ast.walk(tree) if isinstance(n, ast.Name)]
+        words += [n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute)]
+        words += [n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)
+                  and id(n) not in docstrings]
+        named = [w for w in words if any(v in w.lower() for v in ("binance", "bybit", "hyperliquid"))]
+        assert named == [], f"{path.name} names a venue: {named}"
 
 
 def test_acks():
@@ -179,16 +226,17 @@ def test_backoff_grows_with_jitter_and_cap():
 
 def test_hyperliquid_is_unsupported_with_a_clear_message():
     with pytest.raises(LiquidationsUnsupported, match="no public liquidation feed"):
-        check_supported("hyperliquid")
+        adapter("hyperliquid").liquidations.require()
     stop = asyncio.Event()
 
     async def nothing(*_):
         return None
 
     with pytest.raises(LiquidationsUnsupported, match="Hyperliquid"):
-        LiquidationStream(adapter("hyperliquid"), None, [{"symbol": "BTC/USDC:USDC"}], nothing, nothing, stop)
-    check_supported("binance")
-    check_supported("bybit")
+        LiquidationStream(adapter("hyperliquid"), None, StreamScope(markets=[{"symbol": "BTC/USDC:USDC"}]), nothing, nothing,
+                          stop)
+    adapter("binance").liquidations.require()
+    adapter("bybit").liquidations.require()
 
 
 def test_catalog_keeps_several_liquidations_of_one_millisecond(tmp_path):

@@ -13,7 +13,8 @@ from venues import adapter
 from venues.binance import adapter as binance
 from venues.bybit import adapter as bybit
 from venues.hyperliquid import adapter as hyperliquid
-from venues.liquidations import binance_force_orders, bybit_all_liquidation
+from venues.binance.liquidations import force_orders as binance_force_orders
+from venues.bybit.liquidations import all_liquidation as bybit_all_liquidation
 from messages.codec import encode
 from messages.envelope import Envelope
 from messages.events import FundingRate, Liquidation, Malformed, OpenInterest

@@ -19,6 +19,7 @@ from loguru import logger
 from messages.events import FundingRate, Malformed, OpenInterest, checked
 from venues.base import Market, info_of, ms_to_ns, now_ns, reason_of
 from venues.binance.history import DEFAULT_INTERVAL_MIN, BinanceHistory
+from venues.binance.liquidations import BinanceLiquidations
 from venues.binance.limits import LIMITS
 from venues.binance.schemas import (BinanceLotSize, BinanceMinNotional, BinanceOpenInterest,
                                     BinancePremiumIndex, BinancePriceFilter, BinanceSymbol)
@@ -104,6 +105,7 @@ class BinanceAdapter(BinanceHistory):
     env_prefix = "BINANCE"
     options = {"fetchCurrencies": False}  # currencies need keys and are not used
     limits = LIMITS
+    liquidations = BinanceLiquidations()  # the liquidation stream's view of the venue
 
     def __init__(self) -> None:
         self._intervals: dict[str, int] = {}  # symbol -> minutes, only non-default ones

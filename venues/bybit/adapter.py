@@ -19,6 +19,7 @@ from typing import Any
 from messages.events import FundingRate, Malformed, OpenInterest, checked
 from venues.base import Market, info_of, ms_to_ns
 from venues.bybit.history import BybitHistory
+from venues.bybit.liquidations import BybitLiquidations
 from venues.bybit.limits import LIMITS
 from venues.bybit.schemas import BybitInstrument, BybitTicker, one_side
 from venues.recording import operation
@@ -89,6 +90,7 @@ class BybitAdapter(BybitHistory):
     env_prefix = "BYBIT"
     options = {"fetchMarkets": {"types": ["linear"]}}  # 2 requests instead of 11
     limits = LIMITS
+    liquidations = BybitLiquidations()  # the liquidation stream's view of the venue
 
     @classmethod
     def sandbox_config(cls, base_url: str) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from loguru import logger
 from venues.base import Market, UnknownSymbol, info_of, ms_to_ns
 from venues.client import received_ns, set_received, timed
 from venues.hyperliquid.history import INTERVAL_MIN, HyperliquidHistory
+from venues.hyperliquid.liquidations import HyperliquidLiquidations
 from venues.hyperliquid.limits import LIMITS
 from venues.hyperliquid.schemas import HyperliquidAssetCtx, HyperliquidPerp, HyperliquidPredictedFunding, PredictedFundingsItem
 from venues.recording import operation
@@ -105,6 +106,7 @@ class HyperliquidAdapter(HyperliquidHistory):
     env_prefix = "HYPERLIQUID"
     options = {"fetchMarkets": {"types": ["swap"]}}  # no spot markets: 2 requests
     limits = LIMITS
+    liquidations = HyperliquidLiquidations()  # the liquidation stream's view of the venue
 
     @classmethod
     def sandbox_config(cls, base_url: str) -> dict[str, Any]:
