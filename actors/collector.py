@@ -69,7 +69,7 @@ class Collector:
         self.sock = socket(self.ctx, zmq.DEALER, identity=self.name)
         self.sock.connect(topo.endpoint("ingest"))
         self.inbox = Inbox(self.sock, "ingest", frames=1)  # acks and resend requests from the validator
-        self.polls = Polls(self.adapter, self.client, venue, stop, self.log, self._send, self._count, self.reach)
+        self.polls = Polls(self.adapter, self.client, venue, stop, self.log, self.send, self.count, self.reach)
         self.markets: list[Market] = self.polls.markets  # the same list: symbols listed later join it
         self.liquidations = CollectorLiquidations(self)  # actors/collector_liquidations.py
 
@@ -123,12 +123,12 @@ class Collector:
         """A history row goes out like a polled one, but waits while the outbox is half full (live data first)."""
         while len(self.outbox) >= self.cfg.outbox_max_events // 2:
             await asyncio.sleep(0.05)
-        self._send(event, "open_interest" if hasattr(event, "open_interest") else "funding")
-        self._count([event])
+        self.send(event, "open_interest" if hasattr(event, "open_interest") else "funding")
+        self.count([event])
 
     # -- sending ----------------------------------------------------------------------------------
 
-    def _send(self, event: AnyEvent, stream: str) -> bool:
+    def send(self, event: AnyEvent, stream: str) -> bool:
         """Send one event through the outbox; when the outbox is full, count it towards a gap."""
         try:
             self.outbox.add(event)
@@ -141,13 +141,13 @@ class Collector:
         self.wake_sender.set()  # in memory: the sender sends it in order; spooled: later, by refill
         return True
 
-    def _gap(self, start_ns: int, end_ns: int, reason: str, stream: str, markets: list[Market], *, force: bool = False) -> None:
+    def record_gap(self, start_ns: int, end_ns: int, reason: str, stream: str, markets: list[Market], *, force: bool = False) -> None:
         now = now_ns()
         for m in markets:  # all-symbols mode: every market
             gap = Gap(venue=self.adapter.venue, symbol=m["symbol"], instrument_id=self.adapter.instrument_id(m),
                       ts_event=start_ns, ts_recv=now, stream=stream, end_ns=max(end_ns, start_ns), reason=reason[:500])
             if not force:
-                self._send(gap, stream)
+                self.send(gap, stream)
                 continue
             try:
                 self.outbox.add(gap, force=True)
@@ -191,7 +191,7 @@ class Collector:
         """Events not yet acknowledged: in the outboxes, or received and waiting to enter one."""
         return self._unacked() + self.liquidations.queued
 
-    def _count(self, events: list[AnyEvent]) -> None:
+    def count(self, events: list[AnyEvent]) -> None:
         self.stats.events_in += len(events)
         self.stats.events_out = self.outbox.seq
         self.stats.queue_depth = self._queued()
@@ -236,7 +236,7 @@ class Collector:
         self.log.error("{}: recording a gap", reason)
         streams = ["open_interest", "funding", "instruments"] + (["liquidations"] if self.cfg.liquidations else [])
         for stream in streams:
-            self._gap(start, end, reason, stream, self.markets, force=True)
+            self.record_gap(start, end, reason, stream, self.markets, force=True)
         await self._heartbeat(box)
 
     async def _heartbeat(self, box: Outbox) -> None:

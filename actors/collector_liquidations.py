@@ -15,13 +15,31 @@ import os
 import time
 from collections import deque
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 from messages.events import Liquidation
 from venues.liquidation_stream import LiquidationStream, LiquidationsUnsupported, StreamConfig, StreamScope
 
-if TYPE_CHECKING:
-    from actors.collector import Collector
+
+class Collector(Protocol):
+    """What this module uses of its collector (`actors/collector.py`)."""
+
+    topo: Any
+    cfg: Any
+    name: str
+    adapter: Any
+    client: Any
+    sandbox_url: str | None
+    record_dir: str | None
+    markets: list
+    stop: asyncio.Event
+    log: Any
+    outbox: Any
+
+    def send(self, event: Any, stream: str) -> bool: ...
+    def count(self, events: list) -> None: ...
+    def record_gap(self, start_ns: int, end_ns: int, reason: str, stream: str, markets: list) -> None: ...
+
 
 WATERMARK_EVERY_S = 0.5
 UNACKED_MARGIN_NS = 2_000_000_000  # an unacknowledged liquidation: data may be missing from this long before it
@@ -71,13 +89,13 @@ class CollectorLiquidations:
             await client_pro.close()
 
     async def _send(self, event: Liquidation) -> None:
-        if self.c._send(event, "liquidations"):
+        if self.c.send(event, "liquidations"):
             self.pending.append((self.c.outbox.seq, event.ts_event))
-        self.c._count([event])
+        self.c.count([event])
 
     async def _record_gap(self, start_ns: int, end_ns: int, reason: str) -> None:
         """One Gap event per instrument of the stream (they are stored and published like data)."""
-        self.c._gap(start_ns, end_ns, reason, "liquidations", self.stream.markets if self.stream else self.c.markets)
+        self.c.record_gap(start_ns, end_ns, reason, "liquidations", self.stream.markets if self.stream else self.c.markets)
 
     def _read_watermark(self) -> int | None:
         """Until when the previous run of this collector had every liquidation acknowledged."""
