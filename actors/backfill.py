@@ -5,7 +5,7 @@
 On start, and then every `backfill_interval_s` (a top-up, or at once when `wake` is set, e.g.
 after a gap), for each market: open-interest history at `backfill_oi_period` and settled funding
 history over [now - lookback, now]. Only what is missing is fetched (design §3 item 6: REST kinds
-heal from the catalog), planned by `catalog.coverage.missing_ranges` from the catalog's files plus
+heal from the catalog), planned by `storage.coverage.missing_ranges` from the catalog's files plus
 what this process already sent: the writer writes Parquet only every `flush_interval_s`, so rows
 sent but not flushed yet are remembered here and never asked for again. Ranges the venue was
 asked for and had nothing in (its own holes) are remembered too, for the life of the process.
@@ -29,7 +29,7 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from catalog.coverage import missing_ranges, neighbours
+from storage.coverage import missing_ranges, neighbours
 from actors.topology import VenueConfig
 from venues.base import MS, HistoryUnavailable, Market, VenueAdapter
 from venues.history import (

@@ -27,8 +27,8 @@ import zmq
 import zmq.asyncio
 from loguru import logger
 
-from catalog.lock import CatalogLock, holder
-from catalog.paths import directory_problem
+from storage.lock import CatalogLock, holder
+from storage.paths import directory_problem
 from actors.control_plane import ControlPlane
 from actors.logs import make_private_dir, setup_logging
 from actors.restart import RestartTracker

@@ -21,8 +21,8 @@ from pathlib import Path
 import click
 import msgspec
 
-from catalog.lock import CatalogLock
-from catalog.store import CatalogStore, GroupFailure
+from storage.lock import CatalogLock
+from storage.store import CatalogStore, GroupFailure
 from messages.events import AnyEvent
 from messages.timeunits import stamp
 

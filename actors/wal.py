@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
 
-from catalog.files import fsync_dir
+from storage.files import fsync_dir
 
 _LEN = struct.Struct("<I")
 

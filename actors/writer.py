@@ -7,7 +7,7 @@ when to flush; what a flush writes is actors/writer_batches.py.
 Per (source, epoch) it accepts only the next expected seq (a hole asks the collector to
 re-send; a repeat is acknowledged again and dropped), appends what it accepts to the WAL,
 syncs the WAL (group commit) and only then acknowledges. Every `flush_interval_s`, and at
-shutdown, the accepted rows go to Parquet in the Nautilus layout (catalog/store.py): the
+shutdown, the accepted rows go to Parquet in the Nautilus layout (storage/store.py): the
 WAL is sealed (actors/wal.py), the rows are written in a thread while events go on being
 accepted into a new WAL segment, and the sealed segment is deleted once they are in Parquet.
 After a crash the WAL is replayed into the catalog on start.
@@ -23,7 +23,7 @@ file that cannot be moved aside, ...) concerns that directory only: its rows are
 next flushes (a second apart) while everything else is stored; after a few failures
 they are set aside in `<run_dir>/quarantine/` (actors/quarantine.py) with the error, and their
 WAL segment goes as for stored rows. An unreadable Parquet file is moved aside by the store
-(catalog/store.py).
+(storage/store.py).
 """
 
 import asyncio
@@ -36,8 +36,8 @@ import zmq
 import zmq.asyncio
 from loguru import logger
 
-from catalog.lock import CatalogLock
-from catalog.store import CatalogStore, out_of_space
+from storage.lock import CatalogLock
+from storage.store import CatalogStore, out_of_space
 from actors.durable_trace import DurableTrace
 from actors.inbox import Inbox
 from actors.runtime import Stats, essential, run_actor, socket, wait_or_stop

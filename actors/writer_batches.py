@@ -20,7 +20,7 @@ import pyarrow as pa
 from loguru import logger
 
 from actors.quarantine import set_aside
-from catalog.store import CatalogStore, GroupFailure
+from storage.store import CatalogStore, GroupFailure
 from messages.envelope import Rejected
 from messages.events import AnyEvent
 

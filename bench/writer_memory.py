@@ -17,7 +17,7 @@ not colour another's figures):
 - `stream, merge on overlap`: the day's file streamed into the new one a row group at a time
   when the rows follow it, read whole and merged when they meet it (until 08a94c8);
 - `stream, merge the tail` (the writer now): the file's row groups before the new rows' ms
-  streamed, only the rest merged (catalog/files.py `split_at`).
+  streamed, only the rest merged (storage/files.py `split_at`).
 
 One flush stands for 10 s of the soak's load (2,000/s). The soak samples RSS at random moments,
 so the peak during a flush is what it sees when a sample lands in one. Each variant's catalog
@@ -54,8 +54,8 @@ def write_the_old_ways(store, batch, stream_when_following: bool) -> None:
     """The writer's flush before `split_at`: the day's file (and any file the rows meet) read
     whole and merged; with `stream_when_following`, rows that follow the day's file are
     streamed in instead (the code of that time is today's path when nothing overlaps)."""
-    from catalog import files as cf
-    from catalog.schema import build_tables, liquidation_row_slot, next_slot
+    from storage import files as cf
+    from storage.schema import build_tables, liquidation_row_slot, next_slot
 
     for (kind, instrument_id), new in build_tables(batch).items():
         directory = store.directory(kind, instrument_id)
@@ -79,7 +79,7 @@ def run_variant(variant: str, flushes: int, rows_per_flush: int) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from catalog.store import CatalogStore
+    from storage.store import CatalogStore
     from messages.events import Liquidation
 
     with tempfile.TemporaryDirectory() as root:

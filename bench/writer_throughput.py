@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from catalog.store import CatalogStore  # noqa: E402
+from storage.store import CatalogStore  # noqa: E402
 from messages.events import FundingRate, OpenInterest  # noqa: E402
 
 T0 = 1_760_000_000_000_000_000

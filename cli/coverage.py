@@ -3,16 +3,16 @@
     derivs coverage                        # ./topology.yaml's catalog (else ./catalog), a table
     derivs coverage --topology T --json    # JSON lines, kind "coverage", holes listed
 
-Per series: stored range, rows, typical step and holes (`catalog/coverage.py`); liquidations
-report the recorded gaps as their holes (`catalog/gaps.py`), which are listed below the table.
+Per series: stored range, rows, typical step and holes (`storage/coverage.py`); liquidations
+report the recorded gaps as their holes (`storage/gaps.py`), which are listed below the table.
 """
 
 from __future__ import annotations
 
 import click
 
-from catalog.coverage import coverage as catalog_coverage
-from catalog.gaps import gap_lines, liquidation_coverage
+from storage.coverage import coverage as catalog_coverage
+from storage.gaps import gap_lines, liquidation_coverage
 from cli.catalogargs import catalog_options, existing_catalog
 from cli.output import echo_json_lines, render_table
 from cli.timeargs import iso

@@ -2,7 +2,7 @@
 the catalog.
 
 - A mesh is running on the catalog (its writer holds `<catalog>/.writer.lock`,
-  catalog/lock.py): the rows are handed to it. The CLI connects to the mesh's ingest
+  storage/lock.py): the rows are handed to it. The CLI connects to the mesh's ingest
   endpoint as a DEALER, exactly like a collector (source `cli.history.<venue>.<pid>`, an `Outbox` for
   numbering and re-sending), and waits until the writer has acknowledged every row (it is then
   in the writer's synced WAL, and in Parquet after the writer's next flush).
@@ -23,8 +23,8 @@ import msgspec
 import zmq
 import zmq.asyncio
 
-from catalog.lock import CatalogLock, describe, holder, lock_path, running_writer
-from catalog.store import CatalogStore
+from storage.lock import CatalogLock, describe, holder, lock_path, running_writer
+from storage.store import CatalogStore
 from actors.outbox import Outbox
 from actors.runtime import socket
 from actors.validator import history_source

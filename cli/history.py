@@ -4,7 +4,7 @@
     derivs history funding BTC ETH --since 2026-10-01 --sandbox --catalog catalog
     derivs history oi BTC ETH --since 30d
 
-`history` fetches only what the catalog lacks (catalog/coverage.missing_ranges), pages through the
+`history` fetches only what the catalog lacks (storage/coverage.missing_ranges), pages through the
 venue (venues/history) and stores the rows through the writer (cli/handoff.py): when a mesh is
 running on the catalog (its writer holds `<catalog>/.writer.lock`) the rows are handed to it over
 its ingest endpoint and acknowledged like a collector's; otherwise they are written here with the
@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 
 import click
 
-from catalog.coverage import holes_in, missing_ranges, neighbours, read_table
-from catalog.coverage import query as catalog_query
+from storage.coverage import holes_in, missing_ranges, neighbours, read_table
+from storage.coverage import query as catalog_query
 from venues.base import MS, HistoryUnavailable, describe
 from venues.history import (
     PERIODS_MS,
@@ -39,7 +39,7 @@ from venues.history import (
 )
 from actors.topology import VENUE_NAMES
 from venues import UnknownSymbol, adapter, oi_history_periods
-from catalog.paths import directory_problem
+from storage.paths import directory_problem
 from cli.catalogargs import DEFAULT_TOPOLOGY, catalog_and_endpoint
 from cli.handoff import Sink
 from cli.output import json_line

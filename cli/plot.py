@@ -24,7 +24,7 @@ from pathlib import Path
 import click
 
 from actors.topology import VENUE_NAMES, parse_duration
-from catalog.query import read_series, resolve_ids
+from storage.query import read_series, resolve_ids
 from cli.catalogargs import catalog_options, existing_catalog
 from cli.timeargs import iso, time_option
 

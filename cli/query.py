@@ -5,10 +5,10 @@
     derivs query liquidations ETH --since 12h --format json  # JSON lines
     derivs query gaps BTC --format parquet --out gaps.parquet
 
-KIND: oi, funding, liquidations, gaps (columns: `catalog/query.py`). Tables and CSV carry `time`
+KIND: oi, funding, liquidations, gaps (columns: `storage/query.py`). Tables and CSV carry `time`
 (ISO-8601 UTC) and the exact `ts_event` (UNIX ns); funding rows add the annualized rate and its
 8-hour equivalent. Parquet has `time` as a UTC timestamp column (what pandas reads as tz-aware
-datetimes). Python: `catalog.frames.load_frame`.
+datetimes). Python: `storage.frames.load_frame`.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from actors.topology import VENUE_NAMES
-from catalog.query import EVENT_KINDS, KINDS, read_series, resolve_ids
+from storage.query import EVENT_KINDS, KINDS, read_series, resolve_ids
 from cli.catalogargs import catalog_options, existing_catalog
 from cli.output import echo_json_lines, open_out, table_text, write_csv, write_parquet
 from cli.timeargs import time_option

@@ -1,5 +1,5 @@
 """`derivs summary SYMBOL`: open interest, funding, liquidations and gaps of one coin across
-venues, from the catalog only (what is computed: `catalog/summary.py`).
+venues, from the catalog only (what is computed: `storage/summary.py`).
 
     derivs summary BTC                      # tables
     derivs summary ETH --json               # JSON lines: summary_oi, summary_funding, summary_liquidations, gap
@@ -13,8 +13,8 @@ import dataclasses
 import click
 
 from actors.topology import VENUE_NAMES
-from catalog.query import KINDS, resolve_ids
-from catalog.summary import HORIZONS, Summary, summarize
+from storage.query import KINDS, resolve_ids
+from storage.summary import HORIZONS, Summary, summarize
 from cli.catalogargs import catalog_options, existing_catalog
 from cli.coverage import NS, step_text
 from cli.output import cell, echo_json_lines, render_table

@@ -52,9 +52,9 @@ per type how it relates to `ts_event` (equal, except liquidations and gaps, whic
 sub-millisecond offset so rows of one millisecond stay distinct).
 
 Catalogs written before a column existed: the `from_dict` of `OpenInterest` and
-`FundingRateInfo` fills it as `catalog/schema.py` `conform` does (the funding figures exactly,
+`FundingRateInfo` fills it as `storage/schema.py` `conform` does (the funding figures exactly,
 an old OI row's `source` from its timestamp, `period_s` -1 for history: not recorded), and a
-writer opening the catalog rewrites those files once (`catalog/upgrade.py`).
+writer opening the catalog rewrites those files once (`storage/upgrade.py`).
 """
 
 from collections.abc import Iterable
@@ -67,7 +67,7 @@ from nautilus_trader.model.data import FundingRateUpdate
 from nautilus_trader.model.identifiers import InstrumentId
 from nautilus_trader.model.instruments import CryptoPerpetual
 
-from catalog.schema import legacy_oi_source, legacy_period_s
+from storage.schema import legacy_oi_source, legacy_period_s
 from messages.funding import annualized, per_8h
 
 __all__ = ["CryptoPerpetual", "FundingRateInfo", "FundingRateUpdate", "FundingSettlement", "Gap", "Liquidation",
@@ -76,7 +76,7 @@ FUNDING_RATE_UPDATE_DIR = "funding_rate_update"
 
 # The class names are part of the on-disk contract: Nautilus derives the directory
 # (`custom_<snake_case name>`) and the `type` column from them. Fields must stay in step with
-# `catalog/schema.py` (an extra or missing column breaks decoding); the test suite
+# `storage/schema.py` (an extra or missing column breaks decoding); the test suite
 # compares both. Subclassing `Data` makes `catalog.query` wrap rows in `CustomData`, which is
 # what `BacktestEngine.add_data` and the message bus route.
 _NO_INSTRUMENT = InstrumentId.from_str("NONE.NONE")

@@ -150,7 +150,7 @@ async def fetch_funding_history(
 ) -> list[FundingRate]:
     """Settled funding rates with funding time in [start_ns, end_ns], oldest first.
 
-    `known_ns`: settlement times already stored next to the range (`catalog.coverage.neighbours`).
+    `known_ns`: settlement times already stored next to the range (`storage.coverage.neighbours`).
     They serve as the edge rows' neighbours for `interval_minutes`, so with two known before the
     range no padding is fetched before it, and with one known after it none after it: a top-up
     asks the venue for nothing it already gave.

@@ -22,7 +22,7 @@ import msgspec
 from nautilus_trader.persistence.catalog import ParquetDataCatalog
 
 from venues import history
-from catalog.store import CatalogStore
+from storage.store import CatalogStore
 from venues import adapter
 from venues.binance import adapter as binance
 from venues.bybit.schemas import BybitOpenInterest, one_side

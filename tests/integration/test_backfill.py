@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from catalog.coverage import read_table
+from storage.coverage import read_table
 from emulator.ground_truth import load_ground_truth
 from tests.harness import ROOT, mesh_log, read_catalog, start_mesh, stop_mesh, wait_for, write_topology
 
@@ -250,8 +250,8 @@ def _day(ns: int) -> str:
 
 
 def test_cli_hands_history_to_the_running_mesh_and_writes_itself_only_without_one(tmp_path):
-    from catalog.lock import running_writer
-    from catalog.coverage import query
+    from storage.lock import running_writer
+    from storage.coverage import query
     from tests.harness import start_emulator
 
     emu, urls, truth_path = start_emulator(tmp_path, "bybit")

@@ -12,8 +12,8 @@ from pathlib import Path
 import ccxt
 import pytest
 
-from catalog.files import intervals_disjoint, list_files
-from catalog.store import CatalogStore
+from storage.files import intervals_disjoint, list_files
+from storage.store import CatalogStore
 from venues.history import HistoryUnavailable, fetch_funding_history, fetch_open_interest_history
 from venues import adapter
 from emulator.ground_truth import load_ground_truth

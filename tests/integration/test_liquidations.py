@@ -346,7 +346,7 @@ print(json.dumps([[str(r.data.instrument_id), r.data.side, r.data.quantity, r.da
 def test_stored_liquidations_load_in_nautilus(tmp_path):
     """A cascade with several liquidations per ms, stored by the writer's CatalogStore, comes back
     from ParquetDataCatalog (fresh process) as the custom `Liquidation` type, row for row."""
-    from catalog.store import CatalogStore
+    from storage.store import CatalogStore
 
     async def main():
         async with Harness(tmp_path, "bybit") as h:

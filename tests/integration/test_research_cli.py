@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from catalog.coverage import query as catalog_query
+from storage.coverage import query as catalog_query
 from messages.funding import annualized, per_8h
 from tests.harness import ROOT, start_emulator, start_mesh, stop_mesh, wait_for, write_topology
 
@@ -206,7 +206,7 @@ def test_query_table_and_csv_have_a_header_iso_times_and_the_ns(run):
 
 
 def test_parquet_export_load_frame_and_the_documented_one_liner_agree(run):
-    from catalog.frames import load_frame
+    from storage.frames import load_frame
 
     cat = run["catalog"]
     out = run["tmp"] / "oi.parquet"

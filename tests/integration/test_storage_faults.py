@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from catalog.files import list_files
+from storage.files import list_files
 from actors.quarantine import read
 from actors.wal import Wal
 from actors.writer import _wal_decoder

@@ -17,7 +17,7 @@ import json
 import sys
 from pathlib import Path
 
-from catalog.store import CatalogStore
+from storage.store import CatalogStore
 from messages.events import FundingRate, OpenInterest
 from tests.fixtures import real
 from tests.nautilus.listings import binance_answers, bybit_answers, load_events, serve

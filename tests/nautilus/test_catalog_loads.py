@@ -23,8 +23,8 @@ from nautilus_trader.persistence.catalog.parquet import (
     _timestamps_to_filename,
 )
 
-from catalog import files as cf
-from catalog.schema import (
+from storage import files as cf
+from storage.schema import (
     CRYPTO_PERPETUAL,
     FUNDING_RATE_INFO,
     FUNDING_RATE_UPDATE,
@@ -32,7 +32,7 @@ from catalog.schema import (
     OPEN_INTEREST,
     series_of,
 )
-from catalog.store import CatalogStore
+from storage.store import CatalogStore
 from messages.events import FundingRate, Instrument, OpenInterest
 from messages.funding import annualized, per_8h
 from messages.nautilus import CryptoPerpetual, FundingRateInfo, FundingRateUpdate, FundingSettlement

@@ -1,9 +1,9 @@
 """A catalog written before issue 15 (no `source`/`period_s` on OI rows, no annualized / 8-hour
 funding figures, settled funding in `FundingRateUpdate` + `FundingRateInfo` with `settled=True`):
-what a user sees reading it as it is, and after a writer opened it (`catalog/upgrade.py`).
+what a user sees reading it as it is, and after a writer opened it (`storage/upgrade.py`).
 
 The old files are written here in the layout the writer had before (columns as in git history of
-`catalog/schema.py`), with the names the writer gave them.
+`storage/schema.py`), with the names the writer gave them.
 """
 
 import json
@@ -17,11 +17,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from catalog import files as cf
-from catalog.coverage import coverage, query
-from catalog.schema import FUNDING_RATE_INFO, FUNDING_RATE_UPDATE, FUNDING_SETTLEMENT, OPEN_INTEREST, rate_json
-from catalog.store import CatalogStore
-from catalog.upgrade import LAYOUT_FILE, _move_settlements, layout
+from storage import files as cf
+from storage.coverage import coverage, query
+from storage.schema import FUNDING_RATE_INFO, FUNDING_RATE_UPDATE, FUNDING_SETTLEMENT, OPEN_INTEREST, rate_json
+from storage.store import CatalogStore
+from storage.upgrade import LAYOUT_FILE, _move_settlements, layout
 from messages.events import FundingRate, OpenInterest
 
 REPO = Path(__file__).resolve().parents[2]
@@ -119,7 +119,7 @@ def yearly(rate: float) -> float:  # 8-hour rates: 3 a day, 365 days
 def test_an_older_catalog_reads_as_it_is_with_the_new_columns_derived(tmp_path):
     root = old_catalog(tmp_path)
     before = {p: p.stat().st_mtime_ns for p in root.rglob("*.parquet")}
-    # catalog.coverage / catalog.series (what `derivs query` and `coverage` read)
+    # storage.coverage / storage.series (what `derivs query` and `coverage` read)
     oi = query(root, "oi", IID)
     assert [(r["ts_event"], r["source"], r["period_s"]) for r in oi] == sorted(
         [(t, "history", -1) for t in HISTORY_TS] + [(t, "poll", 0) for t in POLL_TS])
@@ -221,14 +221,14 @@ def test_an_interrupted_upgrade_is_finished_by_the_next_writer(tmp_path):
 
 def test_upgrade_command(tmp_path):
     root = old_catalog(tmp_path)
-    done = subprocess.run([sys.executable, "-m", "catalog.upgrade", str(root)], cwd=REPO, capture_output=True,
+    done = subprocess.run([sys.executable, "-m", "storage.upgrade", str(root)], cwd=REPO, capture_output=True,
                           text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "3 files upgraded, 3 settled funding rows moved to custom_funding_settlement"
-    again = subprocess.run([sys.executable, "-m", "catalog.upgrade", str(root)], cwd=REPO, capture_output=True,
+    again = subprocess.run([sys.executable, "-m", "storage.upgrade", str(root)], cwd=REPO, capture_output=True,
                            text=True, timeout=60)
     assert again.stdout.strip() == "0 files upgraded, 0 settled funding rows moved to custom_funding_settlement"
-    missing = subprocess.run([sys.executable, "-m", "catalog.upgrade", str(tmp_path / "nope")], cwd=REPO,
+    missing = subprocess.run([sys.executable, "-m", "storage.upgrade", str(tmp_path / "nope")], cwd=REPO,
                              capture_output=True, text=True, timeout=60)
     assert missing.returncode == 2 and "a directory with data/ in it" in missing.stderr and "Traceback" not in missing.stderr
 

@@ -6,7 +6,7 @@ from decimal import Decimal
 
 from nautilus_trader.persistence.catalog import ParquetDataCatalog
 
-from catalog.store import CatalogStore
+from storage.store import CatalogStore
 from messages.events import FundingRate
 from messages.nautilus import FundingRateUpdate, FundingSettlement, query_funding_rates
 

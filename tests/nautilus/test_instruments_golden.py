@@ -35,7 +35,7 @@ from nautilus_trader.core.datetime import millis_to_nanos
 from nautilus_trader.model.instruments import CryptoFuture, CryptoPerpetual, instruments_from_pyo3
 from nautilus_trader.persistence.catalog import ParquetDataCatalog
 
-from catalog.store import CatalogStore
+from storage.store import CatalogStore
 from venues.hyperliquid.adapter import instrument_definition as hyperliquid_definition
 from tests.fixtures import real
 from tests.nautilus.listings import binance_answers, bybit_answers, load_events, serve

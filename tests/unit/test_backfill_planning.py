@@ -8,9 +8,9 @@ import time
 import pytest
 
 from actors.backfill import merge, subtract
-from catalog.lock import CatalogLock, CatalogBusy, holder, running_writer
-from catalog.store import CatalogStore
-from catalog.coverage import missing_ranges, neighbours
+from storage.lock import CatalogLock, CatalogBusy, holder, running_writer
+from storage.store import CatalogStore
+from storage.coverage import missing_ranges, neighbours
 import typing
 
 from venues import VENUE_NAMES, adapter
@@ -117,7 +117,7 @@ def test_writer_lock_tells_a_running_writer_from_a_cli_and_from_nobody(tmp_path)
             CatalogLock(catalog, {"kind": "writer"}).acquire(timeout_s=0.1)
     assert holder(catalog) is None  # released
     # a writer in another process; when it dies the kernel drops the lock (nothing stale)
-    code = ("import sys, time; from catalog.lock import CatalogLock; "
+    code = ("import sys, time; from storage.lock import CatalogLock; "
             "l = CatalogLock(sys.argv[1], {'kind': 'writer', 'mesh': 'm1', 'ingest': 'ipc://@m1.ingest'}); "
             "l.acquire(5); print('held', flush=True); time.sleep(60)")
     proc = subprocess.Popen([sys.executable, "-c", code, str(catalog)], stdout=subprocess.PIPE, text=True,

@@ -14,8 +14,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from catalog import files as cf
-from catalog.schema import (
+from storage import files as cf
+from storage.schema import (
     CRYPTO_PERPETUAL,
     FUNDING_RATE_INFO,
     FUNDING_RATE_INFO_SCHEMA,
@@ -28,7 +28,7 @@ from catalog.schema import (
     crypto_perpetual_row,
     rate_json,
 )
-from catalog.store import CatalogStore
+from storage.store import CatalogStore
 from messages.events import FundingRate, Instrument, OpenInterest
 
 T0 = 1_735_689_600_000_000_000  # 2025-01-01T00:00:00Z
@@ -420,7 +420,7 @@ def test_compact_merges_each_days_files(store):
 def test_writer_modules_do_not_import_nautilus():
     import subprocess
 
-    code = "import catalog.store, sys; sys.exit('nautilus_trader' in sys.modules)"
+    code = "import storage.store, sys; sys.exit('nautilus_trader' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).parents[2]).returncode == 0
 
 
@@ -492,7 +492,7 @@ def test_a_flush_sharing_a_ms_with_the_days_last_rows_reads_only_the_files_tail(
     next flush's first rows land on ts_init below the stored last ones (about every other flush).
     That is merged with the tail of the day's file, never a read of the whole file; the rows
     stay exact (re-sends add nothing) and the groups full."""
-    from catalog.schema import LIQUIDATION
+    from storage.schema import LIQUIDATION
     from messages.events import Liquidation
 
     monkeypatch.setattr(cf, "ROWS_PER_GROUP", 10)

@@ -4,8 +4,8 @@ planning against a real catalog directory, date parsing."""
 import click
 import pytest
 
-from catalog.store import CatalogStore
-from catalog.coverage import coverage, holes_in, missing_ranges, query
+from storage.store import CatalogStore
+from storage.coverage import coverage, holes_in, missing_ranges, query
 from venues.history import row_intervals
 from venues.bybit.schemas import BybitTicker, one_side
 from venues.schemas import decode

@@ -6,8 +6,8 @@ import random
 import msgspec
 import pytest
 
-from catalog.schema import LIQUIDATION, build_tables, liquidation_ts_init
-from catalog.store import CatalogStore
+from storage.schema import LIQUIDATION, build_tables, liquidation_ts_init
+from storage.store import CatalogStore
 from venues import adapter
 from venues.base import backoff_delay
 from venues.binance.liquidations import force_orders as binance_force_orders
@@ -287,7 +287,7 @@ def _stored_liq(iid: str, ts: int, qty: float = 1.0) -> Liquidation:
 
 
 def test_recorded_gaps_are_listed_filtered_and_become_liquidation_holes(tmp_path):
-    from catalog.gaps import gap_lines, gaps, liquidation_coverage
+    from storage.gaps import gap_lines, gaps, liquidation_coverage
 
     t0 = 1_795_000_000_000_000_000
     byb, bin_ = "BTCUSDT-LINEAR.BYBIT", "BTCUSDT-PERP.BINANCE"

@@ -1,12 +1,12 @@
 """Bring a catalog written before issue 15 to the current layout, once, when a writer opens it.
 
-    python -m catalog.upgrade CATALOG      # or just start the mesh / run `derivs history` on it
+    python -m storage.upgrade CATALOG      # or just start the mesh / run `derivs history` on it
 
 What changed, and what is done to an older file (found by its columns, so a file is upgraded at
 most once and a current file is never touched):
 
 - `custom_open_interest`: rows gained `source` and `period_s`. Older rows get them as
-  `catalog.schema.conform` derives them (the timestamp says poll or history; a history row's
+  `storage.schema.conform` derives them (the timestamp says poll or history; a history row's
   period was not recorded: -1).
 - `custom_funding_rate_info`: rows gained the annualized and 8-hour rates, derived exactly.
   Settled rows (`settled=True`) move to `custom_funding_settlement` and leave both
@@ -37,8 +37,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from loguru import logger
 
-from catalog.files import ROWS_PER_GROUP, TMP_SUFFIX, DataFile, file_name, fsync_dir, list_files, merge_into, overlapping
-from catalog.schema import (
+from storage.files import ROWS_PER_GROUP, TMP_SUFFIX, DataFile, file_name, fsync_dir, list_files, merge_into, overlapping
+from storage.schema import (
     FUNDING_RATE_INFO,
     FUNDING_RATE_UPDATE,
     FUNDING_SETTLEMENT,
@@ -150,12 +150,12 @@ def _rewrite(f: DataFile, table: pa.Table, durable: bool) -> None:
 
 def main(argv: list[str]) -> int:
     if len(argv) != 2 or not (Path(argv[1]) / "data").is_dir():
-        print(f"usage: python -m catalog.upgrade CATALOG   (a directory with data/ in it; got {argv[1:]})", file=sys.stderr)
+        print(f"usage: python -m storage.upgrade CATALOG   (a directory with data/ in it; got {argv[1:]})", file=sys.stderr)
         return 2
-    from catalog.lock import CatalogBusy, CatalogLock
+    from storage.lock import CatalogBusy, CatalogLock
 
     try:
-        with CatalogLock(argv[1], {"kind": "cli", "command": "catalog.upgrade"}) as lock:
+        with CatalogLock(argv[1], {"kind": "cli", "command": "storage.upgrade"}) as lock:
             lock.acquire(5.0)
             done = upgrade(argv[1])
     except CatalogBusy as exc:

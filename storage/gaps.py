@@ -1,6 +1,6 @@
 """Recorded gaps and liquidation coverage, from the catalog's files alone (pyarrow, no nautilus).
 
-    from catalog.gaps import gaps, liquidation_coverage
+    from storage.gaps import gaps, liquidation_coverage
     gaps("catalog")                                         # every recorded gap, oldest first
     gaps("catalog", venue="BYBIT", stream="liquidations", start_ns=a, end_ns=b)
     liquidation_coverage("catalog")                         # rows for `derivs coverage`
@@ -21,9 +21,9 @@ from pathlib import Path
 
 import pyarrow.compute as pc
 
-from catalog.files import data_directory, ids_in, list_files, read_files
-from catalog.schema import GAP, LIQUIDATION, schema_for
-from catalog.coverage import Coverage
+from storage.files import data_directory, ids_in, list_files, read_files
+from storage.schema import GAP, LIQUIDATION, schema_for
+from storage.coverage import Coverage
 
 STREAMS = ("liquidations", "open_interest", "funding", "instruments")
 

@@ -1,13 +1,13 @@
 """pandas DataFrames of the catalog, for research (no NautilusTrader needed).
 
-    from catalog.frames import load_frame
+    from storage.frames import load_frame
     oi = load_frame("catalog", "oi", "BTC", since="2026-11-01")           # every venue's BTC perpetual
     funding = load_frame("catalog", "funding", "BTC", since=pd.Timestamp.now(tz="UTC") - pd.Timedelta("30D"))
     liqs = load_frame("catalog", "liquidations", "ETHUSDT-LINEAR.BYBIT")
     oi.pivot_table(index="time", columns="venue", values="open_interest_value")   # USD per venue
 
 Columns: `time` (tz-aware UTC datetime of ts_event), `venue`, `instrument_id`, `ts_event` (UNIX
-ns), then the kind's own columns (`catalog/query.py`; gaps also get `end`, a datetime of
+ns), then the kind's own columns (`storage/query.py`; gaps also get `end`, a datetime of
 end_ns). Rows sorted by time. `since` is inclusive, `until` exclusive; each may be UNIX ns, a
 datetime or a string pandas reads (a time without zone is UTC).
 
@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from catalog.query import KINDS, UnknownKind, read_series, resolve_ids
+from storage.query import KINDS, UnknownKind, read_series, resolve_ids
 
 When = int | str | datetime | pd.Timestamp | None
 

@@ -1,6 +1,6 @@
 """Stored rows of one series, as a pyarrow table with the venue as a column (no venue call).
 
-    from catalog.query import read_series, resolve_ids
+    from storage.query import read_series, resolve_ids
     ids = resolve_ids("catalog", "oi", "BTC")                # every venue's BTC perpetual with OI
     table = read_series("catalog", "funding", ids, start_ns, end_ns)
 
@@ -26,10 +26,10 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from catalog.coverage import ids_in
-from catalog.files import list_files, read_files
-from catalog.gaps import gaps
-from catalog.schema import FUNDING_RATE_INFO, GAP, LIQUIDATION, OPEN_INTEREST, schema_for
+from storage.coverage import ids_in
+from storage.files import list_files, read_files
+from storage.gaps import gaps
+from storage.schema import FUNDING_RATE_INFO, GAP, LIQUIDATION, OPEN_INTEREST, schema_for
 from messages.funding import MINUTES_8H, MINUTES_PER_YEAR
 
 KIND_DIRS: dict[str, str] = {"oi": OPEN_INTEREST, "funding": FUNDING_RATE_INFO, "liquidations": LIQUIDATION, "gaps": GAP}

@@ -1,15 +1,15 @@
 """What the catalog holds, from its files alone: ranges, row counts, holes; incremental planning.
 
-    from catalog.coverage import coverage, missing_ranges, query
+    from storage.coverage import coverage, missing_ranges, query
 
     coverage("catalog")                       # [Coverage(venue, instrument_id, kind, source, ...)]
     missing_ranges("catalog", "oi", "BTCUSDT-PERP.BINANCE", start_ns, end_ns, 300 * 10**9)
     query("catalog", "oi", "BTCUSDT-PERP.BINANCE", start_ns, end_ns)   # list of row dicts
 
-Only pyarrow and the catalog's own file rules (`catalog/files.py`) are used: no venue
+Only pyarrow and the catalog's own file rules (`storage/files.py`) are used: no venue
 call, no nautilus import. Kinds: "oi" (`data/custom_open_interest/<ID>/`) and "funding" (live
 estimates in `data/custom_funding_rate_info/<ID>/`, settlements in
-`data/custom_funding_settlement/<ID>/`), read by `catalog.series.read_series`.
+`data/custom_funding_settlement/<ID>/`), read by `storage.series.read_series`.
 
 Sources: every OI row says where it came from (`source`: "poll" or "history") and funding rows
 are "live" or "settled"; coverage reports each source of a series on its own, and `query`
@@ -32,11 +32,11 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from catalog.files import ids_in
-from catalog.series import instrument_ids, kind_of, read_series, sources_of
+from storage.files import ids_in
+from storage.series import instrument_ids, kind_of, read_series, sources_of
 from messages.timeunits import NS
 
-# kind_of, instrument_ids and sources_of are used from here by the CLI (catalog.series has them)
+# kind_of, instrument_ids and sources_of are used from here by the CLI (storage.series has them)
 __all__ = ["Coverage", "coverage", "holes_in", "ids_in", "instrument_ids", "kind_of", "missing_ranges", "neighbours",
            "query", "read_table", "sources_of", "stored_timestamps"]
 
@@ -54,7 +54,7 @@ def read_table(
     source: str | Iterable[str] | None = None,
 ) -> pa.Table:
     """Stored rows of one instrument in [start_ns, end_ns] (closed; None = open), by ts_init
-    (`catalog.series.read_series`: funding = live and settled rows, `source` picks)."""
+    (`storage.series.read_series`: funding = live and settled rows, `source` picks)."""
     return read_series(catalog_root, kind, instrument_id, start_ns, end_ns, source)
 
 

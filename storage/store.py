@@ -2,7 +2,7 @@
 
 `CatalogStore(root).write(events)` turns a batch of `messages.events` structs into one Parquet
 file per (kind, instrument) under `root/data/`, in the layout `ParquetDataCatalog` 1.231 reads
-as is (`catalog/schema.py` has the schemas, `catalog/files.py` the file rules and
+as is (`storage/schema.py` has the schemas, `storage/files.py` the file rules and
 the crash-safety argument). It is idempotent: the natural key of a row is (instrument_id,
 ts_init), a re-sent or re-fetched event adds nothing, and a changed one replaces its row.
 
@@ -23,7 +23,7 @@ from typing import Any, NamedTuple
 import pyarrow as pa
 from loguru import logger
 
-from catalog.files import (
+from storage.files import (
     compact_directory,
     data_directory,
     fsync_dir,
@@ -33,7 +33,7 @@ from catalog.files import (
     read_files,
     recover,
 )
-from catalog.schema import (
+from storage.schema import (
     CRYPTO_PERPETUAL,
     CRYPTO_PERPETUAL_SCHEMA,
     KINDS,
@@ -46,7 +46,7 @@ from catalog.schema import (
     next_slot,
     schema_for,
 )
-from catalog.upgrade import upgrade
+from storage.upgrade import upgrade
 from messages.events import AnyEvent
 from messages.timeunits import stamp
 

@@ -1,6 +1,6 @@
 """One instrument's stored open interest or funding, filtered by where the rows came from.
 
-    from catalog.series import read_series
+    from storage.series import read_series
 
     read_series("catalog", "oi", "BTCUSDT-PERP.BINANCE", source="history")     # 5-minute buckets only
     read_series("catalog", "oi", "BTCUSDT-PERP.BINANCE", source="poll")        # the collector's polls only
@@ -30,8 +30,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from catalog.files import data_directory, ids_in, list_files, read_files
-from catalog.schema import FUNDING_RATE_INFO, FUNDING_SETTLEMENT, OPEN_INTEREST, schema_for
+from storage.files import data_directory, ids_in, list_files, read_files
+from storage.schema import FUNDING_RATE_INFO, FUNDING_SETTLEMENT, OPEN_INTEREST, schema_for
 from messages.events import OI_SOURCES
 
 KINDS = ("oi", "funding")

@@ -40,7 +40,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from catalog.schema import conform
+from storage.schema import conform
 from messages.timeunits import NS
 
 ROWS_PER_GROUP = 5_000  # ParquetDataCatalog's default max_rows_per_group
@@ -136,7 +136,7 @@ def intervals_disjoint(files: list[DataFile]) -> bool:
 
 def read_files(files: Iterable[DataFile], schema: pa.Schema) -> pa.Table:
     """Rows of `files` in `schema` (a file Nautilus wrote with int64 timestamps is cast, a column
-    an older file lacks is derived: `catalog.schema.conform`)."""
+    an older file lacks is derived: `storage.schema.conform`)."""
     tables = [conform(pq.read_table(f.path), schema) for f in files]
     if not tables:
         return schema.empty_table()

@@ -1,6 +1,6 @@
 """The state of one coin across venues, from the catalog alone (`derivs summary`).
 
-    from catalog.summary import summarize
+    from storage.summary import summarize
     s = summarize("catalog", "BTC")            # as of now; at_ns= for another instant
     s.open_interest, s.funding, s.liquidations, s.gaps
 
@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pyarrow.compute as pc
 
-from catalog.query import KINDS, read_series, resolve_ids
+from storage.query import KINDS, read_series, resolve_ids
 
 NS = 1_000_000_000
 HOUR = 3600 * NS

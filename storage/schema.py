@@ -21,11 +21,11 @@ Series (issue 15): a live funding estimate becomes a `FundingRateUpdate` row and
 row carries `rate_annualized` and `rate_8h` (`messages/funding.py`) beside `rate` and
 `interval_minutes`; every open-interest row its `source` and `period_s`.
 
-Files written before those columns existed are read through `conform` (`catalog/files.py`
+Files written before those columns existed are read through `conform` (`storage/files.py`
 `read_files`), which derives them: the funding figures exactly from `rate` and the interval; an
 open-interest row's `source` from its timestamp (on the 5-minute grid: "history", else "poll", the
 rule the catalog used before) with `period_s` 0 for a poll and -1 ("not recorded") for history.
-`catalog/upgrade.py` rewrites such files once, when a writer opens the catalog.
+`storage/upgrade.py` rewrites such files once, when a writer opens the catalog.
 """
 
 import hashlib
