@@ -27,8 +27,8 @@ import pyarrow.parquet as pq
 
 from cli.timeargs import iso
 
-PERCENT_COLUMNS = {"rate", "predicted_rate", "per_8h"}  # small fractions per interval
-ANNUAL_COLUMNS = {"annualized", "predicted_annualized"}
+PERCENT_COLUMNS = {"rate", "predicted_rate", "rate_8h", "predicted_rate_8h"}  # small fractions per interval
+ANNUAL_COLUMNS = {"rate_annualized", "predicted_rate_annualized"}
 USD_COLUMNS = {"value", "open_interest_value", "mark_price", "index_price", "price"}
 
 

@@ -60,7 +60,7 @@ def plot_data(catalog: str, kind: str, symbol: str, since: int | None = None, un
     drawn = Drawn(kind, symbol)
     rows = table.to_pylist()
     if kind in ("oi", "funding"):
-        column = "open_interest_value" if kind == "oi" else "annualized"
+        column = "open_interest_value" if kind == "oi" else "rate_annualized"
         for iid in sorted(ids, key=lambda i: i.rsplit(".", 1)[-1]):
             mine = [r for r in rows if r["instrument_id"] == iid]
             if mine:

@@ -27,16 +27,19 @@ FORMATS = ("table", "csv", "json", "parquet")
 
 
 def series_for(catalog: str, kind: str, symbol: str, venues: tuple[str, ...], since: int | None,
-               until: int | None) -> pa.Table:
+               until: int | None, source: str | None = None) -> pa.Table:
     """The rows of KIND for SYMBOL (none for an instrument stored without such rows); a
     ClickException when the catalog holds nothing under SYMBOL."""
     ids = resolve_ids(catalog, kind, symbol, venues)
     if not ids and any(resolve_ids(catalog, other, symbol, venues) for other in KINDS):
-        return read_series(catalog, kind, [], since, until)  # a stored instrument without such rows: none
+        return read_series(catalog, kind, [], since, until, source)  # a stored instrument without such rows: none
     if not ids:
         raise click.ClickException(f"no stored {kind} for {symbol!r}{' on ' + ', '.join(venues) if venues else ''} "
                                    f"in {catalog} (see `derivs coverage`)")
-    return read_series(catalog, kind, ids, since, until)
+    try:
+        return read_series(catalog, kind, ids, since, until, source)
+    except ValueError as exc:  # a source the kind does not have
+        raise click.BadParameter(str(exc), param_hint="--source") from None
 
 
 @click.command("query")
@@ -46,18 +49,19 @@ def series_for(catalog: str, kind: str, symbol: str, venues: tuple[str, ...], si
 @time_option("until", "End (exclusive, UTC); default: everything.")
 @click.option("-v", "--venue", "venues", multiple=True, type=click.Choice(VENUE_NAMES), help="Venue (repeatable).")
 @click.option("--settled/--all", "settled_only", default=False, help="Funding: settled history rows only.")
+@click.option("--source", default=None, help="Only rows of this origin: oi poll | history | archive; funding live | settled.")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True, help="Output format.")
 @click.option("--json", "as_json", is_flag=True, help="Same as --format json.")
 @click.option("--csv", "as_csv", is_flag=True, help="Same as --format csv.")
 @click.option("--out", "out_path", type=click.Path(dir_okay=False), help="Write to FILE (required for parquet).")
 @catalog_options
-def query_cmd(kind, symbol, since, until, venues, settled_only, fmt, as_json, as_csv, out_path, catalog, topology) -> None:  # noqa: ANN001
+def query_cmd(kind, symbol, since, until, venues, settled_only, source, fmt, as_json, as_csv, out_path, catalog, topology) -> None:  # noqa: ANN001
     """Stored rows of KIND (oi, funding, liquidations, gaps) for SYMBOL, from the catalog only."""
     fmt = "json" if as_json else "csv" if as_csv else fmt
     if fmt == "parquet" and not out_path:
         raise click.BadParameter("parquet needs --out FILE", param_hint="--format")
     root = existing_catalog(catalog, topology)
-    table = series_for(root, kind, symbol, tuple(venues), since, until)
+    table = series_for(root, kind, symbol, tuple(venues), since, until, source)
     if settled_only and kind == "funding" and "settled" in table.column_names:
         table = table.filter(pc.equal(table["settled"], True))
     if fmt == "parquet":

@@ -59,8 +59,8 @@ def text(s: Summary) -> str:
         ["venue", "instrument", "as of (UTC)", "source", "rate", "interval", "per 8h", "annualized",
          "predicted (annualized)", "next funding (UTC)"],
         [[f["venue"], f["instrument_id"], iso(f["ts_event"]), "settled" if f["settled"] else "live", cell("rate", f["rate"]),
-          step_text(f["interval_minutes"] * 60 * NS), cell("per_8h", f["per_8h"]), cell("annualized", f["annualized"]),
-          cell("predicted_annualized", f["predicted_annualized"]), iso(f["next_funding_ns"])] for f in s.funding],
+          step_text(f["interval_minutes"] * 60 * NS), cell("rate_8h", f["rate_8h"]), cell("rate_annualized", f["rate_annualized"]),
+          cell("predicted_rate_annualized", f["predicted_rate_annualized"]), iso(f["next_funding_ns"])] for f in s.funding],
         left=4) if s.funding else "  none stored")
     parts += ["", "Liquidations"]
     parts.append(render_table(

@@ -7,9 +7,11 @@
 Kinds and their directories (`<catalog>/data/<dir>/<instrument id>/`):
 
 - "oi": `custom_open_interest` - open_interest (base units, one side), open_interest_value (USD).
-- "funding": `custom_funding_rate_info` - rate per interval, interval_minutes, next_funding_ns,
-  predicted_rate, mark/index price, settled; plus `annualized`, `per_8h` and
-  `predicted_annualized` (`messages/funding.py`) unless the stored rows carry them already.
+- "oi": also `source` ("poll" | "history" | "archive") and `period_s` (`storage/series.py`).
+- "funding": live estimates (`custom_funding_rate_info`) and settlements (`custom_funding_settlement`)
+  in one table (`storage/series.py`): rate per interval, interval_minutes, `rate_8h`,
+  `rate_annualized` (`messages/funding.py`), next_funding_ns, predicted_rate (and its 8 h and
+  annualized figures), mark/index price, `settled` and `source` ("live" | "settled").
 - "liquidations": `custom_liquidation` - side (of the liquidated position), quantity, price, value.
 - "gaps": `custom_gap` - stream, ts_event (start of the window), end_ns, reason.
 
@@ -26,11 +28,11 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from storage import series
 from storage.coverage import ids_in
 from storage.files import list_files, read_files
 from storage.gaps import gaps
 from storage.schema import FUNDING_RATE_INFO, GAP, LIQUIDATION, OPEN_INTEREST, schema_for
-from messages.funding import MINUTES_8H, MINUTES_PER_YEAR
 
 KIND_DIRS: dict[str, str] = {"oi": OPEN_INTEREST, "funding": FUNDING_RATE_INFO, "liquidations": LIQUIDATION, "gaps": GAP}
 KINDS = tuple(KIND_DIRS)
@@ -66,7 +68,8 @@ def resolve_ids(catalog_root: Path | str, kind: str, symbol: str, venues: tuple[
     wanted = symbol.strip().upper()
     coin = next((wanted.removesuffix(q) for q in _QUOTE_SUFFIXES if wanted.endswith(q) and wanted != q), None)
     out = []
-    for iid in ids_in(catalog_root, _dir(kind)):
+    stored = series.instrument_ids(catalog_root, kind) if kind in series.KINDS else ids_in(catalog_root, _dir(kind))
+    for iid in stored:
         venue = venue_of(iid)
         if venues and venue.lower() not in venues:
             continue
@@ -80,9 +83,12 @@ def resolve_ids(catalog_root: Path | str, kind: str, symbol: str, venues: tuple[
 
 
 def read_series(catalog_root: Path | str, kind: str, instrument_ids: list[str], start_ns: int | None = None,
-                end_ns: int | None = None) -> pa.Table:
-    """Rows of `kind` of `instrument_ids` in [start_ns, end_ns) (None: open), see the module doc."""
+                end_ns: int | None = None, source: str | None = None) -> pa.Table:
+    """Rows of `kind` of `instrument_ids` in [start_ns, end_ns) (None: open), see the module doc.
+    `source` (oi and funding only): the rows of that origin (`storage.series.sources_of`)."""
     directory = _dir(kind)
+    if source is not None and kind not in series.KINDS:
+        raise ValueError(f"--source applies to oi and funding, not to {kind}")
     lo, hi = start_ns or 0, _END if end_ns is None else end_ns - 1
     if kind == "gaps":
         rows = [g for iid in instrument_ids for g in gaps(catalog_root, instrument_id=iid, start_ns=lo, end_ns=hi)]
@@ -91,6 +97,13 @@ def read_series(catalog_root: Path | str, kind: str, instrument_ids: list[str], 
               "reason": g.reason} for g in rows],
             schema=pa.schema([("instrument_id", pa.string()), ("stream", pa.string()), ("ts_event", pa.uint64()),
                               ("end_ns", pa.uint64()), ("reason", pa.string())]))
+    elif kind in series.KINDS:  # stored rows have ts_init = ts_event
+        series.sources_of(kind, source)  # an unknown source: ValueError naming the valid ones
+        parts = [_with_id(series.read_series(catalog_root, kind, iid, lo, hi, source), iid)
+                 for iid in instrument_ids or ["-"]]
+        table = pa.concat_tables(parts, promote_options="default")
+        if not instrument_ids:
+            table = table.slice(0, 0)
     else:
         parts = []
         for iid in instrument_ids:
@@ -98,16 +111,22 @@ def read_series(catalog_root: Path | str, kind: str, instrument_ids: list[str], 
             files = [f for f in list_files(Path(catalog_root) / "data" / directory / iid) if f.start <= hi + _MS and f.end >= lo]
             parts.append(read_files(files, schema_for(directory, iid)))
         table = pa.concat_tables(parts) if parts else schema_for(directory, "").empty_table()
-        table = table.drop_columns([c for c in ("type", "ts_init") if c in table.column_names])
         ts = table["ts_event"]
         table = table.filter(pc.and_(pc.greater_equal(ts, pa.scalar(lo, pa.uint64())),
                                      pc.less_equal(ts, pa.scalar(hi, pa.uint64()))))
+    table = table.drop_columns([c for c in ("type", "ts_init") if c in table.column_names])
     if kind == "funding":
-        table = _with_common_units(_nulls_for_unpublished(table))
+        table = _nulls_for_unpublished(table)
     table = table.add_column(0, "venue", pa.array([venue_of(i) for i in table["instrument_id"].to_pylist()], pa.string()))
     first = ["venue", "instrument_id", "ts_event"]
     table = table.select(first + [c for c in table.column_names if c not in first])
     return table.sort_by([("ts_event", "ascending"), ("instrument_id", "ascending")])
+
+
+def _with_id(table: pa.Table, instrument_id: str) -> pa.Table:
+    if "instrument_id" in table.column_names:
+        return table
+    return table.add_column(0, "instrument_id", pa.array([instrument_id] * table.num_rows, pa.string()))
 
 
 def _nulls_for_unpublished(table: pa.Table) -> pa.Table:
@@ -121,18 +140,4 @@ def _nulls_for_unpublished(table: pa.Table) -> pa.Table:
         else:
             continue
         table = table.set_column(table.column_names.index(name), name, column)
-    return table
-
-
-def _with_common_units(table: pa.Table) -> pa.Table:
-    """Funding in units that compare across venues (messages/funding.py), where not stored already."""
-    minutes = pc.cast(table["interval_minutes"], pa.float64())
-    derived = {
-        "annualized": (table["rate"], MINUTES_PER_YEAR),
-        "per_8h": (table["rate"], MINUTES_8H),
-        "predicted_annualized": (table["predicted_rate"], MINUTES_PER_YEAR),
-    }
-    for name, (rate, minutes_per) in derived.items():
-        if name not in table.column_names:
-            table = table.append_column(name, pc.divide(pc.multiply(rate, minutes_per), minutes))
     return table

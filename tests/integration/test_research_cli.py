@@ -35,13 +35,14 @@ _READ = r"""
 import json, math, sys
 from pathlib import Path
 from nautilus_trader.persistence.catalog import ParquetDataCatalog
-from messages.nautilus import FundingRateInfo, Gap, Liquidation, OpenInterest
+from messages.nautilus import FundingRateInfo, FundingSettlement, Gap, Liquidation, OpenInterest
 cat = ParquetDataCatalog(sys.argv[1])
 nan = lambda x: None if isinstance(x, float) and math.isnan(x) else x
 q = lambda cls: [r.data for r in cat.query(cls)]
 print(json.dumps({
   "oi": [[str(r.instrument_id), r.ts_event, r.open_interest, r.open_interest_value] for r in q(OpenInterest)],
-  "funding": [[str(r.instrument_id), r.ts_event, r.rate, r.interval_minutes, nan(r.predicted_rate), r.settled] for r in q(FundingRateInfo)],
+  "funding": [[str(r.instrument_id), r.ts_event, r.rate, r.interval_minutes, nan(r.predicted_rate), r.settled] for r in q(FundingRateInfo)]
+           + [[str(r.instrument_id), r.ts_event, r.rate, r.interval_minutes, None, True] for r in q(FundingSettlement)],
   "liq": [[str(r.instrument_id), r.ts_event, r.side, r.quantity, r.price, r.value] for r in q(Liquidation)],
   "gaps": [[str(r.instrument_id), r.stream, r.ts_event, r.end_ns, r.reason] for r in q(Gap)],
 }))
@@ -144,6 +145,13 @@ def test_query_json_of_every_kind_equals_what_nautilus_reads(run):
               if r.get("kind") == "open_interest_history" and r["raw_symbol"] == "BTCUSDT"}
     hist = [r for r in oi if (r["venue"], r["ts_event"]) in served]
     assert len(hist) >= 2 * 570
+    # the rows say where they came from; --source picks them
+    assert all(r["source"] == "history" and r["period_s"] == 300 for r in hist)
+    assert {r["source"] for r in oi} == {"history", "poll"}
+    only_history = lines(ok("query", "oi", "BTC", "--catalog", cat, "--json", "--source", "history"))
+    assert only_history == [r for r in oi if r["source"] == "history"] and len(only_history) >= len(hist)
+    bad = derivs("query", "oi", "BTC", "--catalog", cat, "--source", "settled")
+    assert bad.returncode == 2 and "'settled'" in bad.stderr and "poll" in bad.stderr and "Traceback" not in bad.stderr
     for r in hist:  # one side, base units (Bybit serves both sides: README, units registry)
         t = served[(r["venue"], r["ts_event"])]
         assert r["open_interest"] == t["open_interest" if r["venue"] == "BINANCE" else "single_open_interest"]
@@ -155,8 +163,12 @@ def test_query_json_of_every_kind_equals_what_nautilus_reads(run):
     assert sorted((r["instrument_id"], r["ts_event"], r["rate"], r["interval_minutes"], r["predicted_rate"], r["settled"])
                   for r in funding) == sorted(tuple(r) for r in nt["funding"] if r[0] in IDS.values())
     for r in funding:  # comparable across venues: messages/funding.py's figures
-        assert r["annualized"] == annualized(r["rate"], r["interval_minutes"]) and r["per_8h"] == per_8h(r["rate"], r["interval_minutes"])
-        assert r["predicted_annualized"] == (None if r["predicted_rate"] is None else annualized(r["predicted_rate"], r["interval_minutes"]))
+        assert r["rate_annualized"] == annualized(r["rate"], r["interval_minutes"])
+        assert r["rate_8h"] == per_8h(r["rate"], r["interval_minutes"])
+        assert r["predicted_rate_annualized"] == (None if r["predicted_rate"] is None
+                                                  else annualized(r["predicted_rate"], r["interval_minutes"]))
+        assert r["source"] == ("settled" if r["settled"] else "live")
+    assert {r["source"] for r in funding} == {"live", "settled"}
     assert any(r["predicted_rate"] is not None and not r["settled"] for r in funding if r["venue"] == "HYPERLIQUID")
     assert {r["interval_minutes"] for r in funding if r["venue"] == "HYPERLIQUID"} == {60}
 
@@ -184,14 +196,14 @@ def test_query_table_and_csv_have_a_header_iso_times_and_the_ns(run):
     cat = run["catalog"]
     table = ok("query", "funding", "BTC", "-v", "hyperliquid", "--catalog", cat).stdout.splitlines()
     header = table[0].split()
-    assert header[:4] == ["time", "venue", "instrument_id", "ts_event"] and {"annualized", "per_8h"} <= set(header)
+    assert header[:4] == ["time", "venue", "instrument_id", "ts_event"] and {"rate_annualized", "rate_8h"} <= set(header)
     assert set(table[1]) <= {"-", " "}
     rows = lines(ok("query", "funding", "BTC", "-v", "hyperliquid", "--catalog", cat, "--json"))
     assert len(table) == 2 + len(rows)
     for line, row in zip(table[2:], rows, strict=True):
         cells = line.split()
         assert cells[:4] == [_iso(row["ts_event"]), "HYPERLIQUID", IDS["HYPERLIQUID"], str(row["ts_event"])]
-        assert f"{row['annualized'] * 100:+.2f}%" in cells
+        assert f"{row['rate_annualized'] * 100:+.2f}%" in cells
 
     out = run["tmp"] / "liq.csv"
     ok("query", "liquidations", "BTC", "--catalog", cat, "--format", "csv", "--out", out)
@@ -276,8 +288,8 @@ def test_summary_equals_the_catalog(run):
     for venue, r in funding.items():
         last = max((x for x in nt["funding"] if x[0] == IDS[venue] and x[1] <= at), key=lambda x: x[1])
         assert (r["ts_event"], r["rate"], r["interval_minutes"], r["predicted_rate"], r["settled"]) == tuple(last[1:])
-        assert r["annualized"] == annualized(r["rate"], r["interval_minutes"])
-    assert funding["HYPERLIQUID"]["predicted_annualized"] == annualized(funding["HYPERLIQUID"]["predicted_rate"], 60)
+        assert r["rate_annualized"] == annualized(r["rate"], r["interval_minutes"])
+    assert funding["HYPERLIQUID"]["predicted_rate_annualized"] == annualized(funding["HYPERLIQUID"]["predicted_rate"], 60)
 
     liq = {(r["window"], r["venue"]): r for r in by_kind["summary_liquidations"]}
     assert set(liq) == {(w, v) for w in ("1h", "24h") for v in ("BINANCE", "BYBIT", "ALL")}
