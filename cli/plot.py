@@ -26,6 +26,7 @@ import click
 from actors.topology import VENUE_NAMES, parse_duration
 from storage.query import read_series, resolve_ids
 from cli.catalogargs import catalog_options, existing_catalog
+from cli.coverage import step_text
 from cli.timeargs import iso, time_option
 
 NS = 1_000_000_000
@@ -122,7 +123,7 @@ def draw(drawn: Drawn, out: str) -> None:
             ax.bar(when(short_x), [-v for v in short_y], width=width, align="edge", color="#27ae60", label="shorts liquidated")
             ax.axhline(0, color="black", linewidth=0.6)
             ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{abs(v):,.0f}"))
-            ax.set_ylabel(f"USD per {_label(drawn.interval_ns)} (shorts below 0)")
+            ax.set_ylabel(f"USD per {step_text(drawn.interval_ns or NS)} (shorts below 0)")
         else:
             for label, (xs, ys) in drawn.series.items():
                 style = {"color": "black", "linewidth": 2.0} if label == "ALL" else {"linewidth": 1.2}
@@ -144,11 +145,6 @@ def draw(drawn: Drawn, out: str) -> None:
         fig.savefig(out)
     finally:
         plt.close(fig)
-
-
-def _label(step: int | None) -> str:
-    s = (step or NS) // NS
-    return f"{s // 86400}d" if s % 86400 == 0 else f"{s // 3600}h" if s % 3600 == 0 else f"{s // 60}m"
 
 
 @click.command("plot")
