@@ -34,7 +34,6 @@ from venues.history import (
     default_funding_interval_ns,
     fetch_funding_history,
     fetch_open_interest_history,
-    no_oi_history,
     oi_history_start,
 )
 from actors.topology import VENUE_NAMES
@@ -112,7 +111,7 @@ async def run_history(
     ad = adapter(venue)
     summary = Summary(ad.venue)
     if kind == "oi" and not ad.oi_history_periods:
-        summary.error = no_oi_history(ad)
+        summary.error = ad.oi_history_missing()
         return summary
     if kind == "oi" and period not in ad.oi_history_periods:
         summary.error = f"no {period} OI history on {ad.venue}; periods: {', '.join(ad.oi_history_periods)}"

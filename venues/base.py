@@ -262,14 +262,19 @@ class VenueAdapter:
     oi_history_retention_days: ClassVar[int | None] = None  # the venue keeps only this much OI history
     no_oi_history: ClassVar[str] = ""  # why there is none (when `oi_history_periods` is empty)
 
+    def oi_history_missing(self) -> str:
+        """What to tell a user who asks for OI history of a venue without any."""
+        return f"{self.venue} publishes no open-interest history ({self.no_oi_history})"
+
     async def fetch_oi_history(self, client: Any, market: Market, start_ms: int, end_ms: int, period: str,
                                progress: Progress | None) -> list[OpenInterest]:
         """Open interest every `period` in [start_ms, end_ms] (aligned, within retention), any order."""
-        raise HistoryUnavailable(f"{self.venue} publishes no open-interest history ({self.no_oi_history})")
+        raise HistoryUnavailable(self.oi_history_missing())
 
-    async def fetch_settled_funding(self, client: Any, market: Market, lo_ms: int, hi_ms: int,
-                                    report: Callable[[int, int, int], None]) -> FundingRows:
-        """Settled funding rows with funding time in [lo_ms, hi_ms]; `report(pages, rows, reached_ms)`."""
+    async def fetch_settled_funding(self, client: Any, market: Market, lo_ms: int, hi_ms: int, report: Any) -> FundingRows:
+        """Settled funding rows with funding time in [lo_ms, hi_ms]. `report` is told after every
+        page (`venues.history.FundingProgress`): `report(pages, rows, reached_ms)` paging forward,
+        `report.backward(pages, rows, oldest_ms)` paging backward."""
         raise NotImplementedError
 
     def default_funding_interval_minutes(self, market: Market) -> int:

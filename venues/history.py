@@ -60,10 +60,6 @@ def _now_ms() -> int:
 # -- open interest ------------------------------------------------------------------------------
 
 
-def no_oi_history(adapter: VenueAdapter) -> str:
-    return f"{adapter.venue} publishes no open-interest history ({adapter.no_oi_history})"
-
-
 def oi_history_floor_ms(adapter: VenueAdapter, period: str, now_ms: int | None = None) -> int | None:
     """Oldest bucket the venue still serves for a period (its retention back, a minute of clock
     slack), or None: no limit but the listing date."""
@@ -104,7 +100,7 @@ async def fetch_open_interest_history(
 ) -> list[OpenInterest]:
     """Open interest every `period` in [start_ns, end_ns], oldest first (see module doc)."""
     if not adapter.oi_history_periods:
-        raise HistoryUnavailable(no_oi_history(adapter))
+        raise HistoryUnavailable(adapter.oi_history_missing())
     if period not in adapter.oi_history_periods:
         raise ValueError(f"{adapter.venue} OI history periods: {', '.join(adapter.oi_history_periods)}; got {period!r}")
     step = PERIODS_MS[period]
