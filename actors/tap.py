@@ -37,6 +37,7 @@ from actors.inbox import MAX_MESSAGE_BYTES
 from messages.codec import decode_event
 from messages.events import AnyEvent, FundingRate, Gap, Liquidation, OpenInterest
 from messages.timeunits import NS, utc
+from venues import VENUE_NAMES
 
 KINDS = ("liq", "oi", "funding", "instrument", "gap", "all")
 NO_BUS_AFTER_S = 3.0  # connecting to a running mesh's bus takes milliseconds
@@ -148,7 +149,7 @@ async def _print(sock: zmq.asyncio.Socket, symbol: str | None, as_json: bool, co
 @click.argument("topology_path", required=False, type=click.Path(exists=True, dir_okay=False))
 @click.option("--endpoint", default=None, help="Connect here instead of the topology's taps endpoint.")
 @click.option("--kind", default="liq", type=click.Choice(KINDS), help="Event kind (topic prefix).")
-@click.option("--venue", default=None, type=click.Choice(["binance", "bybit", "hyperliquid"], case_sensitive=False))
+@click.option("--venue", default=None, type=click.Choice(VENUE_NAMES, case_sensitive=False))
 @click.option("--symbol", default=None, help="BTC, BTCUSDT, BTCUSDT-PERP.BINANCE or BTC/USDT:USDT.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
 @click.option("--count", type=int, default=None, help="Exit after this many events.")

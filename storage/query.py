@@ -77,7 +77,7 @@ def resolve_ids(catalog_root: Path | str, kind: str, symbol: str, venues: tuple[
         raw = head.removesuffix("-PERP").removesuffix("-LINEAR").removesuffix("-USD")
         base = next((raw.removesuffix(q) for q in _QUOTE_SUFFIXES if raw.endswith(q) and raw != q), raw)
         if wanted in (iid.upper(), head, raw) or (coin is None and wanted == base) or \
-                (venue == "HYPERLIQUID" and coin == base):
+                (coin == base and raw == base):  # an id without a quote currency (Hyperliquid's coins)
             out.append(iid)
     return out
 
