@@ -55,7 +55,8 @@ def write_the_old_ways(store, batch, stream_when_following: bool) -> None:
     whole and merged; with `stream_when_following`, rows that follow the day's file are
     streamed in instead (the code of that time is today's path when nothing overlaps)."""
     from storage import files as cf
-    from storage.schema import build_tables, liquidation_row_slot, next_slot
+    from storage.batches import build_tables
+    from storage.slots import liquidation_row_slot, next_slot
 
     for (kind, instrument_id), new in build_tables(batch).items():
         directory = store.directory(kind, instrument_id)

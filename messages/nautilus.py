@@ -52,7 +52,7 @@ per type how it relates to `ts_event` (equal, except liquidations and gaps, whic
 sub-millisecond offset so rows of one millisecond stay distinct).
 
 Catalogs written before a column existed: the `from_dict` of `OpenInterest` and
-`FundingRateInfo` fills it as `storage/schema.py` `conform` does (the funding figures exactly,
+`FundingRateInfo` fills it as `storage/legacy.py` `conform` does (the funding figures exactly,
 an old OI row's `source` from its timestamp, `period_s` -1 for history: not recorded), and a
 writer opening the catalog rewrites those files once (`storage/upgrade.py`).
 """
@@ -67,7 +67,7 @@ from nautilus_trader.model.data import FundingRateUpdate
 from nautilus_trader.model.identifiers import InstrumentId
 from nautilus_trader.model.instruments import CryptoPerpetual
 
-from storage.schema import legacy_oi_source, legacy_period_s
+from storage.legacy import legacy_oi_source, legacy_period_s
 from messages.funding import annualized, per_8h
 
 __all__ = ["CryptoPerpetual", "FundingRateInfo", "FundingRateUpdate", "FundingSettlement", "Gap", "Liquidation",

@@ -32,7 +32,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from storage.files import ids_in
+from storage.paths import ids_in
 from storage.series import instrument_ids, kind_of, read_series, sources_of
 from messages.timeunits import NS
 

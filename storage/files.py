@@ -40,29 +40,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from storage.schema import conform
+from storage.legacy import conform
 from messages.timeunits import NS
 
 ROWS_PER_GROUP = 5_000  # ParquetDataCatalog's default max_rows_per_group
 _FILE_TS = re.compile(r"^(\d{4})-(\d{2})-(\d{2})T(\d{2})-(\d{2})-(\d{2})-(\d{1,9})Z$")
 TMP_SUFFIX = ".tmp"
 COMMIT_SUFFIX = ".commit"
-
-
-# -- where -------------------------------------------------------------------------------------
-
-
-def data_directory(catalog_root: Path | str, kind: str, instrument_id: str | None = None) -> Path:
-    """`<catalog>/data/<kind>/<instrument_id>` (Nautilus's layout; `kind` is the directory name,
-    e.g. `custom_gap`). An id is a directory name without '/' (Nautilus's `urisafe_identifier`)."""
-    base = Path(catalog_root) / "data" / kind
-    return base if instrument_id is None else base / instrument_id.replace("/", "")
-
-
-def ids_in(catalog_root: Path | str, kind: str) -> list[str]:
-    """Instrument ids with a directory under `<catalog>/data/<kind>/`, sorted."""
-    base = data_directory(catalog_root, kind)
-    return sorted(p.name for p in base.iterdir() if p.is_dir()) if base.is_dir() else []
 
 
 # -- names --------------------------------------------------------------------------------------
@@ -136,7 +120,7 @@ def intervals_disjoint(files: list[DataFile]) -> bool:
 
 def read_files(files: Iterable[DataFile], schema: pa.Schema) -> pa.Table:
     """Rows of `files` in `schema` (a file Nautilus wrote with int64 timestamps is cast, a column
-    an older file lacks is derived: `storage.schema.conform`)."""
+    an older file lacks is derived: `storage.legacy.conform`)."""
     tables = [conform(pq.read_table(f.path), schema) for f in files]
     if not tables:
         return schema.empty_table()
@@ -410,25 +394,3 @@ def _same_day_predecessor(files: list[DataFile], start: int, end: int) -> DataFi
     if latest.start // day_ns != end // day_ns or os.path.getsize(latest.path) >= APPEND_MAX_BYTES:
         return None
     return latest
-
-
-def compact_directory(
-    directory: Path, schema: pa.Schema, before_ns: int | None = None, durable: bool = True
-) -> int:
-    """Merge the files of each UTC day into one file; returns how many files were removed.
-
-    Only files lying wholly within one day (and ending before `before_ns`, if given) are
-    grouped; a group's hull stays inside its day, so it meets no file outside the group.
-    """
-    recover(directory, durable)
-    day_ns = 86_400 * NS
-    groups: dict[int, list[DataFile]] = {}
-    for f in list_files(directory):
-        if f.start // day_ns == f.end // day_ns and (before_ns is None or f.end < before_ns):
-            groups.setdefault(f.start // day_ns, []).append(f)
-    removed = 0
-    for files in groups.values():
-        if len(files) > 1:
-            replace_files(directory, read_files(files, schema), files, durable)
-            removed += len(files) - 1
-    return removed

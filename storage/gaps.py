@@ -21,7 +21,8 @@ from pathlib import Path
 
 import pyarrow.compute as pc
 
-from storage.files import data_directory, ids_in, list_files, read_files
+from storage.files import list_files, read_files
+from storage.paths import data_directory, ids_in
 from storage.schema import GAP, LIQUIDATION, schema_for
 from storage.coverage import Coverage
 

@@ -29,3 +29,16 @@ def directory_problem(path: str | Path, what: str) -> str | None:
                 return f"{what} {path}: cannot be created ({ancestor}: {exc.strerror})"
             return None
     return f"{what} {path}: no existing parent directory"
+
+
+def data_directory(catalog_root: Path | str, kind: str, instrument_id: str | None = None) -> Path:
+    """`<catalog>/data/<kind>/<instrument_id>` (Nautilus's layout; `kind` is the directory name,
+    e.g. `custom_gap`). An id is a directory name without '/' (Nautilus's `urisafe_identifier`)."""
+    base = Path(catalog_root) / "data" / kind
+    return base if instrument_id is None else base / instrument_id.replace("/", "")
+
+
+def ids_in(catalog_root: Path | str, kind: str) -> list[str]:
+    """Instrument ids with a directory under `<catalog>/data/<kind>/`, sorted."""
+    base = data_directory(catalog_root, kind)
+    return sorted(p.name for p in base.iterdir() if p.is_dir()) if base.is_dir() else []

@@ -21,15 +21,10 @@ Series (issue 15): a live funding estimate becomes a `FundingRateUpdate` row and
 row carries `rate_annualized` and `rate_8h` (`messages/funding.py`) beside `rate` and
 `interval_minutes`; every open-interest row its `source` and `period_s`.
 
-Files written before those columns existed are read through `conform` (`storage/files.py`
-`read_files`), which derives them: the funding figures exactly from `rate` and the interval; an
-open-interest row's `source` from its timestamp (on the 5-minute grid: "history", else "poll", the
-rule the catalog used before) with `period_s` 0 for a poll and -1 ("not recorded") for history.
-`storage/upgrade.py` rewrites such files once, when a writer opens the catalog.
+Files written before those columns existed are read through `storage/legacy.py`'s `conform`.
+How a batch of events is grouped into these tables: `storage/batches.py`.
 """
 
-import hashlib
-from collections.abc import Iterable
 from decimal import Decimal
 from functools import lru_cache
 from typing import Any
@@ -37,8 +32,9 @@ from typing import Any
 import msgspec
 import pyarrow as pa
 
-from messages.events import AnyEvent, FundingRate, Gap, Instrument, Liquidation, OpenInterest
+from messages.events import FundingRate, Gap, Instrument, Liquidation, OpenInterest
 from messages.funding import annualized, per_8h
+from storage.slots import ts_init_of
 
 # Directory names under `data/` (Nautilus: `class_to_filename`, `custom_` prefix for custom data).
 OPEN_INTEREST = "custom_open_interest"
@@ -184,65 +180,6 @@ def schema_for(kind: str, instrument_id: str) -> pa.Schema:
     return SCHEMAS[kind]
 
 
-# -- files written before a column existed --------------------------------------------------------
-
-LEGACY_GRID_NS = 300 * 1_000_000_000  # history rows sat on the 5-minute grid, polls on the venue's clock
-PERIOD_NOT_RECORDED = -1
-
-
-def legacy_oi_source(ts_init: int) -> str:
-    """`source` of an open-interest row stored before the column existed."""
-    return "history" if ts_init % LEGACY_GRID_NS == 0 else "poll"
-
-
-def legacy_period_s(source: str) -> int:
-    """`period_s` of an open-interest row stored before the column existed."""
-    return 0 if source == "poll" else PERIOD_NOT_RECORDED
-
-
-def _legacy_source(t: pa.Table) -> pa.Array:
-    return pa.array([legacy_oi_source(ts) for ts in t["ts_init"].to_pylist()], pa.string())
-
-
-def _legacy_period(t: pa.Table) -> pa.Array:
-    sources = t["source"].to_pylist() if "source" in t.column_names else _legacy_source(t).to_pylist()
-    return pa.array([legacy_period_s(s) for s in sources], pa.int64())
-
-
-def _derived(fn, rate_column: str):  # noqa: ANN001, ANN202
-    def column(t: pa.Table) -> pa.Array:
-        rates, minutes = t[rate_column].to_pylist(), t["interval_minutes"].to_pylist()
-        return pa.array([fn(r if r is not None else NAN, m) for r, m in zip(rates, minutes, strict=True)], pa.float64())
-    return column
-
-
-# How a column that an older file lacks is derived from the columns it has.
-LEGACY_COLUMNS = {
-    "rate_annualized": _derived(annualized, "rate"),
-    "rate_8h": _derived(per_8h, "rate"),
-    "predicted_rate_annualized": _derived(annualized, "predicted_rate"),
-    "predicted_rate_8h": _derived(per_8h, "predicted_rate"),
-    "source": _legacy_source,
-    "period_s": _legacy_period,
-}
-
-
-def lacks_columns(names: Iterable[str], schema: pa.Schema) -> list[str]:
-    """Columns of `schema` that a file with columns `names` does not have."""
-    have = set(names)
-    return [n for n in schema.names if n not in have]
-
-
-def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
-    """`table` (a stored file's rows) in `schema`: columns in order, cast (Nautilus writes int64
-    timestamps), and a column an older file lacks derived by `LEGACY_COLUMNS`."""
-    for name in lacks_columns(table.column_names, schema):
-        if name not in LEGACY_COLUMNS:
-            raise ValueError(f"a stored file lacks column {name!r}, which cannot be derived")
-        table = table.append_column(name, LEGACY_COLUMNS[name](table))
-    return table.select(schema.names).cast(schema)
-
-
 # -- conversions --------------------------------------------------------------------------------
 
 
@@ -273,50 +210,6 @@ def open_interest_table(events: list[OpenInterest], instrument_id: str) -> pa.Ta
         ],
         schema=OPEN_INTEREST_SCHEMA,
     )
-
-
-def liquidation_ts_init(e: Liquidation) -> int:
-    """The stored `ts_init` of a liquidation: `ts_event` + a sub-millisecond offset.
-
-    The catalog's natural key is (instrument_id, ts_init) (`catalog_files.merge_tables`), but a
-    cascade has several liquidations in one venue millisecond. The offset (0..999_999 ns) is a
-    stable hash of (side, price, quantity), so distinct liquidations of one millisecond get
-    distinct keys, a re-sent liquidation gets the same key (idempotent), and rows stay in event
-    order at ms precision. Two different liquidations can still hash alike (1 in 10^6 per pair
-    in one ms: at 2,000/s about once in half an hour, found by the soak): this is only the first
-    slot tried; `next_slot` gives the others (linear probing, in `group_events` and against the
-    stored rows in `catalog_files.place_distinct`).
-    """
-    return liquidation_row_slot({"ts_event": e.ts_event, "side": e.side, "price": e.price, "quantity": e.quantity})
-
-
-def liquidation_row_slot(row: dict) -> int:
-    """`liquidation_ts_init` of a stored row (a dict of LIQUIDATION_SCHEMA's columns)."""
-    return row["ts_event"] + _sub_ms_offset(f"{row['side']}|{row['price']!r}|{row['quantity']!r}")
-
-
-def next_slot(ts_init: int) -> int:
-    """The next ts_init to try for a liquidation whose slot holds another: +1 ns, inside its ms."""
-    return ts_init - ts_init % 1_000_000 + (ts_init + 1) % 1_000_000
-
-
-def liquidation_content(e: Liquidation) -> tuple:
-    """What makes two liquidations of one instrument the same (the columns besides the keys)."""
-    return (e.side, e.quantity, e.price, e.value, e.ts_event)
-
-
-def _sub_ms_offset(text: str) -> int:
-    """A stable 0..999_999 ns offset from `text` (keeps distinct rows of one ms distinct)."""
-    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "little") % 1_000_000
-
-
-def ts_init_of(e: AnyEvent) -> int:
-    """The stored `ts_init` (the catalog's natural key with the instrument id) of an event."""
-    if type(e) is Liquidation:
-        return liquidation_ts_init(e)
-    if type(e) is Gap:  # gaps of different streams may start in the same ms
-        return e.ts_event + _sub_ms_offset(e.stream)
-    return e.ts_event
 
 
 def gap_table(events: list[Gap], instrument_id: str) -> pa.Table:
@@ -470,67 +363,3 @@ def crypto_perpetual_table(events: list[Instrument]) -> pa.Table:
     """Rows for `data/crypto_perpetual/<id>/` (small: from_pylist like Nautilus itself)."""
     rows = [crypto_perpetual_row(e) for e in events]
     return pa.Table.from_pylist(rows, schema=CRYPTO_PERPETUAL_SCHEMA)
-
-
-# -- batching -----------------------------------------------------------------------------------
-
-
-SETTLEMENT_SERIES = "FundingSettlement"
-
-
-def series_of(event: AnyEvent) -> str:
-    """The stored series an event belongs to: its class name, except that settled funding is a
-    series of its own (a live estimate and a settlement of the same instant are two rows)."""
-    if type(event) is FundingRate and event.settled:
-        return SETTLEMENT_SERIES
-    return type(event).__name__
-
-
-def group_events(events: Iterable[AnyEvent]) -> dict[tuple[str, str], dict[int, AnyEvent]]:
-    """Events per (series, instrument id), as {ts_init: event} sorted by ts_init.
-
-    The natural key of a stored row is (instrument_id, ts_init), so of two events with the same
-    key the later one in `events` wins (a re-fetch corrects a row). Liquidations never change:
-    a different one on a taken slot is another liquidation and tries the next slot.
-    """
-    latest: dict[tuple[str, str], dict[int, AnyEvent]] = {}
-    for event in events:
-        by_ts = latest.setdefault((series_of(event), event.instrument_id), {})
-        slot = ts_init_of(event)
-        if type(event) is Liquidation:
-            while slot in by_ts and liquidation_content(by_ts[slot]) != liquidation_content(event):
-                slot = next_slot(slot)
-        by_ts[slot] = event
-    return {key: dict(sorted(by_ts.items())) for key, by_ts in latest.items()}
-
-
-def group_tables(series: str, instrument_id: str, by_ts: dict[int, AnyEvent]) -> dict[tuple[str, str], pa.Table]:
-    """The tables of one `group_events` group, keyed by (directory kind, instrument id). A live
-    funding estimate becomes a row in both `funding_rate_update` and `custom_funding_rate_info`,
-    a settlement a row in `custom_funding_settlement`."""
-    group = list(by_ts.values())
-    if series == OpenInterest.__name__:
-        return {(OPEN_INTEREST, instrument_id): open_interest_table(group, instrument_id)}
-    if series == FundingRate.__name__:
-        return {(FUNDING_RATE_UPDATE, instrument_id): funding_rate_update_table(group, instrument_id),
-                (FUNDING_RATE_INFO, instrument_id): funding_rate_info_table(group, instrument_id)}
-    if series == SETTLEMENT_SERIES:
-        return {(FUNDING_SETTLEMENT, instrument_id): funding_settlement_table(group, instrument_id)}
-    if series == Instrument.__name__:
-        return {(CRYPTO_PERPETUAL, instrument_id): crypto_perpetual_table(group)}
-    if series == Liquidation.__name__:
-        return {(LIQUIDATION, instrument_id): liquidation_table(group, instrument_id, list(by_ts))}
-    if series == Gap.__name__:
-        return {(GAP, instrument_id): gap_table(group, instrument_id)}
-    raise TypeError(f"the catalog stores no {series} events")
-
-
-def build_tables(events: Iterable[AnyEvent]) -> dict[tuple[str, str], pa.Table]:
-    """All tables a batch of events becomes, keyed by (directory kind, instrument id).
-
-    One table per kind and instrument, rows sorted by ts_init with unique ts_init.
-    """
-    tables: dict[tuple[str, str], pa.Table] = {}
-    for (series, instrument_id), by_ts in group_events(events).items():
-        tables.update(group_tables(series, instrument_id, by_ts))
-    return tables

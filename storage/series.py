@@ -30,7 +30,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from storage.files import data_directory, ids_in, list_files, read_files
+from storage.files import list_files, read_files
+from storage.paths import data_directory, ids_in
 from storage.schema import FUNDING_RATE_INFO, FUNDING_SETTLEMENT, OPEN_INTEREST, schema_for
 from messages.events import OI_SOURCES
 

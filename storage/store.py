@@ -23,31 +23,29 @@ from typing import Any, NamedTuple
 import pyarrow as pa
 from loguru import logger
 
+from storage.batches import build_tables, group_events, group_tables
 from storage.files import (
-    compact_directory,
-    data_directory,
+    DataFile,
     fsync_dir,
-    ids_in,
     list_files,
     merge_into,
     read_files,
     recover,
+    replace_files,
 )
+from storage.paths import data_directory, ids_in
+from storage.slots import liquidation_row_slot, next_slot
 from storage.schema import (
     CRYPTO_PERPETUAL,
     CRYPTO_PERPETUAL_SCHEMA,
     KINDS,
     LIQUIDATION,
     TS_COLUMNS,
-    build_tables,
-    group_events,
-    group_tables,
-    liquidation_row_slot,
-    next_slot,
     schema_for,
 )
 from storage.upgrade import upgrade
 from messages.events import AnyEvent
+from messages.timeunits import NS
 from messages.timeunits import stamp
 
 __all__ = ["KINDS", "CatalogStore", "GroupFailure", "build_tables", "out_of_space"]
@@ -215,3 +213,25 @@ class CatalogStore:
                 directory = self.directory(k, iid)
                 removed += compact_directory(directory, schema_for(k, iid), before_ns, self.durable)
         return removed
+
+
+def compact_directory(
+    directory: Path, schema: pa.Schema, before_ns: int | None = None, durable: bool = True
+) -> int:
+    """Merge the files of each UTC day into one file; returns how many files were removed.
+
+    Only files lying wholly within one day (and ending before `before_ns`, if given) are
+    grouped; a group's hull stays inside its day, so it meets no file outside the group.
+    """
+    recover(directory, durable)
+    day_ns = 86_400 * NS
+    groups: dict[int, list[DataFile]] = {}
+    for f in list_files(directory):
+        if f.start // day_ns == f.end // day_ns and (before_ns is None or f.end < before_ns):
+            groups.setdefault(f.start // day_ns, []).append(f)
+    removed = 0
+    for files in groups.values():
+        if len(files) > 1:
+            replace_files(directory, read_files(files, schema), files, durable)
+            removed += len(files) - 1
+    return removed

@@ -6,7 +6,7 @@ What changed, and what is done to an older file (found by its columns, so a file
 most once and a current file is never touched):
 
 - `custom_open_interest`: rows gained `source` and `period_s`. Older rows get them as
-  `storage.schema.conform` derives them (the timestamp says poll or history; a history row's
+  `storage.legacy.conform` derives them (the timestamp says poll or history; a history row's
   period was not recorded: -1).
 - `custom_funding_rate_info`: rows gained the annualized and 8-hour rates, derived exactly.
   Settled rows (`settled=True`) move to `custom_funding_settlement` and leave both
@@ -45,10 +45,9 @@ from storage.schema import (
     FUNDING_SETTLEMENT_SCHEMA,
     OPEN_INTEREST,
     SCHEMAS,
-    conform,
-    lacks_columns,
     schema_for,
 )
+from storage.legacy import conform, lacks_columns
 
 
 LAYOUT_FILE = ".derivs-layout"  # not *.parquet and not under data/: ParquetDataCatalog never looks at it

@@ -30,8 +30,8 @@ from storage.schema import (
     FUNDING_RATE_UPDATE,
     FUNDING_SETTLEMENT,
     OPEN_INTEREST,
-    series_of,
 )
+from storage.batches import series_of
 from storage.store import CatalogStore
 from messages.events import FundingRate, Instrument, OpenInterest
 from messages.funding import annualized, per_8h

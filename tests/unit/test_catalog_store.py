@@ -24,10 +24,10 @@ from storage.schema import (
     FUNDING_SETTLEMENT_SCHEMA,
     OPEN_INTEREST,
     OPEN_INTEREST_SCHEMA,
-    build_tables,
     crypto_perpetual_row,
     rate_json,
 )
+from storage.batches import build_tables
 from storage.store import CatalogStore
 from messages.events import FundingRate, Instrument, OpenInterest
 

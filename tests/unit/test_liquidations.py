@@ -6,7 +6,9 @@ import random
 import msgspec
 import pytest
 
-from storage.schema import LIQUIDATION, build_tables, liquidation_ts_init
+from storage.batches import build_tables
+from storage.schema import LIQUIDATION
+from storage.slots import liquidation_ts_init
 from storage.store import CatalogStore
 from venues import adapter
 from venues.base import backoff_delay
