@@ -97,7 +97,7 @@ def test_ready_file_lists_every_venue_and_starts_fast(emu: Running) -> None:
     assert len({u.rsplit(":", 1)[1] for u in emu.urls.values()}) == 3  # one port per venue
     assert all(u.startswith("http://127.0.0.1:") for u in emu.urls.values())
     # Interpreter start + imports + bind: well under a second on an idle machine.
-    assert emu.startup_s < 10.0, emu.startup_s  # about 2 s on an idle machine; a busy one must not fail it
+    assert emu.startup_s < 10.0, emu.startup_s  # generous: a busy machine must not fail it
     assert "emulator ready" in emu.log_text()
 
 
