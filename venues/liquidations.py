@@ -107,12 +107,15 @@ def liquidation(venue: Venue, symbols: SymbolMap, raw_symbol: str, side: Side | 
         return "price missing or not > 0"
     if ts_ms is None:
         return "timestamp missing or implausible"
-    if liquidation_value(quantity, price) > MAX_AMOUNT:
+    value = liquidation_value(quantity, price)
+    if value > MAX_AMOUNT:
         return f"value {quantity} x {price} beyond any real liquidation (over {MAX_AMOUNT:g})"
+    if not value > 0:  # both tiny: the product underflows to 0
+        return f"value {quantity} x {price} is not > 0"
     symbol, instrument_id = symbols[raw_symbol]
     return Liquidation(
         venue=venue, symbol=symbol, instrument_id=instrument_id, ts_event=ts_ms * MS, ts_recv=ts_recv,
-        side=side, quantity=quantity, price=price, value=liquidation_value(quantity, price),
+        side=side, quantity=quantity, price=price, value=value,
     )
 
 

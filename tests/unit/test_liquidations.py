@@ -76,6 +76,13 @@ def test_binance_uses_filled_quantity_not_last_fill():
     assert ev.quantity == 0.5
 
 
+def test_a_value_that_underflows_to_zero_is_skipped_with_the_reason():
+    msg = msgspec.json.decode(msgspec.json.encode(BINANCE_CCXT))
+    msg["o"].update(q="1e-200", z="1e-200", l="1e-200", ap="1e-200", p="1e-200")  # both > 0, the product is 0.0
+    events, skipped = binance_force_orders(msg, BIN, TS_RECV)
+    assert events == [] and len(skipped) == 1 and "not > 0" in skipped[0]
+
+
 def test_bybit_sample_payload_batches_every_row():
     events, skipped = bybit_all_liquidation(BYBIT_NAUTILUS, BYB, TS_RECV)
     assert not skipped and [e.side for e in events] == ["LONG", "SHORT"]
