@@ -231,8 +231,11 @@ def settle_and_stop(mesh: LoadedMesh, sig: int, quiet_s: float = 2.0) -> tuple[i
         mesh.liquidation_rate(venue, 0)
     time.sleep(quiet_s)
     # A backlog left by the faults drains first: this stop tests what was lost, not a race with it.
-    wait_for(lambda: all(a["queue_depth"] == 0 for a in mesh.status() if a["name"].startswith("collector.") and a["pid"]),
-             60, 0.2, "the collectors' backlog to be acknowledged")
+    try:
+        wait_for(lambda: all(a["queue_depth"] == 0 for a in mesh.status() if a["name"].startswith("collector.") and a["pid"]),
+                 60, 0.2, "the collectors' backlog to be acknowledged")
+    except AssertionError as exc:  # say which actor held what, and keep its logs for the report
+        raise AssertionError(f"{exc}; status: {mesh.status()}; logs in {mesh.run_dir / 'logs'}") from None
     signal_ns = time.time_ns()
     started = time.monotonic()
     mesh.proc.send_signal(sig)
