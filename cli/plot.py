@@ -54,10 +54,10 @@ def interval_for(span_ns: int) -> int:
 
 
 def plot_data(catalog: str, kind: str, symbol: str, since: int | None = None, until: int | None = None,
-              venues: tuple[str, ...] = (), interval_ns: int | None = None) -> Drawn:
-    """The series and gaps `draw` shows (see the module doc)."""
+              venues: tuple[str, ...] = (), interval_ns: int | None = None, source: str | None = None) -> Drawn:
+    """The series and gaps `draw` shows (see the module doc); `source`: only rows of that origin."""
     ids = resolve_ids(catalog, kind, symbol, venues)
-    table = read_series(catalog, kind, ids, since, until)
+    table = read_series(catalog, kind, ids, since, until, source)
     drawn = Drawn(kind, symbol)
     rows = table.to_pylist()
     if kind in ("oi", "funding"):
@@ -154,9 +154,10 @@ def draw(drawn: Drawn, out: str) -> None:
 @time_option("until", "End (exclusive, UTC); default: everything.")
 @click.option("-v", "--venue", "venues", multiple=True, type=click.Choice(VENUE_NAMES), help="Venue (repeatable).")
 @click.option("--interval", default=None, help="Bucket of the OI sum and of liquidations (e.g. 5m, 1h); default: fits the span.")
+@click.option("--source", default=None, help="Only rows of this origin: oi poll | history; funding live | settled.")
 @click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False), help="The picture: FILE.png or FILE.svg.")
 @catalog_options
-def plot_cmd(kind, symbol, since, until, venues, interval, out_path, catalog, topology) -> None:  # noqa: ANN001
+def plot_cmd(kind, symbol, since, until, venues, interval, source, out_path, catalog, topology) -> None:  # noqa: ANN001
     """Chart KIND (oi, funding, liquidations) of SYMBOL from the catalog, recorded gaps shaded."""
     if Path(out_path).suffix.lower() not in FORMATS:
         raise click.BadParameter(f"{out_path!r}: the picture must be .png or .svg", param_hint="--out")
@@ -167,7 +168,10 @@ def plot_cmd(kind, symbol, since, until, venues, interval, out_path, catalog, to
     if interval_ns == 0:
         raise click.BadParameter("--interval must be longer than 0", param_hint="--interval")
     root = existing_catalog(catalog, topology)
-    drawn = plot_data(root, kind, symbol, since, until, tuple(venues), interval_ns)
+    try:
+        drawn = plot_data(root, kind, symbol, since, until, tuple(venues), interval_ns, source)
+    except ValueError as exc:  # a source the kind does not have
+        raise click.BadParameter(str(exc), param_hint="--source") from None
     if not drawn.series:
         raise click.ClickException(f"no stored {kind} for {symbol!r} in {root}"
                                    f"{' in that time range' if since or until else ''} (see `derivs coverage`)")

@@ -329,6 +329,12 @@ def test_plot_draws_the_catalog_to_png_and_svg(run):
         assert list(zip(*drawn.series[venue], strict=True)) == rows
     hyperliquid_from = drawn.series["HYPERLIQUID"][0][0]
     assert drawn.series["ALL"][0] and min(drawn.series["ALL"][0]) >= hyperliquid_from  # where every venue has a value
+    history = plot_data(cat, "oi", "BTC", venues=("binance",), source="history")  # the 5-minute buckets only
+    binance = sorted((r[1], r[3]) for r in nt["oi"] if r[0] == IDS["BINANCE"])
+    served = {r["ts_ms"] * 1_000_000 for r in served_truth(run["truth"])
+              if r.get("kind") == "open_interest_history" and r["venue"] == "BINANCE" and r["raw_symbol"] == "BTCUSDT"}
+    assert list(zip(*history.series["BINANCE"], strict=True)) == [r for r in binance if r[0] in served]
+    assert len(history.series["BINANCE"][0]) < len(binance)
     two = plot_data(cat, "oi", "BTC", venues=("binance", "bybit"))
     assert len(two.series["ALL"][0]) > 40
     for drawn_sum, venues in ((drawn, IDS), (two, ("BINANCE", "BYBIT"))):
