@@ -8,7 +8,6 @@ one fetch. The CLI adds click, the project's modules, normalization and the tabl
 """
 
 import argparse
-import json
 import statistics
 import subprocess
 import sys

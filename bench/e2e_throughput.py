@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT))
 
 from actors.outbox import Outbox  # noqa: E402
 from actors.topology import BusConfig  # noqa: E402
-from messages.codec import decode_message, encode  # noqa: E402
+from messages.codec import decode_message  # noqa: E402
 from messages.envelope import Ack, ResendFrom  # noqa: E402
 from messages.events import Liquidation  # noqa: E402
 
