@@ -16,8 +16,8 @@ from storage.gaps import gap_lines, liquidation_coverage
 from cli.catalogargs import catalog_options, existing_catalog
 from cli.output import echo_json_lines, render_table
 from cli.timeargs import iso
+from messages.timeunits import NS
 
-NS = 1_000_000_000
 
 
 @click.command("coverage")

@@ -28,8 +28,8 @@ from storage.query import read_series, resolve_ids
 from cli.catalogargs import catalog_options, existing_catalog
 from cli.coverage import step_text
 from cli.timeargs import iso, time_option
+from messages.timeunits import NS
 
-NS = 1_000_000_000
 KINDS = ("oi", "funding", "liquidations")
 GAP_STREAMS = {"oi": "open_interest", "funding": "funding", "liquidations": "liquidations"}
 INTERVALS_S = (60, 300, 900, 3600, 4 * 3600, 86400)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import click
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from actors.topology import VENUE_NAMES
 from storage.query import EVENT_KINDS, KINDS, read_series, resolve_ids
@@ -48,7 +47,7 @@ def series_for(catalog: str, kind: str, symbol: str, venues: tuple[str, ...], si
 @time_option("since", "Start (inclusive, UTC); default: everything.")
 @time_option("until", "End (exclusive, UTC); default: everything.")
 @click.option("-v", "--venue", "venues", multiple=True, type=click.Choice(VENUE_NAMES), help="Venue (repeatable).")
-@click.option("--settled/--all", "settled_only", default=False, help="Funding: settled history rows only.")
+@click.option("--settled/--all", "settled_only", default=False, help="Funding: settled history rows only (= --source settled).")
 @click.option("--source", default=None, help="Only rows of this origin: oi poll | history | archive; funding live | settled.")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True, help="Output format.")
 @click.option("--json", "as_json", is_flag=True, help="Same as --format json.")
@@ -61,9 +60,9 @@ def query_cmd(kind, symbol, since, until, venues, settled_only, source, fmt, as_
     if fmt == "parquet" and not out_path:
         raise click.BadParameter("parquet needs --out FILE", param_hint="--format")
     root = existing_catalog(catalog, topology)
+    if settled_only and kind == "funding":
+        source = source or "settled"
     table = series_for(root, kind, symbol, tuple(venues), since, until, source)
-    if settled_only and kind == "funding" and "settled" in table.column_names:
-        table = table.filter(pc.equal(table["settled"], True))
     if fmt == "parquet":
         try:
             write_parquet(table, out_path)

@@ -33,12 +33,12 @@ from storage.coverage import ids_in
 from storage.files import list_files, read_files
 from storage.gaps import gaps
 from storage.schema import FUNDING_RATE_INFO, GAP, LIQUIDATION, OPEN_INTEREST, schema_for
+from messages.timeunits import MS
 
 KIND_DIRS: dict[str, str] = {"oi": OPEN_INTEREST, "funding": FUNDING_RATE_INFO, "liquidations": LIQUIDATION, "gaps": GAP}
 KINDS = tuple(KIND_DIRS)
 # The tag of the same row as an event (`messages.events`): what `--json` calls it everywhere.
 EVENT_KINDS = {"oi": "open_interest", "funding": "funding_rate", "liquidations": "liquidation", "gaps": "gap"}
-_MS = 1_000_000
 _END = 2**64 - 1
 _QUOTE_SUFFIXES = ("USDT", "USDC", "USD")
 
@@ -108,7 +108,7 @@ def read_series(catalog_root: Path | str, kind: str, instrument_ids: list[str], 
         parts = []
         for iid in instrument_ids:
             # a file's name bounds its ts_init; a liquidation's ts_init lies within 1 ms after its ts_event
-            files = [f for f in list_files(Path(catalog_root) / "data" / directory / iid) if f.start <= hi + _MS and f.end >= lo]
+            files = [f for f in list_files(Path(catalog_root) / "data" / directory / iid) if f.start <= hi + MS and f.end >= lo]
             parts.append(read_files(files, schema_for(directory, iid)))
         table = pa.concat_tables(parts) if parts else schema_for(directory, "").empty_table()
         ts = table["ts_event"]

@@ -24,8 +24,8 @@ from pathlib import Path
 import pyarrow.compute as pc
 
 from storage.query import KINDS, read_series, resolve_ids
+from messages.timeunits import NS
 
-NS = 1_000_000_000
 HOUR = 3600 * NS
 DAY = 24 * HOUR
 HORIZONS = {"1h": HOUR, "24h": DAY}

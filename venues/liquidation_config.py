@@ -6,8 +6,8 @@ from dataclasses import dataclass
 import msgspec
 
 from venues.base import Market
+from messages.timeunits import NS
 
-NS = 1_000_000_000
 REASON_CHARS = 200  # of an exception's first line, in a log line and a gap's reason
 
 
