@@ -129,20 +129,29 @@ async def _print(sock: zmq.asyncio.Socket, symbol: str | None, as_json: bool, co
         if not await sock.poll(int(timeout * 1000)):
             continue
         frames = await sock.recv_multipart()
-        if len(frames) != 2 or last.get(frames[0]) == frames[1]:
-            continue
-        last[frames[0]] = frames[1]
         try:
-            event = decode_event(frames[1])
+            events = bus_events(frames, last)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             print(f"warning: undecodable message on {frames[0]!r}: {exc}", file=sys.stderr)
             continue
-        if not matches_symbol(event, symbol):
-            continue
-        line = encoder.encode(event).decode() if as_json else format_event(event)
-        print(line, file=out, flush=True)
-        printed += 1
+        for event in events:
+            if not matches_symbol(event, symbol):
+                continue
+            line = encoder.encode(event).decode() if as_json else format_event(event)
+            print(line, file=out, flush=True)
+            printed += 1
     return printed
+
+
+def bus_events(frames: list[bytes], last: dict[bytes, bytes]) -> list[AnyEvent]:
+    """The events one message of the live bus carries: the one place a subscriber reads its wire
+    format (bin/tap, live/bus.py). `last` (topic -> previous payload, kept by the caller) drops an
+    exact repeat: a last value replayed for another subscriber. Raises msgspec's DecodeError or
+    ValidationError for a message that does not decode."""
+    if len(frames) != 2 or last.get(frames[0]) == frames[1]:
+        return []
+    last[frames[0]] = frames[1]
+    return [decode_event(frames[1])]
 
 
 @click.command(context_settings={"show_default": True})
