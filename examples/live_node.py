@@ -7,7 +7,7 @@ The strategy subscribes to open interest, funding (Nautilus's `FundingRateUpdate
 `FundingRateInfo`), liquidations and gaps of every instrument of the topology, as soon as its
 definition is known (from the catalog at connect, else when the mesh's collectors publish it),
 optionally asks the catalog for the last `--warmup-hours` of open interest and funding, and logs
-what arrives. After `--seconds` it stops the node and prints, as its last line, one JSON object:
+what arrives. After `--seconds` (or on SIGINT) it stops the node and prints, as its last line, one JSON object:
 the count received per data type (`history` for the warm-up answers).
 
 `--record FILE`: every object received, one JSON line each (`type`, `recv_ns`, `fields`: the
@@ -15,7 +15,9 @@ stored fields, `live.convert.as_dict`), for comparison with the catalog.
 """
 
 import asyncio
+import contextlib
 import json
+import signal
 import sys
 import time
 from collections import Counter
@@ -103,8 +105,13 @@ def build_node(topology: str, symbols: list[tuple[str, str]], warmup_hours: floa
 
 
 async def run_for(node: TradingNode, seconds: float) -> None:
+    """Run the node until `seconds` passed or SIGINT/SIGTERM, then stop it (and still print the counts)."""
     running = asyncio.ensure_future(node.run_async())
-    await asyncio.sleep(seconds)
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):  # instead of Nautilus's own handler, which stops the node only
+        asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)
     await node.stop_async()
     running.cancel()
     await asyncio.gather(running, return_exceptions=True)

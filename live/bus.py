@@ -9,8 +9,10 @@ value at once (actors/taps_cache.py); a second subscriber to a topic already sub
 the last event kept here (`last_event`).
 
 A restarted validator does not know what it already published, so collectors' re-sends of
-events the writer had not yet acknowledged reach the bus again; `SeenRecently` drops them by
-the catalog's natural key (series, instrument, ts_init), as the writer does.
+events the writer had not yet acknowledged reach the bus again; `SeenRecently` drops such exact
+repeats. A *correction* passes: an event with the natural key (instrument, ts_init) of an earlier
+one and other values (a gap whose end is extended after a restart) replaces that row in the
+catalog, and reaches the strategy as a second object with the same `ts_init`.
 """
 
 from __future__ import annotations
@@ -30,8 +32,6 @@ from actors.inbox import MAX_MESSAGE_BYTES
 from actors.tap import NO_BUS_AFTER_S, bus_events
 from actors.validator import TOPIC_KIND
 from messages.events import AnyEvent
-from storage.batches import series_of
-from storage.slots import ts_init_of
 
 RECENT_KEYS = 10_000  # per topic: far more than one restart re-sends of one instrument's stream
 
@@ -41,24 +41,24 @@ def topic_of(event: AnyEvent) -> bytes:
 
 
 class SeenRecently:
-    """The natural keys of the last RECENT_KEYS events of each topic."""
+    """The last RECENT_KEYS events of each topic (an event is its whole content: a re-send is
+    equal to it; a correction of a stored row, e.g. a gap extended after a restart, is not)."""
 
     def __init__(self) -> None:
-        self.keys: dict[bytes, OrderedDict] = {}
+        self.events: dict[bytes, OrderedDict] = {}
 
     def first_time(self, topic: bytes, event: AnyEvent) -> bool:
-        keys = self.keys.setdefault(topic, OrderedDict())
-        key = (series_of(event), ts_init_of(event))
-        if key in keys:
+        events = self.events.setdefault(topic, OrderedDict())
+        if event in events:
             return False
-        keys[key] = None
-        if len(keys) > RECENT_KEYS:
-            keys.popitem(last=False)
+        events[event] = None
+        if len(events) > RECENT_KEYS:
+            events.popitem(last=False)
         return True
 
     def forget(self, prefix: bytes) -> None:
-        for topic in [t for t in self.keys if t.startswith(prefix)]:
-            del self.keys[topic]
+        for topic in [t for t in self.events if t.startswith(prefix)]:
+            del self.events[topic]
 
 
 class BusSubscriber:

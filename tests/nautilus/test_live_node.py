@@ -1,0 +1,157 @@
+"""The live data client in a real TradingNode (examples/live_node.py, its own process) on the real
+sandbox mesh (coordinator, emulator, ccxt collectors, validator, writer): started before the mesh,
+it says so once and connects when the mesh comes up; every type arrives; each live object equals
+the catalog's row of the same event (read back by ParquetDataCatalog); the mesh is restarted
+mid-run and the feed goes on; a node started later warms up from the catalog.
+
+One mesh run (module fixture, ~1 minute) in phases, each feeding one test.
+"""
+
+import json
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from tests.harness import start_mesh, stop_mesh, wait_for
+from tests.nautilus.live_harness import Node, catalog_rows, key, live_topology, post
+
+LIVE_TYPES = ("OpenInterest", "FundingRateUpdate", "FundingRateInfo", "Liquidation")
+INSTRUMENTS = {"BTCUSDT-PERP.BINANCE", "ETHUSDT-PERP.BINANCE", "BTCUSDT-LINEAR.BYBIT", "ETHUSDT-LINEAR.BYBIT",
+               "BTC-USD-PERP.HYPERLIQUID", "ETH-USD-PERP.HYPERLIQUID"}
+NO_BUS = "nothing publishes on"
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(errors="replace")
+    except FileNotFoundError:
+        return ""
+
+
+def _mesh_up(tmp: Path, subscriptions: int) -> dict[str, str]:
+    """Wait for the sandbox's emulator and both liquidation streams; start liquidations (5/s a symbol)."""
+    ready = tmp / "run" / "emulator.json"
+    urls = json.loads(wait_for(lambda: ready.exists() and ready.read_text(), 60, 0.1, "the emulator"))
+    for venue in ("binance", "bybit"):
+        log = tmp / "run" / "logs" / f"collector.{venue}.log"
+        wait_for(lambda: _read(log).count("liquidations: subscribed") >= subscriptions, 60, 0.1, f"{venue} liquidations")
+        post(urls[venue] + "/_emulator/liquidation_rate?per_second=5")
+    return urls
+
+
+def _all_in(text: str, *needles: str) -> bool:
+    return all(n in text for n in needles)
+
+
+def _every_instrument_logged(text: str) -> bool:
+    """The node logged (repr) OI, funding and, where the venue streams them, liquidations of each instrument."""
+    wanted = [f"{t}(instrument_id=InstrumentId('{iid}')" for iid in INSTRUMENTS for t in ("OpenInterest", "FundingRateInfo")]
+    wanted += [f"FundingRateUpdate(instrument_id={iid}," for iid in INSTRUMENTS]
+    wanted += [f"Liquidation(instrument_id=InstrumentId('{iid}')" for iid in INSTRUMENTS if "HYPERLIQUID" not in iid]
+    return _all_in(text, *wanted)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("livenode")
+    topology = live_topology(tmp)
+    node = Node(topology, "node", "--seconds", "240")
+    meshes = []
+    out: dict = {"tmp": tmp, "topology": topology}
+    try:
+        # 1. no mesh yet: the node says so, keeps trying; then the mesh comes up
+        wait_for(lambda: NO_BUS in node.log(), 60, 0.1, "the node's no-mesh line")
+        meshes.append(start_mesh(topology, "--sandbox"))
+        urls = _mesh_up(tmp, 1)
+        wait_for(lambda: _every_instrument_logged(node.log()), 60, 0.2, "every type of every instrument at the node")
+        # 2. Bybit's sockets dropped: the collector records a gap, the bus publishes it
+        post(urls["bybit"] + "/_emulator/drop?refuse_seconds=1")
+        wait_for(lambda: "Gap(" in node.log(), 30, 0.2, "a gap at the node")
+        # 3. the whole mesh restarted (validator and its bus included)
+        mark = len(node.log())
+        stop_mesh(meshes.pop())
+        out["restart_ns"] = time.time_ns()
+        (tmp / "run" / "emulator.json").unlink(missing_ok=True)
+        meshes.append(start_mesh(topology, "--sandbox"))
+        _mesh_up(tmp, 2)
+        wait_for(lambda: _all_in(node.log()[mark:], "connected to the mesh's live bus", "Liquidation(", "OpenInterest(",
+                                 "FundingRateUpdate("), 60, 0.2, "the feed after the restart")
+        out["counts"] = node.stop()
+        stop_mesh(meshes.pop())
+        # 4. a node started with the mesh down: instruments and warm-up history from the catalog
+        warm = Node(topology, "warm", "--seconds", "120", "--warmup-hours", "2")
+        try:
+            wait_for(lambda: warm.log().count("from the catalog (") >= 2 * len(INSTRUMENTS), 60, 0.2, "the warm-up answers")
+            out["warm_counts"] = warm.stop()
+        finally:
+            warm.kill()
+        out["warm_records"], out["warm_log"] = warm.records(), warm.log()
+    finally:
+        node.kill()
+        for mesh in meshes:
+            mesh.kill()
+    out["records"], out["log"] = node.records(), node.log()
+    out["catalog"] = catalog_rows(tmp / "catalog")
+    return out
+
+
+def test_node_started_before_the_mesh_says_so_once_and_connects(run):
+    log = run["log"]
+    assert log.count(NO_BUS) == 1, log[-3000:]
+    assert log.index(NO_BUS) < log.index("connected to the mesh's live bus")
+    # the catalog was empty at the start: the definitions came from the bus (the collectors publish them)
+    assert "0 instruments from the catalog" in log
+    assert run["counts"]["instruments"] == len(INSTRUMENTS)
+
+
+def test_every_type_arrives_for_every_instrument(run):
+    got = {(r["type"], r["fields"]["instrument_id"]) for r in run["records"]}
+    for iid in INSTRUMENTS:
+        for t in ("OpenInterest", "FundingRateUpdate", "FundingRateInfo"):
+            assert (t, iid) in got, (t, iid)
+    assert {iid for t, iid in got if t == "Liquidation"} == {i for i in INSTRUMENTS if "HYPERLIQUID" not in i}
+    assert any(t == "Gap" and "BYBIT" in iid for t, iid in got)
+    counts = run["counts"]
+    assert all(counts[t] == sum(r["type"] == t for r in run["records"]) for t in (*LIVE_TYPES, "Gap"))
+
+
+def test_live_objects_equal_the_catalog_rows_of_the_same_events(run):
+    stored = Counter(key(r) for r in run["catalog"])
+    live = Counter(key(r) for r in run["records"])
+    assert max(live.values()) == 1, [k for k, n in live.items() if n > 1][:3]  # nothing twice (restart re-sends included)
+    # a row corrected later (a gap extended after the restart: same natural key, new end) replaces
+    # the first one in the catalog, live as in storage: the newest live object per key is the row
+    newest = {}
+    for r in run["records"]:
+        newest[(r["type"], r["fields"]["instrument_id"], r["fields"]["ts_init"])] = r
+    missing = [key(r) for r in newest.values() if key(r) not in stored]
+    assert not missing, missing[:5]
+    # and the bulk of what was stored reached the node live (not only a few rows)
+    live_stored = {t: sum(1 for k in live if json.loads(k)[0] == t) for t in LIVE_TYPES}
+    assert all(n >= 5 for n in live_stored.values()), live_stored
+
+
+def test_mesh_restart_keeps_the_feed(run):
+    log = run["log"]
+    assert "lost the mesh's live bus" in log
+    assert log.count("connected to the mesh's live bus") >= 2
+    after = {r["type"] for r in run["records"] if r["recv_ns"] > run["restart_ns"]}
+    assert {"OpenInterest", "FundingRateUpdate", "FundingRateInfo", "Liquidation"} <= after
+
+
+def test_warm_up_history_is_the_catalog_rows(run):
+    """A node started on the catalog alone: the definitions from it, and request_data /
+    request_funding_rates answered with exactly the stored OI and live funding rows."""
+    assert run["warm_counts"]["instruments"] == len(INSTRUMENTS)
+    assert "nothing publishes on" in run["warm_log"]
+    history = Counter(key(r) for r in run["warm_records"])
+    stored = Counter(key(r) for r in run["catalog"] if r["type"] in ("OpenInterest", "FundingRateUpdate"))
+    assert history == stored
+    assert run["warm_counts"]["history"] == {"FundingRateUpdate": stored_count(run, "FundingRateUpdate"),
+                                             "OpenInterest": stored_count(run, "OpenInterest")}
+
+
+def stored_count(run, t: str) -> int:
+    return sum(r["type"] == t for r in run["catalog"])
