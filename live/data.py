@@ -63,7 +63,7 @@ class DerivsDataClient(LiveMarketDataClient):
         super().__init__(loop=loop, client_id=client_id, venue=None, msgbus=msgbus, cache=cache, clock=clock,
                          instrument_provider=instrument_provider, config=config)
         self.catalog_path = catalog_path
-        self.bus = BusSubscriber(endpoint, self._on_event, Logger(f"{client_id}.bus"), config.no_bus_warning_s)
+        self.bus = BusSubscriber(endpoint, self._on_events, Logger(f"{client_id}.bus"), config.no_bus_warning_s)
         self.custom: dict[tuple[type, str], set[DataType]] = {}  # (class, instrument id) -> subscribed data types
         self.funding: set[str] = set()  # instrument ids subscribed to FundingRateUpdate
 
@@ -128,7 +128,7 @@ class DerivsDataClient(LiveMarketDataClient):
         """A topic already subscribed gets no replay from the bus: the new subscriber gets the
         last event seen here instead, so every subscription starts with the current value."""
         if not self.bus.subscribe(topic) and topic in self.bus.last_event:
-            for obj in to_nautilus(self.bus.last_event[topic]):
+            for obj in to_nautilus([self.bus.last_event[topic]]):
                 if type(obj) is data_cls:
                     deliver(obj)
 
@@ -146,8 +146,18 @@ class DerivsDataClient(LiveMarketDataClient):
 
     # -- live events -----------------------------------------------------------------------------
 
-    def _on_event(self, topic: bytes, event: AnyEvent) -> None:
-        for obj in to_nautilus(event):
+    def _on_events(self, fresh: list[tuple[bytes, AnyEvent]]) -> None:
+        try:
+            objects = to_nautilus(event for _, event in fresh)
+        except Exception as exc:  # noqa: BLE001 - one event the writer's tables refuse must not cost the burst
+            self._log.warning(f"burst of {len(fresh)} events not convertible at once ({exc!r}): one at a time")
+            objects = []
+            for _, event in fresh:
+                try:
+                    objects += to_nautilus([event])
+                except Exception as exc:  # noqa: BLE001
+                    self._log.error(f"dropped {event!r}: {exc!r}")
+        for obj in objects:
             if isinstance(obj, Instrument):
                 self._handle_data(obj)
             elif type(obj) is FundingRateUpdate:

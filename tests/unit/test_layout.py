@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("storage", "venues", "actors", "messages", "cli", "emulator")
+PACKAGES = ("storage", "venues", "actors", "messages", "cli", "emulator", "live")
 EMULATED_VENUES = ("binance", "bybit", "hyperliquid")
 # The emulator modules that assemble the venues, so may import their packages.
 ASSEMBLY = {"emulator.server", "emulator.__main__"}
