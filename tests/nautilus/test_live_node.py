@@ -158,3 +158,17 @@ def test_warm_up_history_is_the_catalog_rows(run):
 
 def stored_count(run, t: str) -> int:
     return sum(r["type"] == t for r in run["catalog"])
+
+
+def test_a_bad_topology_is_one_clear_error(tmp_path):
+    """A user's mistake in the topology: the node does not start, the message names the value."""
+    import subprocess
+    import sys
+
+    from tests.nautilus.live_harness import NODE
+
+    bad = live_topology(tmp_path)
+    bad.write_text(bad.read_text().replace("venue: bybit", "venue: bybitt"))
+    done = subprocess.run([sys.executable, str(NODE), str(bad), "--seconds", "1"], capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0
+    assert "bybitt" in done.stderr and "Traceback" not in done.stderr, done.stderr[-2000:]
