@@ -2,20 +2,23 @@
 sandbox mesh (coordinator, emulator, ccxt collectors, validator, writer): started before the mesh,
 it says so once and connects when the mesh comes up; every type arrives; each live object equals
 the catalog's row of the same event (read back by ParquetDataCatalog); the mesh is restarted
-mid-run and the feed goes on; a node started later warms up from the catalog.
+mid-run, then the validator alone, and the feed goes on; a node started later warms up from the
+catalog.
 
 One mesh run (module fixture, ~1 minute) in phases, each feeding one test.
 """
 
 import json
+import subprocess
+import sys
 import time
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
-from tests.harness import start_mesh, stop_mesh, wait_for
-from tests.nautilus.live_harness import Node, catalog_rows, key, live_topology, post
+from tests.harness import ROOT, start_mesh, stop_mesh, wait_for
+from tests.nautilus.live_harness import NODE, Node, catalog_rows, key, live_topology, post
 
 LIVE_TYPES = ("OpenInterest", "FundingRateUpdate", "FundingRateInfo", "Liquidation")
 INSTRUMENTS = {"BTCUSDT-PERP.BINANCE", "ETHUSDT-PERP.BINANCE", "BTCUSDT-LINEAR.BYBIT", "ETHUSDT-LINEAR.BYBIT",
@@ -81,9 +84,17 @@ def run(tmp_path_factory):
         wait_for(lambda: _all_in(node.log()[mark:], "connected to the mesh's live bus", "Liquidation(", "OpenInterest(",
                                  "FundingRateUpdate(") and node.log()[mark:].count("collector was not running") >= 4,
                  60, 0.2, "the feed after the restart")
+        # 4. the validator alone restarted (bin/ctl): the bus goes away and comes back
+        mark = len(node.log())
+        ctl = subprocess.run([sys.executable, "-m", "actors.ctl", "--topology", str(topology), "restart", "validator"],
+                             cwd=ROOT, capture_output=True, text=True, timeout=60)
+        assert ctl.returncode == 0, ctl.stdout + ctl.stderr
+        out["validator_restart_ns"] = time.time_ns()
+        wait_for(lambda: _all_in(node.log()[mark:], "lost the mesh's live bus", "connected to the mesh's live bus",
+                                 "Liquidation(", "OpenInterest("), 60, 0.2, "the feed after the validator's restart")
         out["counts"] = node.stop()
         stop_mesh(meshes.pop())
-        # 4. a node started with the mesh down: instruments and warm-up history from the catalog
+        # 5. a node started with the mesh down: instruments and warm-up history from the catalog
         warm = Node(topology, "warm", "--seconds", "120", "--warmup-hours", "2")
         try:
             wait_for(lambda: warm.log().count("from the catalog (") >= 2 * len(INSTRUMENTS), 60, 0.2, "the warm-up answers")
@@ -144,6 +155,13 @@ def test_mesh_restart_keeps_the_feed(run):
     assert {"OpenInterest", "FundingRateUpdate", "FundingRateInfo", "Liquidation"} <= after
 
 
+def test_validator_restart_keeps_the_feed(run):
+    log = run["log"]
+    assert log.count("lost the mesh's live bus") >= 2 and log.count("connected to the mesh's live bus") >= 3
+    after = {r["type"] for r in run["records"] if r["recv_ns"] > run["validator_restart_ns"]}
+    assert {"OpenInterest", "Liquidation"} <= after
+
+
 def test_warm_up_history_is_the_catalog_rows(run):
     """A node started on the catalog alone: the definitions from it, and request_data /
     request_funding_rates answered with exactly the stored OI and live funding rows."""
@@ -162,10 +180,6 @@ def stored_count(run, t: str) -> int:
 
 def test_a_bad_topology_is_one_clear_error(tmp_path):
     """A user's mistake in the topology: the node does not start, the message names the value."""
-    import subprocess
-    import sys
-
-    from tests.nautilus.live_harness import NODE
 
     bad = live_topology(tmp_path)
     bad.write_text(bad.read_text().replace("venue: bybit", "venue: bybitt"))
