@@ -4,7 +4,7 @@
     python examples/live_node.py topology.yaml --seconds 60 --warmup-hours 3 --record run/live.jsonl
 
 The strategy subscribes to open interest, funding (Nautilus's `FundingRateUpdate` and our
-`FundingRateInfo`), liquidations and gaps of every instrument of the topology, as soon as its
+`FundingRateInfo`, settlements), liquidations and gaps of every instrument of the topology, as soon as its
 definition is known (from the catalog at connect, else when the mesh's collectors publish it),
 optionally asks the catalog for the last `--warmup-hours` of open interest and funding, and logs
 what arrives. After `--seconds` (or on SIGINT) it stops the node and prints, as its last line, one JSON object:
@@ -33,9 +33,9 @@ from nautilus_trader.trading.strategy import Strategy
 from actors.topology import TopologyError, load_topology
 from live import DERIVS, DerivsDataClientConfig, DerivsLiveDataClientFactory
 from live.convert import as_dict
-from messages.nautilus import FundingRateInfo, Gap, Liquidation, OpenInterest
+from messages.nautilus import FundingRateInfo, FundingSettlement, Gap, Liquidation, OpenInterest
 
-CUSTOM = (OpenInterest, FundingRateInfo, Liquidation, Gap)
+CUSTOM = (OpenInterest, FundingRateInfo, Liquidation)
 
 
 class MeshDataLoggerConfig(StrategyConfig, frozen=True):
@@ -65,8 +65,10 @@ class MeshDataLogger(Strategy):
         if iid in self.subscribed or (str(iid.venue), (instrument.info or {}).get("symbol")) not in self.wanted:
             return
         self.subscribed.add(iid)
-        for cls in CUSTOM:
+        for cls in CUSTOM:  # the instrument in the metadata, or (the other form, below) as an argument
             self.subscribe_data(DataType(cls, metadata={"instrument_id": str(iid)}), client_id=self.client_id)
+        for cls in (Gap, FundingSettlement):  # settlements: from the daemon's backfill (backfill_lookback)
+            self.subscribe_data(DataType(cls), client_id=self.client_id, instrument_id=iid)
         self.subscribe_funding_rates(iid, client_id=self.client_id)
         if self.config.warmup_hours:
             start = self.clock.utc_now() - timedelta(hours=self.config.warmup_hours)

@@ -105,15 +105,17 @@ class DerivsDataClient(LiveMarketDataClient):
         iid = self._target(command.data_type, command.instrument_id)
         if iid is None:
             return
-        self.custom.setdefault((command.data_type.type, str(iid)), set()).add(command.data_type)
-        self._subscribe_topic(bus_topic(command.data_type.type, iid), command.data_type.type,
-                              lambda obj: self._handle_data(CustomData(command.data_type, obj)))
+        data_type = as_subscribed(command.data_type, command.instrument_id)
+        self.custom.setdefault((data_type.type, str(iid)), set()).add(data_type)
+        self._subscribe_topic(bus_topic(data_type.type, iid), data_type.type,
+                              lambda obj: self._handle_data(CustomData(data_type, obj)))
 
     async def _unsubscribe(self, command: UnsubscribeData) -> None:
         iid = self._target(command.data_type, command.instrument_id)
-        if iid is not None and command.data_type in self.custom.get((command.data_type.type, str(iid)), set()):
-            self.custom[(command.data_type.type, str(iid))].discard(command.data_type)
-            self.bus.unsubscribe(bus_topic(command.data_type.type, iid))
+        data_type = as_subscribed(command.data_type, command.instrument_id)
+        if iid is not None and data_type in self.custom.get((data_type.type, str(iid)), set()):
+            self.custom[(data_type.type, str(iid))].discard(data_type)
+            self.bus.unsubscribe(bus_topic(data_type.type, iid))
 
     async def _subscribe_funding_rates(self, command: SubscribeFundingRates) -> None:
         self.funding.add(str(command.instrument_id))
@@ -174,7 +176,8 @@ class DerivsDataClient(LiveMarketDataClient):
         if iid is None:
             return
         rows = await self._history(request.data_type.type, iid, request)
-        self._handle_data_response(request.data_type, [CustomData(request.data_type, r) for r in rows], request.id,
+        data_type = as_subscribed(request.data_type, request.instrument_id)
+        self._handle_data_response(request.data_type, [CustomData(data_type, r) for r in rows], request.id,
                                    request.start, request.end, request.params)
 
     async def _request_funding_rates(self, request: RequestFundingRates) -> None:
@@ -197,3 +200,12 @@ class DerivsDataClient(LiveMarketDataClient):
     async def _request_instruments(self, request: RequestInstruments) -> None:
         found = [i for i in self._cache.instruments() if i.id.venue == request.venue]
         self._handle_instruments(request.venue, found, request.id, request.start, request.end, request.params)
+
+
+def as_subscribed(data_type: DataType, instrument_id: InstrumentId | None) -> DataType:
+    """The DataType the strategy subscribed with, which the data must carry to reach it (the
+    message-bus topic is made from it). Given the instrument as an argument, Nautilus's command
+    adds it to the metadata; the strategy's topic was made without it."""
+    if instrument_id is None:
+        return data_type
+    return DataType(data_type.type, {k: v for k, v in data_type.metadata.items() if k != "instrument_id"})

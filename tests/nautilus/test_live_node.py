@@ -44,6 +44,19 @@ def _mesh_up(tmp: Path, subscriptions: int) -> dict[str, str]:
     return urls
 
 
+def _quiet(node: Node, seconds: float = 2.0):
+    """A condition: the node logged no new liquidation for `seconds`."""
+    seen = {"count": -1, "since": time.monotonic()}
+
+    def check() -> bool:
+        count = node.log().count("Liquidation(")
+        if count != seen["count"]:
+            seen.update(count=count, since=time.monotonic())
+        return time.monotonic() - seen["since"] >= seconds
+
+    return check
+
+
 def _all_in(text: str, *needles: str) -> bool:
     return all(n in text for n in needles)
 
@@ -78,13 +91,28 @@ def run(tmp_path_factory):
         out["restart_ns"] = time.time_ns()
         (tmp / "run" / "emulator.json").unlink(missing_ok=True)
         meshes.append(start_mesh(topology, "--sandbox"))
-        _mesh_up(tmp, 2)
+        urls = _mesh_up(tmp, 2)
         # the feed goes on, with the restarted collectors' downtime gaps (one per liquidation stream; one
         # may correct the drop's gap: same start, new end, the row the catalog keeps)
         wait_for(lambda: _all_in(node.log()[mark:], "connected to the mesh's live bus", "Liquidation(", "OpenInterest(",
                                  "FundingRateUpdate(") and node.log()[mark:].count("collector was not running") >= 4,
                  60, 0.2, "the feed after the restart")
-        # 4. the validator alone restarted (bin/ctl): the bus goes away and comes back
+        # 4. no new liquidations; a node started now gets the last one of each instrument at once (the
+        # bus's last-value replay: nothing else could send it), beside the current OI and funding
+        for venue in ("binance", "bybit"):
+            post(urls[venue] + "/_emulator/liquidation_rate?per_second=0")
+        wait_for(_quiet(node), 30, 0.1, "no new liquidation at the node for 2 s")
+        out["late_start_ns"] = time.time_ns()
+        late = Node(topology, "late", "--seconds", "120")
+        try:
+            wait_for(lambda: late.log().count("Liquidation(") >= 4, 60, 0.2, "the late node's replayed liquidations")
+            out["late_counts"] = late.stop()
+        finally:
+            late.kill()
+        out["late_records"] = late.records()
+        for venue in ("binance", "bybit"):
+            post(urls[venue] + "/_emulator/liquidation_rate?per_second=5")
+        # 5. the validator alone restarted (bin/ctl): the bus goes away and comes back
         mark = len(node.log())
         ctl = subprocess.run([sys.executable, "-m", "actors.ctl", "--topology", str(topology), "restart", "validator"],
                              cwd=ROOT, capture_output=True, text=True, timeout=60)
@@ -94,7 +122,7 @@ def run(tmp_path_factory):
                                  "Liquidation(", "OpenInterest("), 60, 0.2, "the feed after the validator's restart")
         out["counts"] = node.stop()
         stop_mesh(meshes.pop())
-        # 5. a node started with the mesh down: instruments and warm-up history from the catalog
+        # 6. a node started with the mesh down: instruments and warm-up history from the catalog
         warm = Node(topology, "warm", "--seconds", "120", "--warmup-hours", "2")
         try:
             wait_for(lambda: warm.log().count("from the catalog (") >= 2 * len(INSTRUMENTS), 60, 0.2, "the warm-up answers")
@@ -153,6 +181,23 @@ def test_mesh_restart_keeps_the_feed(run):
     assert log.count("connected to the mesh's live bus") >= 2
     after = {r["type"] for r in run["records"] if r["recv_ns"] > run["restart_ns"]}
     assert {"OpenInterest", "FundingRateUpdate", "FundingRateInfo", "Liquidation"} <= after
+
+
+def test_a_new_subscriber_gets_the_last_liquidation_at_once(run):
+    """Started while no liquidation happens, the late node still gets one per instrument: the last
+    one the running node received, from the bus's replay."""
+    def last_per_instrument(records):
+        last = {}
+        for r in records:
+            if r["type"] == "Liquidation":
+                last[r["fields"]["instrument_id"]] = r["fields"]
+        return last
+
+    late = [r for r in run["late_records"] if r["type"] == "Liquidation"]
+    assert len(late) == 4, late
+    before = [r for r in run["records"] if r["recv_ns"] < run["late_start_ns"]]
+    assert last_per_instrument(late) == last_per_instrument(before)
+    assert {"OpenInterest", "FundingRateUpdate", "FundingRateInfo"} <= set(run["late_counts"])
 
 
 def test_validator_restart_keeps_the_feed(run):
