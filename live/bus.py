@@ -33,7 +33,7 @@ from actors.tap import NO_BUS_AFTER_S, bus_events
 from actors.validator import TOPIC_KIND
 from messages.events import AnyEvent
 
-BURST = 1_000  # events handed over at once at most (~50 ms of conversion on a loaded core)
+BURST = 200  # events handed over at once at most: the loop is never held for more than ~10 ms
 RECENT_KEYS = 10_000  # per topic: far more than one restart re-sends of one instrument's stream
 
 
