@@ -90,6 +90,11 @@ def run(tmp: Path, phases: list[tuple[str, float, float]], settle_s: float) -> d
             windows.append((label, rate, start))
             time.sleep(settle_s)
             print(f"  {label}: pushed, drained", file=sys.stderr)
+        truth = tmp / "run" / "emulator" / "ground_truth.jsonl"
+        pushed = lambda: sum(1 for r in load_ground_truth(truth) if r.get("kind") == "liquidation"  # noqa: E731
+                             and r["raw_symbol"] in SYMBOLS and r["connections"] > 0)
+        wait_for(lambda: len(tap.first_receipt()) >= pushed(), 120, "the bus to deliver every pushed liquidation")
+        time.sleep(2.0)  # the node's own part is milliseconds (see the table): let it finish before stopping it
         node.send_signal(signal.SIGINT)
         node.wait(60)
         mesh.send_signal(signal.SIGINT)
