@@ -36,10 +36,10 @@ def _read(path: Path) -> str:
 def _mesh_up(tmp: Path, subscriptions: int) -> dict[str, str]:
     """Wait for the sandbox's emulator and both liquidation streams; start liquidations (5/s a symbol)."""
     ready = tmp / "run" / "emulator.json"
-    urls = json.loads(wait_for(lambda: ready.exists() and ready.read_text(), 60, 0.1, "the emulator"))
+    urls = json.loads(wait_for(lambda: ready.exists() and ready.read_text(), 120, 0.1, "the emulator"))
     for venue in ("binance", "bybit"):
         log = tmp / "run" / "logs" / f"collector.{venue}.log"
-        wait_for(lambda: _read(log).count("liquidations: subscribed") >= subscriptions, 60, 0.1, f"{venue} liquidations")
+        wait_for(lambda: _read(log).count("liquidations: subscribed") >= subscriptions, 120, 0.1, f"{venue} liquidations")
         post(urls[venue] + "/_emulator/liquidation_rate?per_second=5")
     return urls
 
@@ -73,7 +73,7 @@ def _every_instrument_logged(text: str) -> bool:
 def run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("livenode")
     topology = live_topology(tmp)
-    node = Node(topology, "node", "--seconds", "240")
+    node = Node(topology, "node", "--seconds", "600")
     meshes = []
     out: dict = {"tmp": tmp, "topology": topology}
     try:
@@ -81,7 +81,7 @@ def run(tmp_path_factory):
         wait_for(lambda: NO_BUS in node.log(), 60, 0.1, "the node's no-mesh line")
         meshes.append(start_mesh(topology, "--sandbox"))
         urls = _mesh_up(tmp, 1)
-        wait_for(lambda: _every_instrument_logged(node.log()), 60, 0.2, "every type of every instrument at the node")
+        wait_for(lambda: _every_instrument_logged(node.log()), 120, 0.2, "every type of every instrument at the node")
         # 2. Bybit's sockets dropped: the collector records a gap, the bus publishes it
         post(urls["bybit"] + "/_emulator/drop?refuse_seconds=1")
         wait_for(lambda: "Gap(" in node.log(), 30, 0.2, "a gap at the node")
@@ -96,14 +96,14 @@ def run(tmp_path_factory):
         # may correct the drop's gap: same start, new end, the row the catalog keeps)
         wait_for(lambda: _all_in(node.log()[mark:], "connected to the mesh's live bus", "Liquidation(", "OpenInterest(",
                                  "FundingRateUpdate(") and node.log()[mark:].count("collector was not running") >= 4,
-                 60, 0.2, "the feed after the restart")
+                 120, 0.2, "the feed after the restart")
         # 4. no new liquidations; a node started now gets the last one of each instrument at once (the
         # bus's last-value replay: nothing else could send it), beside the current OI and funding
         for venue in ("binance", "bybit"):
             post(urls[venue] + "/_emulator/liquidation_rate?per_second=0")
         wait_for(_quiet(node), 30, 0.1, "no new liquidation at the node for 2 s")
         out["late_start_ns"] = time.time_ns()
-        late = Node(topology, "late", "--seconds", "120")
+        late = Node(topology, "late", "--seconds", "300")
         try:
             wait_for(lambda: late.log().count("Liquidation(") >= 4, 60, 0.2, "the late node's replayed liquidations")
             out["late_counts"] = late.stop()
@@ -114,6 +114,7 @@ def run(tmp_path_factory):
             post(urls[venue] + "/_emulator/liquidation_rate?per_second=5")
         # 5. the validator alone restarted (bin/ctl): the bus goes away and comes back
         mark = len(node.log())
+        out["ctl_ns"] = time.time_ns()
         ctl = subprocess.run([sys.executable, "-m", "actors.ctl", "--topology", str(topology), "restart", "validator"],
                              cwd=ROOT, capture_output=True, text=True, timeout=60)
         assert ctl.returncode == 0, ctl.stdout + ctl.stderr
@@ -123,7 +124,7 @@ def run(tmp_path_factory):
         out["counts"] = node.stop()
         stop_mesh(meshes.pop())
         # 6. a node started with the mesh down: instruments and warm-up history from the catalog
-        warm = Node(topology, "warm", "--seconds", "120", "--warmup-hours", "2")
+        warm = Node(topology, "warm", "--seconds", "300", "--warmup-hours", "2")
         try:
             wait_for(lambda: warm.log().count("from the catalog (") >= 2 * len(INSTRUMENTS), 60, 0.2, "the warm-up answers")
             out["warm_counts"] = warm.stop()
@@ -160,7 +161,8 @@ def test_every_type_arrives_for_every_instrument(run):
 
 
 def test_live_objects_equal_the_catalog_rows_of_the_same_events(run):
-    stored = Counter(key(r) for r in run["catalog"])
+    stored = {key(r) for r in run["catalog"]}
+    stored_at = {(r["type"], r["fields"]["instrument_id"], r["fields"]["ts_init"]): key(r) for r in run["catalog"]}
     live = Counter(key(r) for r in run["records"])
     assert max(live.values()) == 1, [k for k, n in live.items() if n > 1][:3]  # nothing twice (restart re-sends included)
     # a row corrected later (a gap extended after the restart: same natural key, new end) replaces
@@ -168,11 +170,15 @@ def test_live_objects_equal_the_catalog_rows_of_the_same_events(run):
     newest = {}
     for r in run["records"]:
         newest[(r["type"], r["fields"]["instrument_id"], r["fields"]["ts_init"])] = r
-    missing = [key(r) for r in newest.values() if key(r) not in stored]
+    differ = [(key(r), stored_at[k]) for k, r in newest.items() if k in stored_at and key(r) != stored_at[k]]
+    assert not differ, differ[:3]
+    # everything received well before the validator's restart is stored by now; what was in flight
+    # then is kept by the collectors until the writer acknowledges it, possibly after this run
+    settled = [key(r) for k, r in newest.items() if r["recv_ns"] < run["ctl_ns"] - 5 * 10**9]
+    missing = [k for k in settled if k not in stored]
     assert not missing, missing[:5]
-    # and the bulk of what was stored reached the node live (not only a few rows)
-    live_stored = {t: sum(1 for k in live if json.loads(k)[0] == t) for t in LIVE_TYPES}
-    assert all(n >= 5 for n in live_stored.values()), live_stored
+    live_stored = {t: sum(1 for k in settled if json.loads(k)[0] == t) for t in (*LIVE_TYPES, "Gap")}
+    assert all(n >= 4 for n in live_stored.values()), live_stored
 
 
 def test_mesh_restart_keeps_the_feed(run):
