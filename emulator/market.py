@@ -119,6 +119,7 @@ def underlying(coin: str) -> tuple[str, int]:
     return coin, 1
 
 
+@lru_cache(maxsize=8192)
 def coin_spec(seed: int, coin: str) -> CoinSpec:
     """A coin's reference values: the table's for the reference coins, otherwise drawn from the seed
     and its name (prices from 1e-8 to thousands of USD, open interest worth 2M to 500M USD)."""

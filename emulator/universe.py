@@ -21,6 +21,7 @@ which coin, the dates, intervals and prices come from the seed.
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 import zlib
@@ -59,6 +60,7 @@ def _unit(*parts: object) -> float:
     return (_h(*parts) % 1_000_003) / 1_000_003
 
 
+@functools.cache
 def coin_names(n: int = _POOL) -> tuple[str, ...]:
     """The generated coins, most traded first: pronounceable, 3-7 letters, never a core coin's
     name, never one the market model would read as a multiple (see `market.underlying`)."""
