@@ -4,7 +4,8 @@ from the seed, plus the perpetuals listed at run time (`POST /_emulator/list`, `
 `full` (the default) is about as large as the real venues are (late 2026): Binance ~540 USDT-M
 perpetuals in TRADING, Bybit ~560 linear USDT perpetuals in Trading (+ USDC perpetuals), Hyperliquid
 ~200 perpetuals (+ ~30 `isDelisted`). `core` is the six reference coins of `emulator/market.py`
-only (BTC, ETH, SOL, XRP, DOGE, HYPE; tests that assert an exact listing ask for it).
+only (BTC, ETH, SOL, XRP, DOGE, HYPE): tests that assert an exact listing, and the test meshes
+whose 1 s polls would otherwise fetch every bulk answer every second, ask for it.
 
 What varies per listing, as on the venues (each venue turns a `Listing` into its own contract data
 in `emulator/<venue>/instruments.py`):
