@@ -154,7 +154,7 @@ class Coordinator:
         argv = [
             sys.executable, "-m", "emulator", "--host", sb.host, "--seed", str(sb.seed), "--venues", venues,
             "--ground-truth", str(truth), "--ready-file", str(ready),
-            "--rate-limits" if sb.rate_limits else "--no-rate-limits",
+            "--rate-limits" if sb.rate_limits else "--no-rate-limits", "--universe", sb.universe,
             *(("--replay", str(self.topology_path.parent / sb.replay)) if sb.replay else ()),  # emulator/replay.py
         ]
         actor = Actor("emulator", "emulator", argv, RestartTracker(self.topo.restart))

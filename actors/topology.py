@@ -135,6 +135,7 @@ class SandboxConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     emulator_file: str = ""  # JSON {venue: base_url}; default <run_dir>/emulator.json
     rate_limits: bool = True  # the emulated venues enforce the real request limits (429/418 like the venues)
     replay: str = ""  # a recording (run/recordings of a `record: true` run) served instead of the model; relative to this file
+    universe: Literal["full", "core"] = "full"  # full: as many perpetuals as the venues list; core: six coins (emulator/universe.py)
 
 
 class Topology(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

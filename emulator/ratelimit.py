@@ -11,7 +11,8 @@ with it as a `LimitRules` (`emulator/<venue>/limits.py`):
 | Bybit | 600 requests / 5 s (rolling) | `X-Bapi-Limit`, `X-Bapi-Limit-Status`, `X-Bapi-Limit-Reset-Timestamp` | HTTP 200 `retCode` 10006 "Too many visits!" | HTTP 403 "access too frequent", 10 min |
 | Hyperliquid | weight 1200 / 1 min (rolling); info weight 20 (2 for l2Book, allMids, clearinghouseState, orderStatus, spotClearinghouseState, exchangeStatus; 60 for userRole) | none | HTTP 429 (no Retry-After) | 429 again |
 
-Weights (Binance): premiumIndex 1 with a symbol and 10 without, everything else here 1.
+Weights (Binance): premiumIndex 1 with a symbol and 10 without, fundingInfo 0 (it counts against
+the 500 / 5 min only), everything else here 1 (openInterest of every one of ~540 perpetuals: 540).
 "Kept going anyway" = `BAN_AFTER` requests that arrive while the last limit answer's wait has
 not expired. The Bybit mapping of 10006 to the IP limit and the `/futures/data` bucket are the
 emulator's choices (the venues document them per UID / loosely): see docs/venue-faults.md.

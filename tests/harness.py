@@ -34,9 +34,12 @@ def write_topology(tmp: Path, *, venues: dict[str, list[str]] | None = None, oi_
             for v, s in (venues or SYMBOLS).items()
         ],
         "writer": {"flush_interval_s": flush_s},
-        # 1 s polls ask Hyperliquid for ~2.5x its real allowance: tests of rate limits run their own emulator
-        "sandbox": {"rate_limits": False},
+        # 1 s polls ask Hyperliquid for ~2.5x its real allowance: tests of rate limits run their own emulator.
+        # The six reference coins: 1 s polls of a full universe's bulk answers (Bybit's 566 tickers,
+        # Hyperliquid's 229 contexts, every second) would load this shared machine for nothing;
+        # tests/integration/test_emulator_universe.py and the `symbols: all` tests use the full one.
         **extra,
+        "sandbox": {"rate_limits": False, "universe": "core", **extra.get("sandbox", {})},
     }
     path = tmp / "topology.yaml"
     path.write_text(yaml.safe_dump(topo))
@@ -101,10 +104,13 @@ def read_catalog(path: Path) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def start_emulator(tmp: Path, venues: str = "binance,bybit,hyperliquid", seed: int = 7, *extra: str) -> tuple[subprocess.Popen, dict[str, str], Path]:
-    """`python -m emulator` in tmp: (process, venue URLs, ground-truth file); its log is tmp/emulator.stderr."""
+def start_emulator(tmp: Path, venues: str = "binance,bybit,hyperliquid", seed: int = 7, *extra: str,
+                   universe: str = "core") -> tuple[subprocess.Popen, dict[str, str], Path]:
+    """`python -m emulator` in tmp: (process, venue URLs, ground-truth file); its log is tmp/emulator.stderr.
+    The six reference coins unless `universe="full"` (see write_topology)."""
     truth = tmp / "ground_truth.jsonl"
-    emu = spawn_emulator(tmp / "emulator.json", "--venues", venues, "--seed", str(seed), "--ground-truth", str(truth), *extra,
+    emu = spawn_emulator(tmp / "emulator.json", "--venues", venues, "--seed", str(seed), "--ground-truth", str(truth),
+                         "--universe", universe, *extra,
                          log=tmp / "emulator.stderr", cwd=ROOT, poll_s=0.05)
     return emu.proc, emu.urls, truth
 

@@ -18,13 +18,18 @@ def rules() -> list[Rule]:
 
 
 def weights(request: web.Request, body: bytes) -> dict[str, float] | None:
-    """premiumIndex weighs 1 with a symbol and 10 without; everything else here 1."""
+    """premiumIndex weighs 1 with a symbol and 10 without (all symbols); fundingInfo weighs 0 and counts
+    against the 500 per 5 minutes it shares with fundingRate (Binance docs, "Get Funding Rate Info");
+    openInterest, exchangeInfo and everything else here 1: a full universe's open interest, one
+    request per symbol, is ~540 of the 2400 per minute."""
     path = request.path
     if path.startswith("/futures/data/"):
         return {"DATA": 1}
     if not path.startswith("/fapi/"):
         return None  # WebSocket paths and the like
-    if path in ("/fapi/v1/fundingRate", "/fapi/v1/fundingInfo"):
+    if path == "/fapi/v1/fundingInfo":
+        return {"FUNDING": 1}
+    if path == "/fapi/v1/fundingRate":
         return {"REQUEST_WEIGHT": 1, "FUNDING": 1}
     if path == "/fapi/v1/premiumIndex":
         return {"REQUEST_WEIGHT": 1 if request.query.get("symbol") else 10}

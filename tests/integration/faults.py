@@ -122,7 +122,8 @@ class LoadedMesh:
             "writer": {"flush_interval_s": 1.0, **(writer or {})},
             "restart": restart or {"backoff_initial_s": 0.3, "backoff_max_s": 2, "max_restarts": 10, "window_s": 60},
         }
-        topo["sandbox"] = {"rate_limits": False}  # 1 s polls exceed Hyperliquid's real allowance
+        # 1 s polls exceed Hyperliquid's real allowance; the reference coins only (see tests/harness.py)
+        topo["sandbox"] = {"rate_limits": False, "universe": "core"}
         if emulator_file:
             topo["sandbox"].update(start_emulator=False, emulator_file=str(emulator_file))
         self.topology = tmp / "topology.yaml"

@@ -93,6 +93,7 @@ def write_topology(tmp: Path) -> Path:
             for v in ("binance", "bybit")
         ],
         "writer": {"flush_interval_s": 1.0},
+        "sandbox": {"universe": "core"},  # the six reference coins: 2 s polls of a full universe's bulk answers cost a core
     }
     path = tmp / "topology.yaml"
     path.write_text(yaml.safe_dump(topo))

@@ -28,6 +28,8 @@ WEIGHT = {"binance": 10, "bybit": 1, "hyperliquid": 20}
 @pytest.fixture(scope="module")
 def emu(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("faults-emu")
+    # The reference coins (the harness's default): these tests pace ~120 bulk calls/s (windows scaled
+    # down), which the emulator must answer faster than that; a full universe's premiumIndex takes tens of ms.
     proc, urls, truth = start_emulator(tmp)
     yield urls
     proc.terminate()
