@@ -41,6 +41,7 @@ from venues.history import (
     funding_chunks,
     listing_start,
     oi_history_start,
+    oi_periods,
     open_interest_chunks,
 )
 from actors.topology import VENUE_NAMES
@@ -123,11 +124,17 @@ async def run_history(
     ad = adapter(venue)
     summary = summary or Summary(ad.venue)
     summary.venue = ad.venue
-    if kind == "oi" and not ad.oi_history_periods:
+    if kind == "oi" and not ad.oi_history_periods and ad.oi_archive_period:  # an archive has one cadence
+        if period != ad.oi_archive_period:
+            summary.notes.append(f"{ad.venue}'s open-interest history is its archive's, one row every "
+                                 f"{ad.oi_archive_period}: --period {period} does not apply")
+        period = ad.oi_archive_period
+    periods = oi_periods(ad)
+    if kind == "oi" and not periods:
         summary.error = ad.oi_history_missing()
         return summary
-    if kind == "oi" and period not in ad.oi_history_periods:
-        summary.error = f"no {period} OI history on {ad.venue}; periods: {', '.join(ad.oi_history_periods)}"
+    if kind == "oi" and period not in periods:
+        summary.error = f"no {period} OI history on {ad.venue}; periods: {', '.join(periods)}"
         return summary
     client = ad.client(url)
     try:
@@ -161,7 +168,8 @@ async def run_history(
             summary.notes.append(note)
         if start_ns > end_ns:
             return summary
-        summary.already_stored = read_table(catalog, kind, iid, start_ns, end_ns, source="history").num_rows if kind == "oi" else \
+        summary.already_stored = read_table(catalog, kind, iid, start_ns, end_ns, source=("history", "archive")).num_rows \
+            if kind == "oi" else \
             len(catalog_query(catalog, "funding", iid, start_ns, end_ns, settled=True))
         todo = missing_ranges(catalog, kind, iid, start_ns, end_ns, step_ns)
         if not todo:
@@ -316,9 +324,10 @@ def history() -> None:
 @history.command("oi")
 @_history_options
 @click.option("--period", default="5m", show_default=True, type=click.Choice(list(PERIODS_MS)),
-              help="Bucket size (Binance: 5m..1d, Bybit: 5m 15m 30m 1h 4h 1d).")
+              help="Bucket size (Binance: 5m..1d, Bybit: 5m 15m 30m 1h 4h 1d; Hyperliquid: its S3 archive's 1m).")
 def history_oi(symbols, venues, since, until, sandbox, emulator_file, catalog, topology, as_json, period) -> None:  # noqa: ANN001
-    """Open-interest history (Binance: last 30 days only; Hyperliquid: none exists)."""
+    """Open-interest history (Binance: last 30 days only; Hyperliquid: only with -v hyperliquid, from its S3
+    archive, which needs AWS credentials: requester pays)."""
     with_oi = tuple(v for v in VENUE_NAMES if oi_history_periods(v))  # default: the venues that have OI history
     _history_command("oi", symbols, venues or with_oi, since, until, period, sandbox, emulator_file,
                      catalog, as_json, topology)

@@ -269,6 +269,7 @@ class VenueAdapter:
     oi_history_periods: ClassVar[tuple[str, ...]] = ()  # ccxt timeframe names; () = no OI history
     oi_history_retention_days: ClassVar[int | None] = None  # the venue keeps only this much OI history
     no_oi_history: ClassVar[str] = ""  # why there is none (when `oi_history_periods` is empty)
+    oi_archive_period: ClassVar[str | None] = None  # OI history only in a bulk archive, at this cadence
 
     def oi_history_missing(self) -> str:
         """What to tell a user who asks for OI history of a venue without any."""

@@ -47,7 +47,7 @@ HOUR_MS = 3_600_000
 DAY_MS = 86_400_000
 
 PERIODS_MS: dict[str, int] = {
-    "5m": 5 * MIN_MS, "15m": 15 * MIN_MS, "30m": 30 * MIN_MS, "1h": HOUR_MS, "2h": 2 * HOUR_MS,
+    "1m": MIN_MS, "5m": 5 * MIN_MS, "15m": 15 * MIN_MS, "30m": 30 * MIN_MS, "1h": HOUR_MS, "2h": 2 * HOUR_MS,
     "4h": 4 * HOUR_MS, "6h": 6 * HOUR_MS, "12h": 12 * HOUR_MS, "1d": DAY_MS,
 }
 # Funding intervals a venue may use (minutes); a gap that is not one of these is not an interval.
@@ -56,7 +56,7 @@ FUNDING_PAD_MS = DAY_MS  # fetched beyond the range on both sides so edge rows h
 MAX_PAGES = 100_000  # a venue that never stops paging is a bug, not a long history
 
 __all__ = ["HistoryUnavailable", "PERIODS_MS", "fetch_funding_history", "fetch_open_interest_history",
-           "funding_chunks", "in_order", "listing_start", "oi_history_start", "open_interest_chunks", "row_intervals"]
+           "funding_chunks", "in_order", "listing_start", "oi_history_start", "oi_periods", "open_interest_chunks", "row_intervals"]
 
 T = TypeVar("T")
 
@@ -93,6 +93,11 @@ async def in_order(items: Iterable[Any], fetch: Callable[[Any], Awaitable[T]], a
 
 
 # -- open interest ------------------------------------------------------------------------------
+
+
+def oi_periods(adapter: VenueAdapter) -> tuple[str, ...]:
+    """The OI history periods a venue serves: from its API, else its archive's cadence."""
+    return adapter.oi_history_periods or ((adapter.oi_archive_period,) if adapter.oi_archive_period else ())
 
 
 def oi_history_floor_ms(adapter: VenueAdapter, period: str, now_ms: int | None = None) -> int | None:
@@ -134,11 +139,13 @@ async def open_interest_chunks(
     notes: list[str] | None = None,
 ) -> AsyncIterator[list[OpenInterest]]:
     """Open interest every `period` in [start_ns, end_ns], in pieces as the pages arrive, oldest
-    first, each piece sorted and later than the one before (see module doc)."""
-    if not adapter.oi_history_periods:
+    first, each piece sorted and later than the one before (see module doc). A venue whose OI
+    history is only in an archive (`oi_archive_period`) serves it at that cadence."""
+    periods = oi_periods(adapter)
+    if not periods:
         raise HistoryUnavailable(adapter.oi_history_missing())
-    if period not in adapter.oi_history_periods:
-        raise ValueError(f"{adapter.venue} OI history periods: {', '.join(adapter.oi_history_periods)}; got {period!r}")
+    if period not in periods:
+        raise ValueError(f"{adapter.venue} OI history periods: {', '.join(periods)}; got {period!r}")
     step = PERIODS_MS[period]
     start_ms = -(-start_ns // MS // step) * step
     end_ms = min(end_ns // MS, _now_ms())
