@@ -209,12 +209,12 @@ async def funding_chunks(
     """Settled funding rates with funding time in [start_ns, end_ns], in pieces as the pages
     arrive (each piece sorted; pieces in the order the venue pages).
 
-    A row's interval needs its neighbours (`row_intervals`: the two before, the one after), so a
+    A row's interval needs its neighbours (`row_intervals`: three before, one after), so a
     row is yielded once the pages cover them, or the range's end on that side: the same rows
     with the same intervals as all at once, whatever the paging direction.
 
     `known_ns`: settlement times already stored next to the range (`storage.coverage.neighbours`).
-    They serve as the edge rows' neighbours for `interval_minutes`, so with two known before the
+    They serve as the edge rows' neighbours for `interval_minutes`, so with two (or three) known before the
     range no padding is fetched before it, and with one known after it none after it: a top-up
     asks the venue for nothing it already gave.
     """
@@ -222,9 +222,9 @@ async def funding_chunks(
     if start_ms > end_ms:
         return
     known = sorted({t // MS for t in known_ns or ()})
-    known_before = [t for t in known if t < start_ms][-2:]
+    known_before = [t for t in known if t < start_ms][-3:]
     known_after = [t for t in known if t > end_ms][:1]
-    lo = start_ms if len(known_before) == 2 else start_ms - FUNDING_PAD_MS
+    lo = start_ms if len(known_before) >= 2 else start_ms - FUNDING_PAD_MS
     hi = end_ms if known_after else min(end_ms + FUNDING_PAD_MS, _now_ms())
     raw: FundingRows = {}
     done: set[int] = set()
@@ -238,7 +238,7 @@ async def funding_chunks(
         for i, ts in enumerate(times):
             if ts in done or ts not in raw or not start_ms <= ts <= end_ms:
                 continue
-            before_known = page.lo_ms <= lo or (i >= 2 and times[i - 2] >= page.lo_ms)
+            before_known = page.lo_ms <= lo or (i >= 3 and times[i - 3] >= page.lo_ms)
             after_known = page.hi_ms >= hi or (i + 1 < len(times) and times[i + 1] <= page.hi_ms)
             if before_known and after_known:
                 ready.append(ts)
@@ -276,9 +276,13 @@ def row_intervals(times: list[int]) -> dict[int, int | None]:
     """Funding time (ms, sorted) -> minutes of the period it settles, None if undecidable.
 
     A row settles the period since the previous settlement, so the gap to the previous row is
-    taken when the gap before that one is the same (a steady run, also right after an interval
-    change). Otherwise the previous row may be missing (a hole doubles the gap), and the
-    smaller of the gaps to both neighbours is taken. Only known funding intervals count.
+    taken when the gaps before it are the same (a steady run, also right after an interval
+    change): the gap before, and the one before that where there is one, so two holes in a row
+    (hourly rows two hours apart twice) are not taken for a 2-hour interval. Otherwise the
+    previous row may be missing (a hole doubles the gap), and the smaller of the gaps to both
+    neighbours is taken. Only known funding intervals count. A row with a hole on each side (an
+    hourly row two hours from both neighbours) cannot be told from the first row of a change
+    to 2 h from the spacing alone: it is taken for the change.
     """
     def gap(i: int, j: int) -> int | None:
         if i < 0 or j >= len(times):
@@ -289,7 +293,8 @@ def row_intervals(times: list[int]) -> dict[int, int | None]:
     out: dict[int, int | None] = {}
     for i, ts in enumerate(times):
         prev, before, after = gap(i - 1, i), gap(i - 2, i - 1), gap(i, i + 1)
-        if prev is not None and prev == before:
+        earlier = gap(i - 3, i - 2) if i >= 3 else before  # no row there: nothing against the run
+        if prev is not None and prev == before == earlier:
             out[ts] = prev
         else:
             known = [g for g in (prev, after) if g is not None]
