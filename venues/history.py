@@ -144,6 +144,9 @@ async def open_interest_chunks(
     periods = oi_periods(adapter)
     if not periods:
         raise HistoryUnavailable(adapter.oi_history_missing())
+    if period not in periods and not adapter.oi_history_periods:  # only an archive, of one cadence
+        raise HistoryUnavailable(f"{adapter.oi_history_missing()}; its archive has one row every "
+                                 f"{adapter.oi_archive_period}: ask for period {adapter.oi_archive_period}")
     if period not in periods:
         raise ValueError(f"{adapter.venue} OI history periods: {', '.join(periods)}; got {period!r}")
     step = PERIODS_MS[period]
