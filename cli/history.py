@@ -191,6 +191,9 @@ async def run_history(
                 await store.flush()  # the next range's neighbours are read from the catalog
         except HistoryUnavailable as exc:
             summary.error = str(exc)
+        except Exception as exc:  # noqa: BLE001 - the venue failed mid-way: what is stored stays
+            summary.error = (f"{describe(exc)}; {summary.kept} rows of this run stored: rerun the same command "
+                             f"to continue")
         finally:
             bar.close()
             summary.pages = bar.pages
