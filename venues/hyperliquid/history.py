@@ -11,7 +11,6 @@ from typing import Any
 from messages.events import OpenInterest, checked
 from venues.base import MS, FundingPage, HistoryUnavailable, Market, Progress, VenueAdapter, info_of
 from venues.history import forward_funding, in_order
-from venues.hyperliquid.archive import PERIOD_S, ArchiveUnavailable, AssetCtxsArchive, days_of
 from venues.hyperliquid.limits import OI_HISTORY_PERIODS
 from venues.hyperliquid.schemas import HyperliquidFundingHistory
 from venues.schemas import decode
@@ -32,6 +31,9 @@ class HyperliquidHistory(VenueAdapter):
     async def oi_history_pages(self, client: Any, market: Market, start_ms: int, end_ms: int, period: str,
                                progress: Progress | None) -> AsyncIterator[list[OpenInterest]]:
         """The S3 archive's rows in [start_ms, end_ms], a day at a time (a day it lacks: nothing)."""
+        # imported here: the collectors, which never read the archive, do not load its CSV reader
+        from venues.hyperliquid.archive import PERIOD_S, ArchiveUnavailable, AssetCtxsArchive, days_of
+
         try:
             archive = AssetCtxsArchive()
         except ArchiveUnavailable as exc:
