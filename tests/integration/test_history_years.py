@@ -13,11 +13,11 @@ import time
 import urllib.request
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from emulator.binance.instruments import _SPECS as BINANCE_SPECS
 from emulator.bybit.instruments import _SPECS as BYBIT_SPECS
-from emulator.ground_truth import load_ground_truth
 from emulator.history import oi_hole
 from emulator.hyperliquid.history import listed_ms
 from emulator.market import Market
@@ -28,7 +28,7 @@ MS = 1_000_000
 HOUR_MS = 3_600_000
 DAY_MS = 86_400_000
 JAN_2021_MS = 1_609_459_200_000
-JAN_2022_MS = 1_640_995_200_000
+JAN_2023_MS = 1_672_531_200_000
 
 
 @pytest.fixture(scope="module")
@@ -44,9 +44,23 @@ def derivs(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "cli", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout)
 
 
-def served(emu, since_ns: int, **match) -> list[dict]:
-    return [r for r in load_ground_truth(emu["truth"])
-            if r.get("served_ns", 0) >= since_ns and all(r.get(k) == v for k, v in match.items())]
+class Served:
+    """What the emulator served from now on: its ground-truth file read from its current end."""
+
+    def __init__(self, emu) -> None:
+        self.path, self.offset = emu["truth"], emu["truth"].stat().st_size
+        self.records: list[dict] | None = None
+
+    def __call__(self, **match) -> list[dict]:
+        if self.records is None:
+            self.records = [msgspec.json.decode(line) for line in self._tail().splitlines() if line.strip()]
+        return [r for r in self.records if all(r.get(k) == v for k, v in match.items())]
+
+    def _tail(self) -> bytes:
+        with open(self.path, "rb") as f:
+            f.seek(self.offset)
+            data = f.read()
+        return data[: data.rfind(b"\n") + 1]
 
 
 def model_hours(venue: str, coin: str, start_ms: int, now_ms: int) -> set[int]:
@@ -67,15 +81,15 @@ def check_oi_equals_served(stored: list, rows: dict[int, dict], marks: dict[int,
 def test_bybit_oi_since_2021_at_one_hour_stored_whole(emu, tmp_path: Path) -> None:
     catalog = tmp_path / "catalog"
     catalog.mkdir()
-    asked = time.time_ns()
+    asked, served = time.time_ns(), Served(emu)
     started = time.monotonic()
     done = derivs("history", "oi", "BTC", "-v", "bybit", "--since", "2021-01-01", "--period", "1h",
                   "--emulator", str(emu["ready"]), "--catalog", str(catalog), "--json")
     took = time.monotonic() - started
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout.splitlines()[-1])
-    rows = {r["ts_ms"]: r for r in served(emu, asked, venue="BYBIT", kind="open_interest_history", raw_symbol="BTCUSDT")}
-    marks = {r["ts_ms"]: r["open"] for r in served(emu, asked, venue="BYBIT", kind="mark_price_kline", raw_symbol="BTCUSDT")}
+    rows = {r["ts_ms"]: r for r in served(venue="BYBIT", kind="open_interest_history", raw_symbol="BTCUSDT")}
+    marks = {r["ts_ms"]: r["open"] for r in served(venue="BYBIT", kind="mark_price_kline", raw_symbol="BTCUSDT")}
     assert min(rows) == JAN_2021_MS and summary["written"] == summary["fetched"] == len(rows) > 50_000
     loaded = read_catalog(catalog)
     stored = [r for r in loaded["open_interest"] if r[0] == "BTCUSDT-LINEAR.BYBIT"]
@@ -97,14 +111,14 @@ def test_funding_back_to_listing(emu, tmp_path: Path, venue: str) -> None:
     raw, listed = LISTINGS[venue]
     catalog = tmp_path / "catalog"
     catalog.mkdir()
-    asked = time.time_ns()
+    served = Served(emu)
     started = time.monotonic()
     done = derivs("history", "funding", "BTC", "-v", venue, "--since", "2019-01-01", "--emulator", str(emu["ready"]),
                   "--catalog", str(catalog), "--json")
     took = time.monotonic() - started
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout.splitlines()[-1])
-    truth = {r["ts_ms"]: r for r in served(emu, asked, venue=venue.upper(), kind="funding_history", raw_symbol=raw)}
+    truth = {r["ts_ms"]: r for r in served(venue=venue.upper(), kind="funding_history", raw_symbol=raw)}
     stored = [r for r in read_catalog(catalog)["funding_settlements"]]
     ts = [r[1] // MS for r in stored]
     assert ts == sorted(set(ts)) == sorted(truth)  # every settlement served, once; nothing else
@@ -136,10 +150,10 @@ def test_interrupted_download_resumes_with_nothing_lost_or_doubled(emu, tmp_path
     catalog.mkdir()
     iid = "ETHUSDT-LINEAR.BYBIT"
     url = emu["urls"]["bybit"]
-    args = [sys.executable, "-m", "cli", "history", "oi", "ETH", "-v", "bybit", "--since", "2022-01-01", "--period", "1h",
+    args = [sys.executable, "-m", "cli", "history", "oi", "ETH", "-v", "bybit", "--since", "2023-01-01", "--period", "1h",
             "--emulator", str(emu["ready"]), "--catalog", str(catalog), "--json"]
-    asked = time.time_ns()
-    fault(url, "mode=timeout&delay=0.15")  # every answer 150 ms late: the download lasts long enough to be cut
+    asked, served = time.time_ns(), Served(emu)
+    fault(url, "mode=timeout&delay=0.1")  # every answer 150 ms late: the download lasts long enough to be cut
     try:
         proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         wait_for(lambda: read_series(catalog, "oi", iid).num_rows > 0, 90, what="the first chunk in the catalog")
@@ -153,7 +167,7 @@ def test_interrupted_download_resumes_with_nothing_lost_or_doubled(emu, tmp_path
     assert line, err
     kept = int(line.group(1))
     first = read_series(catalog, "oi", iid)["ts_event"].to_pylist()
-    expected_all = model_hours("bybit", "ETH", JAN_2022_MS, asked // MS)
+    expected_all = model_hours("bybit", "ETH", JAN_2023_MS, asked // MS)
     assert len(first) == kept and first == sorted(first)
     assert set(first) >= {t * MS for t in expected_all if t <= first[-1] // MS}  # a prefix, without holes of ours
     assert kept < len(expected_all)  # it was cut in the middle
@@ -162,8 +176,8 @@ def test_interrupted_download_resumes_with_nothing_lost_or_doubled(emu, tmp_path
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout.splitlines()[-1])
     assert summary["already_stored"] == kept and summary["written"] == summary["fetched"]
-    rows = {r["ts_ms"]: r for r in served(emu, asked, venue="BYBIT", kind="open_interest_history", raw_symbol="ETHUSDT")}
-    marks = {r["ts_ms"]: r["open"] for r in served(emu, asked, venue="BYBIT", kind="mark_price_kline", raw_symbol="ETHUSDT")}
+    rows = {r["ts_ms"]: r for r in served(venue="BYBIT", kind="open_interest_history", raw_symbol="ETHUSDT")}
+    marks = {r["ts_ms"]: r["open"] for r in served(venue="BYBIT", kind="mark_price_kline", raw_symbol="ETHUSDT")}
     stored = [r for r in read_catalog(catalog)["open_interest"] if r[0] == iid]
-    check_oi_equals_served(stored, {t: r for t, r in rows.items() if t >= JAN_2022_MS}, marks)
+    check_oi_equals_served(stored, {t: r for t, r in rows.items() if t >= JAN_2023_MS}, marks)
     assert kept + summary["written"] == len(stored) and expected_all <= {r[1] // MS for r in stored}
