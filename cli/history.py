@@ -11,6 +11,11 @@ its ingest endpoint and acknowledged like a collector's; otherwise they are writ
 writer's own storage code (`CatalogStore.write`). `--topology` (default ./topology.yaml if
 present) names the mesh: its catalog is the default `--catalog`. A progress bar shows on a
 terminal; a summary per venue and symbol ends the run.
+
+Rows are stored as they arrive, every `CHUNK_ROWS` (oldest first where the venue allows), not
+at the end: Ctrl-C keeps everything stored so far, says how much and up to when in one line, and
+exits with 130; the same command run again fetches only what is still missing. A start before
+the instrument's listing starts at the listing (nothing exists before it).
 `derivs coverage` and `derivs query` (cli/coverage.py, cli/query.py) read what it stored.
 
 Times are UTC. `--since` is inclusive, `--until` exclusive (default: now); both take the forms of
@@ -22,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
+from contextlib import aclosing
 from dataclasses import dataclass, field
 
 import click
@@ -32,9 +38,11 @@ from venues.base import MS, HistoryUnavailable, describe
 from venues.history import (
     PERIODS_MS,
     default_funding_interval_ns,
-    fetch_funding_history,
-    fetch_open_interest_history,
+    funding_chunks,
+    listing_start,
     oi_history_start,
+    oi_periods,
+    open_interest_chunks,
 )
 from actors.topology import VENUE_NAMES
 from venues import UnknownSymbol, adapter, oi_history_periods
@@ -48,6 +56,7 @@ from messages.events import Instrument
 from messages.timeunits import NS
 from messages.timeunits import utc as _iso
 
+CHUNK_ROWS = 5_000  # rows stored at a time: what a Ctrl-C can lose at most is one chunk being fetched
 
 
 # -- history ------------------------------------------------------------------------------------------
@@ -66,6 +75,9 @@ class Summary:
     error: str | None = None
     via: str = ""  # "direct": written here; "mesh": handed to the running mesh's writer (written = acknowledged)
     mesh: str = ""
+    kept: int = 0  # rows of this run stored so far (all of them once the run ends)
+    kept_from: int | None = None  # ts_event span of those rows
+    kept_until: int | None = None
 
 
 class _Bar:
@@ -103,18 +115,26 @@ class _Bar:
 
 async def run_history(
     kind: str, venue: str, symbol: str, since_ns: int, until_ns: int, period: str, url: str | None, catalog: str,
-    show_progress: bool, sink: Sink | None = None,
+    show_progress: bool, sink: Sink | None = None, summary: Summary | None = None,
 ) -> Summary:
-    """Fetch what the catalog lacks of one venue/symbol/range, store it through `sink` (default:
-    hand it to a running mesh, else write it here); returns the summary."""
+    """Fetch what the catalog lacks of one venue/symbol/range and store it through `sink` (default:
+    hand it to a running mesh, else write it here) as it arrives; returns the summary (`summary`,
+    when given, is filled in as the run goes, so an interrupted run can tell what it kept)."""
     sink = sink or Sink(catalog, show_progress=show_progress)
     ad = adapter(venue)
-    summary = Summary(ad.venue)
-    if kind == "oi" and not ad.oi_history_periods:
+    summary = summary or Summary(ad.venue)
+    summary.venue = ad.venue
+    if kind == "oi" and not ad.oi_history_periods and ad.oi_archive_period:  # an archive has one cadence
+        if period != ad.oi_archive_period:
+            summary.notes.append(f"{ad.venue}'s open-interest history is its archive's, one row every "
+                                 f"{ad.oi_archive_period}: --period {period} does not apply")
+        period = ad.oi_archive_period
+    periods = oi_periods(ad)
+    if kind == "oi" and not periods:
         summary.error = ad.oi_history_missing()
         return summary
-    if kind == "oi" and period not in ad.oi_history_periods:
-        summary.error = f"no {period} OI history on {ad.venue}; periods: {', '.join(ad.oi_history_periods)}"
+    if kind == "oi" and period not in periods:
+        summary.error = f"no {period} OI history on {ad.venue}; periods: {', '.join(periods)}"
         return summary
     client = ad.client(url)
     try:
@@ -131,58 +151,104 @@ async def run_history(
         iid = ad.instrument_id(market)
         summary.instrument_id = iid
         end_ns = min(until_ns - 1, time.time_ns())
-        start_ns = since_ns
         if kind == "oi":
             step_ns = PERIODS_MS[period] * MS
+            start_ns, note = listing_start(market, since_ns, PERIODS_MS[period])
             try:
-                start_ns, note = oi_history_start(ad, period, start_ns, end_ns)  # the venue's retention
+                start_ns, retention = oi_history_start(ad, period, start_ns, end_ns)  # the venue's retention
             except HistoryUnavailable as exc:
                 summary.error = str(exc)
                 return summary
-            if note:
-                summary.notes.append(note)
+            note = retention or note
         else:
+            start_ns, note = listing_start(market, since_ns)
             # only used while nothing is stored; then the stored rows' own intervals count
             step_ns = default_funding_interval_ns(ad, market)
+        if note:
+            summary.notes.append(note)
         if start_ns > end_ns:
             return summary
-        summary.already_stored = read_table(catalog, kind, iid, start_ns, end_ns, source="history").num_rows if kind == "oi" else \
+        summary.already_stored = read_table(catalog, kind, iid, start_ns, end_ns, source=("history", "archive")).num_rows \
+            if kind == "oi" else \
             len(catalog_query(catalog, "funding", iid, start_ns, end_ns, settled=True))
         todo = missing_ranges(catalog, kind, iid, start_ns, end_ns, step_ns)
         if not todo:
             return summary
         bar = _Bar(f"{ad.venue} {iid} {kind}", sum(b - a for a, b in todo), show_progress)
-        events: list = []
+        store = _ChunkStore(sink, summary, ad.instrument_event(market, time.time_ns()), f"{ad.venue} {iid} {kind}")
+        fetched: list = []  # (ts, interval ns or None) of every fetched row, for the venue's holes
         try:
             for a, b in todo:
                 bar.next_range(a)
                 if kind == "oi":
-                    got = await fetch_open_interest_history(ad, client, market, a, b, period, bar, summary.notes)
+                    chunks = open_interest_chunks(ad, client, market, a, b, period, bar, summary.notes)
                 else:
-                    got = await fetch_funding_history(ad, client, market, a, b, bar, neighbours(catalog, iid, a, b))
-                events += got
+                    chunks = funding_chunks(ad, client, market, a, b, bar, neighbours(catalog, iid, a, b))
+                async with aclosing(chunks):
+                    async for chunk in chunks:
+                        fetched += [(e.ts_event, None if kind == "oi" else e.interval_minutes * 60 * NS) for e in chunk]
+                        await store.add(chunk)
+                await store.flush()  # the next range's neighbours are read from the catalog
         except HistoryUnavailable as exc:
             summary.error = str(exc)
+        except Exception as exc:  # noqa: BLE001 - the venue failed mid-way: what is stored stays
+            summary.error = (f"{describe(exc)}; {summary.kept} rows of this run stored: rerun the same command "
+                             f"to continue")
         finally:
             bar.close()
-        summary.pages = bar.pages
-        summary.fetched = len(events)
-        if events:
-            summary.venue_holes = _venue_holes(events, step_ns if kind == "oi" else None)
-            definition = ad.instrument_event(market, time.time_ns())  # a Malformed one is left out
-            defined = [definition] if isinstance(definition, Instrument) else []
-            stored = await sink.store([*defined, *events], f"{ad.venue} {iid} {kind}")
-            summary.written, summary.via, summary.mesh = stored.rows, stored.via, stored.mesh
+            summary.pages = bar.pages
+            summary.fetched = len(fetched)
+        await store.flush()
+        if fetched:
+            summary.venue_holes = _venue_holes(fetched, step_ns if kind == "oi" else None)
         return summary
     finally:
         await client.close()
 
 
-def _venue_holes(events: list, step_ns: int | None) -> list[tuple[int, int]]:
-    ts = sorted(e.ts_event for e in events)
+class _ChunkStore:
+    """Rows handed to the sink every CHUNK_ROWS (the instrument definition with the first chunk),
+    each stored chunk counted into the summary."""
+
+    def __init__(self, sink: Sink, summary: Summary, definition: object, label: str) -> None:
+        self.sink, self.summary, self.label = sink, summary, label
+        self.definition = [definition] if isinstance(definition, Instrument) else []  # a Malformed one is left out
+        self.pending: list = []
+
+    async def add(self, rows: list) -> None:
+        self.pending += rows
+        if len(self.pending) >= CHUNK_ROWS:
+            await self.flush()
+
+    async def flush(self) -> None:
+        if not self.pending:
+            return
+        rows, self.pending = self.pending, []
+        stored = await self.sink.store([*self.definition, *rows], self.label)
+        self.definition = []
+        s = self.summary
+        s.written, s.via, s.mesh = s.written + stored.rows, stored.via, stored.mesh
+        s.kept += len(rows)
+        first, last = min(e.ts_event for e in rows), max(e.ts_event for e in rows)
+        s.kept_from = first if s.kept_from is None else min(s.kept_from, first)
+        s.kept_until = last if s.kept_until is None else max(s.kept_until, last)
+
+
+def interrupted_line(kind: str, s: Summary) -> str:
+    """The one line a Ctrl-C prints: what was kept, up to when, and what to do."""
+    what = f"{s.venue} {s.instrument_id or ''} {kind}".replace("  ", " ")
+    if not s.kept:
+        return f"interrupted: {what}: nothing of this run stored yet; rerun the same command to fetch it"
+    return (f"interrupted: {what}: {s.kept} rows stored ({_iso(s.kept_from)}..{_iso(s.kept_until)}); "
+            f"rerun the same command to continue where it stopped")
+
+
+def _venue_holes(fetched: list[tuple[int, int | None]], step_ns: int | None) -> list[tuple[int, int]]:
+    """Holes in what the venue gave: [(ts, interval ns of a funding row or None)]."""
+    by_ts = dict(fetched)
+    ts = sorted(by_ts)
     if step_ns is not None:
         return holes_in(ts, step_ns)
-    by_ts = {e.ts_event: e.interval_minutes * 60 * NS for e in events}
     return holes_in(ts, [by_ts[t] for t in ts])
 
 
@@ -217,13 +283,18 @@ def _history_command(kind: str, symbols, venues, since, until, period, sandbox, 
     if since >= until:
         raise click.BadParameter(f"--since {_iso(since)} is not before --until {_iso(until)}", param_hint="--since")
     progress = sys.stderr.isatty() and not as_json
-    sink = Sink(catalog, endpoint, progress)
+    sink = Sink(catalog, endpoint)  # the fetch's bar shows the progress; each chunk's hand-off has none
     failed = False
     with emulator_urls(sandbox, emulator_file, venues) as urls:
         for venue in venues:
             for symbol in symbols:
-                summary = asyncio.run(run_history(kind, venue, symbol, since, until, period, (urls or {}).get(venue),
-                                                  catalog, progress, sink))
+                summary = Summary(venue.upper())
+                try:
+                    asyncio.run(run_history(kind, venue, symbol, since, until, period, (urls or {}).get(venue),
+                                            catalog, progress, sink, summary))
+                except KeyboardInterrupt:  # Ctrl-C: what is stored stays, the rerun continues from there
+                    click.echo(interrupted_line(kind, summary), err=True)
+                    sys.exit(130)
                 _print_summary(kind, summary, as_json)
                 failed |= summary.error is not None
     if failed:
@@ -256,9 +327,10 @@ def history() -> None:
 @history.command("oi")
 @_history_options
 @click.option("--period", default="5m", show_default=True, type=click.Choice(list(PERIODS_MS)),
-              help="Bucket size (Binance: 5m..1d, Bybit: 5m 15m 30m 1h 4h 1d).")
+              help="Bucket size (Binance: 5m..1d, Bybit: 5m 15m 30m 1h 4h 1d; Hyperliquid: its S3 archive's 1m).")
 def history_oi(symbols, venues, since, until, sandbox, emulator_file, catalog, topology, as_json, period) -> None:  # noqa: ANN001
-    """Open-interest history (Binance: last 30 days only; Hyperliquid: none exists)."""
+    """Open-interest history (Binance: last 30 days only; Hyperliquid: only with -v hyperliquid, from its S3
+    archive, which needs AWS credentials: requester pays)."""
     with_oi = tuple(v for v in VENUE_NAMES if oi_history_periods(v))  # default: the venues that have OI history
     _history_command("oi", symbols, venues or with_oi, since, until, period, sandbox, emulator_file,
                      catalog, as_json, topology)

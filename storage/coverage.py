@@ -209,11 +209,11 @@ def missing_ranges(
 
 def neighbours(catalog_root: Path | str, instrument_id: str, start_ns: int, end_ns: int,
                also_have: Iterable[tuple[int, int]] = ()) -> list[int]:
-    """Settled funding times next to [start_ns, end_ns]: the last two before it and the first
+    """Settled funding times next to [start_ns, end_ns]: the last three before it and the first
     after it (stored or in `also_have`), for `fetch_funding_history(known_ns=...)`."""
     ts = read_table(catalog_root, "funding", instrument_id, source="settled")["ts_init"].to_pylist()
     ts = sorted({*ts, *(t for t, _ in also_have)})
-    return [t for t in ts if t < start_ns][-2:] + [t for t in ts if t > end_ns][:1]
+    return [t for t in ts if t < start_ns][-3:] + [t for t in ts if t > end_ns][:1]
 
 
 def _grid_missing(stored: list[int], start_ns: int, end_ns: int, step: int, max_hole: int) -> list[tuple[int, int]]:

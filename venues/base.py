@@ -20,8 +20,8 @@ items to them. A bad item becomes a `Malformed` event naming what was wrong, nev
 
 import difflib
 import random
-from collections.abc import Awaitable, Callable
-from typing import Any, ClassVar
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, ClassVar, NamedTuple
 
 import msgspec
 from loguru import logger
@@ -37,6 +37,14 @@ from messages.timeunits import MS
 
 Market = dict[str, Any]
 FundingRows = dict[int, tuple[float, float | None]]  # settlement ms -> (rate, mark price or None)
+
+
+class FundingPage(NamedTuple):
+    """One page of settled funding, and the span [lo_ms, hi_ms] all pages so far have covered."""
+
+    rows: FundingRows
+    lo_ms: int
+    hi_ms: int
 Progress = Callable[[int, int, int], None]  # (pages so far, rows so far, reached ts ns)
 
 
@@ -261,21 +269,27 @@ class VenueAdapter:
     oi_history_periods: ClassVar[tuple[str, ...]] = ()  # ccxt timeframe names; () = no OI history
     oi_history_retention_days: ClassVar[int | None] = None  # the venue keeps only this much OI history
     no_oi_history: ClassVar[str] = ""  # why there is none (when `oi_history_periods` is empty)
+    oi_archive_period: ClassVar[str | None] = None  # OI history only in a bulk archive, at this cadence
 
     def oi_history_missing(self) -> str:
         """What to tell a user who asks for OI history of a venue without any."""
         return f"{self.venue} publishes no open-interest history ({self.no_oi_history})"
 
-    async def fetch_oi_history(self, client: Any, market: Market, start_ms: int, end_ms: int, period: str,
-                               progress: Progress | None) -> list[OpenInterest]:
-        """Open interest every `period` in [start_ms, end_ms] (aligned, within retention), any order."""
+    async def oi_history_pages(self, client: Any, market: Market, start_ms: int, end_ms: int, period: str,
+                               progress: Progress | None) -> AsyncIterator[list[OpenInterest]]:
+        """Open interest every `period` in [start_ms, end_ms] (aligned, within retention), in pages
+        as they arrive, each later than the one before (any order inside a page)."""
         raise HistoryUnavailable(self.oi_history_missing())
+        yield []  # an async generator
 
-    async def fetch_settled_funding(self, client: Any, market: Market, lo_ms: int, hi_ms: int, report: Any) -> FundingRows:
-        """Settled funding rows with funding time in [lo_ms, hi_ms]. `report` is told after every
-        page (`venues.history.FundingProgress`): `report(pages, rows, reached_ms)` paging forward,
+    async def settled_funding_pages(self, client: Any, market: Market, lo_ms: int, hi_ms: int,
+                                    report: Any) -> AsyncIterator[FundingPage]:
+        """Settled funding rows with funding time in [lo_ms, hi_ms], a page at a time, each with the
+        span covered so far (the last page: [lo_ms, hi_ms]). `report` is told after every page
+        (`venues.history.FundingProgress`): `report(pages, rows, reached_ms)` paging forward,
         `report.backward(pages, rows, oldest_ms)` paging backward."""
         raise NotImplementedError
+        yield FundingPage({}, lo_ms, hi_ms)  # an async generator
 
     def default_funding_interval_minutes(self, market: Market) -> int:
         """The funding interval to plan with while nothing is stored (then the rows' own spacing)."""

@@ -3,6 +3,11 @@
 rows from startTime; `time` carries a few ms of settlement latency like the real one; every row
 has `premium`, as in the recorded answer (tests/fixtures/real/hyperliquid/funding_history.json). There is no open-interest history on Hyperliquid.
 
+History starts at each coin's listing (`LISTED_MS`): a startTime before it gets the first rows
+from there, as the venue answers for a coin that did not trade yet. Hyperliquid's `meta` names
+no listing date, so these dates are the emulator's own (its mainnet perpetuals date from 2023;
+its public asset-context archive starts 2023-05-20), not each coin's real first day.
+
 Holes are `emulator/history.py`'s.
 """
 
@@ -20,6 +25,22 @@ from emulator.market import HOUR, Market, _key
 from emulator.universe import universe_of
 
 PAGE = 500
+_DAY_MS = 86_400_000
+# coin -> first funding settlement the emulator serves (UTC midnight of its listing day)
+LISTED_MS: dict[str, int] = {
+    "BTC": 1_683_849_600_000,  # 2023-05-12
+    "ETH": 1_683_849_600_000,  # 2023-05-12
+    "SOL": 1_684_540_800_000,  # 2023-05-20
+    "XRP": 1_688_169_600_000,  # 2023-07-01
+    "DOGE": 1_685_577_600_000,  # 2023-06-01
+    "HYPE": 1_733_011_200_000,  # 2024-12-01
+}
+DEFAULT_LISTED_MS = 1_704_067_200_000  # 2024-01-01: a coin the table does not name
+
+
+def listed_ms(coin: str) -> int:
+    """When the emulator's Hyperliquid lists `coin` (its first funding row)."""
+    return LISTED_MS.get(coin, DEFAULT_LISTED_MS)
 
 
 def latency_ms(market: Market, coin: str, settlement_ms: int) -> int:
@@ -51,7 +72,8 @@ class HyperliquidHistory:
         if universe_of(market).get("hyperliquid", coin) is None:
             return json_response([])
         rows, records = [], []
-        s = market.next_funding_ms("hyperliquid", coin, start - 1 - 80)  # a row's time may trail the hour
+        first = max(start, listed_ms(coin))
+        s = market.next_funding_ms("hyperliquid", coin, first - 1 - 80)  # a row's time may trail the hour
         while s <= end and len(rows) < PAGE:
             t = s + latency_ms(market, coin, s)
             if start <= t <= end and not funding_hole(market, "hyperliquid", coin, s, now):

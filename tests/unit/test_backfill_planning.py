@@ -103,7 +103,7 @@ def test_rows_sent_but_not_flushed_count_as_stored(tmp_path):
     assert missing_ranges(catalog, "funding", iid, T0, now, H8) == [(T0 + 2 * H8 + 1, now)]
     sent = [(T0 + i * H8, H8) for i in (3, 4, 5, 6)]
     assert missing_ranges(catalog, "funding", iid, T0, now, H8, also_have=sent) == []
-    assert neighbours(catalog, iid, T0 + 2 * H8 + 1, now) == [T0 + H8, T0 + 2 * H8]
+    assert neighbours(catalog, iid, T0 + 2 * H8 + 1, now) == [T0, T0 + H8, T0 + 2 * H8]  # three before: row_intervals
     assert neighbours(catalog, iid, T0 + 1, T0 + H8 - 1, also_have=sent) == [T0, T0 + H8]
 
 

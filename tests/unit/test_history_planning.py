@@ -120,3 +120,15 @@ def test_parse_time(text: str, expected: int) -> None:
 def test_parse_time_error_names_value_and_forms() -> None:
     with pytest.raises(click.BadParameter, match=r"'1/11/2026' is not a date or datetime; accepted: YYYY-MM-DD"):
         parse_time("1/11/2026")
+
+
+def test_two_holes_in_a_row_are_not_a_longer_interval() -> None:
+    # hourly rows, 4 h and 6 h missing: 7 h (two 2-hour gaps before it) is still hourly; 5 h, a
+    # hole on each side, cannot be told from the first row of a change to 2 h (taken for that)
+    times = [0, H, 2 * H, 3 * H, 5 * H, 7 * H, 8 * H, 9 * H]
+    got = row_intervals(times)
+    assert [got[t] for t in times] == [60, 60, 60, 60, 120, 60, 60, 60]
+    # a real change to 2 h: its first row already (gaps 2 h on both sides), and every one after
+    times = [0, H, 2 * H, 3 * H, 5 * H, 7 * H, 9 * H, 11 * H]
+    got = row_intervals(times)
+    assert [got[t] for t in times] == [60, 60, 60, 60, 120, 120, 120, 120]

@@ -17,6 +17,7 @@ NS = 1_000_000_000
 @pytest.mark.parametrize("text, expected", [
     ("30d", NOW - 30 * 86400 * NS), ("12h", NOW - 12 * 3600 * NS), ("90m", NOW - 90 * 60 * NS), ("45s", NOW - 45 * NS),
     ("1.5h", NOW - 5400 * NS), (" 2D ", NOW - 2 * 86400 * NS), ("now", NOW),
+    ("2y", NOW - 730 * 86400 * NS), ("2w", NOW - 14 * 86400 * NS), ("0.5Y", NOW - int(182.5 * 86400) * NS),
     ("1764547200000", 1_764_547_200_000_000_000), ("1764547200123", 1_764_547_200_123_000_000),
     ("2025-12-01", 1_764_547_200 * NS), ("2025-12-01T01:00+01:00", 1_764_547_200 * NS),
 ])
@@ -33,11 +34,13 @@ def test_durations_mean_what_topology_yaml_says() -> None:
     ("12x", "'12x' is not a date or datetime; accepted: YYYY-MM-DD"),
     ("1764547200", "'1764547200' as epoch milliseconds is before 2001-09-09 (epoch seconds? add 000)"),
     ("-3d", "'-3d' is not a date or datetime"),
+    ("2yr", "'2yr' is not a date or datetime"),
+    ("y", "'y' is not a date or datetime"),
 ])
 def test_a_bad_time_names_the_value_and_the_forms(text: str, message: str) -> None:
     with pytest.raises(click.BadParameter, match=message.replace("(", r"\(").replace(")", r"\)").replace("?", r"\?")) as err:
         parse_time(text, name="--since")
-    assert "30d" in str(err.value) and "epoch milliseconds" in str(err.value)
+    assert "30d" in str(err.value) and "2y" in str(err.value) and "epoch milliseconds" in str(err.value)
 
 
 def test_iso_is_utc_with_milliseconds() -> None:

@@ -11,10 +11,11 @@
 """
 
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 from messages.events import OpenInterest, checked
-from venues.base import MS, FundingRows, Market, Progress, VenueAdapter, info_of
+from venues.base import MS, FundingPage, Market, Progress, VenueAdapter, info_of
 from venues.binance.limits import OI_HISTORY_PERIODS, OI_HISTORY_RETENTION_DAYS
 from venues.binance.schemas import BinanceFundingInfo, BinanceFundingRate, BinanceOpenInterestHist
 from venues.history import PERIODS_MS, forward_funding
@@ -31,34 +32,37 @@ class BinanceHistory(VenueAdapter):
     oi_history_periods = OI_HISTORY_PERIODS
     oi_history_retention_days = OI_HISTORY_RETENTION_DAYS
 
-    async def fetch_oi_history(self, client: Any, market: Market, start_ms: int, end_ms: int, period: str,
-                               progress: Progress | None) -> list[OpenInterest]:
+    async def oi_history_pages(self, client: Any, market: Market, start_ms: int, end_ms: int, period: str,
+                               progress: Progress | None) -> AsyncIterator[list[OpenInterest]]:
         step = PERIODS_MS[period]
         iid = self.instrument_id(market)
-        ts_recv = time.time_ns()
-        by_ts: dict[int, OpenInterest] = {}
-        pages = 0
+        pages = rows_so_far = 0
         for w_start in range(start_ms, end_ms + 1, OI_PAGE * step):
             w_end = min(w_start + (OI_PAGE - 1) * step, end_ms)
             rows = await client.fetch_open_interest_history(market["symbol"], period, w_start, OI_PAGE, {"until": w_end})
             pages += 1
+            ts_recv = time.time_ns()
+            by_ts: dict[int, OpenInterest] = {}
             for r in rows:
                 row = decode(info_of(r), BinanceOpenInterestHist, "openInterestHist")
-                if start_ms <= row.timestamp <= end_ms:
+                if w_start <= row.timestamp <= w_end:
                     by_ts[row.timestamp] = checked(
                         OpenInterest, venue="BINANCE", symbol=market["symbol"], instrument_id=iid,
                         ts_event=row.timestamp * MS, ts_recv=ts_recv, open_interest=row.sum_open_interest,
                         open_interest_value=row.sum_open_interest_value, source="history", period_s=step // 1000)
+            rows_so_far += len(by_ts)
             if progress:
-                progress(pages, len(by_ts), w_end * MS)
-        return list(by_ts.values())
+                progress(pages, rows_so_far, w_end * MS)
+            yield list(by_ts.values())
 
-    async def fetch_settled_funding(self, client: Any, market: Market, lo_ms: int, hi_ms: int, report: Any) -> FundingRows:
+    async def settled_funding_pages(self, client: Any, market: Market, lo_ms: int, hi_ms: int,
+                                    report: Any) -> AsyncIterator[FundingPage]:
         def row(r: Any) -> tuple[int, float, float | None]:
             item = decode(info_of(r), BinanceFundingRate, "fundingRate")
             return item.funding_time, item.funding_rate, blank_none(item.mark_price)
 
-        return await forward_funding(client, market, lo_ms, hi_ms, report, FUNDING_PAGE, FUNDING_PAGE, row)
+        async for page in forward_funding(client, market, lo_ms, hi_ms, report, FUNDING_PAGE, FUNDING_PAGE, row):
+            yield page
 
     def default_funding_interval_minutes(self, market: Market) -> int:
         return DEFAULT_INTERVAL_MIN

@@ -6,26 +6,33 @@
   by the venue). Rows are two-sided: stored as one side (`one_side`). USD value: Bybit's OI
   history has none, so it is the one-side OI x the mark price at the bucket's instant (the open
   of the mark-price kline that starts there, `/v5/market/mark-price-kline`, 1000 per page).
+  Years of it (back to the listing: BTCUSDT 2020) are fetched in windows of 1,000 buckets (5 OI
+  pages and 1 kline page each), `OI_WINDOWS_AHEAD` at once and handed on in order; the client's
+  request budget (`venues/budget.py`, 600 requests / 5 s) paces them.
 - Funding (`/v5/market/funding/history`): always startTime AND endTime (startTime alone is an
   error); newest first, 200 per page, next endTime = oldest row - 1.
 - Funding interval: the instrument's `fundingInterval` (minutes, instruments-info), else 8 h.
 """
 
 import time
+from collections.abc import AsyncIterator
+from contextlib import aclosing
 from typing import Any
 
 from messages.events import OpenInterest, checked
-from venues.base import MS, FundingRows, Market, Progress, VenueAdapter, info_of
+from venues.base import MS, FundingPage, Market, Progress, VenueAdapter, info_of
 from venues.bybit.limits import OI_HISTORY_PERIODS
 from venues.bybit.schemas import (BybitFundingHistory, BybitInstrumentFunding, BybitMarkPriceKlinePage,
                                   BybitOpenInterestPage, one_side)
-from venues.history import MAX_PAGES, PERIODS_MS, FundingProgress
+from venues.history import MAX_PAGES, PERIODS_MS, FundingProgress, in_order
 from venues.schemas import blank_none, decode
 
 INTERVAL_TIME = {"5m": "5min", "15m": "15min", "30m": "30min", "1h": "1h", "4h": "4h", "1d": "1d"}
 KLINE_INTERVAL = {"5m": "5", "15m": "15", "30m": "30", "1h": "60", "4h": "240", "1d": "D"}
 PAGE = 200
 KLINE_PAGE = 1000
+OI_WINDOW = KLINE_PAGE  # buckets per window: one kline page of marks
+OI_WINDOWS_AHEAD = 4  # windows fetched at once (a few requests in flight, far below 600 / 5 s)
 DEFAULT_INTERVAL_MIN = 8 * 60
 
 
@@ -34,8 +41,25 @@ class BybitHistory(VenueAdapter):
 
     oi_history_periods = OI_HISTORY_PERIODS
 
-    async def fetch_oi_history(self, client: Any, market: Market, start_ms: int, end_ms: int, period: str,
-                               progress: Progress | None) -> list[OpenInterest]:
+    async def oi_history_pages(self, client: Any, market: Market, start_ms: int, end_ms: int, period: str,
+                               progress: Progress | None) -> AsyncIterator[list[OpenInterest]]:
+        step = PERIODS_MS[period]
+        windows = [(a, min(a + (OI_WINDOW - 1) * step, end_ms)) for a in range(start_ms, end_ms + 1, OI_WINDOW * step)]
+        pages = rows = 0
+
+        async def window(w: tuple[int, int]) -> tuple[list[OpenInterest], int, int]:
+            return (*await self._oi_window(client, market, w[0], w[1], period), w[1])
+
+        async with aclosing(in_order(windows, window, OI_WINDOWS_AHEAD)) as fetched:
+            async for got, n, w_end in fetched:
+                pages, rows = pages + n, rows + len(got)
+                if progress:
+                    progress(pages, rows, w_end * MS)
+                yield got
+
+    async def _oi_window(self, client: Any, market: Market, start_ms: int, end_ms: int,
+                         period: str) -> tuple[list[OpenInterest], int]:
+        """One window's rows (cursor pages from its end back to its start, then its marks) and the pages it took."""
         category = "linear" if market.get("linear") else "inverse"
         request = {"category": category, "symbol": market["id"], "intervalTime": INTERVAL_TIME[period],
                    "startTime": start_ms, "endTime": end_ms, "limit": PAGE}
@@ -51,12 +75,9 @@ class BybitHistory(VenueAdapter):
                 if start_ms <= row.timestamp <= end_ms:
                     raw[row.timestamp] = one_side(row.single_open_interest, row.open_interest)
             cursor = result.next_page_cursor if result else None
-            if progress:
-                # newest first: the fetch has covered [oldest so far, end]
-                progress(pages, len(raw), end_ms * MS - (min(raw) if raw else end_ms) * MS + start_ms * MS)
             if not cursor or not rows:
                 break
-        marks = await self._marks(client, market, category, start_ms, end_ms, period)
+        marks = await self._marks(client, market, category, start_ms, end_ms, period) if raw else {}
         iid = self.instrument_id(market)
         ts_recv = time.time_ns()
         out = []
@@ -68,7 +89,7 @@ class BybitHistory(VenueAdapter):
             out.append(checked(OpenInterest, venue="BYBIT", symbol=market["symbol"], instrument_id=iid,
                                ts_event=ts * MS, ts_recv=ts_recv, open_interest=raw[ts],
                                open_interest_value=raw[ts] * mark, source="history", period_s=PERIODS_MS[period] // 1000))
-        return out
+        return out, pages
 
     @staticmethod
     async def _marks(client: Any, market: Market, category: str, start_ms: int, end_ms: int, period: str) -> dict[int, float]:
@@ -91,25 +112,24 @@ class BybitHistory(VenueAdapter):
                 break
         return marks
 
-    async def fetch_settled_funding(self, client: Any, market: Market, lo_ms: int, hi_ms: int,
-                                    report: FundingProgress) -> FundingRows:
-        raw: FundingRows = {}
-        until = hi_ms
+    async def settled_funding_pages(self, client: Any, market: Market, lo_ms: int, hi_ms: int,
+                                    report: FundingProgress) -> AsyncIterator[FundingPage]:
+        until, total = hi_ms, 0
         for pages in range(1, MAX_PAGES):
             # startTime and endTime together: a lone startTime is an error on Bybit
             rows = [decode(info_of(r), BybitFundingHistory, "funding/history")
                     for r in await client.fetch_funding_rate_history(market["symbol"], lo_ms, PAGE, {"until": until})]
-            for row in rows:
-                raw[row.funding_rate_timestamp] = (row.funding_rate, None)
+            total += len(rows)
             oldest = min((row.funding_rate_timestamp for row in rows), default=lo_ms)
-            report.backward(pages, len(raw), oldest)
-            if len(rows) < PAGE:
-                break
+            report.backward(pages, total, oldest)
             until = oldest - 1
-            if until < lo_ms:
+            final = len(rows) < PAGE or until < lo_ms
+            yield FundingPage({row.funding_rate_timestamp: (row.funding_rate, None) for row in rows},
+                              lo_ms if final else oldest, hi_ms)
+            if final:
                 break
-        return raw
 
     def default_funding_interval_minutes(self, market: Market) -> int:
         return blank_none(decode(market["info"], BybitInstrumentFunding, "instruments-info").funding_interval) \
             or DEFAULT_INTERVAL_MIN
+
