@@ -41,6 +41,7 @@ from venues import UnknownSymbol, adapter, oi_history_periods
 from storage.paths import directory_problem
 from cli.catalogargs import DEFAULT_TOPOLOGY, catalog_and_endpoint
 from cli.handoff import Sink
+from cli.history_archive import archive_oi
 from cli.output import json_line
 from cli.sandbox import emulator_urls
 from cli.timeargs import time_option
@@ -134,6 +135,9 @@ async def run_history(
         start_ns = since_ns
         if kind == "oi":
             step_ns = PERIODS_MS[period] * MS
+            start_ns = await archive_oi(ad, market, period, start_ns, end_ns, url, catalog, sink, summary)  # beyond REST
+            if start_ns > end_ns:
+                return summary
             try:
                 start_ns, note = oi_history_start(ad, period, start_ns, end_ns)  # the venue's retention
             except HistoryUnavailable as exc:
@@ -165,14 +169,15 @@ async def run_history(
             summary.error = str(exc)
         finally:
             bar.close()
-        summary.pages = bar.pages
-        summary.fetched = len(events)
+        summary.pages += bar.pages
+        summary.fetched += len(events)
         if events:
-            summary.venue_holes = _venue_holes(events, step_ns if kind == "oi" else None)
+            summary.venue_holes += _venue_holes(events, step_ns if kind == "oi" else None)
             definition = ad.instrument_event(market, time.time_ns())  # a Malformed one is left out
             defined = [definition] if isinstance(definition, Instrument) else []
             stored = await sink.store([*defined, *events], f"{ad.venue} {iid} {kind}")
-            summary.written, summary.via, summary.mesh = stored.rows, stored.via, stored.mesh
+            summary.written += stored.rows
+            summary.via, summary.mesh = stored.via, stored.mesh
         return summary
     finally:
         await client.close()

@@ -25,7 +25,8 @@ Every row served from an intact zip is a ground-truth record ("open_interest_his
 "funding_history" with `source` "archive" and the file's path as endpoint).
 
 Fault control: `POST /_emulator/archive/corrupt?file=<file name>&what=zip|checksum[&clear=1]`
-serves that zip truncated (a corrupt zip) or its CHECKSUM with another digest; `GET
+publishes that zip truncated (a corrupt zip, its CHECKSUM computed over the broken bytes, so only
+opening it fails) or its CHECKSUM with another digest (what a download cut short also looks like); `GET
 /_emulator/archive` lists the faults and the missing days of a symbol (`?symbol=BTCUSDT`).
 """
 
@@ -194,11 +195,13 @@ class BinanceArchive:
             return self.not_found(request)
         body, records = built
         fault = self.corrupt.get(zip_name)
+        if fault == "zip":  # a broken file as published: its CHECKSUM matches it, the zip does not open
+            body = body[: len(body) // 2]
         if m["checksum"]:
             digest = hashlib.sha256(body + (b"x" if fault == "checksum" else b"")).hexdigest()
             return web.Response(text=f"{digest}  {zip_name}\n", content_type="text/plain")
         if fault == "zip":
-            return web.Response(body=body[: len(body) // 2], content_type="application/zip")
+            return web.Response(body=body, content_type="application/zip")
         served = time.time_ns()
         path = request.path
         self.ctx.recorder.write([{**r, "venue": VENUE, "endpoint": path, "coin": inst.coin, "raw_symbol": inst.symbol,

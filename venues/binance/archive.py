@@ -184,7 +184,7 @@ async def _one(session: aiohttp.ClientSession, base: str, path: str, start_ms: i
         try:
             body = await _get(session, f"{base}/{path}", name)
             if body is None:
-                return ArchiveHole(name, start_ms, end_ms, "not in the archive (404)", True)
+                return ArchiveHole(name, start_ms, end_ms, f"{name}: not in the archive (404)", True)
             checksum = await _get(session, f"{base}/{path}.CHECKSUM", name + ".CHECKSUM")
             if checksum is None:
                 raise ArchiveFileError(f"{name}: its .CHECKSUM is not in the archive (404): cannot verify it")

@@ -1,0 +1,108 @@
+"""`derivs history oi`'s archive part: what a venue's REST no longer serves, from its public archive
+(Binance: data.binance.vision, `venues/binance/archive.py`), stitched to the REST part.
+
+    rest_start_ns = await archive_oi(ad, market, period, start_ns, end_ns, url, catalog, sink, summary)
+
+The seam: REST serves 5-minute OI from its retention floor (`venues.history.oi_history_floor_ms`,
+now - 30 days) on; the archive serves whole past days. The archive part runs to `floor + 1 h`
+(a margin: the floor moves with the clock while the archive downloads), and REST starts right
+after the archive's last bucket, so the series has one row per bucket, none twice and none
+missing at the seam. Were the archive's day of the seam missing or unusable, REST starts at its
+own floor instead. Archive and REST timestamps mean the same instant (module doc of
+`venues/binance/archive.py`); coarser periods take the 5-minute snapshots on their grid (OI is a
+level, not a sum over the bucket).
+
+Rows are stored as they arrive, a month of files at a time (`sink.store`): an interrupted run
+keeps what it stored, and a rerun asks the archive only for what the catalog lacks
+(`storage.coverage.missing_ranges`, which counts "archive" rows as stored history). Stored rows
+say `source="archive"`, `period_s` the bucket; REST's say "history".
+
+A file the archive does not have (404) or cannot give (corrupt zip, checksum mismatch, bad
+header): nothing from it is stored, its span is recorded as a `Gap` of stream "open_interest"
+(reason: the file and what was wrong; `storage.gaps`, `derivs coverage`), the run carries on;
+unusable files also make the run's error (exit 1), named file by file.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from messages.events import Gap, Instrument, OpenInterest, checked
+from messages.timeunits import MS
+from messages.timeunits import utc as _iso
+from storage.coverage import missing_ranges
+from venues.base import Market, VenueAdapter
+from venues.binance import archive as binance_archive
+from venues.history import PERIODS_MS, oi_history_floor_ms
+
+# venue -> archive reader of 5-minute OI: (venue symbol, start ms, end ms, base URL) -> chunks
+OI_ARCHIVES: dict[str, Callable[..., Any]] = {"BINANCE": binance_archive.metrics_chunks}
+ARCHIVE_URLS: dict[str, str] = {"BINANCE": binance_archive.ARCHIVE_URL}
+SEAM_MARGIN_MS = 3_600_000
+
+
+def _seam_ms(floor_ms: int, step_ms: int) -> int:
+    """The first REST bucket: the floor plus at least the margin, on the period's grid."""
+    return floor_ms + -(-SEAM_MARGIN_MS // step_ms) * step_ms
+
+
+async def archive_oi(ad: VenueAdapter, market: Market, period: str, start_ns: int, end_ns: int, url: str | None,
+                     catalog: str, sink: Any, summary: Any, progress: Any = None) -> int:
+    """Store the archive's OI of [start_ns, end_ns] that REST no longer serves; returns where the
+    REST part starts (past end_ns: nothing left for REST). `url`: the emulator (sandbox), whose
+    venue port serves the archive too; None: the real archive."""
+    reader = OI_ARCHIVES.get(ad.venue)
+    step_ms = PERIODS_MS[period]
+    floor_ms = oi_history_floor_ms(ad, period)
+    if reader is None or floor_ms is None or start_ns >= floor_ms * MS:
+        return start_ns
+    seam_ms = _seam_ms(floor_ms, step_ms)
+    arch_end_ns = min(end_ns, seam_ms * MS - 1)
+    iid = ad.instrument_id(market)
+    base = url or ARCHIVE_URLS[ad.venue]
+    seam_missing = False
+    broken: list[str] = []
+    definition = ad.instrument_event(market, time.time_ns())  # stored with the first rows (a Malformed one is left out)
+    defined = [definition] if isinstance(definition, Instrument) else []
+    for a, b in missing_ranges(catalog, "oi", iid, start_ns, arch_end_ns, step_ms * MS):
+        async for chunk in reader(market["id"], a // MS, b // MS, base):
+            table = chunk.table
+            ts, oi, value = (table[c].to_pylist() for c in ("ts_ms", "sum_open_interest", "sum_open_interest_value"))
+            ts_recv = time.time_ns()
+            events: list = [
+                checked(OpenInterest, venue=ad.venue, symbol=market["symbol"], instrument_id=iid, ts_event=t * MS,
+                        ts_recv=ts_recv, open_interest=o, open_interest_value=v, source="archive",
+                        period_s=step_ms // 1000)
+                for t, o, v in zip(ts, oi, value, strict=True) if t % step_ms == 0
+            ]
+            for hole in chunk.holes:
+                events.append(checked(Gap, venue=ad.venue, symbol=market["symbol"], instrument_id=iid,
+                                      ts_event=hole.start_ms * MS, ts_recv=ts_recv, stream="open_interest",
+                                      end_ns=hole.end_ms * MS, reason=f"archive: {hole.reason}"[:500]))
+                seam_missing |= hole.start_ms <= floor_ms <= hole.end_ms
+                summary.venue_holes.append((hole.start_ms * MS, hole.end_ms * MS))
+                if hole.missing:
+                    summary.notes.append(f"archive: {hole.name} not published (404): "
+                                         f"{_iso(hole.start_ms * MS)}..{_iso(hole.end_ms * MS)} recorded as a gap")
+                else:
+                    broken.append(hole.reason)
+            gaps, events = events[len(events) - len(chunk.holes):], events[:len(events) - len(chunk.holes)]
+            if events:
+                stored = await sink.store([*defined, *events], f"{ad.venue} {iid} oi (archive)")
+                defined = []
+                summary.written += stored.rows
+                summary.via, summary.mesh = stored.via, stored.mesh
+            if gaps:
+                await sink.store(gaps, f"{ad.venue} {iid} oi (archive gaps)")
+            summary.fetched += len(events)
+            summary.pages += chunk.files
+            if progress and table.num_rows:
+                progress(summary.pages, summary.fetched, table["ts_ms"][-1].as_py() * MS)
+    if broken:
+        summary.error = (f"{len(broken)} archive file(s) unusable, nothing stored from them, recorded as gaps "
+                         f"(a rerun asks again): " + "; ".join(broken))
+    summary.notes.append(f"{ad.venue} keeps {ad.oi_history_retention_days} days of open-interest history: "
+                         f"{_iso(start_ns)}..{_iso(arch_end_ns)} from its public archive ({base})")
+    return (floor_ms if seam_missing else seam_ms) * MS

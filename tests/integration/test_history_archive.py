@@ -1,0 +1,174 @@
+"""Binance OI beyond REST's 30 days from the emulated data.binance.vision archive, stitched to REST:
+the real `derivs history` process, the emulator process, the catalog loaded by NautilusTrader,
+everything compared with what the emulator recorded as served (archive files and REST answers)."""
+
+import asyncio
+import json
+import subprocess
+import sys
+import time
+import urllib.request
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from emulator.ground_truth import load_ground_truth
+from emulator.history import oi_hole
+from emulator.market import Market
+from storage.gaps import gaps
+from tests.harness import ROOT, read_catalog, start_emulator
+from venues.binance.archive import funding_chunks
+
+MS = 1_000_000
+STEP_MS = 300_000
+DAY_MS = 86_400_000
+IID = "BTCUSDT-PERP.BINANCE"
+
+
+@pytest.fixture()
+def emu(tmp_path):
+    proc, urls, truth = start_emulator(tmp_path, "binance")
+    yield {"url": urls["binance"], "truth": truth, "ready": tmp_path / "emulator.json"}
+    proc.terminate()
+    proc.wait(10)
+
+
+def control(url: str, path: str, method: str = "GET") -> dict:
+    with urllib.request.urlopen(urllib.request.Request(url + path, method=method), timeout=10) as r:
+        return json.load(r)
+
+
+def day_ms(d: date) -> int:
+    return int(datetime(d.year, d.month, d.day, tzinfo=UTC).timestamp() * 1000)
+
+
+def history_oi(emu, catalog: Path, since: str, *until: str, as_json: bool = True) -> subprocess.CompletedProcess:
+    args = ["history", "oi", "BTC", "-v", "binance", "--since", since, *(("--until", until[0]) if until else ()),
+            "--emulator", str(emu["ready"]), "--catalog", str(catalog), *(["--json"] if as_json else [])]
+    return subprocess.run([sys.executable, "-m", "cli", *args], cwd=ROOT, capture_output=True, text=True, timeout=600)
+
+
+def served_oi(emu) -> dict[str, dict[int, tuple[float, float]]]:
+    """ts ms -> (oi, value) served, by source ("archive" files, "history" = REST answers); where
+    both served an instant they must agree (the same market model, the same printed strings)."""
+    out: dict[str, dict[int, tuple[float, float]]] = {"archive": {}, "history": {}}
+    for r in load_ground_truth(emu["truth"]):
+        if r["kind"] == "open_interest_history" and r["raw_symbol"] == "BTCUSDT":
+            out[r.get("source", "history")][r["ts_ms"]] = (r["open_interest"], r["open_interest_value"])
+    both = out["archive"].keys() & out["history"].keys()
+    assert all(out["archive"][t] == out["history"][t] for t in both)
+    return out
+
+
+def assert_stored_whole(emu, catalog: Path, start_ms: int, missing_days: set[date], broken_days: set[date] = set()) -> dict:
+    """The catalog (read by NautilusTrader) holds every 5-minute bucket from start_ms to the last
+    REST bucket, once, with the served values; the only absent buckets are the venue's own lost
+    ones and the archive's missing/broken days, each of those recorded as a gap naming its file."""
+    loaded = read_catalog(catalog)
+    rows = sorted((r[1] // MS, r[3], r[4]) for r in loaded["open_interest"] if r[0] == IID)
+    sources = {r[1] // MS: (r[2], r[3]) for r in loaded["open_interest_source"] if r[0] == IID}
+    ts = [t for t, _, _ in rows]
+    assert ts == sorted(set(ts)) and ts[0] >= start_ms
+    served = served_oi(emu)
+    rest_first = min(t for t in served["history"] if t >= start_ms)
+    archive_ts = [t for t in ts if sources[t][0] == "archive"]
+    history_ts = [t for t in ts if sources[t][0] == "history"]
+    assert archive_ts and history_ts and max(archive_ts) < min(history_ts) == rest_first  # archive, then REST
+    assert {p for _, p in sources.values()} == {300}
+    for t, oi, value in rows:
+        assert (oi, value) == served[sources[t][0]][t]
+    # the seam and everything else: a bucket is absent only where the venue or the archive had none
+    now = time.time_ns() // MS
+    market, have = Market(7), set(ts)
+    lost = {t for t in range(start_ms, ts[-1] + 1, STEP_MS) if t not in have}
+    skipped_days = missing_days | broken_days
+    assert all(oi_hole(market, "binance", "BTC", t, now) or
+               (t < rest_first and datetime.fromtimestamp(t / 1000, UTC).date() in skipped_days) for t in lost)
+    assert not any(t - STEP_MS in have and t + STEP_MS in have and not oi_hole(market, "binance", "BTC", t, now)
+                   for t in range(rest_first - 12 * STEP_MS, rest_first + 12 * STEP_MS, STEP_MS) if t not in have)
+    recorded = {datetime.fromtimestamp(g.start_ns / 1e9, UTC).date(): g.reason
+                for g in gaps(catalog, instrument_id=IID, stream="open_interest")}
+    assert set(recorded) == {d for d in skipped_days if day_ms(d) >= start_ms and day_ms(d) < rest_first}
+    for d, reason in recorded.items():
+        assert f"BTCUSDT-metrics-{d.isoformat()}.zip" in reason
+    return {"rows": rows, "sources": sources, "gaps": recorded}
+
+
+def test_oi_months_of_archive_then_rest_stored_whole(emu, tmp_path) -> None:
+    today = datetime.now(UTC).date()
+    info = control(emu["url"], "/_emulator/archive?symbol=BTCUSDT")
+    missing = [date.fromisoformat(d) for d in info["missing_days"]]
+    older = [d for d in missing if d < today - timedelta(days=35)]
+    since = older[-1] - timedelta(days=3)  # a range with one of the archive's missing days in it
+    done = history_oi(emu, tmp_path / "catalog", since.isoformat())
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    result = assert_stored_whole(emu, tmp_path / "catalog", day_ms(since), set(missing))
+    assert summary["written"] == summary["fetched"] == len(result["rows"])
+    assert all("404" in reason for reason in result["gaps"].values()) and result["gaps"]
+    assert f"BTCUSDT-metrics-{older[-1].isoformat()}.zip not published (404)" in done.stdout + done.stderr
+    # again: the catalog has it all; only the 404 day is asked again, and REST for what is new since
+    again = history_oi(emu, tmp_path / "catalog", since.isoformat())
+    assert again.returncode == 0 and json.loads(again.stdout.strip().splitlines()[-1])["written"] <= 2  # new REST buckets
+
+
+def test_checksum_mismatch_and_corrupt_zip_are_holes_naming_the_file(emu, tmp_path) -> None:
+    today = datetime.now(UTC).date()
+    first, last = today - timedelta(days=50), today - timedelta(days=41)  # archive only
+    missing = {date.fromisoformat(d) for d in control(emu["url"], "/_emulator/archive?symbol=BTCUSDT")["missing_days"]}
+    days = [first + timedelta(days=i) for i in range(10) if first + timedelta(days=i) not in missing]
+    bad_zip, bad_sum = days[2], days[5]
+    control(emu["url"], f"/_emulator/archive/corrupt?file=BTCUSDT-metrics-{bad_zip}.zip&what=zip", "POST")
+    control(emu["url"], f"/_emulator/archive/corrupt?file=BTCUSDT-metrics-{bad_sum}.zip&what=checksum", "POST")
+    catalog = tmp_path / "catalog"
+    done = history_oi(emu, catalog, first.isoformat(), (last + timedelta(days=1)).isoformat(), as_json=False)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert f"BTCUSDT-metrics-{bad_zip}.zip: not a readable zip" in done.stderr
+    assert f"BTCUSDT-metrics-{bad_sum}.zip: checksum mismatch" in done.stderr
+    loaded = read_catalog(catalog)
+    stored_days = {datetime.fromtimestamp(r[1] / 1e9, UTC).date() for r in loaded["open_interest"] if r[0] == IID}
+    assert stored_days == set(days) - {bad_zip, bad_sum}  # nothing from the bad files, the rest all there
+    served = served_oi(emu)["archive"]
+    assert all((r[3], r[4]) == served[r[1] // MS] for r in loaded["open_interest"] if r[0] == IID)
+    reasons = {datetime.fromtimestamp(g.start_ns / 1e9, UTC).date(): g.reason for g in gaps(catalog, instrument_id=IID)}
+    assert "checksum mismatch" in reasons[bad_sum] and "not a readable zip" in reasons[bad_zip]
+    # the archive fixed: a rerun fetches the two days, and only what is missing
+    for d in (bad_zip, bad_sum):
+        control(emu["url"], f"/_emulator/archive/corrupt?file=BTCUSDT-metrics-{d}.zip&clear=1", "POST")
+    again = history_oi(emu, catalog, first.isoformat(), (last + timedelta(days=1)).isoformat())
+    assert again.returncode == 0, again.stderr
+    stored = {datetime.fromtimestamp(r[1] / 1e9, UTC).date() for r in read_catalog(catalog)["open_interest"] if r[0] == IID}
+    assert stored == set(days)
+
+
+def test_archive_funding_equals_rest_funding(emu) -> None:
+    today = datetime.now(UTC).date().replace(day=1)
+    lo = day_ms((today - timedelta(days=100)).replace(day=1))
+    hi = day_ms(today) - 1
+
+    async def archive() -> list:
+        return [c async for c in funding_chunks("BTCUSDT", lo, hi, emu["url"])]
+
+    chunks = asyncio.run(archive())
+    rows = [r for c in chunks for r in c.table.to_pylist()]
+    assert not [h for c in chunks for h in c.holes] and len(rows) > 250
+    url = f"{emu['url']}/fapi/v1/fundingRate?symbol=BTCUSDT&startTime={lo}&endTime={hi}&limit=1000"
+    with urllib.request.urlopen(url, timeout=10) as r:
+        rest = json.load(r)
+    assert [(r["ts_ms"], r["rate"]) for r in rows] == [(x["fundingTime"], float(x["fundingRate"])) for x in rest]
+    assert {r["interval_minutes"] for r in rows} == {480}
+
+
+@pytest.mark.slow
+def test_oi_from_2022_stored_whole(emu, tmp_path) -> None:
+    """About five years of 5-minute buckets (~520,000 rows) from the archive, then REST."""
+    info = control(emu["url"], "/_emulator/archive?symbol=BTCUSDT")
+    started = time.monotonic()
+    done = history_oi(emu, tmp_path / "catalog", "2022-01-01")
+    took = time.monotonic() - started
+    assert done.returncode == 0, done.stderr
+    result = assert_stored_whole(emu, tmp_path / "catalog", day_ms(date(2022, 1, 1)),
+                                 {date.fromisoformat(d) for d in info["missing_days"]})
+    assert len(result["rows"]) > 500_000
+    print(f"2022-01-01..now: {len(result['rows'])} rows in {took:.1f} s")
