@@ -121,20 +121,22 @@ class BinanceArchive:
     def metrics_file(self, inst: Instrument, d: date, now: int) -> tuple[str, list[dict]]:
         """The CSV of one day and the ground-truth records of its rows."""
         lines, records = [METRICS_HEADER], []
-        start = max(_ms(d), -(-inst.onboard_ms // (5 * MIN)) * 5 * MIN)
+        day0 = _ms(d)
+        start = max(day0, -(-inst.onboard_ms // (5 * MIN)) * 5 * MIN)
         key = _key("archive-row", inst.symbol)
-        for t in range(start, _ms(d) + DAY, 5 * MIN):
+        record = self.ctx.recorder.enabled
+        for t in range(start, day0 + DAY, 5 * MIN):
             if oi_hole(self.market, "binance", inst.coin, t, now):
                 continue
             oi_str, value_str = oi_strings(self.market, inst, t)
             u = self.market._uniform(key, t // MIN)  # noqa: SLF001
-            late = 1 if u > 0.9 else 0  # a snapshot written a second late, as some real rows are
-            stamp = datetime.fromtimestamp(t / 1000 + late, UTC).strftime("%Y-%m-%d %H:%M:%S")
-            ratios = ",".join(fixed(1.0 + 0.6 * self.market._uniform(key + i, t // MIN), 8) for i in range(1, 5))  # noqa: SLF001
-            line = f"{stamp},{inst.symbol},{oi_str},{value_str},{ratios}"
+            s = (t - day0) // 1000 + (u > 0.9)  # a snapshot written a second late, as some real rows are
+            ratios = ",".join(fixed(1.0 + 0.6 * u * k, 8) for k in (0.9, -0.7, 0.5, -0.3))  # not stored by the client
+            line = f"{d} {s // 3600:02d}:{s // 60 % 60:02d}:{s % 60:02d},{inst.symbol},{oi_str},{value_str},{ratios}"
             lines += [line, line] if d < DUPLICATED_UNTIL else [line]
-            records.append({"ts_ms": t, "open_interest": float(oi_str), "open_interest_value": float(value_str),
-                            "kind": "open_interest_history", "period": "5m"})
+            if record:
+                records.append({"ts_ms": t, "open_interest": float(oi_str), "open_interest_value": float(value_str),
+                                "kind": "open_interest_history", "period": "5m"})
         return "\n".join(lines) + "\n", records
 
     def funding_file(self, inst: Instrument, period: str, now: int) -> tuple[str, list[dict]]:
@@ -175,7 +177,8 @@ class BinanceArchive:
                 return None
             stamp = date.fromisoformat(period if len(period) == 10 else period + "-01")
             self._recent[key] = (_zip(zip_name.removesuffix(".zip") + ".csv", built[0], stamp), built[1])
-            while len(self._recent) > 256:
+            # without ground truth (benchmarks) four years of files fit; with it, records are large
+            while len(self._recent) > (256 if self.ctx.recorder.enabled else 4096):
                 self._recent.popitem(last=False)
         return self._recent[key]
 
