@@ -172,3 +172,37 @@ def test_oi_from_2022_stored_whole(emu, tmp_path) -> None:
                                  {date.fromisoformat(d) for d in info["missing_days"]})
     assert len(result["rows"]) > 500_000
     print(f"2022-01-01..now: {len(result['rows'])} rows in {took:.1f} s")
+
+
+def test_archive_rows_and_gaps_go_through_a_running_mesh(emu, tmp_path) -> None:
+    from storage.coverage import read_table
+    from storage.lock import running_writer
+    from tests.harness import start_mesh, stop_mesh, wait_for, write_topology
+
+    topology = write_topology(tmp_path, venues={"binance": ["BTC/USDT:USDT"]}, oi_s=5.0, funding_s=30.0, flush_s=1.0,
+                              sandbox={"start_emulator": False, "emulator_file": str(emu["ready"])})
+    catalog = tmp_path / "catalog"
+    today = datetime.now(UTC).date()
+    first = today - timedelta(days=45)
+    bad = first + timedelta(days=1)
+    control(emu["url"], f"/_emulator/archive/corrupt?file=BTCUSDT-metrics-{bad}.zip&what=checksum", "POST")
+    proc = start_mesh(topology, "--sandbox")
+    try:
+        wait_for(lambda: running_writer(catalog), 30, what="the mesh's writer holding the catalog lock")
+        done = subprocess.run([sys.executable, "-m", "cli", "history", "oi", "BTC", "-v", "binance", "--since",
+                               first.isoformat(), "--until", (first + timedelta(days=4)).isoformat(), "--topology",
+                               str(topology), "--emulator", str(emu["ready"]), "--json"],
+                              cwd=ROOT, capture_output=True, text=True, timeout=300)
+        summary = json.loads(done.stdout.strip().splitlines()[-1])
+        assert done.returncode == 1 and summary["via"] == "mesh" and f"BTCUSDT-metrics-{bad}.zip" in summary["error"]
+        lo, hi = day_ms(first) * MS, day_ms(first + timedelta(days=4)) * MS - 1
+        wait_for(lambda: read_table(catalog, "oi", IID, lo, hi, source="archive").num_rows == summary["written"] > 800, 30,
+                 what="the archive rows in the catalog")
+        wait_for(lambda: [g for g in gaps(catalog, instrument_id=IID) if f"BTCUSDT-metrics-{bad}.zip" in g.reason], 30,
+                 what="the bad file's gap in the catalog")
+        assert "cli.history" not in (tmp_path / "run" / "logs" / "validator.log").read_text()  # nothing refused
+    finally:
+        stop_mesh(proc)
+    stored = read_table(catalog, "oi", IID, lo, hi, source="archive")
+    days = {datetime.fromtimestamp(t / 1e9, UTC).date() for t in stored["ts_init"].to_pylist()}
+    assert bad not in days and len(days) >= 2
