@@ -17,7 +17,9 @@ keeps what it stored, and a rerun asks the archive only for what the catalog lac
 (`storage.coverage.missing_ranges`, which counts "archive" rows as stored history). Stored rows
 say `source="archive"`, `period_s` the bucket; REST's say "history".
 
-A file the archive does not have (404) or cannot give (corrupt zip, checksum mismatch, bad
+Files before the symbol's first archive file (404s up to the first file found) are not gaps: the
+archive starts later (BTCUSDT: 2020-09-01), and one note says so. After it, a file the archive
+does not have (404) or cannot give (corrupt zip, checksum mismatch, bad
 header): nothing from it is stored, its span is recorded as a `Gap` of stream "open_interest"
 (reason: the file and what was wrong; `storage.gaps`, `derivs coverage`), the run carries on;
 unusable files also make the run's error (exit 1), named file by file.
@@ -66,29 +68,39 @@ async def archive_oi(ad: VenueAdapter, market: Market, period: str, start_ns: in
     broken: list[str] = []
     definition = ad.instrument_event(market, time.time_ns())  # stored with the first rows (a Malformed one is left out)
     defined = [definition] if isinstance(definition, Instrument) else []
+    leading: list = []  # 404s before the symbol's first archive file: the archive starts later, not a gap
     for a, b in missing_ranges(catalog, "oi", iid, start_ns, arch_end_ns, step_ms * MS):
+        started = a > start_ns  # rows before this range are stored: a 404 here is a gap
         async for chunk in reader(market["id"], a // MS, b // MS, base):
             table = chunk.table
+            first_ms = table["ts_ms"][0].as_py() if table.num_rows else None
+            holes = [h for h in chunk.holes if started or not h.missing or (first_ms is not None and h.start_ms > first_ms)]
+            leading += [h for h in chunk.holes if h not in holes]
+            started |= first_ms is not None
+            if leading and started:
+                summary.notes.append(f"archive: no {market['id']} file before {_iso(leading[-1].end_ms * MS + MS)}: "
+                                     f"{_iso(leading[0].start_ms * MS)}..{_iso(leading[-1].end_ms * MS)} not available "
+                                     f"({len(leading)} files not published, 404)")
+                leading = []
             ts, oi, value = (table[c].to_pylist() for c in ("ts_ms", "sum_open_interest", "sum_open_interest_value"))
             ts_recv = time.time_ns()
-            events: list = [
+            events = [
                 checked(OpenInterest, venue=ad.venue, symbol=market["symbol"], instrument_id=iid, ts_event=t * MS,
                         ts_recv=ts_recv, open_interest=o, open_interest_value=v, source="archive",
                         period_s=step_ms // 1000)
                 for t, o, v in zip(ts, oi, value, strict=True) if t % step_ms == 0
             ]
-            for hole in chunk.holes:
-                events.append(checked(Gap, venue=ad.venue, symbol=market["symbol"], instrument_id=iid,
-                                      ts_event=hole.start_ms * MS, ts_recv=ts_recv, stream="open_interest",
-                                      end_ns=hole.end_ms * MS, reason=f"archive: {hole.reason}"[:500]))
-                seam_missing |= hole.start_ms <= floor_ms <= hole.end_ms
-                summary.venue_holes.append((hole.start_ms * MS, hole.end_ms * MS))
-                if hole.missing:
-                    summary.notes.append(f"archive: {hole.name} not published (404): "
-                                         f"{_iso(hole.start_ms * MS)}..{_iso(hole.end_ms * MS)} recorded as a gap")
+            gaps = [checked(Gap, venue=ad.venue, symbol=market["symbol"], instrument_id=iid, ts_event=h.start_ms * MS,
+                            ts_recv=ts_recv, stream="open_interest", end_ns=h.end_ms * MS,
+                            reason=f"archive: {h.reason}"[:500]) for h in holes]
+            for h in holes:
+                seam_missing |= h.start_ms <= floor_ms <= h.end_ms
+                summary.venue_holes.append((h.start_ms * MS, h.end_ms * MS))
+                if h.missing:
+                    summary.notes.append(f"archive: {h.name} not published (404): "
+                                         f"{_iso(h.start_ms * MS)}..{_iso(h.end_ms * MS)} recorded as a gap")
                 else:
-                    broken.append(hole.reason)
-            gaps, events = events[len(events) - len(chunk.holes):], events[:len(events) - len(chunk.holes)]
+                    broken.append(h.reason)
             if events:
                 stored = await sink.store([*defined, *events], f"{ad.venue} {iid} oi (archive)")
                 defined = []
@@ -100,6 +112,9 @@ async def archive_oi(ad: VenueAdapter, market: Market, period: str, start_ns: in
             summary.pages += chunk.files
             if progress and table.num_rows:
                 progress(summary.pages, summary.fetched, table["ts_ms"][-1].as_py() * MS)
+    if leading:
+        summary.notes.append(f"archive: no {market['id']} file for {_iso(leading[0].start_ms * MS)}.."
+                             f"{_iso(leading[-1].end_ms * MS)} ({len(leading)} files not published, 404)")
     if broken:
         summary.error = (f"{len(broken)} archive file(s) unusable, nothing stored from them, recorded as gaps "
                          f"(a rerun asks again): " + "; ".join(broken))

@@ -206,3 +206,19 @@ def test_archive_rows_and_gaps_go_through_a_running_mesh(emu, tmp_path) -> None:
     stored = read_table(catalog, "oi", IID, lo, hi, source="archive")
     days = {datetime.fromtimestamp(t / 1e9, UTC).date() for t in stored["ts_init"].to_pylist()}
     assert bad not in days and len(days) >= 2
+
+
+def test_before_the_archive_begins_is_a_note_not_gaps_and_the_doubled_era_is_stored_once(emu, tmp_path) -> None:
+    """BTCUSDT's archive starts 2020-09-01 (listed 2019-09); its first months carry every row twice."""
+    done = history_oi(emu, tmp_path / "catalog", "2020-08-25", "2020-09-04")
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    assert any(n.startswith("archive: no BTCUSDT file before 2020-09-01 00:00:00: 2020-08-25 00:00:00..2020-08-31 23:59:59")
+               for n in summary["notes"]), summary["notes"]
+    assert not gaps(tmp_path / "catalog", instrument_id=IID)
+    loaded = read_catalog(tmp_path / "catalog")
+    ts = [r[1] // MS for r in loaded["open_interest"] if r[0] == IID]
+    served = served_oi(emu)["archive"]
+    assert ts == sorted(set(ts)) == sorted(served) and ts[0] == day_ms(date(2020, 9, 1))
+    assert all((r[3], r[4]) == served[r[1] // MS] for r in loaded["open_interest"] if r[0] == IID)
+    assert summary["written"] == len(ts) > 800
