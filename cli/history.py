@@ -135,7 +135,7 @@ async def run_history(
         start_ns = since_ns
         if kind == "oi":
             step_ns = PERIODS_MS[period] * MS
-            start_ns = await archive_oi(ad, market, period, start_ns, end_ns, url, catalog, sink, summary)  # beyond REST
+            start_ns = await archive_oi(ad, market, period, start_ns, end_ns, url, catalog, sink, summary, show_progress)
             if start_ns > end_ns:
                 return summary
             try:

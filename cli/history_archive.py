@@ -27,9 +27,13 @@ unusable files also make the run's error (exit 1), named file by file.
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from typing import Any
+
+import click
 
 from messages.events import Gap, Instrument, OpenInterest, checked
 from messages.timeunits import MS
@@ -43,6 +47,7 @@ from venues.history import PERIODS_MS, oi_history_floor_ms
 OI_ARCHIVES: dict[str, Callable[..., Any]] = {"BINANCE": binance_archive.metrics_chunks}
 ARCHIVE_URLS: dict[str, str] = {"BINANCE": binance_archive.ARCHIVE_URL}
 SEAM_MARGIN_MS = 3_600_000
+DAY_MS = 86_400_000
 
 
 def _seam_ms(floor_ms: int, step_ms: int) -> int:
@@ -51,7 +56,7 @@ def _seam_ms(floor_ms: int, step_ms: int) -> int:
 
 
 async def archive_oi(ad: VenueAdapter, market: Market, period: str, start_ns: int, end_ns: int, url: str | None,
-                     catalog: str, sink: Any, summary: Any, progress: Any = None) -> int:
+                     catalog: str, sink: Any, summary: Any, show_progress: bool = False) -> int:
     """Store the archive's OI of [start_ns, end_ns] that REST no longer serves; returns where the
     REST part starts (past end_ns: nothing left for REST). `url`: the emulator (sandbox), whose
     venue port serves the archive too; None: the real archive."""
@@ -62,62 +67,87 @@ async def archive_oi(ad: VenueAdapter, market: Market, period: str, start_ns: in
         return start_ns
     seam_ms = _seam_ms(floor_ms, step_ms)
     arch_end_ns = min(end_ns, seam_ms * MS - 1)
-    iid = ad.instrument_id(market)
     base = url or ARCHIVE_URLS[ad.venue]
-    seam_missing = False
-    broken: list[str] = []
-    definition = ad.instrument_event(market, time.time_ns())  # stored with the first rows (a Malformed one is left out)
-    defined = [definition] if isinstance(definition, Instrument) else []
-    leading: list = []  # 404s before the symbol's first archive file: the archive starts later, not a gap
-    for a, b in missing_ranges(catalog, "oi", iid, start_ns, arch_end_ns, step_ms * MS):
-        started = a > start_ns  # rows before this range are stored: a 404 here is a gap
-        async for chunk in reader(market["id"], a // MS, b // MS, base):
-            table = chunk.table
-            first_ms = table["ts_ms"][0].as_py() if table.num_rows else None
-            holes = [h for h in chunk.holes if started or not h.missing or (first_ms is not None and h.start_ms > first_ms)]
-            leading += [h for h in chunk.holes if h not in holes]
-            started |= first_ms is not None
-            if leading and started:
-                summary.notes.append(f"archive: no {market['id']} file before {_iso(leading[-1].end_ms * MS + MS)}: "
-                                     f"{_iso(leading[0].start_ms * MS)}..{_iso(leading[-1].end_ms * MS)} not available "
-                                     f"({len(leading)} files not published, 404)")
-                leading = []
-            ts, oi, value = (table[c].to_pylist() for c in ("ts_ms", "sum_open_interest", "sum_open_interest_value"))
-            ts_recv = time.time_ns()
-            events = [
-                checked(OpenInterest, venue=ad.venue, symbol=market["symbol"], instrument_id=iid, ts_event=t * MS,
-                        ts_recv=ts_recv, open_interest=o, open_interest_value=v, source="archive",
-                        period_s=step_ms // 1000)
-                for t, o, v in zip(ts, oi, value, strict=True) if t % step_ms == 0
-            ]
-            gaps = [checked(Gap, venue=ad.venue, symbol=market["symbol"], instrument_id=iid, ts_event=h.start_ms * MS,
-                            ts_recv=ts_recv, stream="open_interest", end_ns=h.end_ms * MS,
-                            reason=f"archive: {h.reason}"[:500]) for h in holes]
-            for h in holes:
-                seam_missing |= h.start_ms <= floor_ms <= h.end_ms
-                summary.venue_holes.append((h.start_ms * MS, h.end_ms * MS))
-                if h.missing:
-                    summary.notes.append(f"archive: {h.name} not published (404): "
-                                         f"{_iso(h.start_ms * MS)}..{_iso(h.end_ms * MS)} recorded as a gap")
-                else:
-                    broken.append(h.reason)
-            if events:
-                stored = await sink.store([*defined, *events], f"{ad.venue} {iid} oi (archive)")
-                defined = []
-                summary.written += stored.rows
-                summary.via, summary.mesh = stored.via, stored.mesh
-            if gaps:
-                await sink.store(gaps, f"{ad.venue} {iid} oi (archive gaps)")
-            summary.fetched += len(events)
-            summary.pages += chunk.files
-            if progress and table.num_rows:
-                progress(summary.pages, summary.fetched, table["ts_ms"][-1].as_py() * MS)
-    if leading:
-        summary.notes.append(f"archive: no {market['id']} file for {_iso(leading[0].start_ms * MS)}.."
-                             f"{_iso(leading[-1].end_ms * MS)} ({len(leading)} files not published, 404)")
-    if broken:
-        summary.error = (f"{len(broken)} archive file(s) unusable, nothing stored from them, recorded as gaps "
-                         f"(a rerun asks again): " + "; ".join(broken))
+    run = _ArchiveRun(ad, market, step_ms, sink, summary)
+    todo = missing_ranges(catalog, "oi", run.iid, start_ns, arch_end_ns, step_ms * MS)
+    files = sum((b - a) // MS // DAY_MS + 1 for a, b in todo)  # one a day
+    with click.progressbar(length=max(1, files), label=f"{ad.venue} {run.iid} oi archive files", file=sys.stderr,
+                           show_eta=True) if show_progress else nullcontext() as bar:
+        for a, b in todo:
+            run.started = a > start_ns  # rows before this range are stored: a 404 here is a gap
+            async for chunk in reader(market["id"], a // MS, b // MS, base):
+                await run.store(chunk)
+                if bar is not None:
+                    bar.update(chunk.files)
+    if run.leading:
+        summary.notes.append(f"archive: no {market['id']} file for {_iso(run.leading[0].start_ms * MS)}.."
+                             f"{_iso(run.leading[-1].end_ms * MS)} ({len(run.leading)} files not published, 404)")
+    if run.broken:
+        summary.error = (f"{len(run.broken)} archive file(s) unusable, nothing stored from them, recorded as gaps "
+                         f"(a rerun asks again): " + "; ".join(run.broken))
     summary.notes.append(f"{ad.venue} keeps {ad.oi_history_retention_days} days of open-interest history: "
                          f"{_iso(start_ns)}..{_iso(arch_end_ns)} from its public archive ({base})")
+    seam_missing = any(h[0] <= floor_ms * MS <= h[1] for h in run.gap_spans)
     return (floor_ms if seam_missing else seam_ms) * MS
+
+
+class _ArchiveRun:
+    """One archive download: each chunk's rows and gaps stored as they come, what went wrong kept."""
+
+    def __init__(self, ad: VenueAdapter, market: Market, step_ms: int, sink: Any, summary: Any) -> None:
+        self.ad, self.market, self.step_ms, self.sink, self.summary = ad, market, step_ms, sink, summary
+        self.iid = ad.instrument_id(market)
+        definition = ad.instrument_event(market, time.time_ns())  # stored with the first rows (a Malformed one is left out)
+        self.defined = [definition] if isinstance(definition, Instrument) else []
+        self.started = False  # a file with rows seen (or rows stored before the range)
+        self.leading: list = []  # 404s before the symbol's first archive file: the archive starts later, not a gap
+        self.broken: list[str] = []
+        self.gap_spans: list[tuple[int, int]] = []
+
+    def gaps_of(self, chunk: Any) -> list:
+        """The chunk's holes that are gaps (404s before the archive's first file are not)."""
+        first_ms = chunk.table["ts_ms"][0].as_py() if chunk.table.num_rows else None
+        holes = [h for h in chunk.holes
+                 if self.started or not h.missing or (first_ms is not None and h.start_ms > first_ms)]
+        self.leading += [h for h in chunk.holes if h not in holes]
+        self.started |= first_ms is not None
+        if self.leading and self.started:
+            self.summary.notes.append(
+                f"archive: no {self.market['id']} file before {_iso(self.leading[-1].end_ms * MS + MS)}: "
+                f"{_iso(self.leading[0].start_ms * MS)}..{_iso(self.leading[-1].end_ms * MS)} not available "
+                f"({len(self.leading)} files not published, 404)")
+            self.leading = []
+        return holes
+
+    async def store(self, chunk: Any) -> None:
+        ad, market, iid, summary = self.ad, self.market, self.iid, self.summary
+        holes = self.gaps_of(chunk)
+        table = chunk.table
+        ts, oi, value = (table[c].to_pylist() for c in ("ts_ms", "sum_open_interest", "sum_open_interest_value"))
+        ts_recv = time.time_ns()
+        events = [
+            checked(OpenInterest, venue=ad.venue, symbol=market["symbol"], instrument_id=iid, ts_event=t * MS,
+                    ts_recv=ts_recv, open_interest=o, open_interest_value=v, source="archive",
+                    period_s=self.step_ms // 1000)
+            for t, o, v in zip(ts, oi, value, strict=True) if t % self.step_ms == 0
+        ]
+        gaps = [checked(Gap, venue=ad.venue, symbol=market["symbol"], instrument_id=iid, ts_event=h.start_ms * MS,
+                        ts_recv=ts_recv, stream="open_interest", end_ns=h.end_ms * MS,
+                        reason=f"archive: {h.reason}"[:500]) for h in holes]
+        for h in holes:
+            self.gap_spans.append((h.start_ms * MS, h.end_ms * MS))
+            if h.missing:
+                summary.notes.append(f"archive: {h.name} not published (404): "
+                                     f"{_iso(h.start_ms * MS)}..{_iso(h.end_ms * MS)} recorded as a gap")
+            else:
+                self.broken.append(h.reason)
+        summary.venue_holes += [(h.start_ms * MS, h.end_ms * MS) for h in holes]
+        if events:
+            stored = await self.sink.store([*self.defined, *events], f"{ad.venue} {iid} oi (archive)")
+            self.defined = []
+            summary.written += stored.rows
+            summary.via, summary.mesh = stored.via, stored.mesh
+        if gaps:
+            await self.sink.store(gaps, f"{ad.venue} {iid} oi (archive gaps)")
+        summary.fetched += len(events)
+        summary.pages += chunk.files
