@@ -263,7 +263,7 @@ def history() -> None:
 @click.option("--period", default="5m", show_default=True, type=click.Choice(list(PERIODS_MS)),
               help="Bucket size (Binance: 5m..1d, Bybit: 5m 15m 30m 1h 4h 1d).")
 def history_oi(symbols, venues, since, until, sandbox, emulator_file, catalog, topology, as_json, period) -> None:  # noqa: ANN001
-    """Open-interest history (Binance: last 30 days only; Hyperliquid: none exists)."""
+    """Open-interest history (Binance: its public archive beyond REST's 30 days; Hyperliquid: none exists)."""
     with_oi = tuple(v for v in VENUE_NAMES if oi_history_periods(v))  # default: the venues that have OI history
     _history_command("oi", symbols, venues or with_oi, since, until, period, sandbox, emulator_file,
                      catalog, as_json, topology)
