@@ -142,7 +142,32 @@ def test_checksum_mismatch_and_corrupt_zip_are_holes_naming_the_file(emu, tmp_pa
     assert stored == set(days)
 
 
-def test_archive_funding_equals_rest_funding(emu) -> None:
+def test_archive_files_have_the_real_layout_and_funding_equals_rest(emu) -> None:
+    import hashlib
+    import io
+    import re
+    import zipfile
+
+    real = json.loads((Path(__file__).parents[1] / "fixtures/real/binance/archive_files.json").read_text())
+    day = datetime.now(UTC).date() - timedelta(days=40)
+    missing = control(emu["url"], "/_emulator/archive?symbol=BTCUSDT")["missing_days"]
+    while day.isoformat() in missing:
+        day -= timedelta(days=1)
+    for path, sample in ((f"daily/metrics/BTCUSDT/BTCUSDT-metrics-{day}.zip", real["metrics_csv"]),
+                         (f"monthly/fundingRate/BTCUSDT/BTCUSDT-fundingRate-{day:%Y-%m}.zip", real["funding_csv"])):
+        name = path.rsplit("/", 1)[-1]
+        with urllib.request.urlopen(f"{emu['url']}/data/futures/um/{path}", timeout=30) as r:
+            body = r.read()
+        with urllib.request.urlopen(f"{emu['url']}/data/futures/um/{path}.CHECKSUM", timeout=30) as r:
+            assert r.read().decode() == f"{hashlib.sha256(body).hexdigest()}  {name}\n"
+        with zipfile.ZipFile(io.BytesIO(body)) as z:
+            assert z.namelist() == [name.removesuffix(".zip") + ".csv"]
+            lines = z.read(z.namelist()[0]).decode().splitlines()
+        real_lines = sample.splitlines()
+        assert lines[0] == real_lines[0]  # the same header
+        shape = lambda line: re.sub(r"\d", "9", line.split(",")[0]).count("9")  # noqa: E731 - digits of the time field
+        assert {shape(x) for x in lines[1:]} == {shape(x) for x in real_lines[1:]}  # the same time format
+        assert {len(x.split(",")) for x in lines} == {len(real_lines[0].split(","))}
     today = datetime.now(UTC).date().replace(day=1)
     lo = day_ms((today - timedelta(days=100)).replace(day=1))
     hi = day_ms(today) - 1
