@@ -22,7 +22,9 @@ archive starts later (BTCUSDT: 2020-09-01), and one note says so. After it, a fi
 does not have (404) or cannot give (corrupt zip, checksum mismatch, bad
 header): nothing from it is stored, its span is recorded as a `Gap` of stream "open_interest"
 (reason: the file and what was wrong; `storage.gaps`, `derivs coverage`), the run carries on;
-unusable files also make the run's error (exit 1), named file by file.
+unusable files also make the run's error (exit 1), named file by file. A file that could not be
+downloaded (connection, timeout, HTTP 5xx) is no gap of the archive: nothing is recorded for it,
+the run's error says so, and a rerun asks again.
 """
 
 from __future__ import annotations
@@ -48,6 +50,11 @@ OI_ARCHIVES: dict[str, Callable[..., Any]] = {"BINANCE": binance_archive.metrics
 ARCHIVE_URLS: dict[str, str] = {"BINANCE": binance_archive.ARCHIVE_URL}
 SEAM_MARGIN_MS = 3_600_000
 DAY_MS = 86_400_000
+
+
+def _first(reasons: list[str], n: int = 5) -> str:
+    """The first few reasons, and how many more (a whole run can fail the same way)."""
+    return "; ".join(reasons[:n]) + (f"; ... and {len(reasons) - n} more" if len(reasons) > n else "")
 
 
 def _seam_ms(floor_ms: int, step_ms: int) -> int:
@@ -82,12 +89,18 @@ async def archive_oi(ad: VenueAdapter, market: Market, period: str, start_ns: in
     if run.leading:
         summary.notes.append(f"archive: no {market['id']} file for {_iso(run.leading[0].start_ms * MS)}.."
                              f"{_iso(run.leading[-1].end_ms * MS)} ({len(run.leading)} files not published, 404)")
+    problems = []
     if run.broken:
-        summary.error = (f"{len(run.broken)} archive file(s) unusable, nothing stored from them, recorded as gaps "
-                         f"(a rerun asks again): " + "; ".join(run.broken))
+        problems.append(f"{len(run.broken)} archive file(s) unusable, nothing stored from them, recorded as gaps "
+                        f"(a rerun asks again): {_first(run.broken)}")
+    if run.unreachable:
+        problems.append(f"{len(run.unreachable)} archive file(s) could not be downloaded, nothing recorded for them "
+                        f"(a rerun asks again): {_first(run.unreachable)}")
+    if problems:
+        summary.error = "; ".join(problems)
     summary.notes.append(f"{ad.venue} keeps {ad.oi_history_retention_days} days of open-interest history: "
                          f"{_iso(start_ns)}..{_iso(arch_end_ns)} from its public archive ({base})")
-    seam_missing = any(h[0] <= floor_ms * MS <= h[1] for h in run.gap_spans)
+    seam_missing = any(h[0] <= floor_ms * MS <= h[1] for h in run.skipped_spans)
     return (floor_ms if seam_missing else seam_ms) * MS
 
 
@@ -101,8 +114,9 @@ class _ArchiveRun:
         self.defined = [definition] if isinstance(definition, Instrument) else []
         self.started = False  # a file with rows seen (or rows stored before the range)
         self.leading: list = []  # 404s before the symbol's first archive file: the archive starts later, not a gap
-        self.broken: list[str] = []
-        self.gap_spans: list[tuple[int, int]] = []
+        self.broken: list[str] = []  # unusable files (gaps)
+        self.unreachable: list[str] = []  # files not downloaded this time (not gaps)
+        self.skipped_spans: list[tuple[int, int]] = []
 
     def gaps_of(self, chunk: Any) -> list:
         """The chunk's holes that are gaps (404s before the archive's first file are not)."""
@@ -122,6 +136,9 @@ class _ArchiveRun:
     async def store(self, chunk: Any) -> None:
         ad, market, iid, summary = self.ad, self.market, self.iid, self.summary
         holes = self.gaps_of(chunk)
+        self.skipped_spans += [(h.start_ms * MS, h.end_ms * MS) for h in holes]
+        self.unreachable += [h.reason for h in holes if h.kind == "unreachable"]
+        holes = [h for h in holes if h.kind != "unreachable"]
         table = chunk.table
         ts, oi, value = (table[c].to_pylist() for c in ("ts_ms", "sum_open_interest", "sum_open_interest_value"))
         ts_recv = time.time_ns()
@@ -135,7 +152,6 @@ class _ArchiveRun:
                         ts_recv=ts_recv, stream="open_interest", end_ns=h.end_ms * MS,
                         reason=f"archive: {h.reason}"[:500]) for h in holes]
         for h in holes:
-            self.gap_spans.append((h.start_ms * MS, h.end_ms * MS))
             if h.missing:
                 summary.notes.append(f"archive: {h.name} not published (404): "
                                      f"{_iso(h.start_ms * MS)}..{_iso(h.end_ms * MS)} recorded as a gap")

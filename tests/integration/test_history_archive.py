@@ -247,3 +247,23 @@ def test_before_the_archive_begins_is_a_note_not_gaps_and_the_doubled_era_is_sto
     assert ts == sorted(set(ts)) == sorted(served) and ts[0] == day_ms(date(2020, 9, 1))
     assert all((r[3], r[4]) == served[r[1] // MS] for r in loaded["open_interest"] if r[0] == IID)
     assert summary["written"] == len(ts) > 800
+
+
+def test_a_file_not_downloaded_is_unreachable_not_a_hole_of_the_archive(emu) -> None:
+    from venues.binance.archive import metrics_chunks
+
+    first = datetime.now(UTC).date() - timedelta(days=60)
+    missing = set(control(emu["url"], "/_emulator/archive?symbol=BTCUSDT")["missing_days"])
+    control(emu["url"], "/_emulator/fault?mode=maintenance&count=1", "POST")  # the next answer: HTTP 503
+
+    async def fetch() -> list:
+        return [c async for c in metrics_chunks("BTCUSDT", day_ms(first), day_ms(first + timedelta(days=4)) - 1, emu["url"])]
+
+    chunks = asyncio.run(fetch())
+    holes = [h for c in chunks for h in c.holes]
+    unreachable = [h for h in holes if h.kind == "unreachable"]
+    assert len(unreachable) == 1 and "HTTP 503" in unreachable[0].reason
+    assert {h.kind for h in holes} <= {"unreachable", "missing"}
+    days = {datetime.fromtimestamp(t / 1000, UTC).date() for c in chunks for t in c.table["ts_ms"].to_pylist()}
+    expected = {first + timedelta(days=i) for i in range(4)} - {date.fromisoformat(d) for d in missing}
+    assert days == expected - {datetime.fromtimestamp(unreachable[0].start_ms / 1000, UTC).date()}

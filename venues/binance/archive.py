@@ -29,7 +29,8 @@ Real quirks handled: duplicated rows (every row twice in the files before 2021-0
 rows later) are dropped by timestamp; a file whose rows run a slot into the next day is taken
 by its rows' times, not its name. A missing file (404), a corrupt zip, a checksum mismatch or an
 unexpected header: nothing is taken from that file, it becomes a hole naming the file and the
-reason, and the other files carry on.
+reason, and the other files carry on. A file that could not be downloaded (connection refused,
+timeout, HTTP 5xx) is a hole of kind "unreachable": the archive may well have it.
 
 The ratio columns stay in `chunk.table` for Python users; they are not stored in the catalog:
 `OpenInterest` has no field for a ratio and there is no event/Nautilus data type for them.
@@ -67,13 +68,21 @@ class ArchiveFileError(Exception):
     """A published file that cannot be used; the message names it."""
 
 
+class ArchiveUnreachable(Exception):
+    """A file that could not be downloaded this time (connection, timeout, HTTP 5xx): not a hole of the archive."""
+
+
 @dataclass(frozen=True)
 class ArchiveHole:
     name: str  # file name, e.g. BTCUSDT-metrics-2023-03-04.zip
     start_ms: int
     end_ms: int  # inclusive
     reason: str
-    missing: bool  # True: not published (404); False: published but unusable
+    kind: str  # "missing": not published (404); "unusable": published, but broken; "unreachable": not downloaded
+
+    @property
+    def missing(self) -> bool:
+        return self.kind == "missing"
 
 
 @dataclass
@@ -168,12 +177,12 @@ def parse_funding(name: str, body: bytes) -> pa.Table:
 
 
 async def _get(session: aiohttp.ClientSession, url: str, name: str) -> bytes | None:
-    """The body, None for 404 (not published); ArchiveFileError for any other answer."""
+    """The body, None for 404 (not published); ArchiveUnreachable for any other answer."""
     async with session.get(url) as resp:
         if resp.status == 404:
             return None
         if resp.status != 200:
-            raise ArchiveFileError(f"{name}: HTTP {resp.status} from {url}")
+            raise ArchiveUnreachable(f"{name}: HTTP {resp.status} from {url}")
         return await resp.read()
 
 
@@ -184,15 +193,18 @@ async def _one(session: aiohttp.ClientSession, base: str, path: str, start_ms: i
         try:
             body = await _get(session, f"{base}/{path}", name)
             if body is None:
-                return ArchiveHole(name, start_ms, end_ms, f"{name}: not in the archive (404)", True)
+                return ArchiveHole(name, start_ms, end_ms, f"{name}: not in the archive (404)", "missing")
             checksum = await _get(session, f"{base}/{path}.CHECKSUM", name + ".CHECKSUM")
             if checksum is None:
                 raise ArchiveFileError(f"{name}: its .CHECKSUM is not in the archive (404): cannot verify it")
             return parse(name, verified(name, body, checksum.decode("ascii", "replace")))
         except ArchiveFileError as exc:
-            return ArchiveHole(name, start_ms, end_ms, str(exc), False)
+            return ArchiveHole(name, start_ms, end_ms, str(exc), "unusable")
+        except ArchiveUnreachable as exc:
+            return ArchiveHole(name, start_ms, end_ms, str(exc), "unreachable")
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-            return ArchiveHole(name, start_ms, end_ms, f"{name}: download failed ({type(exc).__name__}: {exc})", False)
+            return ArchiveHole(name, start_ms, end_ms, f"{name}: download failed ({type(exc).__name__}: {exc})",
+                               "unreachable")
 
 
 async def _chunks(files: list[tuple[str, int, int]], base_url: str, parse, empty: pa.Schema,  # noqa: ANN001
