@@ -44,8 +44,9 @@ DRAIN_IDLE_S = 0.3  # stopping: the collectors have been quiet this long, so the
 DRAIN_MAX_S = 3.0
 TOPIC_KIND = {OpenInterest: "oi", FundingRate: "funding", Instrument: "instrument", Liquidation: "liq", Gap: "gap"}
 COLLECTOR, HISTORY = "collector.", "cli.history."
-# What `derivs history` hands to a mesh (cli/history.py): definitions and history rows, no live data.
-HISTORY_KINDS = (Instrument, OpenInterest, FundingRate)
+# What `derivs history` hands to a mesh (cli/history.py): definitions and history rows, no live data;
+# gaps of open interest: the archive's missing or unusable days (cli/history_archive.py).
+HISTORY_KINDS = (Instrument, OpenInterest, FundingRate, Gap)
 # What a valid value looks like, for the reason of a refused one (msgspec names the rule, not the idea).
 FIELD_HINTS = {
     "instrument_id": "an instrument id is SYMBOL.VENUE, at most 60 characters: letters, digits, . : @ + - _",
@@ -98,9 +99,10 @@ def refuse_sender(source: str, event: AnyEvent, venues: Collection[str]) -> str 
         return f"{source} is not a collector of this mesh (its venues: {', '.join(sorted(venues))})"
     if event.venue != venue.upper():
         return f"{source} may send {venue.upper()} events only, not {event.venue} ({event.instrument_id})"
-    if source.startswith(HISTORY) and (type(event) not in HISTORY_KINDS or (type(event) is FundingRate and not event.settled)):
-        return (f"{source} (derivs history) sends definitions, open-interest history and settled funding only, "
-                f"not {'live funding' if type(event) is FundingRate else type(event).__name__}")
+    if source.startswith(HISTORY) and (type(event) not in HISTORY_KINDS or (type(event) is FundingRate and not event.settled)
+                                       or (type(event) is Gap and event.stream != "open_interest")):
+        return (f"{source} (derivs history) sends definitions, open-interest history (and its gaps) and settled funding "
+                f"only, not {'live funding' if type(event) is FundingRate else type(event).__name__}")
     return None
 
 

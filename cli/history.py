@@ -49,6 +49,7 @@ from venues import UnknownSymbol, adapter, oi_history_periods
 from storage.paths import directory_problem
 from cli.catalogargs import DEFAULT_TOPOLOGY, catalog_and_endpoint
 from cli.handoff import Sink
+from cli.history_archive import archive_oi
 from cli.output import json_line
 from cli.sandbox import emulator_urls
 from cli.timeargs import time_option
@@ -78,6 +79,14 @@ class Summary:
     kept: int = 0  # rows of this run stored so far (all of them once the run ends)
     kept_from: int | None = None  # ts_event span of those rows
     kept_until: int | None = None
+
+    def count_stored(self, rows: list, stored) -> None:  # noqa: ANN001 - a cli.handoff stored result
+        """Count a stored chunk of rows (`stored`: the sink's answer) into the run's totals."""
+        self.written, self.via, self.mesh = self.written + stored.rows, stored.via, stored.mesh
+        self.kept += len(rows)
+        first, last = min(e.ts_event for e in rows), max(e.ts_event for e in rows)
+        self.kept_from = first if self.kept_from is None else min(self.kept_from, first)
+        self.kept_until = last if self.kept_until is None else max(self.kept_until, last)
 
 
 class _Bar:
@@ -154,6 +163,11 @@ async def run_history(
         if kind == "oi":
             step_ns = PERIODS_MS[period] * MS
             start_ns, note = listing_start(market, since_ns, PERIODS_MS[period])
+            # what REST no longer serves, from the venue's public archive (stored as it arrives)
+            start_ns = await archive_oi(ad, market, period, start_ns, end_ns, url, catalog, sink, summary, show_progress)
+            if start_ns > end_ns:
+                summary.notes += [note] if note else []
+                return summary
             try:
                 start_ns, retention = oi_history_start(ad, period, start_ns, end_ns)  # the venue's retention
             except HistoryUnavailable as exc:
@@ -196,11 +210,11 @@ async def run_history(
                              f"to continue")
         finally:
             bar.close()
-            summary.pages = bar.pages
-            summary.fetched = len(fetched)
+            summary.pages += bar.pages  # the archive part's pages and rows are counted already
+            summary.fetched += len(fetched)
         await store.flush()
         if fetched:
-            summary.venue_holes = _venue_holes(fetched, step_ns if kind == "oi" else None)
+            summary.venue_holes += _venue_holes(fetched, step_ns if kind == "oi" else None)
         return summary
     finally:
         await client.close()
@@ -226,12 +240,7 @@ class _ChunkStore:
         rows, self.pending = self.pending, []
         stored = await self.sink.store([*self.definition, *rows], self.label)
         self.definition = []
-        s = self.summary
-        s.written, s.via, s.mesh = s.written + stored.rows, stored.via, stored.mesh
-        s.kept += len(rows)
-        first, last = min(e.ts_event for e in rows), max(e.ts_event for e in rows)
-        s.kept_from = first if s.kept_from is None else min(s.kept_from, first)
-        s.kept_until = last if s.kept_until is None else max(s.kept_until, last)
+        self.summary.count_stored(rows, stored)
 
 
 def interrupted_line(kind: str, s: Summary) -> str:
@@ -329,8 +338,8 @@ def history() -> None:
 @click.option("--period", default="5m", show_default=True, type=click.Choice(list(PERIODS_MS)),
               help="Bucket size (Binance: 5m..1d, Bybit: 5m 15m 30m 1h 4h 1d; Hyperliquid: its S3 archive's 1m).")
 def history_oi(symbols, venues, since, until, sandbox, emulator_file, catalog, topology, as_json, period) -> None:  # noqa: ANN001
-    """Open-interest history (Binance: last 30 days only; Hyperliquid: only with -v hyperliquid, from its S3
-    archive, which needs AWS credentials: requester pays)."""
+    """Open-interest history (Binance: REST's last 30 days, older from its public archive; Hyperliquid:
+    only with -v hyperliquid, from its S3 archive, which needs AWS credentials: requester pays)."""
     with_oi = tuple(v for v in VENUE_NAMES if oi_history_periods(v))  # default: the venues that have OI history
     _history_command("oi", symbols, venues or with_oi, since, until, period, sandbox, emulator_file,
                      catalog, as_json, topology)

@@ -57,8 +57,8 @@ class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind"):
 
 # Where a stored open-interest row came from (issue 15.3): "poll" = the venue's current figure,
 # asked by the collector (a point in time); "history" = a bucket of the venue's OI history
-# (`derivs history oi`, the daemon's backfill); "archive" is kept for bulk archives (e.g. Binance's
-# data.binance.vision files), which no code writes yet.
+# (`derivs history oi`, the daemon's backfill); "archive" = a snapshot from a venue's public bulk
+# archive (Binance's data.binance.vision files, `derivs history oi` beyond REST's 30 days).
 OiSource = Literal["poll", "history", "archive"]
 OI_SOURCES: tuple[OiSource, ...] = ("poll", "history", "archive")
 

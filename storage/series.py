@@ -11,7 +11,8 @@ call, no nautilus import). `source` is one name or several; None = every row.
 
 - "oi" (`data/custom_open_interest/<ID>/`): sources "poll" (the venue's current figure, asked by
   the collector; `period_s` 0), "history" (a bucket of the venue's OI history; `period_s` = its
-  length, -1 if stored before the field existed), "archive" (reserved). Polls and history
+  length, -1 if stored before the field existed), "archive" (a 5-minute snapshot from a venue's public archive,
+  e.g. Binance's data.binance.vision files beyond REST's 30 days; `period_s` its bucket). Polls and history
   buckets stay in one series, as one Nautilus type a strategy subscribes to once; the column
   says which is which.
 - "funding": live estimates ("live", `data/custom_funding_rate_info/<ID>/`) and settlements

@@ -270,6 +270,9 @@ class VenueAdapter:
     oi_history_retention_days: ClassVar[int | None] = None  # the venue keeps only this much OI history
     no_oi_history: ClassVar[str] = ""  # why there is none (when `oi_history_periods` is empty)
     oi_archive_period: ClassVar[str | None] = None  # OI history only in a bulk archive, at this cadence
+    # OI older than `oi_history_retention_days` from a public archive: a module with
+    # `metrics_chunks(symbol, start_ms, end_ms, base_url)` and `ARCHIVE_URL` (cli/history_archive.py)
+    oi_retention_archive: ClassVar[Any] = None
 
     def oi_history_missing(self) -> str:
         """What to tell a user who asks for OI history of a venue without any."""

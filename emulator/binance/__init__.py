@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from emulator.binance.archive import BinanceArchive
 from emulator.binance.faults import FAULTS
 from emulator.binance.history import BinanceHistory
 from emulator.binance.instruments import LISTING
@@ -27,6 +28,7 @@ def create_app(ctx: VenueContext) -> web.Application:
     app = web.Application(middlewares=[logging_middleware("binance")])
     app.add_routes(BinanceRest(ctx).routes())
     app.add_routes(BinanceHistory(ctx).routes())  # openInterestHist, fundingRate
+    app.add_routes(BinanceArchive(ctx).routes())  # data.binance.vision's metrics and fundingRate files
     install_stats(app)  # GET /_emulator/stats
     ForceOrderStreams(ctx).install(app)  # liquidation WebSocket streams + /_emulator/ liquidation controls
     return app

@@ -23,13 +23,21 @@ from emulator.binance.answers import error, invalid_symbol, missing
 from emulator.binance.instruments import VENUE, Instrument, by_symbol, instruments
 from emulator.common import VenueContext, fixed, json_response
 from emulator.history import funding_hole, interval_minutes_of, last_present, oi_hole, paging, settlements
-from emulator.market import DAY, HOUR, MIN
+from emulator.market import DAY, HOUR, MIN, Market
 
 OI_PERIODS: dict[str, int] = {
     "5m": 5 * MIN, "15m": 15 * MIN, "30m": 30 * MIN, "1h": HOUR, "2h": 2 * HOUR, "4h": 4 * HOUR,
     "6h": 6 * HOUR, "12h": 12 * HOUR, "1d": DAY,
 }
 OI_RETENTION_MS = 30 * DAY
+
+
+def oi_strings(market: Market, inst: Instrument, t: int) -> tuple[str, str]:
+    """sumOpenInterest and sumOpenInterestValue of the bucket at t, as Binance prints them (the
+    archive's metrics files carry the same figures: emulator/binance/archive.py)."""
+    dp = len(inst.spec.step.split(".", 1)[1]) if "." in inst.spec.step else 0
+    oi_str = fixed(round(market.open_interest(inst.coin, t, "binance"), dp), 8)
+    return oi_str, fixed(float(oi_str) * market.mark_price(inst.coin, t, "binance"), 8)
 
 
 class BinanceHistory:
@@ -84,11 +92,9 @@ class BinanceHistory:
                     stamps.append(t)
                 t -= step
             stamps.reverse()
-        dp = len(inst.spec.step.split(".", 1)[1]) if "." in inst.spec.step else 0
         rows, records = [], []
         for t in stamps:
-            oi_str = fixed(round(market.open_interest(inst.coin, t, "binance"), dp), 8)
-            value_str = fixed(float(oi_str) * market.mark_price(inst.coin, t, "binance"), 8)
+            oi_str, value_str = oi_strings(market, inst, t)
             rows.append({"symbol": inst.symbol, "sumOpenInterest": oi_str, "sumOpenInterestValue": value_str,
                          "timestamp": t})
             records.append({"venue": VENUE, "kind": "open_interest_history", "endpoint": request.path,

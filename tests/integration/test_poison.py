@@ -120,7 +120,7 @@ def test_events_of_another_venue_or_kind_than_the_sender_may_send_are_dead_lette
     posing = dead(injected, "collector.hyperliquid", 2)
     assert "collector.hyperliquid may send HYPERLIQUID events only, not BYBIT" in posing["reason"]
     history = dead(injected, f"cli.history.bybit.{os.getpid()}", 1)
-    assert "(derivs history) sends definitions, open-interest history and settled funding only, not Liquidation" in history["reason"]
+    assert "(derivs history) sends definitions, open-interest history (and its gaps) and settled funding only, not Liquidation" in history["reason"]
     assert "unknown peer b'cli.history.12345' refused" in injected["validator_log"]
     # none of the forged liquidations is in the catalog (ParquetDataCatalog reads it)
     assert [r for r in injected["stored"]["liquidations"] if r[1] < NOW or r[3] == 777.0] == []

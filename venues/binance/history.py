@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from messages.events import OpenInterest, checked
+from venues.binance import archive
 from venues.base import MS, FundingPage, Market, Progress, VenueAdapter, info_of
 from venues.binance.limits import OI_HISTORY_PERIODS, OI_HISTORY_RETENTION_DAYS
 from venues.binance.schemas import BinanceFundingInfo, BinanceFundingRate, BinanceOpenInterestHist
@@ -31,6 +32,7 @@ class BinanceHistory(VenueAdapter):
 
     oi_history_periods = OI_HISTORY_PERIODS
     oi_history_retention_days = OI_HISTORY_RETENTION_DAYS
+    oi_retention_archive = archive  # data.binance.vision's daily metrics files
 
     async def oi_history_pages(self, client: Any, market: Market, start_ms: int, end_ms: int, period: str,
                                progress: Progress | None) -> AsyncIterator[list[OpenInterest]]:
