@@ -15,8 +15,8 @@ event is also written to the outbox's log on disk when it is numbered (actors/sp
 backlog survives a stop, a restart or a crash: `resume` re-sends it from the next process.
 
 Two ways to send: the caller sends what `add` returns at once (the default), or, with
-`sender_driven=True`, a sender task takes `unsent()` in seq order and awaits the socket, calling
-`mark_sent`; then a slow bus delays events inside the bounded outbox, in order, instead of
+`sender_driven=True`, a sender task takes `next_batch()` in seq order and awaits the socket,
+calling `mark_sent`; then a slow bus delays events inside the bounded outbox, in order, instead of
 making holes that cost re-send round trips. There a re-send is a rewind of the sender's cursor
 (go-back-N through the same ordered, paced path), ignored while the sender is still streaming
 the range from a rewind less than `resend_after_s` ago.
@@ -54,7 +54,9 @@ MARK_ACKED_EVERY_S = 0.5  # how often the log records how far the writer acknowl
 BUCKET_NS = 100_000_000  # events are summed up per 100 ms of receive time: when lost seqs happened
 LIVE_NS = 60_000_000_000  # an event older than this when received is history (refilled by the backfill)
 BATCH_MAX_EVENTS = 2000  # per message on the wire: the validator yields to its event loop between messages
-BATCH_MAX_BYTES = 256 << 10  # well under the bus's message limit (actors/inbox.py MAX_MESSAGE_BYTES)
+# Well under the bus's message limit (actors/inbox.py MAX_MESSAGE_BYTES), also once the validator
+# has added a reason for every event it refuses (a malformed event's is about as long as the event).
+BATCH_MAX_BYTES = 128 << 10
 
 _envelope_decoder = msgspec.msgpack.Decoder(Envelope)
 

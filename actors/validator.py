@@ -32,7 +32,7 @@ import zmq
 import zmq.asyncio
 from loguru import logger
 
-from actors.inbox import Inbox
+from actors.inbox import YIELD_EVERY, Inbox
 from actors.runtime import Stats, essential, run_actor, socket
 from actors.taps_cache import LastValueBus
 from actors.topology import VENUE_NAMES, Topology
@@ -235,6 +235,8 @@ class Validator:
         self.stats.events_out += len(batch.events)
         await self.store.send(encode(msgspec.structs.replace(batch, rejected=rejected)))
         self.taps.publish(news)
+        if len(batch.events) >= YIELD_EVERY:
+            await asyncio.sleep(0)  # a big batch is as much work as YIELD_EVERY messages: let the rest of the process run
 
     async def _from_writer(self) -> None:
         while True:

@@ -43,7 +43,7 @@ from loguru import logger
 from storage.lock import CatalogLock
 from storage.store import CatalogStore, out_of_space
 from actors.durable_trace import DurableTrace
-from actors.inbox import Inbox
+from actors.inbox import YIELD_EVERY, Inbox
 from actors.runtime import Stats, essential, run_actor, socket, wait_or_stop
 from actors.topology import Topology
 from actors.wal import Torn, Wal
@@ -174,6 +174,8 @@ class Writer:
                 await self._check_tail(peer, msg)
             else:
                 await self._on_data(peer, msg, data)
+                if isinstance(msg, Batch) and len(msg.events) >= YIELD_EVERY:
+                    await asyncio.sleep(0)  # as much work as YIELD_EVERY messages: let the flusher and the rest run
             if self.wal.unsynced >= cfg.wal_sync_events or time.monotonic() - self.last_sync >= cfg.wal_sync_interval_s:
                 await self._sync_and_ack()
 

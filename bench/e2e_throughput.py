@@ -149,6 +149,15 @@ class Pipeline:
         self._send_waiting()
         return self.outbox.acked
 
+    def cpu_s(self) -> dict[str, float]:
+        """CPU seconds used so far by each process (Linux /proc), this one as the collector."""
+        tick = os.sysconf("SC_CLK_TCK")
+        used = {"collector": time.process_time()}
+        for name, p in zip(("writer", "validator"), self.procs):
+            fields = Path(f"/proc/{p.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            used[name] = (int(fields[11]) + int(fields[12])) / tick  # utime + stime
+        return used
+
     def blast(self, evs: list[Liquidation], window: int) -> float:
         """Events per second, counting an event when its ack (WAL synced) arrives."""
         started = time.perf_counter()
@@ -172,7 +181,7 @@ class Pipeline:
         start = time.perf_counter()
         for i, e in enumerate(evs):
             while (wait := start + i / rate - time.perf_counter()) > 0:
-                acked = self._note(self._drain_acks(int(wait * 1000)), acked, sent_at, latencies)
+                acked = self._note(self._drain_acks(max(1, round(wait * 1000))), acked, sent_at, latencies)  # no spinning
             self.outbox.add(e)
             self._send_waiting()
             sent_at[self.outbox.seq] = sent_ts[e.ts_event] = time.perf_counter()
@@ -246,15 +255,19 @@ def main(n: int, window: int, paced_rate: float, paced_seconds: float, backlog_n
     with tempfile.TemporaryDirectory() as tmp:
         pipe = Pipeline(Path(tmp), profile)
         try:
-            rate = pipe.blast(evs, window)
             paced_evs = shifted(events(int(paced_rate * paced_seconds)), 10**15)
-            lat, tap = pipe.paced(paced_evs, paced_rate)
+            lat, tap = pipe.paced(paced_evs, paced_rate)  # first: the steady state, not a blast's aftermath
+            before = pipe.cpu_s()
+            rate = pipe.blast(evs, window)
+            cpu = {k: (v - before[k]) / n * 1e6 for k, v in pipe.cpu_s().items()}
             drain = pipe.backlog(shifted(events(backlog_n), 2 * 10**15), window) if backlog_n else 0.0
         finally:
             stored = pipe.stop()
     expected = n + len(paced_evs) + backlog_n
     print(f"pipeline  collector -> validator -> writer (WAL synced, acked): {rate:8,.0f} events/s "
           f"= {rate / raw:.3f} x raw ({raw / rate:.1f}x slower)")
+    print("cpu       per event while blasting: " + ", ".join(f"{k} {v:.1f} us" for k, v in cpu.items())
+          + " (the writer's Parquet flushes partly later)")
     print(f"catalog   {stored:,} rows stored of {expected:,} sent: {'zero loss' if stored == expected else 'LOSS'}")
     print(f"ack path  at {paced_rate:,.0f} events/s: send -> durable ack p50 {pct(lat, 50):.1f} ms, "
           f"p99 {pct(lat, 99):.1f} ms, max {max(lat):.1f} ms ({len(lat):,} events)")
