@@ -49,7 +49,8 @@ from actors.topology import Topology
 from actors.wal import Torn, Wal
 from actors.writer_batches import RETRY_AFTER_S, Batch, BatchWriter, Pending, describe_error
 from messages.codec import decode_event, encode
-from messages.envelope import Ack, Batch, Envelope, Heartbeat, Message, Rejected, ResendFrom
+from messages.envelope import Ack, Envelope, Heartbeat, Message, Rejected, ResendFrom
+from messages.envelope import Batch as Events  # the wire's batch (writer_batches.Batch: what a flush writes)
 from messages.events import AnyEvent
 
 RESEND_REQUEST_EVERY_S = 0.05  # a new hole (progress since the last request): ask for the next window soon
@@ -70,9 +71,9 @@ class Checkpoint(Message, frozen=True, kw_only=True, tag="checkpoint"):
     streams: list[tuple[str, int, int]]
 
 
-_wal_decoder = msgspec.msgpack.Decoder(Batch | Envelope | Rejected | Checkpoint)
-_incoming_decoder = msgspec.msgpack.Decoder(Batch | Envelope | Rejected | Heartbeat)
-Data = Batch | Envelope | Rejected
+_wal_decoder = msgspec.msgpack.Decoder(Events | Envelope | Rejected | Checkpoint)
+_incoming_decoder = msgspec.msgpack.Decoder(Events | Envelope | Rejected | Heartbeat)
+Data = Events | Envelope | Rejected
 
 
 class Writer:
@@ -174,7 +175,7 @@ class Writer:
                 await self._check_tail(peer, msg)
             else:
                 await self._on_data(peer, msg, data)
-                if isinstance(msg, Batch) and len(msg.events) >= YIELD_EVERY:
+                if isinstance(msg, Events) and len(msg.events) >= YIELD_EVERY:
                     await asyncio.sleep(0)  # as much work as YIELD_EVERY messages: let the flusher and the rest run
             if self.wal.unsynced >= cfg.wal_sync_events or time.monotonic() - self.last_sync >= cfg.wal_sync_interval_s:
                 await self._sync_and_ack()
@@ -339,13 +340,13 @@ class Writer:
 
 
 def _last(msg: Data) -> int:
-    return msg.last if isinstance(msg, Batch) else msg.seq
+    return msg.last if isinstance(msg, Events) else msg.seq
 
 
-def _from(batch: Batch, seq: int) -> Batch:
+def _from(batch: Events, seq: int) -> Events:
     """The part of `batch` from `seq` on."""
     cut = seq - batch.seq
-    return Batch(source=batch.source, epoch=batch.epoch, seq=seq, events=batch.events[cut:],
+    return Events(source=batch.source, epoch=batch.epoch, seq=seq, events=batch.events[cut:],
                  rejected=[(i - cut, reason) for i, reason in batch.rejected if i >= cut])
 
 
@@ -355,7 +356,7 @@ def _entries(msg: Data) -> Iterator[AnyEvent | Rejected]:
         yield msg
         return
     if isinstance(msg, Envelope):
-        msg = Batch(source=msg.source, epoch=msg.epoch, seq=msg.seq, events=[msg.payload])
+        msg = Events(source=msg.source, epoch=msg.epoch, seq=msg.seq, events=[msg.payload])
     reasons = dict(msg.rejected)
     for i, payload in enumerate(msg.events):
         reason = reasons.get(i)
