@@ -166,10 +166,10 @@ class Collector:
             self.wake_sender.clear()
             for box in self.outboxes:
                 box.refill()  # spooled events move into memory as room frees
-                while batch := box.unsent(1000):
-                    for seq, data in batch:
-                        await self.sock.send(data)
-                        box.mark_sent(seq)
+                while batch := box.next_batch():  # what waits now, in one message (never waits to fill one)
+                    last, data = batch
+                    await self.sock.send(data)
+                    box.mark_sent(last)
                     box.refill()
                     await asyncio.sleep(0)  # a send that does not block does not yield: let acks and stats in
 

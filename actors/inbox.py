@@ -10,7 +10,8 @@ Every receive loop of the mesh reads through an `Inbox`:
 - the loop's own refusals (undecodable, unknown type, unknown peer) go through `refuse`;
 - refusals are logged rate-limited: the first of a kind at once, then at most one line per
   REFUSAL_LOG_EVERY_S with the count, so a flood of garbage cannot flood the logs;
-- every YIELD_EVERY messages the loop yields to the event loop. Awaiting a socket that already
+- every YIELD_EVERY messages the loop yields to the event loop (a loop that receives batches
+  also yields after each batch of YIELD_EVERY events or more). Awaiting a socket that already
   has a message queued does not yield (pyzmq hands back a finished future), so a loop under
   load would otherwise starve every other task of its process.
 """

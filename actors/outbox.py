@@ -15,11 +15,19 @@ event is also written to the outbox's log on disk when it is numbered (actors/sp
 backlog survives a stop, a restart or a crash: `resume` re-sends it from the next process.
 
 Two ways to send: the caller sends what `add` returns at once (the default), or, with
-`sender_driven=True`, a sender task takes `unsent()` in seq order and awaits the socket, calling
-`mark_sent`; then a slow bus delays events inside the bounded outbox, in order, instead of
+`sender_driven=True`, a sender task takes `next_batch()` in seq order and awaits the socket,
+calling `mark_sent`; then a slow bus delays events inside the bounded outbox, in order, instead of
 making holes that cost re-send round trips. There a re-send is a rewind of the sender's cursor
 (go-back-N through the same ordered, paced path), ignored while the sender is still streaming
 the range from a rewind less than `resend_after_s` ago.
+
+The sender takes what waits with `next_batch`: the events waiting right now (up to
+BATCH_MAX_EVENTS / BATCH_MAX_BYTES) in one `Batch` message. It never waits for a batch to fill:
+at a low rate every event goes out alone at once (no added latency), under load the events that
+queued while the previous batch was being sent go together. In memory an event is its encoded
+payload; on disk it stays one `Envelope` frame (the log's format is unchanged, so an earlier
+version's backlog is read as is). The one-event API (`add`'s return, `resend_from`, `due`,
+`refill`, `unsent`: `derivs history`'s hand-off and tests) gives single `Envelope` messages.
 
 Invariants (tests/unit/test_outbox_properties.py drives them in random orders):
 `acked <= sent_to <= seq`; of the events (acked, seq] those up to `mem_hi` are in memory and
@@ -39,12 +47,18 @@ import msgspec
 
 from actors.spool import OutboxLog, Position, Recovered, frame_size
 from messages.codec import encode
-from messages.envelope import Envelope
+from messages.envelope import Batch, Envelope
 from messages.events import AnyEvent
 
 MARK_ACKED_EVERY_S = 0.5  # how often the log records how far the writer acknowledged
 BUCKET_NS = 100_000_000  # events are summed up per 100 ms of receive time: when lost seqs happened
 LIVE_NS = 60_000_000_000  # an event older than this when received is history (refilled by the backfill)
+BATCH_MAX_EVENTS = 2000  # per message on the wire: the validator yields to its event loop between messages
+# Well under the bus's message limit (actors/inbox.py MAX_MESSAGE_BYTES), also once the validator
+# has added a reason for every event it refuses (a malformed event's is about as long as the event).
+BATCH_MAX_BYTES = 128 << 10
+
+_envelope_decoder = msgspec.msgpack.Decoder(Envelope)
 
 
 class OutboxFull(Exception):
@@ -76,7 +90,7 @@ class Outbox:
         self.mem_hi = 0  # highest seq in memory; (mem_hi, seq] wait on disk only
         self.spooled = self.spooled_bytes = 0
         self._read_at = Position(1, 0)  # where the log holds seq mem_hi + 1 (while spooled)
-        self._pending: OrderedDict[int, bytes] = OrderedDict()
+        self._pending: OrderedDict[int, msgspec.Raw] = OrderedDict()  # seq -> encoded event
         self._oldest_sent_at = 0.0
         self._resent_to, self._resent_at = 0, 0.0  # the last window re-sent on request, and when
         self._marked_at = 0.0
@@ -105,8 +119,9 @@ class Outbox:
         return self.acked >= self.seq
 
     def add(self, event: AnyEvent, *, force: bool = False) -> bytes | None:
-        """Number the event and keep it; returns the wire message to send now, or None if it
-        went to the spool (sent later by `refill`). `force` ignores the bounds (a few gap records).
+        """Number the event and keep it; returns the wire message to send now (one `Envelope`), or
+        None if it went to the spool (sent later by `refill`) or a sender sends it (`sender_driven`
+        without a log). `force` ignores the bounds (a few gap records).
 
         Raises OutboxFull (no seq used) when memory and spool are full.
         """
@@ -116,7 +131,7 @@ class Outbox:
         if not in_memory and not force and (self.log is None or self.spooled_bytes + len(payload) + 64 > self.spool_max_bytes):
             raise OutboxFull(f"{self.source}: {len(self._pending)} events in memory and {self.spooled} on disk unacknowledged")
         seq = self.seq + 1
-        data = encode(Envelope(source=self.source, epoch=self.epoch, seq=seq, payload=payload))
+        data = None if self.sender_driven and self.log is None else self._envelope(seq, payload)
         position = None
         if self.log is not None:
             try:
@@ -134,7 +149,7 @@ class Outbox:
             self.spooled += 1
             self.spooled_bytes += frame_size(data)
             return None
-        self._keep(seq, data)
+        self._keep(seq, payload)
         self.mem_hi = seq
         if not self.sender_driven:
             self.sent_to = seq
@@ -144,12 +159,15 @@ class Outbox:
         """Write what waited in memory only while the disk was full (acknowledged ones are skipped)."""
         if self.log.last_seq < self.seq:
             for seq in range(max(self.log.last_seq, self.acked) + 1, self.seq + 1):
-                self.log.append(seq, self._pending[seq])
+                self.log.append(seq, self._envelope(seq, self._pending[seq]))
 
-    def _keep(self, seq: int, data: bytes) -> None:
+    def _envelope(self, seq: int, payload: msgspec.Raw) -> bytes:
+        return encode(Envelope(source=self.source, epoch=self.epoch, seq=seq, payload=payload))
+
+    def _keep(self, seq: int, payload: msgspec.Raw) -> None:
         if not self._pending:
             self._oldest_sent_at = time.monotonic()
-        self._pending[seq] = data
+        self._pending[seq] = payload
 
     def refill(self) -> list[bytes]:
         """Move spooled events into memory as far as it has room; returns them to send now, in
@@ -165,7 +183,7 @@ class Outbox:
             self.spooled -= 1
             self.spooled_bytes -= frame_size(data)
             if seq > self.acked:  # (the writer may have acknowledged it in an earlier life)
-                self._keep(seq, data)
+                self._keep(seq, _envelope_decoder.decode(data).payload)
                 if not self.sender_driven:
                     moved.append(data)
                     self.sent_to = seq
@@ -180,9 +198,24 @@ class Outbox:
         out = []
         seq = self.sent_to + 1
         while len(out) < limit and seq in self._pending:
-            out.append((seq, self._pending[seq]))
+            out.append((seq, self._envelope(seq, self._pending[seq])))
             seq += 1
         return out
+
+    def next_batch(self, max_events: int = BATCH_MAX_EVENTS, max_bytes: int = BATCH_MAX_BYTES) -> tuple[int, bytes] | None:
+        """The events waiting to be sent as one `Batch` message, and its last seq (call
+        `mark_sent` with it once sent); None if nothing waits. At least one event, however big."""
+        payloads, size = [], 0
+        seq = self.sent_to + 1
+        while len(payloads) < max_events and (payload := self._pending.get(seq)) is not None:
+            if payloads and size + len(payload) > max_bytes:
+                break
+            payloads.append(payload)
+            size += len(payload)
+            seq += 1
+        if not payloads:
+            return None
+        return seq - 1, encode(Batch(source=self.source, epoch=self.epoch, seq=self.sent_to + 1, events=payloads))
 
     def mark_sent(self, seq: int) -> None:
         if seq > self.sent_to:
@@ -270,7 +303,7 @@ class Outbox:
         if window:
             self._resent_to, self._resent_at = window[-1][0], now
         self._oldest_sent_at = now
-        return [data for _, data in window]
+        return [self._envelope(s, payload) for s, payload in window]
 
     def due(self) -> list[bytes]:
         """The oldest unacknowledged events (one window), if the oldest has waited past the timeout."""
@@ -279,7 +312,7 @@ class Outbox:
             if self.sender_driven:
                 self._rewind(self.acked, self._oldest_sent_at)
                 return []
-            return [d for s, d in islice(self._pending.items(), self.resend_window) if s <= self.sent_to]
+            return [self._envelope(s, p) for s, p in islice(self._pending.items(), self.resend_window) if s <= self.sent_to]
         return []
 
     def _rewind(self, seq: int, now: float) -> None:

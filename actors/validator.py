@@ -2,12 +2,13 @@
 
     python -m actors.validator --topology topology.yaml
 
-It decodes each event with the strict typed decoder (schema and value constraints, among them
+Events arrive in batches (messages/envelope.py `Batch`; a single `Envelope` from an earlier
+version is a batch of one). It decodes each event with the strict typed decoder (schema and value constraints, among them
 instrument ids the catalog can name a directory after: messages/events.py), checks what a type
 cannot express (timestamps not in the future, the id's venue suffix, whether the sender may send
-that venue's events), forwards good events to the writer and to the live bus, and turns bad ones
-into `Rejected` records with the reason, so the writer stores them as dead letters and no seq
-goes missing unexplained.
+that venue's events), forwards the batch to the writer with the bad events marked in it (index and reason: the
+writer stores them as dead letters, their good neighbours as rows, and no seq goes missing
+unexplained), and publishes the good ones on the live bus.
 
 Senders: a collector of this mesh, `collector.<venue>` for a venue of the topology, sends only
 that venue's events; `derivs history` handing rows to the mesh (cli/handoff.py) is
@@ -20,6 +21,7 @@ Acks and resend requests from the writer are relayed back to the collector they 
 
 import asyncio
 import contextlib
+import functools
 import re
 import time
 from collections.abc import Collection
@@ -30,12 +32,12 @@ import zmq
 import zmq.asyncio
 from loguru import logger
 
-from actors.inbox import Inbox
+from actors.inbox import YIELD_EVERY, Inbox
 from actors.runtime import Stats, essential, run_actor, socket
 from actors.taps_cache import LastValueBus
 from actors.topology import VENUE_NAMES, Topology
 from messages.codec import decode_event, decode_message, encode
-from messages.envelope import Ack, Envelope, Heartbeat, Rejected, ResendFrom
+from messages.envelope import Ack, Batch, Envelope, Heartbeat, ResendFrom
 from messages.events import AnyEvent, FundingRate, Gap, Instrument, Liquidation, Malformed, OpenInterest
 from messages.timeunits import NS
 
@@ -72,6 +74,7 @@ def history_source(venue: str, pid: int) -> str:
     return f"{HISTORY}{venue}.{pid}"
 
 
+@functools.lru_cache(maxsize=1024)  # asked for every event; a mesh has a handful of senders
 def sender_venue(source: str) -> str | None:
     """The venue (as in the topology: `binance`) whose events `source` may send, None if no sender has that name."""
     if source.startswith(COLLECTOR):
@@ -125,10 +128,15 @@ def explain(exc: msgspec.ValidationError, payload: bytes | msgspec.Raw) -> str:
 
 def validate(envelope: Envelope, now_ns: int) -> tuple[AnyEvent | None, str | None]:
     """(event, None) if good, (None, reason) if not."""
+    return validate_payload(envelope.payload, now_ns)
+
+
+def validate_payload(payload: msgspec.Raw | bytes, now_ns: int) -> tuple[AnyEvent | None, str | None]:
+    """`validate` for one encoded event of a batch."""
     try:
-        event = decode_event(envelope.payload)
+        event = decode_event(payload)
     except msgspec.ValidationError as exc:  # a subclass of DecodeError: first
-        return None, explain(exc, envelope.payload)
+        return None, explain(exc, payload)
     except msgspec.DecodeError as exc:
         return None, f"invalid event: {exc}"
     reason = check(event, now_ns)
@@ -137,7 +145,7 @@ def validate(envelope: Envelope, now_ns: int) -> tuple[AnyEvent | None, str | No
 
 def validate_event(event: AnyEvent, now_ns: int) -> tuple[AnyEvent | None, str | None]:
     """`validate` for an event not yet encoded (the CLI): the same constraints and checks."""
-    return validate(Envelope(source="cli", epoch=0, seq=0, payload=msgspec.Raw(encode(event))), now_ns)
+    return validate_payload(encode(event), now_ns)
 
 
 def topic(event: AnyEvent) -> bytes:
@@ -181,7 +189,6 @@ class Validator:
             peer, data = await self.from_collectors.recv()
             self.last_ingest = time.monotonic()
             self.ingested.set()
-            self.stats.events_in += 1
             if not known_peer(peer):
                 self.from_collectors.refuse("peer", "message from unknown peer {!r} refused", peer[:64])
                 continue
@@ -192,34 +199,46 @@ class Validator:
                 self.from_collectors.refuse("undecodable", "undecodable message from {!r} dropped: {}", peer, exc)
                 continue
             match msg:
-                case Envelope() | Heartbeat() if msg.source.encode() != peer:  # acks would go to the named source
+                case Envelope() | Batch() | Heartbeat() if msg.source.encode() != peer:  # acks would go to the named source
                     self.from_collectors.refuse("source", "{} from {!r} claiming source {!r} refused",
                                                 type(msg).__name__, peer[:64], msg.source[:64])
-                case Envelope():
-                    await self._check_and_forward(msg, data)
+                case Batch() if not msg.events:
+                    self.from_collectors.refuse("empty", "empty batch from {!r} dropped", peer[:64])
+                case Batch():
+                    await self._check_and_forward(msg)
+                case Envelope():  # one event, from a sender of an earlier version
+                    await self._check_and_forward(Batch(source=msg.source, epoch=msg.epoch, seq=msg.seq, events=[msg.payload]))
                 case Heartbeat():
                     await self.store.send(data)
                 case _:
                     self.from_collectors.refuse("type", "unexpected {} from {!r} dropped", type(msg).__name__, peer)
 
-    async def _check_and_forward(self, envelope: Envelope, data: bytes) -> None:
-        fresh = self.taps.first_time(envelope.source, envelope.epoch, envelope.seq)  # a re-send is not news for taps
-        event, reason = validate(envelope, time.time_ns())
-        if event is not None and (reason := refuse_sender(envelope.source, event, self.venues)):
-            event = None
-        if event is None:
-            self.rejected += 1
-            self.stats.events_out += 1
-            logger.bind(venue="-").warning("rejected {} seq {}: {}", envelope.source, envelope.seq, reason)
-            rejected = Rejected(source=envelope.source, epoch=envelope.epoch, seq=envelope.seq, reason=reason, payload=bytes(envelope.payload))
-            await self.store.send(encode(rejected))
-            return
-        self.passed += 1
-        self.stats.events_out += 1
-        self.stats.last_event_ns = event.ts_recv
-        await self.store.send(data)
-        if fresh:
-            await self.taps.send_multipart([topic(event), bytes(envelope.payload)])
+    async def _check_and_forward(self, batch: Batch) -> None:
+        """Validate every event of the batch, forward the batch with the refused ones marked,
+        then publish the good ones that are news (a re-send is not news for taps)."""
+        now = time.time_ns()
+        rejected: list[tuple[int, str]] = []
+        news: list[tuple[bytes, bytes]] = []
+        fresh = self.taps.fresh_in(batch.source, batch.epoch, batch.seq, batch.last)
+        for i, payload in enumerate(batch.events):
+            event, reason = validate_payload(payload, now)
+            if event is not None and (reason := refuse_sender(batch.source, event, self.venues)):
+                event = None
+            if event is None:
+                rejected.append((i, reason))
+                logger.bind(venue="-").warning("rejected {} seq {}: {}", batch.source, batch.seq + i, reason)
+            else:
+                self.stats.last_event_ns = event.ts_recv
+                if fresh[i]:
+                    news.append((topic(event), bytes(payload)))
+        self.rejected += len(rejected)
+        self.passed += len(batch.events) - len(rejected)
+        self.stats.events_in += len(batch.events)
+        self.stats.events_out += len(batch.events)
+        await self.store.send(encode(msgspec.structs.replace(batch, rejected=rejected)))
+        self.taps.publish(news)
+        if len(batch.events) >= YIELD_EVERY:
+            await asyncio.sleep(0)  # a big batch is as much work as YIELD_EVERY messages: let the rest of the process run
 
     async def _from_writer(self) -> None:
         while True:

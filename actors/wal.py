@@ -1,6 +1,6 @@
 """The writer's write-ahead log: accepted messages, synced to disk before they are acknowledged.
 
-Frames are `<u32 length><bytes>`. A torn last frame of the log (crash mid-append) was never
+Frames are `<u32 length><bytes>`: one message each (a batch of events is one frame, one write). A torn last frame of the log (crash mid-append) was never
 synced, so never acknowledged, so its collector still has it and will re-send it: it is cut off
 when the log is opened (so later frames never follow it) and reported. A sealed segment was
 synced whole before it was sealed: a torn one has lost acknowledged frames, and replay says so
@@ -51,9 +51,10 @@ class Wal:
         self.synced_size = self.path.stat().st_size
         self.unsynced = 0
 
-    def append(self, data: bytes) -> None:
+    def append(self, data: bytes, events: int = 1) -> None:
+        """Buffer one frame holding `events` events (`unsynced` counts events, for the group commit)."""
         self._pending += _LEN.pack(len(data)) + data
-        self.unsynced += 1
+        self.unsynced += events
 
     def sync(self) -> None:
         """Group commit: one write and one fsync for everything appended since the last one.

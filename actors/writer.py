@@ -6,7 +6,10 @@ when to flush; what a flush writes is actors/writer_batches.py.
 
 Per (source, epoch) it accepts only the next expected seq (a hole asks the collector to
 re-send; a repeat is acknowledged again and dropped), appends what it accepts to the WAL,
-syncs the WAL (group commit) and only then acknowledges. Every `flush_interval_s`, and at
+syncs the WAL (group commit) and only then acknowledges. Events come in batches
+(messages/envelope.py `Batch`): a batch is one WAL frame; one that overlaps what was accepted
+(a re-send) is cut to its new part first, so replay never doubles a row. Single `Envelope` and
+`Rejected` messages (an earlier version's WAL) are read as batches of one. Every `flush_interval_s`, and at
 shutdown, the accepted rows go to Parquet in the Nautilus layout (storage/store.py): the
 WAL is sealed (actors/wal.py), the rows are written in a thread while events go on being
 accepted into a new WAL segment, and the sealed segment is deleted once they are in Parquet.
@@ -28,6 +31,7 @@ WAL segment goes as for stored rows. An unreadable Parquet file is moved aside b
 
 import asyncio
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import click
@@ -39,13 +43,15 @@ from loguru import logger
 from storage.lock import CatalogLock
 from storage.store import CatalogStore, out_of_space
 from actors.durable_trace import DurableTrace
-from actors.inbox import Inbox
+from actors.inbox import YIELD_EVERY, Inbox
 from actors.runtime import Stats, essential, run_actor, socket, wait_or_stop
 from actors.topology import Topology
 from actors.wal import Torn, Wal
 from actors.writer_batches import RETRY_AFTER_S, Batch, BatchWriter, Pending, describe_error
 from messages.codec import decode_event, encode
 from messages.envelope import Ack, Envelope, Heartbeat, Message, Rejected, ResendFrom
+from messages.envelope import Batch as Events  # the wire's batch (writer_batches.Batch: what a flush writes)
+from messages.events import AnyEvent
 
 RESEND_REQUEST_EVERY_S = 0.05  # a new hole (progress since the last request): ask for the next window soon
 # The same hole is asked for again only after this: a re-send of a big backlog takes time to
@@ -65,8 +71,9 @@ class Checkpoint(Message, frozen=True, kw_only=True, tag="checkpoint"):
     streams: list[tuple[str, int, int]]
 
 
-_wal_decoder = msgspec.msgpack.Decoder(Envelope | Rejected | Checkpoint)
-_incoming_decoder = msgspec.msgpack.Decoder(Envelope | Rejected | Heartbeat)
+_wal_decoder = msgspec.msgpack.Decoder(Events | Envelope | Rejected | Checkpoint)
+_incoming_decoder = msgspec.msgpack.Decoder(Events | Envelope | Rejected | Heartbeat)
+Data = Events | Envelope | Rejected
 
 
 class Writer:
@@ -141,8 +148,7 @@ class Writer:
                     self.last_seq[(s, e)] = min(q, self.last_seq.get((s, e), q)) if torn else q
                 torn = False
                 continue
-            self._accept(msg, frame, log_to_wal=False)
-            replayed += 1
+            replayed += self._accept(msg, frame, log_to_wal=False)
         self.durable = dict(self.last_seq)
         self.pending.synced()  # all of it is on disk
         return replayed
@@ -169,16 +175,21 @@ class Writer:
                 await self._check_tail(peer, msg)
             else:
                 await self._on_data(peer, msg, data)
+                if isinstance(msg, Events) and len(msg.events) >= YIELD_EVERY:
+                    await asyncio.sleep(0)  # as much work as YIELD_EVERY messages: let the flusher and the rest run
             if self.wal.unsynced >= cfg.wal_sync_events or time.monotonic() - self.last_sync >= cfg.wal_sync_interval_s:
                 await self._sync_and_ack()
 
-    async def _on_data(self, peer: bytes, msg: Envelope | Rejected, data: bytes) -> None:
+    async def _on_data(self, peer: bytes, msg: Data, data: bytes) -> None:
         if self.blocked_since is not None:
             return  # not accepted, not acknowledged: its collector keeps it and re-sends it
         key = (msg.source, msg.epoch)
         self.peer[key] = peer
         expected = self.last_seq.get(key, 0) + 1
-        if msg.seq == expected:
+        if msg.seq <= expected <= _last(msg):
+            if msg.seq < expected:  # a re-sent batch that overlaps what we have: its new part only
+                msg = _from(msg, expected)
+                data = encode(msg)
             self._accept(msg, data, log_to_wal=True)
         elif msg.seq < expected:
             now = time.monotonic()
@@ -188,24 +199,21 @@ class Writer:
         else:
             await self._ask_resend(peer, key, expected - 1)
 
-    def _accept(self, msg: Envelope | Rejected, frame: bytes, *, log_to_wal: bool) -> None:
+    def _accept(self, msg: Data, frame: bytes, *, log_to_wal: bool) -> int:
+        """Take in a message (its seqs follow the last accepted); returns how many events it held."""
+        count = _last(msg) - msg.seq + 1
         if log_to_wal:
-            self.wal.append(frame)
-        self.last_seq[(msg.source, msg.epoch)] = msg.seq
-        if isinstance(msg, Envelope):
-            try:
-                event = decode_event(msg.payload)
-            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-                # Not through our validator (a WAL of an older version with laxer rules): a dead letter, never a crash
-                msg = Rejected(source=msg.source, epoch=msg.epoch, seq=msg.seq, reason=f"invalid event: {exc}",
-                               payload=bytes(msg.payload))
-        if isinstance(msg, Rejected):
-            self.pending.dead.append(msg)
-        else:
-            self.pending.rows.append(event)
-            self.stats.last_event_ns = event.ts_recv
-        self.stats.events_in += 1
+            self.wal.append(frame, count)
+        self.last_seq[(msg.source, msg.epoch)] = _last(msg)
+        for item in _entries(msg):
+            if isinstance(item, Rejected):
+                self.pending.dead.append(item)
+            else:
+                self.pending.rows.append(item)
+                self.stats.last_event_ns = item.ts_recv
+        self.stats.events_in += count
         self.stats.queue_depth = len(self.pending)
+        return count
 
     async def _check_tail(self, peer: bytes, hb: Heartbeat) -> None:
         """A heartbeat names the last seq sent: if we lack some of it, the tail was lost (the
@@ -329,6 +337,37 @@ class Writer:
         self._sync_wal()
         segment = self.wal.seal(encode(Checkpoint(streams=[(s, e, q) for (s, e), q in self.last_seq.items()])))
         return self.pending.take(segment)
+
+
+def _last(msg: Data) -> int:
+    return msg.last if isinstance(msg, Events) else msg.seq
+
+
+def _from(batch: Events, seq: int) -> Events:
+    """The part of `batch` from `seq` on."""
+    cut = seq - batch.seq
+    return Events(source=batch.source, epoch=batch.epoch, seq=seq, events=batch.events[cut:],
+                 rejected=[(i - cut, reason) for i, reason in batch.rejected if i >= cut])
+
+
+def _entries(msg: Data) -> Iterator[AnyEvent | Rejected]:
+    """The events of a message in seq order, each a row or a dead letter."""
+    if isinstance(msg, Rejected):
+        yield msg
+        return
+    if isinstance(msg, Envelope):
+        msg = Events(source=msg.source, epoch=msg.epoch, seq=msg.seq, events=[msg.payload])
+    reasons = dict(msg.rejected)
+    for i, payload in enumerate(msg.events):
+        reason = reasons.get(i)
+        if reason is None:
+            try:
+                yield decode_event(payload)
+                continue
+            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                # Not through our validator (a WAL of an older version with laxer rules): a dead letter, never a crash
+                reason = f"invalid event: {exc}"
+        yield Rejected(source=msg.source, epoch=msg.epoch, seq=msg.seq + i, reason=reason, payload=bytes(payload))
 
 
 @click.command()

@@ -3,6 +3,10 @@
 Every event a collector sends is numbered: `source` (actor name), `epoch` (random per process
 start) and `seq` (+1 per event, no holes). The writer acknowledges cumulatively, so the
 collector may forget everything up to an acknowledged seq (design §3).
+
+Events travel in batches (`Batch`: consecutive seqs of one stream in one message, one decode of
+the frame, one WAL append and one ack for all of them); a single `Envelope` is the same thing for
+one event, still accepted everywhere (a WAL or a peer of an earlier version).
 """
 
 import msgspec
@@ -19,6 +23,22 @@ class Envelope(Message, frozen=True, kw_only=True, tag="data"):
     epoch: int
     seq: int
     payload: msgspec.Raw
+
+
+class Batch(Message, frozen=True, kw_only=True, tag="batch"):
+    """Events `seq`, `seq + 1`, ... of one stream, still encoded. From the validator on,
+    `rejected` holds (index in `events`, reason) of those it refused: they stay in place (no seq
+    goes missing) and the writer stores them as dead letters, their neighbours as rows."""
+
+    source: str
+    epoch: int
+    seq: int  # of events[0]
+    events: list[msgspec.Raw]
+    rejected: list[tuple[int, str]] = []
+
+    @property
+    def last(self) -> int:
+        return self.seq + len(self.events) - 1
 
 
 class Rejected(Message, frozen=True, kw_only=True, tag="rejected"):
@@ -60,4 +80,4 @@ class Heartbeat(Message, frozen=True, kw_only=True, tag="heartbeat"):
     forgotten: int = 0
 
 
-AnyMessage = Envelope | Rejected | Ack | ResendFrom | Heartbeat
+AnyMessage = Envelope | Batch | Rejected | Ack | ResendFrom | Heartbeat
