@@ -18,7 +18,7 @@ import lz4.frame
 
 from emulator.common import VenueContext
 from emulator.ground_truth import GroundTruth
-from emulator.hyperliquid.assets import ASSETS
+from emulator.hyperliquid.assets import assets as listed_assets
 from emulator.hyperliquid.history import listed_ms
 from emulator.hyperliquid.info import HyperliquidInfo
 from emulator.market import DAY, MIN, Market
@@ -30,9 +30,9 @@ HEADER = ("time", "coin", "funding", "open_interest", "prev_day_px", "day_ntl_vl
 def _contexts(market: Market, day_ms: int, coins: tuple[str, ...] | None) -> list[tuple[int, str, dict]]:
     """(minute, coin, asset context) of every listed coin, every minute of the day."""
     info = HyperliquidInfo(VenueContext("hyperliquid", market, GroundTruth(None)))
-    assets = [a for a in ASSETS if coins is None or a.name in coins]
+    assets = [a for a in listed_assets(market) if coins is None or a.name in coins]
     return [(t, a.name, info.asset_ctx(a, t)[0]) for t in range(day_ms, day_ms + DAY, MIN)
-            for a in assets if t >= listed_ms(a.name)]
+            for a in assets if t >= listed_ms(market, a.name)]
 
 
 def day_csv(market: Market, day_ms: int, coins: tuple[str, ...] | None = None) -> str:

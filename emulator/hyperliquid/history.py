@@ -38,9 +38,11 @@ LISTED_MS: dict[str, int] = {
 DEFAULT_LISTED_MS = 1_704_067_200_000  # 2024-01-01: a coin the table does not name
 
 
-def listed_ms(coin: str) -> int:
-    """When the emulator's Hyperliquid lists `coin` (its first funding row)."""
-    return LISTED_MS.get(coin, DEFAULT_LISTED_MS)
+def listed_ms(market: Market, coin: str) -> int:
+    """When the emulator's Hyperliquid lists `coin` (its first funding row): the reference coins'
+    dates above, the generated universe's own listing date for the others."""
+    listing = universe_of(market).by_base("hyperliquid", coin)
+    return LISTED_MS.get(coin) or (listing.listed_ms if listing and listing.listed_ms else DEFAULT_LISTED_MS)
 
 
 def latency_ms(market: Market, coin: str, settlement_ms: int) -> int:
@@ -72,7 +74,7 @@ class HyperliquidHistory:
         if universe_of(market).get("hyperliquid", coin) is None:
             return json_response([])
         rows, records = [], []
-        first = max(start, listed_ms(coin))
+        first = max(start, listed_ms(self.market, coin))
         s = market.next_funding_ms("hyperliquid", coin, first - 1 - 80)  # a row's time may trail the hour
         while s <= end and len(rows) < PAGE:
             t = s + latency_ms(market, coin, s)

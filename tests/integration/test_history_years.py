@@ -19,7 +19,7 @@ import pytest
 from emulator.binance.instruments import _SPECS as BINANCE_SPECS
 from emulator.bybit.instruments import _SPECS as BYBIT_SPECS
 from emulator.history import oi_hole
-from emulator.hyperliquid.history import listed_ms
+from emulator.hyperliquid.history import LISTED_MS
 from emulator.market import Market
 from storage.series import read_series
 from tests.harness import ROOT, read_catalog, start_emulator, wait_for
@@ -102,7 +102,7 @@ def test_bybit_oi_since_2021_at_one_hour_stored_whole(emu, tmp_path: Path) -> No
 LISTINGS = {  # venue -> (raw symbol in the ground truth, listing ms the emulator serves from)
     "binance": ("BTCUSDT", BINANCE_SPECS["BTC"].onboard_ms),
     "bybit": ("BTCUSDT", BYBIT_SPECS["BTC"].launch_ms),
-    "hyperliquid": ("BTC", listed_ms("BTC")),
+    "hyperliquid": ("BTC", LISTED_MS["BTC"]),
 }
 
 
