@@ -31,8 +31,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from loguru import logger
 
@@ -182,11 +182,11 @@ class _Output:
 
 def _split_by_period(table: pa.Table, cut: Cutoffs) -> Iterator[tuple[pa.Table, int]]:
     """`table` (sorted by ts_init) in slices, each inside one period."""
-    ts = table["ts_init"].to_numpy()
+    ts = table["ts_init"]
     start = 0
     while start < len(ts):
-        period = cut.period(int(ts[start]))
-        end = int(np.searchsorted(ts, cut.next_period(period), side="left"))
+        period = cut.period(ts[start].as_py())
+        end = pc.sum(pc.less(ts, cut.next_period(period))).as_py()  # sorted: the rows before the next period
         yield table.slice(start, end - start), period
         start = end
 
