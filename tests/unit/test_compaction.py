@@ -181,3 +181,40 @@ def test_nothing_to_do_writes_nothing(tmp_path, where):
     before = sorted(p.name for p in tmp_path.rglob("*"))
     assert compact(tmp_path).done == [] and Job(tmp_path, OPEN_INTEREST, BTC, Cutoffs.at(NOW)).groups == []
     assert sorted(p.name for p in tmp_path.rglob("*")) == before
+
+
+def test_derivs_compact_reports_progress_and_a_summary_and_dry_run_writes_nothing(tmp_path):
+    from click.testing import CliRunner
+
+    from cli.main import cli
+
+    for d in range(40):  # 40 daily files in closed months (whatever today is: 2025 is over)
+        put(tmp_path, [oi(utc(2025, 3, 10) + d * DAY + h * HOUR) for h in range(24)])
+    before = sorted(p.name for p in tmp_path.rglob("*"))
+    dry = CliRunner().invoke(cli, ["compact", "--catalog", str(tmp_path), "--dry-run"])
+    assert dry.exit_code == 0, dry.output
+    assert f"{OPEN_INTEREST}/{BTC}: 40 files in 2 runs to consolidate" in dry.output
+    assert "would consolidate 1 directories (40 files); nothing written" in dry.output
+    assert sorted(p.name for p in tmp_path.rglob("*")) == before
+
+    run = CliRunner().invoke(cli, ["compact", "--catalog", str(tmp_path)])
+    assert run.exit_code == 0, run.output
+    assert f"{OPEN_INTEREST}/{BTC}: 40 files -> 2 (960 rows)" in run.output  # March and April
+    assert "consolidated 1 directories: 40 files -> 2" in run.output
+    assert len(files(tmp_path)) == 2 and table(tmp_path).num_rows == 960
+
+
+def test_derivs_compact_refuses_a_catalog_a_writer_holds(tmp_path):
+    from click.testing import CliRunner
+
+    from cli.main import cli
+    from storage.lock import CatalogLock
+
+    put(tmp_path, [oi(utc(2025, 3, 10))])
+    with CatalogLock(tmp_path, {"kind": "writer", "mesh": "m"}) as lock:
+        lock.acquire(timeout_s=1)
+        result = CliRunner().invoke(cli, ["compact", "--catalog", str(tmp_path)])
+    assert result.exit_code == 1
+    assert "being written by the writer of mesh 'm'" in result.output and "Traceback" not in result.output
+    missing = CliRunner().invoke(cli, ["compact", "--catalog", str(tmp_path / "nope")])
+    assert missing.exit_code == 1 and "no such directory" in missing.output
