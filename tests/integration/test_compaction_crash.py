@@ -157,3 +157,33 @@ def test_a_reader_during_compaction_never_sees_missing_or_doubled_rows(tmp_path)
     assert len(seen) >= 5, f"only {len(seen)} reads overlapped the compaction"
     assert all("No such file" in e or "FileNotFound" in e or "not found" in e.lower() for e in errors), errors
     print(f"{len(seen)} complete reads during compaction, {len(errors)} failed with a vanished file")
+
+
+def test_the_mesh_writer_consolidates_closed_months_while_it_collects(tmp_path):
+    """A real sandbox mesh on a catalog of small files in closed months: its writer consolidates
+    them between flushes, while today's polled rows keep arriving."""
+    from tests.harness import mesh_log, start_mesh, stop_mesh, wait_for, write_topology
+
+    topology = write_topology(tmp_path)
+    catalog = tmp_path / "catalog"
+    make_catalog(catalog, files_per_series=12)
+    truth = rows(catalog)
+    closed_end = START + 90 * DAY
+
+    def closed_files() -> dict[str, int]:
+        return {kind: len([f for f in cf.list_files(catalog / "data" / kind / iid) if f.end < closed_end])
+                for kind, iid in [(OPEN_INTEREST, BTC), (LIQUIDATION, ETH)]}
+
+    proc = start_mesh(topology, "--sandbox")
+    try:
+        wait_for(lambda: closed_files() == {OPEN_INTEREST: 3, LIQUIDATION: 3}, 90, what="closed months consolidated")
+        wait_for(lambda: len(cf.list_files(catalog / "data" / OPEN_INTEREST / BTC)) > 3, 60, what="today's polled OI")
+        stop_mesh(proc, signal.SIGINT)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, mesh_log(topology)
+    after = rows(catalog)
+    assert [r for r in after if r[1] < closed_end] == truth  # every stored row once
+    assert any(r[0] == BTC and r[1] >= closed_end for r in after)  # and the mesh's own rows beside them
+    assert "compacted" in (tmp_path / "run" / "logs" / "writer.log").read_text()
