@@ -23,7 +23,6 @@ flush), each step bounded in time; a flush between two steps that changed the jo
 makes the job start over at the next pass. `derivs compact` (cli/compact.py) runs it all at once.
 """
 
-import calendar
 import os
 import shutil
 import time
@@ -36,50 +35,16 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from loguru import logger
 
-from messages.timeunits import NS
 from storage.dirswap import clear_stage, exchange, stage_root
 from storage.files import ROWS_PER_GROUP, DataFile, file_name, fsync_dir, list_files, recover
 from storage.legacy import conform
+from storage.periods import DAY_NS, Cutoffs
 from storage.paths import data_directory, ids_in
 from storage.schema import KINDS, schema_for
 
 MAX_ROWS_PER_FILE = 1_000_000  # ~20-40 MB of OI, funding or liquidation rows
-DAY_NS = 86_400 * NS
 STEP_BUDGET_S = 0.25  # the writer's share between two flushes
 PASS_EVERY_S = 900.0  # look for late rows in closed periods (history hand-offs, backlogs) this often
-
-
-# -- periods ------------------------------------------------------------------------------------
-
-
-def _month_start(ns: int) -> int:
-    t = time.gmtime(ns // NS)
-    return calendar.timegm((t.tm_year, t.tm_mon, 1, 0, 0, 0)) * NS
-
-
-def _next_month(start_ns: int) -> int:
-    t = time.gmtime(start_ns // NS)
-    year, month = (t.tm_year + 1, 1) if t.tm_mon == 12 else (t.tm_year, t.tm_mon + 1)
-    return calendar.timegm((year, month, 1, 0, 0, 0)) * NS
-
-
-@dataclass(frozen=True)
-class Cutoffs:
-    """What is closed at `now_ns`: days before `day`, months before `month`."""
-
-    day: int  # start of the current UTC day
-    month: int  # start of the current UTC month
-
-    @classmethod
-    def at(cls, now_ns: int) -> "Cutoffs":
-        return cls(now_ns - now_ns % DAY_NS, _month_start(now_ns))
-
-    def period(self, ts: int) -> int:
-        """Start of the closed period holding `ts` (its month if that is over, else its day)."""
-        return _month_start(ts) if ts < self.month else ts - ts % DAY_NS
-
-    def next_period(self, start: int) -> int:
-        return _next_month(start) if start < self.month else start + DAY_NS
 
 
 # -- planning -----------------------------------------------------------------------------------

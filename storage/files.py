@@ -41,6 +41,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from storage.legacy import conform
+from storage.periods import by_month, split_rows
 from messages.timeunits import NS
 
 ROWS_PER_GROUP = 5_000  # ParquetDataCatalog's default max_rows_per_group
@@ -357,10 +358,8 @@ def merge_into(directory: Path, new: pa.Table, durable: bool = True, append_same
     start, end = new["ts_init"][0].as_py(), new["ts_init"][-1].as_py()
     files = list_files(directory)
     touched = overlapping(files, start, end)
-    if len(touched) > 1 and len(parts := _by_month(touched)) > 1:
-        # A back-fill across consolidated months: each month's files take their own rows (see
-        # `_split_rows`), so a rerun over years never merges them all into one file.
-        return sum(merge_into(directory, rows, durable, append_same_day, slots) for rows in _split_rows(new, parts))
+    if len(touched) > 1 and len(parts := by_month(touched)) > 1:  # across consolidated months: month by month
+        return sum(merge_into(directory, rows, durable, append_same_day, slots) for rows in split_rows(new, parts))
     head, superseded, existing = None, (), new.schema.empty_table()
     if len(touched) > 1:  # rows spanning several files (a back-fill): merged whole
         superseded, existing = touched, read_files(touched, new.schema)
@@ -374,26 +373,6 @@ def merge_into(directory: Path, new: pa.Table, durable: bool = True, append_same
     if changed:
         replace_files(directory, merged, superseded, durable, head)  # it supersedes the head's file itself
     return changed
-
-
-def _by_month(files: list[DataFile]) -> list[list[DataFile]]:
-    """`files` (sorted) in runs by the UTC month their first row is in."""
-    runs: list[list[DataFile]] = []
-    for f in files:
-        month = time.gmtime(f.start // NS)[:2]
-        if runs and time.gmtime(runs[-1][0].start // NS)[:2] == month:
-            runs[-1].append(f)
-        else:
-            runs.append([f])
-    return runs
-
-
-def _split_rows(new: pa.Table, runs: list[list[DataFile]]) -> list[pa.Table]:
-    """`new` cut at the start of each run but the first: the rows of a run meet only its files
-    (a row between two runs goes to the earlier one, whose hull then still ends before the next)."""
-    ts = new["ts_init"]
-    cuts = [0] + [pc.sum(pc.less(ts, run[0].start)).as_py() for run in runs[1:]] + [new.num_rows]
-    return [new.slice(a, b - a) for a, b in zip(cuts, cuts[1:], strict=False) if b > a]
 
 
 # Appending re-writes the file: past this size a new file starts instead, so that a flush costs
