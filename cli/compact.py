@@ -20,7 +20,7 @@ import click
 
 from cli.catalogargs import catalog_options, existing_catalog
 from storage.compaction import Cutoffs, Job, Result, directories, plan
-from storage.dirswap import clear_stage
+from storage.dirswap import SwapUnsupported, clear_stage
 from storage.lock import CatalogBusy, CatalogLock, describe
 from storage.paths import data_directory
 from storage.store import CatalogStore
@@ -70,7 +70,7 @@ def _compact(root: Path, dry_run: bool) -> tuple[int, int, int, int, int, float]
         clear_stage(root)  # and what an interrupted compaction left beside the catalog
     cut = Cutoffs.at(time.time_ns())
     pause, steps = _pause_at(), 0
-    done = files_before = files_after = bytes_before = bytes_after = 0
+    done = files_before = files_after = bytes_before = bytes_after = failed = 0
     todo = directories(root)
     for n, (kind, iid) in enumerate(todo, 1):
         if dry_run:
@@ -83,12 +83,20 @@ def _compact(root: Path, dry_run: bool) -> tuple[int, int, int, int, int, float]
         job = Job(root, kind, iid, cut)
         if not job:
             continue
-        for label in job.steps():
-            steps += 1
-            if steps == pause:
-                click.echo(f"PAUSED {steps} {label}", err=True)
-                sys.stderr.flush()
-                threading.Event().wait()
+        try:
+            for label in job.steps():
+                steps += 1
+                if steps == pause:
+                    click.echo(f"PAUSED {steps} {label}", err=True)
+                    sys.stderr.flush()
+                    threading.Event().wait()
+        except SwapUnsupported as exc:
+            raise click.ClickException(f"{exc}: compaction needs an atomic directory exchange (Linux, macOS "
+                                       f"on ext4, xfs, btrfs, tmpfs, APFS...); nothing was changed") from None
+        except Exception as exc:  # an unreadable file, a full disk: that directory stays as it was
+            click.echo(f"[{n}/{len(todo)}] {kind}/{iid}: left as it was: {type(exc).__name__}: {exc}", err=True)
+            failed += 1
+            continue
         result: Result = job.result
         if result.aborted:
             click.echo(f"[{n}/{len(todo)}] {kind}/{iid}: left as it was ({result.aborted})", err=True)
@@ -98,4 +106,6 @@ def _compact(root: Path, dry_run: bool) -> tuple[int, int, int, int, int, float]
         done += 1
         files_before, files_after = files_before + result.files_before, files_after + result.files_after
         bytes_before, bytes_after = bytes_before + result.bytes_before, bytes_after + result.bytes_after
+    if failed:
+        click.echo(f"{failed} directories could not be consolidated (see above); they are intact", err=True)
     return done, files_before, files_after, bytes_before, bytes_after, time.monotonic() - started

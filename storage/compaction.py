@@ -35,7 +35,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from loguru import logger
 
-from storage.dirswap import clear_stage, exchange, stage_root
+from storage.dirswap import SwapUnsupported, clear_stage, exchange, stage_root
 from storage.files import ROWS_PER_GROUP, DataFile, file_name, fsync_dir, list_files, recover
 from storage.legacy import conform
 from storage.periods import DAY_NS, Cutoffs
@@ -267,12 +267,15 @@ class Compactor:
     cut: Cutoffs | None = None
     pass_started: float | None = None
     done: list[Result] = field(default_factory=list)
+    off: bool = False  # the file system cannot exchange directories: said once, not tried again
 
     def __post_init__(self) -> None:
         self.root = Path(self.root)
         clear_stage(self.root)
 
     def _pass_due(self) -> bool:
+        if self.off:
+            return False
         if self.pass_started is None or self.cut is None:
             return True
         return Cutoffs.at(self.now_ns()) != self.cut or time.monotonic() - self.pass_started >= self.pass_every_s
@@ -301,6 +304,9 @@ class Compactor:
             next(self.job)
         except StopIteration:
             self._finished()
+        except SwapUnsupported as exc:
+            logger.error("compaction is off: {} (it needs an atomic directory exchange; `derivs compact` says the same)", exc)
+            self.job, self.current, self.queue, self.off = None, None, [], True
         except Exception as exc:  # a full disk, an unreadable file: this directory waits for the next pass
             logger.opt(exception=exc).error("compacting {} failed: {}; left as it was, tried again in the next pass",
                                             self.current.directory, exc)

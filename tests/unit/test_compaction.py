@@ -218,3 +218,20 @@ def test_derivs_compact_refuses_a_catalog_a_writer_holds(tmp_path):
     assert "being written by the writer of mesh 'm'" in result.output and "Traceback" not in result.output
     missing = CliRunner().invoke(cli, ["compact", "--catalog", str(tmp_path / "nope")])
     assert missing.exit_code == 1 and "no such directory" in missing.output
+
+
+def test_a_file_system_without_directory_exchange_turns_compaction_off_and_changes_nothing(tmp_path, monkeypatch):
+    import storage.compaction as sc
+    from storage.dirswap import SwapUnsupported
+
+    def refuse(a, b):
+        raise SwapUnsupported(22, "this file system cannot exchange directories")
+
+    monkeypatch.setattr(sc, "exchange", refuse)
+    for d in range(3):
+        put(tmp_path, [oi(utc(2025, 3, 1) + d * DAY)])
+    before = table(tmp_path)
+    compactor = compact(tmp_path, pass_every_s=0.0)
+    assert compactor.off and compactor.done == [] and not compactor.step()
+    assert len(files(tmp_path)) == 3 and table(tmp_path).equals(before)
+    assert not [p for p in stage_root(tmp_path).rglob("*") if p.is_file()]
