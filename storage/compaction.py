@@ -289,7 +289,11 @@ class Compactor:
                 return False
             self.cut, self.pass_started = Cutoffs.at(self.now_ns()), time.monotonic()
             self.done = []  # the last pass's results only (the writer runs for weeks)
-            self.queue = directories(self.root)[::-1]
+            try:
+                self.queue = directories(self.root)[::-1]
+            except OSError as exc:  # never the writer's problem: the next pass tries again
+                logger.error("compaction: cannot list {}: {}", self.root, exc)
+                return False
         while self.job is not None or self.queue:
             if self.job is None:
                 self._next_job()
