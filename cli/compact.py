@@ -92,7 +92,7 @@ def _compact(root: Path, dry_run: bool) -> tuple[int, int, int, int, int, float]
                     threading.Event().wait()
         except SwapUnsupported as exc:
             raise click.ClickException(f"{exc}: compaction needs an atomic directory exchange (Linux, macOS "
-                                       f"on ext4, xfs, btrfs, tmpfs, APFS...); nothing was changed") from None
+                                       f"on ext4, xfs, btrfs, tmpfs, APFS...); {kind}/{iid} was left as it was") from None
         except Exception as exc:  # an unreadable file, a full disk: that directory stays as it was
             click.echo(f"[{n}/{len(todo)}] {kind}/{iid}: left as it was: {type(exc).__name__}: {exc}", err=True)
             failed += 1
@@ -107,5 +107,5 @@ def _compact(root: Path, dry_run: bool) -> tuple[int, int, int, int, int, float]
         files_before, files_after = files_before + result.files_before, files_after + result.files_after
         bytes_before, bytes_after = bytes_before + result.bytes_before, bytes_after + result.bytes_after
     if failed:
-        click.echo(f"{failed} directories could not be consolidated (see above); they are intact", err=True)
+        raise click.ClickException(f"{failed} directories could not be consolidated (see above); they are intact")
     return done, files_before, files_after, bytes_before, bytes_after, time.monotonic() - started
