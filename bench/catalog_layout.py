@@ -9,17 +9,20 @@ funding every 60 s (funding is a row in `funding_rate_update` and one in
 
 - **per flush**: what a writer flushing every 10 s without same-day appending leaves: a file per
   directory per flush that had rows for it (an OI row every 60 s is a file every 60 s);
-- **compact**: the same files after `derivs compact`'s consolidation (storage/compaction.py),
-  timed: one file per directory for a closed day (one per month once the month is closed).
+- **compact**: the same catalog after `derivs compact`'s consolidation in place
+  (storage/compaction.py), timed: one file per directory for a closed day (one per month once
+  the month is closed).
 
 Both are queried whole (every instrument: OpenInterest, FundingRateInfo, Liquidation) and for
 one instrument (`identifiers=[...]`), in the same run, after a warm-up query each.
 At full scale (1,200 x 24 h) the per-flush layout is 5.2 million files: the figure is printed,
-but measuring it needs that many inodes and hours; `--hours 1` keeps it to ~220k files.
+but measuring it needs that many inodes and hours; `--hours 1` keeps it to ~260k files.
+`--keep DIR` writes there and keeps it (a DIR holding a per-flush catalog is measured as it is);
+`--compact-only` writes the compact layout directly (a file per directory for the day) and
+queries it: the full day at full scale.
 """
 
 import argparse
-import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -104,6 +107,7 @@ def main() -> None:
     parser.add_argument("--hours", type=int, default=24)
     parser.add_argument("--liquidating", type=int, default=120, help="instruments with liquidations")
     parser.add_argument("--liquidations", type=int, default=3000, help="per liquidating instrument")
+    parser.add_argument("--keep", help="catalog directory to use and keep (an existing per-flush one is measured as it is)")
     parser.add_argument("--compact-only", action="store_true",
                         help="only the compact layout (written directly, a file per directory): for the full day")
     args = parser.parse_args()
@@ -114,31 +118,29 @@ def main() -> None:
     evs = events(args.instruments, args.hours, args.liquidating, args.liquidations)
     one = "C0000USDT-PERP.BINANCE"
     with tempfile.TemporaryDirectory(prefix="layout-") as tmp:
+        root = Path(args.keep or tmp)
         if args.compact_only:
-            write_per_flush(Path(tmp), evs, 86_400 * NS)
-            query_s(Path(tmp), one)
-            files, size = layout(Path(tmp))
-            (all_s, all_rows), (one_s, one_rows) = query_s(Path(tmp), None), query_s(Path(tmp), one)
-            print(f"   compact: {files:>9,} files {size / 1e6:8.1f} MB | all instruments {all_s:7.2f} s "
-                  f"({all_rows:,} rows) | one instrument {one_s:6.3f} s ({one_rows:,} rows)")
+            write_per_flush(root, evs, 86_400 * NS)
+            report("compact", root, one)
             return
-        flat, dense = Path(tmp) / "per_flush", Path(tmp) / "compact"
-        started = time.monotonic()
-        write_per_flush(flat, evs)
-        print(f"wrote the per-flush layout in {time.monotonic() - started:.0f} s")
-        shutil.copytree(flat, dense)
-        compact_s = compact(dense)
-        results = {}
-        for name, root in (("per flush", flat), ("compact", dense)):
-            query_s(root, one)  # warm-up (imports, page cache)
-            files, size = layout(root)
-            (all_s, all_rows), (one_s, one_rows) = query_s(root, None), query_s(root, one)
-            results[name] = (files, size, all_s, one_s)
-            print(f"{name:>10}: {files:>9,} files {size / 1e6:8.1f} MB | all instruments {all_s:7.2f} s "
-                  f"({all_rows:,} rows) | one instrument {one_s:6.3f} s ({one_rows:,} rows)")
-        (f0, b0, a0, o0), (f1, b1, a1, o1) = results["per flush"], results["compact"]
+        if not (root / "data").exists():
+            started = time.monotonic()
+            write_per_flush(root, evs)
+            print(f"wrote the per-flush layout in {time.monotonic() - started:.0f} s")
+        f0, b0, a0, o0 = report("per flush", root, one)
+        compact_s = compact(root)  # in place: the same rows, consolidated
+        f1, b1, a1, o1 = report("compact", root, one)
         print(f"compaction took {compact_s:.1f} s; per flush / compact: files {f0 / f1:.0f}x, bytes {b0 / b1:.1f}x, "
               f"query all {a0 / a1:.1f}x, query one {o0 / o1:.1f}x")
+
+
+def report(name: str, root: Path, one: str) -> tuple[int, int, float, float]:
+    query_s(root, one)  # warm-up (imports, page cache)
+    files, size = layout(root)
+    (all_s, all_rows), (one_s, one_rows) = query_s(root, None), query_s(root, one)
+    print(f"{name:>10}: {files:>9,} files {size / 1e6:8.1f} MB | all instruments {all_s:7.2f} s "
+          f"({all_rows:,} rows) | one instrument {one_s:6.3f} s ({one_rows:,} rows)")
+    return files, size, all_s, one_s
 
 
 if __name__ == "__main__":
