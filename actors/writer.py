@@ -40,6 +40,7 @@ import zmq
 import zmq.asyncio
 from loguru import logger
 
+from storage.compaction import Compactor
 from storage.lock import CatalogLock
 from storage.store import CatalogStore, out_of_space
 from actors.durable_trace import DurableTrace
@@ -84,6 +85,7 @@ class Writer:
         self.lock = CatalogLock(topo.catalog, {"kind": "writer", "mesh": topo.mesh, "ingest": topo.endpoint("ingest")})
         self.lock.acquire(timeout_s=5.0)
         self.store = CatalogStore(Path(topo.catalog), append_same_day=True)
+        self.compactor = Compactor(self.store.root)  # closed days/months consolidated between flushes
         self.wal = Wal(Path(topo.run_dir) / "writer" / "wal.log")
         self.batches = BatchWriter(self.store, Path(topo.run_dir) / "deadletter.jsonl", Path(topo.run_dir) / "quarantine")
         self.last_seq: dict[StreamKey, int] = {}  # accepted (in the WAL, maybe not synced yet)
@@ -287,7 +289,8 @@ class Writer:
             retry = self.blocked_since is not None or self.batches.failures
             interval = BLOCKED_RETRY_S if retry else self.topo.writer.flush_interval_s
             if not await wait_or_stop(self.stop, interval):
-                await self.flush()
+                if await self.flush():  # then a step of compaction (bounded, never beside a flush: same task)
+                    await asyncio.to_thread(self.compactor.step)
 
     async def flush(self) -> bool:
         """Rows and dead letters accepted so far -> Parquet and the dead-letter file.

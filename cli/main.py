@@ -113,6 +113,7 @@ class _LazyGroup(click.Group):
     LAZY = {
         "history": "cli.history:history",  # derivs history oi|funding
         "coverage": "cli.coverage:coverage_cmd",  # derivs coverage
+        "compact": "cli.compact:compact_cmd",  # derivs compact (closed periods into month/day files)
         "query": "cli.query:query_cmd",  # derivs query oi|funding|liquidations|gaps
         "summary": "cli.summary:summary_cmd",  # derivs summary SYMBOL
         "plot": "cli.plot:plot_cmd",  # derivs plot oi|funding|liquidations SYMBOL --out FILE

@@ -41,6 +41,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from storage.legacy import conform
+from storage.periods import by_month, split_rows
 from messages.timeunits import NS
 
 ROWS_PER_GROUP = 5_000  # ParquetDataCatalog's default max_rows_per_group
@@ -357,6 +358,8 @@ def merge_into(directory: Path, new: pa.Table, durable: bool = True, append_same
     start, end = new["ts_init"][0].as_py(), new["ts_init"][-1].as_py()
     files = list_files(directory)
     touched = overlapping(files, start, end)
+    if len(touched) > 1 and len(parts := by_month(touched)) > 1:  # across consolidated months: month by month
+        return sum(merge_into(directory, rows, durable, append_same_day, slots) for rows in split_rows(new, parts))
     head, superseded, existing = None, (), new.schema.empty_table()
     if len(touched) > 1:  # rows spanning several files (a back-fill): merged whole
         superseded, existing = touched, read_files(touched, new.schema)
