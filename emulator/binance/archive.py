@@ -85,6 +85,7 @@ class BinanceArchive:
     def __init__(self, ctx: VenueContext) -> None:
         self.ctx = ctx
         self.market = ctx.market
+        self.history = BinanceHistory(ctx)  # the same perpetuals and values as the REST history
         self.corrupt: dict[str, str] = {}  # file name -> "zip" | "checksum"
         # the last files built: a client asks for the zip, then its CHECKSUM (same bytes, built once)
         self._recent: OrderedDict[tuple[str, str], tuple[bytes, list[dict]]] = OrderedDict()
@@ -188,7 +189,7 @@ class BinanceArchive:
         """A zip or its CHECKSUM; 404 (S3 NoSuchKey) for anything the archive does not have."""
         now = self.ctx.now_ms()
         m = _NAME.match(request.match_info["name"])
-        inst = BinanceHistory.lookup(request.match_info["symbol"], now)
+        inst = self.history.lookup(request.match_info["symbol"], now)
         kind = "metrics" if "/daily/metrics/" in request.path else "fundingRate"
         if m is None or inst is None or m["symbol"] != inst.symbol or m["kind"] != kind:
             return self.not_found(request)
@@ -232,7 +233,7 @@ class BinanceArchive:
         """GET /_emulator/archive[?symbol=S]: faults; with a symbol its first day and missing days."""
         out: dict = {"corrupt": self.corrupt}
         now = self.ctx.now_ms()
-        inst = BinanceHistory.lookup(request.query.get("symbol"), now)
+        inst = self.history.lookup(request.query.get("symbol"), now)
         if inst is not None:
             first, last = self.first_day(inst), _day(now) - timedelta(days=1)
             days = (first + timedelta(days=i) for i in range((last - first).days + 1))
