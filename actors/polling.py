@@ -48,7 +48,8 @@ class Polls:
             self.retry_unknown_symbols(),
             self.poll("instruments", self.cfg.instruments_interval_s, self.instruments),
             self.poll("open_interest", self.cfg.open_interest_interval_s, self.open_interest),
-            self.poll("funding", self.cfg.funding_interval_s, lambda: ad.fetch_funding(client, self.markets)),
+            # a copy: a listing that changes while the request is out is not "missing from the answer"
+            self.poll("funding", self.cfg.funding_interval_s, lambda: ad.fetch_funding(client, list(self.markets))),
         )
 
     async def load_markets(self) -> bool:

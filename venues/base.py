@@ -265,8 +265,9 @@ class VenueAdapter:
                                  emit: Callable[[list[AnyEvent]], None]) -> None:
         """One open-interest poll of `markets` (the collector's live list), its events handed to
         `emit` as they come; may take up to `interval_s` (a venue without a bulk call spreads its
-        requests over it). Default: one `fetch_open_interest`."""
-        emit(await self.fetch_open_interest(client, markets))
+        requests over it). Default: one `fetch_open_interest` (of a copy: a listing that changes
+        while the request is out is not "missing from the answer")."""
+        emit(await self.fetch_open_interest(client, list(markets)))
 
     # -- history (driven by venues/history.py; ranges in ms, closed) ---------------------------
 

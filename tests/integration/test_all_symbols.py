@@ -35,9 +35,9 @@ def _get(url: str):
 def trading(url: str, venue: str) -> set[str]:
     """The instrument ids `symbols: all` must collect: the venue's perpetuals in status trading
     (Bybit: settled in USDT), as the emulator lists them."""
-    items = _get(url + "/_emulator/universe")["symbols"]
-    return {item["raw_symbol"] + SUFFIX[venue] for item in items
-            if item["status"] == "trading" and (venue != "bybit" or item.get("settle", "USDT") == "USDT")}
+    items = _get(url + "/_emulator/universe")["perpetuals"]
+    return {item["symbol"] + SUFFIX[venue] for item in items
+            if item["status"] == "trading" and (venue != "bybit" or item["quote"] == "USDT")}
 
 
 def _topology(tmp: Path, venues: tuple[str, ...], interval_s: float, **sandbox) -> Path:

@@ -161,7 +161,7 @@ class BinanceAdapter(BinanceHistory):
         premiumIndex, then one openInterest call per market at evenly spaced instants over
         SPREAD_OF_INTERVAL of the interval; a market that left `markets` meanwhile is skipped."""
         if len(markets) <= PER_SYMBOL_UP_TO:
-            emit(await self.fetch_open_interest(client, markets))
+            emit(await self.fetch_open_interest(client, list(markets)))
             return
         with operation("open_interest"):
             marks = await client.fetch_funding_rates()  # premiumIndex without a symbol: every mark price
