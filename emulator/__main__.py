@@ -1,5 +1,5 @@
 """Owns the command line:
-``python -m emulator --seed 7 --venues binance,bybit,hyperliquid --ready-file PATH``.
+``python -m emulator --seed 7 --venues binance,bybit,hyperliquid --ready-file PATH [--universe full|core]``.
 
 Each venue listens on its own port (0 = a free one); a venue left out of --venues is not
 started, so its port is closed and clients get "connection refused". Once every listener is
@@ -23,6 +23,7 @@ from loguru import logger
 from actors.runtime import SUPERVISOR_PID_ENV, watch_parent
 from emulator.market import VENUES
 from emulator.server import start_emulator, start_replay, write_ready_file
+from emulator.universe import SIZES, UNIVERSE_SIZE
 
 
 def _parse_venues(ctx: click.Context, param: click.Parameter, value: str) -> list[str]:
@@ -35,7 +36,7 @@ def _parse_venues(ctx: click.Context, param: click.Parameter, value: str) -> lis
 
 async def _serve(seed: int, venues: list[str], host: str, ports: dict[str, int], ground_truth: str | None,
                  ready_file: str | None, liquidation_rate: float | None = None, rate_limits: bool = False,
-                 rate_limit_scale: float = 1.0, replay: str | None = None) -> None:
+                 rate_limit_scale: float = 1.0, replay: str | None = None, universe: str = UNIVERSE_SIZE) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -47,7 +48,7 @@ async def _serve(seed: int, venues: list[str], host: str, ports: dict[str, int],
     else:
         emu = await start_emulator(seed=seed, venues=venues, host=host, ports=ports, ground_truth=ground_truth,
                                    liquidation_rate=liquidation_rate, rate_limits=rate_limits,
-                                   rate_limit_scale=rate_limit_scale)
+                                   rate_limit_scale=rate_limit_scale, universe=universe)
     try:
         if ready_file:
             write_ready_file(ready_file, emu.urls)
@@ -79,17 +80,20 @@ async def _serve(seed: int, venues: list[str], host: str, ports: dict[str, int],
 @click.option("--replay", type=click.Path(exists=True, file_okay=False), default=None,
               help="Serve this recording (a run's recordings/ directory, or the run directory) instead of the "
                    "market model: recorded answers in order, then 503 maintenance (emulator/replay.py).")
+@click.option("--universe", type=click.Choice(SIZES), default=UNIVERSE_SIZE,
+              help="full: as many perpetuals per venue as the real one lists (~540 Binance, ~560 Bybit, ~200 "
+                   "Hyperliquid); core: BTC, ETH, SOL, XRP, DOGE, HYPE only (emulator/universe.py).")
 @click.option("--log-level", default="INFO", type=click.Choice(["TRACE", "DEBUG", "INFO", "WARNING", "ERROR"]),
               help="DEBUG logs one line per request.")
 def main(host: str, seed: int, venues: list[str], port_binance: int, port_bybit: int, port_hyperliquid: int,
          ground_truth: str | None, ready_file: str | None, log_level: str, liquidation_rate: float | None,
-         rate_limits: bool, rate_limit_scale: float, replay: str | None) -> None:
+         rate_limits: bool, rate_limit_scale: float, replay: str | None, universe: str) -> None:
     """Emulate Binance USDT-M, Bybit v5 linear and Hyperliquid REST on loopback."""
     logger.remove()
     logger.add(sys.stderr, level=log_level)
     ports = {"binance": port_binance, "bybit": port_bybit, "hyperliquid": port_hyperliquid}
     asyncio.run(_serve(seed, venues, host, ports, ground_truth, ready_file, liquidation_rate, rate_limits, rate_limit_scale,
-                       replay))
+                       replay, universe))
 
 
 if __name__ == "__main__":

@@ -13,8 +13,12 @@ Controls (every venue):
     BTCUSDT / BTC; default every row of the answer), of `endpoint` only if given;
   - `none`: back to normal.
   The fault lasts `seconds` (default: until changed) or `count` answers, whichever ends first.
-- `POST /_emulator/delist?symbol=SYM[&relist=1]`: the venue stops listing SYM (Binance, Bybit):
-  gone from its instrument lists and ticker lists, per-symbol calls answer "invalid symbol".
+- `POST /_emulator/delist?symbol=SYM[&relist=1]`: the venue stops listing SYM: Binance and Bybit
+  drop it from their instrument lists and ticker lists, per-symbol calls answer "invalid symbol";
+  Hyperliquid keeps the coin in its universe with `isDelisted: true` (as the real one does), its
+  asset context without a book (zero OI and funding, premium/midPx/impactPxs null), and leaves it
+  out of predictedFundings. Its liquidations stop. The opposite, listing a new perpetual, is
+  `POST /_emulator/list?symbol=SYM` (`emulator/listings.py`; `GET /_emulator/universe` shows both).
 - `GET /_emulator/faults`: the current fault, delisted symbols, and counters.
 
 Every corrupted or withheld row is written to the ground truth as `{"kind": "fault", ...}` with the
@@ -248,7 +252,7 @@ class FaultInjector:
     async def set_delisted(self, request: web.Request) -> web.Response:
         """POST /_emulator/delist?symbol=SYM[&relist=1]: the venue stops (or resumes) listing SYM."""
         symbol = request.query.get("symbol", "")
-        if self.rules.invalid_symbol is None:
+        if self.rules.delist is None:
             raise web.HTTPBadRequest(text=f"delisting is not emulated for {self.venue}")
         if not symbol:
             raise web.HTTPBadRequest(text="symbol is required, e.g. ?symbol=BTCUSDT")

@@ -10,9 +10,16 @@ every `TICK_MS` and, for each listed perpetual, draws
 - base liquidations: a Poisson process at `rate` per symbol per second (default
   `DEFAULT_RATE`, set with ``start_emulator(liquidation_rate=...)``, ``python -m emulator
   --liquidation-rate``, or ``POST /_emulator/liquidation_rate?per_second=X``), sides 50/50;
+  The rate is that of each reference coin (BTC, ETH, ...); the long tail of the universe together
+  liquidates like 1.5 reference coins at the default rate (each symbol its `SymbolSpec.weight`),
+  at most: a higher rate (a load test on BTC) leaves it there, 0 stops it too. One Poisson draw per
+  tick for the reference coins, one for the tail, each liquidation's symbol picked by weight;
 - cascades: ``POST /_emulator/cascade?symbol=BTCUSDT&count=5000&seconds=3[&side=LONG]``
   spreads `count` liquidations over `seconds` (90 % on `side`, default LONG: a falling market
-  liquidates longs).
+  liquidates longs); ``symbol=all`` (the default) is a market-wide cascade across every listed
+  symbol (by the square root of its weight, so the long tail burns too): ``count=20000&seconds=5``
+  is 4,000 liquidations per second. Each cascade is also a ground-truth line
+  ``{"kind": "cascade", "raw_symbol": "all" | symbol, "count", "seconds", "side", "symbols", "ts_ms"}``.
 
 Sizes are log-normal in USD (median ~5k, fat tail), prices a few bps beyond the mark price on
 the liquidated side, both rounded to the venue's tick and lot. The sequence of draws comes
@@ -49,7 +56,10 @@ Faults (on the venue's own port, so one venue can be hurt alone):
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
+import difflib
+import itertools
 import math
 import random
 import time
@@ -77,6 +87,7 @@ class SymbolSpec:
     coin: str
     tick: str
     step: str
+    weight: float = 1.0  # its share of the base rate: 1 for the reference coins, far less for the long tail
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,7 +106,7 @@ class Liq:
 
 @dataclass
 class _Cascade:
-    raw_symbol: str
+    raw_symbol: str  # "" = across every listed symbol
     count: int
     seconds: float
     side: str
@@ -106,12 +117,21 @@ class _Cascade:
 class LiquidationEngine:
     """Generates liquidations for one venue and hands each tick's batch to the venue's hub."""
 
-    def __init__(self, ctx: VenueContext, symbols: list[SymbolSpec], rate: float = DEFAULT_RATE) -> None:
+    def __init__(self, ctx: VenueContext, symbols: Callable[[], list[SymbolSpec]], rate: float = DEFAULT_RATE) -> None:
         self.ctx = ctx
-        self.symbols = {s.raw_symbol: s for s in symbols}
+        self.source = symbols  # the venue's listed perpetuals now (a listing adds one at run time)
+        self.symbols: dict[str, SymbolSpec] = {}
+        self._listed_version: object = None
+        self._specs: list[SymbolSpec] = []
+        self._core: list[SymbolSpec] = []  # the reference coins (weight 1): each at `rate`
+        self._tail: list[SymbolSpec] = []  # the long tail: together at its weights x min(rate, DEFAULT_RATE)
+        self._tail_cum: list[float] = []  # cumulative weights: a tail liquidation picks its symbol by weight
+        self._cascade_cum: list[float] = []  # market-wide cascades: by sqrt(weight), the long tail burns too
+        self.refresh()
         self.rate = rate
         self.rng = random.Random((ctx.market.seed << 8) ^ zlib.crc32(f"liquidations|{ctx.venue}".encode()))
         self.cascades: list[_Cascade] = []
+        self.excluded: set[str] = set()  # delisted symbols (the venue's fault injector's set): no more liquidations
         self.sink: Callable[[list[Liq], int], None] | None = None  # (new liquidations, now_ms)
         self.generated = 0
         self._recent: dict[str, set[tuple]] = {}  # raw_symbol -> keys of the last ms, for uniqueness
@@ -140,10 +160,30 @@ class LiquidationEngine:
                 logger.exception("{} liquidation tick failed", self.ctx.venue)
             await asyncio.sleep(TICK_MS / 1000)
 
+    def refresh(self) -> None:
+        """Re-read the listed symbols when the universe changed (a run-time listing)."""
+        universe = self.ctx.market.universe
+        version = None if universe is None else (id(universe), universe.version)
+        if self._specs and version == self._listed_version:
+            return
+        self._listed_version = version
+        self._specs = self.source()
+        self.symbols = {s.raw_symbol: s for s in self._specs}
+        self._core = [s for s in self._specs if s.weight >= 1.0]
+        self._tail = [s for s in self._specs if s.weight < 1.0]
+        self._tail_cum = list(itertools.accumulate(s.weight for s in self._tail))
+        self._cascade_cum = list(itertools.accumulate(math.sqrt(s.weight) for s in self._specs))
+
+    def _pick(self, cum: list[float], specs: list[SymbolSpec] | None = None) -> SymbolSpec:
+        """A symbol drawn with the probabilities of the cumulative weights `cum` (of `specs`: every symbol)."""
+        specs = self._specs if specs is None else specs
+        return specs[min(len(cum) - 1, bisect.bisect_right(cum, self.rng.random() * cum[-1]))]
+
     # -- control -----------------------------------------------------------------------------
 
     def cascade(self, raw_symbol: str, count: int, seconds: float, side: str = "LONG") -> _Cascade:
-        if raw_symbol not in self.symbols:
+        """`count` liquidations of raw_symbol ("" = across every listed symbol) over `seconds`."""
+        if raw_symbol and raw_symbol not in self.symbols:
             raise KeyError(raw_symbol)
         c = _Cascade(raw_symbol, count, max(seconds, 0.001), side, self.ctx.now_ms())
         self.cascades.append(c)
@@ -156,16 +196,24 @@ class LiquidationEngine:
         self._last_ms = now_ms
         dt_ms = max(0, now_ms - last)
         out: list[Liq] = []
-        if dt_ms and self.rate > 0:
-            for spec in self.symbols.values():
-                for _ in range(self._poisson(self.rate * dt_ms / 1000)):
+        self.refresh()
+        if dt_ms and self.rate > 0:  # one Poisson draw per group of symbols, each symbol picked by weight
+            base = [(self.rate * len(self._core), None)] if self._core else []
+            if self._tail:
+                base.append((min(self.rate, DEFAULT_RATE) * self._tail_cum[-1], self._tail_cum))
+            for lam, cum in base:
+                for _ in range(self._poisson(lam * dt_ms / 1000)):
                     side = "LONG" if self.rng.random() < 0.5 else "SHORT"
-                    out.append(self._draw(spec, self._ts_in(last, now_ms), side))
+                    spec = self._core[self.rng.randrange(len(self._core))] if cum is None else self._pick(cum, self._tail)
+                    if spec.raw_symbol not in self.excluded:
+                        out.append(self._draw(spec, self._ts_in(last, now_ms), side))
         for c in list(self.cascades):
             elapsed = (now_ms - c.start_ms) / 1000
             due = min(c.count, math.floor(c.count * min(1.0, elapsed / c.seconds))) - c.emitted
-            spec = self.symbols[c.raw_symbol]
             for _ in range(due):
+                spec = self.symbols.get(c.raw_symbol) if c.raw_symbol else self._pick(self._cascade_cum)
+                if spec is None or spec.raw_symbol in self.excluded:  # its symbol is no longer listed
+                    continue
                 side = c.side if self.rng.random() < CASCADE_SIDE_SHARE else ("SHORT" if c.side == "LONG" else "LONG")
                 out.append(self._draw(spec, self._ts_in(last, now_ms), side))
             c.emitted += max(0, due)
@@ -180,6 +228,8 @@ class LiquidationEngine:
     def _poisson(self, lam: float) -> int:
         if lam <= 0:
             return 0
+        if lam > 50:  # the normal approximation: exact enough, and no loop of lam steps
+            return max(0, round(self.rng.gauss(lam, math.sqrt(lam))))
         limit, k, p = math.exp(-lam), 0, 1.0
         while True:
             p *= self.rng.random()
@@ -267,18 +317,24 @@ class LiquidationControls:
         self.hub.drop()
 
     async def cascade(self, request: web.Request) -> web.Response:
-        """POST /_emulator/cascade?symbol=S&count=N&seconds=T[&side=LONG]: N liquidations of S over T seconds."""
-        symbol = request.query.get("symbol", "")
+        """POST /_emulator/cascade?symbol=S&count=N&seconds=T[&side=LONG]: N liquidations of S over T
+        seconds; symbol=all (or none) spreads them across every listed symbol."""
+        symbol = request.query.get("symbol", "all")
         count = int(_float_param(request, "count", 1000))
         seconds = _float_param(request, "seconds", 3.0)
         side = request.query.get("side", "LONG").upper()
         if side not in ("LONG", "SHORT") or count < 0:
             raise web.HTTPBadRequest(text="side must be LONG or SHORT, count >= 0")
         try:
-            c = self.engine.cascade(symbol, count, seconds, side)
+            c = self.engine.cascade("" if symbol == "all" else symbol, count, seconds, side)
         except KeyError:
-            raise web.HTTPBadRequest(text=f"unknown symbol {symbol!r}; listed: {sorted(self.engine.symbols)}") from None
+            close = difflib.get_close_matches(symbol, list(self.engine.symbols), n=5)
+            raise web.HTTPBadRequest(text=f"unknown symbol {symbol!r} ({len(self.engine.symbols)} listed; closest: "
+                                          f"{', '.join(close) or 'none'}; or symbol=all)") from None
         logger.info("{} cascade: {} liquidations of {} in {} s ({})", self.ctx.venue, count, symbol, seconds, side)
+        self.ctx.recorder.write([{"venue": self.ctx.venue.upper(), "kind": "cascade", "endpoint": request.path,
+                                  "raw_symbol": symbol, "ts_ms": c.start_ms, "count": count, "seconds": seconds,
+                                  "side": side, "symbols": len(self.engine.symbols) if symbol == "all" else 1}])
         return json_response({"symbol": symbol, "count": count, "seconds": seconds, "side": side, "start_ms": c.start_ms})
 
     async def drop(self, request: web.Request) -> web.Response:
@@ -302,13 +358,14 @@ class LiquidationControls:
         """GET /_emulator/liquidations: generated, pushed, connections, rate, cascades pending."""
         engine, hub = self.engine, self.hub
         return json_response({"generated": engine.generated, "pushed": hub.pushed, "connections": len(hub.connections),
-                              "rate": engine.rate, "cascades_pending": len(engine.cascades)})
+                              "rate": engine.rate, "cascades_pending": len(engine.cascades),
+                              "symbols": len(engine.symbols)})
 
 
-def register(app: web.Application, ctx: VenueContext, symbols: list[SymbolSpec], hub: WsHub,
+def register(app: web.Application, ctx: VenueContext, symbols: Callable[[], list[SymbolSpec]], hub: WsHub,
              on_tick: Callable[[list[Liq], int], None]) -> LiquidationEngine:
-    """Create the venue's engine (its batches go to `on_tick`), start/stop it with the app, add the
-    control endpoints."""
+    """Create the venue's engine over its listed symbols (`symbols()`, re-read after a listing; its
+    batches go to `on_tick`), start/stop it with the app, add the control endpoints."""
     engine = LiquidationEngine(ctx, symbols)
     engine.sink = on_tick
     app[ENGINE] = engine

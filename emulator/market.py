@@ -44,9 +44,10 @@ COIN_SPECS: dict[str, CoinSpec] = {
     # (Hyperliquid's predictedFundings then carries ["BinPerp", null]) is exercised too.
     "HYPE": CoinSpec(price=25.0, oi=20_000_000.0, vol=2.4),
 }
-COINS: tuple[str, ...] = tuple(COIN_SPECS)
+COINS: tuple[str, ...] = tuple(COIN_SPECS)  # the reference coins; the universe adds hundreds (universe.py)
 
-# Which coins each venue lists as a USDT/USDC-margined perpetual.
+# The reference coins each venue lists as a USDT/USDC-margined perpetual (`emulator/universe.py`
+# adds the rest of a realistic universe).
 LISTINGS: dict[str, tuple[str, ...]] = {
     "binance": ("BTC", "ETH", "SOL", "XRP", "DOGE"),
     "bybit": ("BTC", "ETH", "SOL", "XRP", "DOGE", "HYPE"),
@@ -93,25 +94,73 @@ def _mix(x: int) -> int:
     return x ^ (x >> 31)
 
 
-@lru_cache(maxsize=4096)
+@lru_cache(maxsize=65_536)
 def _key(*names: str | None) -> int:
     """Stable 64-bit key for a name tuple (Python's hash() is randomized per process)."""
     raw = "|".join("" if n is None else n for n in names).encode()
     return _mix(zlib.crc32(raw) | (zlib.adler32(raw) << 32))
 
 
+# A coin traded in multiples: "1000PEPE", "10000LADYS", "1000000MOG", "1MBABYDOGE" (Binance, Bybit),
+# "kPEPE" (Hyperliquid). Longest prefix first.
+_MULTIPLES = (("1000000", 1_000_000), ("10000", 10_000), ("1000", 1_000), ("1M", 1_000_000))
+
+
+def underlying(coin: str) -> tuple[str, int]:
+    """(the coin, the multiple) a venue's base stands for: "1000PEPE" -> ("PEPE", 1000)."""
+    if coin in COIN_SPECS:
+        return coin, 1
+    if coin[:1] == "k" and coin[1:2].isupper():
+        return coin[1:], 1000
+    for prefix, mult in _MULTIPLES:
+        rest = coin[len(prefix):]
+        if coin.startswith(prefix) and rest[:1].isalpha() and rest[:1].isupper():
+            return rest, mult
+    return coin, 1
+
+
+def coin_spec(seed: int, coin: str) -> CoinSpec:
+    """A coin's reference values: the table's for the reference coins, otherwise drawn from the seed
+    and its name (prices from 1e-8 to thousands of USD, open interest worth 2M to 500M USD)."""
+    if coin in COIN_SPECS:
+        return COIN_SPECS[coin]
+    u = [(_mix(_key("spec", coin, str(i)) ^ _mix(seed & _MASK)) >> 11) / (1 << 53) for i in range(4)]
+    lo, hi = (-7.0, -4.5) if u[0] < 0.03 else (-2.3, 0.5) if u[0] < 0.6 else (0.5, 1.7) if u[0] < 0.9 else (1.7, 3.5)
+    price = 10 ** (lo + (hi - lo) * u[1])
+    value = 10 ** (6.3 + 2.4 * u[2] ** 1.5)
+    return CoinSpec(price=price, oi=value / price, vol=1.6 + 1.4 * u[3])
+
+
 class Market:
-    """The market of one seed. Methods are pure: no caching of time-dependent values."""
+    """The market of one seed. Methods are pure: no caching of time-dependent values.
+
+    `universe` (set by whoever lists more than the reference coins, `emulator/universe.py`) answers
+    `interval_hours(venue, coin)` for every other listed coin."""
 
     def __init__(self, seed: int) -> None:
         self.seed = int(seed)
         self._seed_key = _mix(self.seed & _MASK)
+        self.universe = None  # emulator.universe.Universe, when one is listed
+        self._coins: dict[str, tuple[str, int, CoinSpec]] = {}
+        self._keyed: dict[int, int] = {}
+        self._phases: dict[tuple[int, int], float] = {}
+
+    def coin(self, coin: str) -> tuple[str, int, CoinSpec]:
+        """(underlying coin, multiple, its spec) of a venue's base coin."""
+        found = self._coins.get(coin)
+        if found is None:
+            name, mult = underlying(coin)
+            found = self._coins[coin] = (name, mult, coin_spec(self.seed, name))
+        return found
 
     # -- primitives ---------------------------------------------------------------------
 
     def _uniform(self, key: int, bucket: int) -> float:
         """Hashed uniform value in [-1, 1) for (seed, key, bucket)."""
-        h = _mix(_mix(self._seed_key ^ key) ^ (bucket & _MASK))
+        keyed = self._keyed.get(key)
+        if keyed is None:  # time-independent: computed once per key (hundreds of coins make it count)
+            keyed = self._keyed[key] = _mix(self._seed_key ^ key)
+        h = _mix(keyed ^ (bucket & _MASK))
         return (h >> 11) * (2.0 / (1 << 53)) - 1.0
 
     def _value_noise(self, key: int, t_ms: int, bucket_ms: int) -> float:
@@ -128,18 +177,20 @@ class Market:
     def _waves(self, key: int, t_ms: int, waves: tuple[tuple[int, float], ...]) -> float:
         total = 0.0
         for i, (period, amp) in enumerate(waves):
-            phase = math.pi * self._uniform(key ^ 0x5A5A, i)
+            phase = self._phases.get((key, i))
+            if phase is None:
+                phase = self._phases[(key, i)] = math.pi * self._uniform(key ^ 0x5A5A, i)
             total += amp * math.sin(2.0 * math.pi * (t_ms % period) / period + phase)
         return total
 
     # -- public model -------------------------------------------------------------------
 
     def index_price(self, coin: str, t_ms: int) -> float:
-        """Spot index (oracle) price in USD: shared by all venues."""
-        spec = COIN_SPECS[coin]
-        k = _key("px", coin)
+        """Spot index (oracle) price in USD: shared by all venues (of `mult` coins for a 1000PEPE)."""
+        name, mult, spec = self.coin(coin)
+        k = _key("px", name)
         x = self._waves(k, t_ms, _PX_WAVES) + self._octaves(k, t_ms, _PX_OCTAVES)
-        return spec.price * math.exp(spec.vol * x)
+        return spec.price * mult * math.exp(spec.vol * x)
 
     def mark_price(self, coin: str, t_ms: int, venue: str | None = None) -> float:
         """Mark price: index times a small venue-specific basis (a few bps)."""
@@ -156,10 +207,10 @@ class Market:
 
     def open_interest(self, coin: str, t_ms: int, venue: str | None = None) -> float:
         """Open interest in coins (base-asset units). Venues share the slow trend, not the noise."""
-        spec = COIN_SPECS[coin]
-        x = self._waves(_key("oi", coin), t_ms, _OI_WAVES)
-        x += self._octaves(_key("oi", coin, venue), t_ms, _OI_OCTAVES)
-        return spec.oi * _OI_SHARE[venue] * math.exp(0.5 * spec.vol * x)
+        name, mult, spec = self.coin(coin)
+        x = self._waves(_key("oi", name), t_ms, _OI_WAVES)
+        x += self._octaves(_key("oi", name, venue), t_ms, _OI_OCTAVES)
+        return spec.oi / mult * _OI_SHARE[venue] * math.exp(0.5 * spec.vol * x)
 
     def volume_24h(self, coin: str, t_ms: int, venue: str | None = None) -> float:
         """Rolling 24h traded volume in coins (about 2-3x the open interest)."""
@@ -169,7 +220,9 @@ class Market:
     def funding_interval_hours(self, venue: str, coin: str, t_ms: int) -> int:
         """Funding interval in force at t_ms (see INTERVAL_WINDOWS for past changes)."""
         if coin not in LISTINGS[venue]:
-            raise KeyError(f"{coin} is not listed on {venue}")
+            if self.universe is None:
+                raise KeyError(f"{coin} is not listed on {venue}")
+            return self.universe.interval_hours(venue, coin)
         for start_ms, until_ms, hours in INTERVAL_WINDOWS.get((venue, coin), ()):
             if start_ms <= t_ms < until_ms:
                 return hours
@@ -188,8 +241,9 @@ class Market:
         Hyperliquid hourly rate is ~1/8 of an 8h rate, like the real ones.
         """
         iv_h = self.funding_interval_hours(venue, coin, settlement_ms)
-        shared = self._waves(_key("fr", coin), settlement_ms, _FR_WAVES)
-        shared += 0.3 * self._value_noise(_key("fr", coin), settlement_ms, 8 * HOUR)
+        name = self.coin(coin)[0]
+        shared = self._waves(_key("fr", name), settlement_ms, _FR_WAVES)
+        shared += 0.3 * self._value_noise(_key("fr", name), settlement_ms, 8 * HOUR)
         own = 0.35 * self._value_noise(_key("fr", coin, venue), settlement_ms, iv_h * HOUR)
         r8 = min(RATE_MAX, max(RATE_MIN, 0.0001 + 0.00035 * (shared + own)))
         return round(r8 * iv_h / 8.0, _RATE_DECIMALS[venue])

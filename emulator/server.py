@@ -19,8 +19,10 @@ from loguru import logger
 from emulator import binance, bybit, faults, hyperliquid, ratelimit
 from emulator.common import VenueContext, listen
 from emulator.ground_truth import GroundTruth
-from emulator.liquidations import LIQUIDATION_RATE
-from emulator.market import VENUES, Market
+from emulator.liquidations import ENGINE, LIQUIDATION_RATE
+from emulator.listings import DELISTED, Listings
+from emulator.market import DAY, VENUES, Market
+from emulator.universe import UNIVERSE_SIZE, Universe
 from emulator.venue import EmulatedVenue
 
 if TYPE_CHECKING:
@@ -63,8 +65,10 @@ async def start_emulator(
     liquidation_rate: float | None = None,
     rate_limits: bool = False,
     rate_limit_scale: float = 1.0,
+    universe: str = UNIVERSE_SIZE,
 ) -> Emulator:
-    """Start the given venues in the running event loop (port 0 / missing = a free port).
+    """Start the given venues in the running event loop (port 0 / missing = a free port), listing the
+    `universe` ("full": as many perpetuals as the venues list; "core": the six reference coins).
 
     Use in-process: ``async with await start_emulator(ground_truth=p) as emu: emu.urls["bybit"]``.
     """
@@ -73,6 +77,7 @@ async def start_emulator(
     if unknown:
         raise ValueError(f"unknown venue(s) {unknown}; known: {list(REGISTRY)}")
     market = Market(seed)
+    market.universe = Universe(seed, universe, anchor_ms=clock_ns() // 1_000_000 // DAY * DAY)
     recorder = GroundTruth(ground_truth)
     emu = Emulator(urls={}, market=market, recorder=recorder)
     try:
@@ -82,7 +87,12 @@ async def start_emulator(
             if liquidation_rate is not None:  # base liquidations per symbol per second
                 app[LIQUIDATION_RATE] = liquidation_rate
             ratelimit.install(app, name, venue.limits, enabled=rate_limits, scale=rate_limit_scale)  # the venue's limits
-            faults.install(app, name, venue.faults, recorder)  # maintenance, timeouts, malformed answers, delistings
+            fault = faults.install(app, name, venue.faults, recorder)  # maintenance, timeouts, malformed answers, delistings
+            app[DELISTED] = fault.delisted
+            if ENGINE in app:  # a delisted symbol has no more liquidations
+                app[ENGINE].excluded = fault.delisted
+            if venue.listing is not None:
+                Listings(VenueContext(name, market, recorder, clock_ns), venue.listing).install(app)
             emu.urls[name] = await listen(emu._runners, app, host, (ports or {}).get(name, 0))  # noqa: SLF001
     except BaseException:
         await emu.close()

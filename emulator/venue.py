@@ -13,6 +13,7 @@ from aiohttp import web
 
 from emulator.common import VenueContext
 from emulator.faults import FaultRules
+from emulator.listings import ListingRules
 from emulator.ratelimit import LimitRules
 
 
@@ -36,3 +37,4 @@ class EmulatedVenue:
     faults: FaultRules
     limits: LimitRules
     streams: ReplayStreams | None = None  # its liquidation WebSocket as replayed; None: it has none
+    listing: ListingRules | None = None  # how it names a perpetual listed at run time (POST /_emulator/list)

@@ -13,6 +13,7 @@ from aiohttp import web
 
 from emulator.binance.faults import FAULTS
 from emulator.binance.history import BinanceHistory
+from emulator.binance.instruments import LISTING
 from emulator.binance.limits import LIMITS
 from emulator.binance.rest import BinanceRest
 from emulator.binance.ws import REPLAY, ForceOrderStreams
@@ -31,4 +32,4 @@ def create_app(ctx: VenueContext) -> web.Application:
     return app
 
 
-EMULATED = EmulatedVenue("binance", create_app, FAULTS, LIMITS, REPLAY)
+EMULATED = EmulatedVenue("binance", create_app, FAULTS, LIMITS, REPLAY, LISTING)

@@ -20,7 +20,7 @@ import time
 from aiohttp import web
 
 from emulator.binance.answers import error, invalid_symbol, missing
-from emulator.binance.instruments import VENUE, Instrument, instruments
+from emulator.binance.instruments import VENUE, Instrument, by_symbol, instruments
 from emulator.common import VenueContext, fixed, json_response
 from emulator.history import funding_hole, interval_minutes_of, last_present, oi_hole, paging, settlements
 from emulator.market import DAY, HOUR, MIN
@@ -45,10 +45,10 @@ class BinanceHistory:
             web.get("/fapi/v1/fundingRate", self.funding_rate),
         ]
 
-    @staticmethod
-    def lookup(symbol: str | None, now: int) -> Instrument | None:
+    def lookup(self, symbol: str | None, now: int) -> Instrument | None:
         """The servable perpetual of that symbol (history exists for perpetuals only)."""
-        return next((i for i in instruments(now) if i.symbol == symbol and i.servable and i.perpetual), None)
+        inst = by_symbol(self.market, now).get(symbol or "")
+        return inst if inst is not None and inst.servable and inst.perpetual else None
 
     async def open_interest_hist(self, request: web.Request) -> web.Response:
         """GET /futures/data/openInterestHist: OI per period, oldest first, last 30 days only."""
@@ -113,7 +113,7 @@ class BinanceHistory:
                 return invalid_symbol()
             insts = [inst]
         else:
-            insts = [i for i in instruments(now) if i.servable and i.perpetual]
+            insts = [i for i in instruments(market, now) if i.servable and i.perpetual]
         hi = min(now, end if end is not None else now)
         pairs: list[tuple[int, Instrument]] = []
         for inst in insts:

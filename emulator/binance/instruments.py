@@ -1,6 +1,6 @@
-"""Owns Binance USDT-M's listing: the contracts the emulator lists (USDT perpetuals of the listed
-coins, the BTC current-quarter contract whose symbol rolls with time, a USDC perpetual not trading
-yet), their static contract data and their exchangeInfo `symbols` items.
+"""Owns Binance USDT-M's listing: the contracts the emulator lists (the universe's USDT perpetuals,
+`emulator/universe.py`, the BTC current-quarter contract whose symbol rolls with time, a USDC
+perpetual not trading yet), their static contract data and their exchangeInfo `symbols` items.
 
 Shapes follow the real API (emulator/samples/binanceusdm.json): numbers are strings except
 timestamps and integer fields.
@@ -8,18 +8,22 @@ timestamps and integer fields.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from emulator.common import decimals, quarterly_expiry_ms
-from emulator.market import LISTINGS
+from emulator.listings import ListingRules
+from emulator.market import Market
+from emulator.universe import Listing, cached, grid, power, universe_of
 
 VENUE = "BINANCE"  # the venue of its ground-truth records
 
 
 @dataclass(frozen=True, slots=True)
 class Spec:
-    """Static contract data (real Binance values for these symbols, rounded)."""
+    """Static contract data (real Binance values for the reference coins, rounded; derived from the
+    price for the others)."""
 
     tick: str
     step: str
@@ -60,20 +64,48 @@ class Instrument:
         return self.status == "TRADING"
 
 
-def instruments(t_ms: int) -> list[Instrument]:
-    """USDT perpetuals of the listed coins, the BTC current-quarter contract (its symbol
-    rolls with time) and a USDC perpetual not trading yet (exercises `active` filtering)."""
-    out = [
-        Instrument(f"{c}USDT", c, "USDT", "PERPETUAL", "TRADING", 4133404800000, _SPECS[c].onboard_ms, _SPECS[c])
-        for c in LISTINGS["binance"]
-    ]
+# A perpetual listed at run time: NEWUSDT, 1000NEWUSDT; funding every 4 h unless asked otherwise.
+LISTING = ListingRules(r"([0-9A-Z]{2,20}?)(USDT)", "NEWCOINUSDT or 1000NEWCOINUSDT", "USDT", (1, 4, 8), 4)
+_STATUS = {"trading": "TRADING", "settling": "SETTLING", "pending": "PENDING_TRADING"}
+PERPETUAL_DELIVERY_MS = 4133404800000  # 2100-12-25, the deliveryDate of every perpetual
+
+
+def generated_spec(market: Market, listing: Listing) -> Spec:
+    """Contract data of a generated perpetual: tickSize written with the price precision (sometimes
+    with Binance's extra zeros, "0.0100"), whole-number lot limits."""
+    tick_exp, step_exp, u = grid(market, listing)
+    tick = power(tick_exp, max(0, -tick_exp) + (1 if u > 0.8 else 0))
+    price = market.index_price(listing.base, universe_of(market).anchor_ms)
+    max_qty = 10 ** max(step_exp + 3, min(9, round(math.log10(2e6 / price))))
+    return Spec(tick, power(step_exp), str(max_qty), str(max(10 ** max(step_exp, 0), max_qty // 10)), "5",
+                listing.listed_ms, decimals(tick))
+
+
+def instruments(market: Market, t_ms: int) -> list[Instrument]:
+    """Every contract of exchangeInfo: the universe's perpetuals (USDT, TRADING; a few SETTLING or
+    PENDING_TRADING), the BTC current-quarter contract (its symbol rolls with time) and a USDC
+    perpetual not trading yet (exercises `active` filtering)."""
     expiry = quarterly_expiry_ms(t_ms)
+    return cached(market, "binance.instruments", expiry, lambda: _build(market, expiry))
+
+
+def by_symbol(market: Market, t_ms: int) -> dict[str, Instrument]:
+    expiry = quarterly_expiry_ms(t_ms)
+    return cached(market, "binance.by_symbol", expiry, lambda: {i.symbol: i for i in instruments(market, t_ms)})
+
+
+def _build(market: Market, expiry: int) -> list[Instrument]:
+    out = []
+    for listing in universe_of(market).of("binance"):
+        spec = _SPECS[listing.base] if listing.core else generated_spec(market, listing)
+        out.append(Instrument(listing.symbol, listing.base, listing.quote, "PERPETUAL", _STATUS[listing.status],
+                              PERPETUAL_DELIVERY_MS, spec.onboard_ms, spec))
     yymmdd = datetime.fromtimestamp(expiry / 1000, UTC).strftime("%y%m%d")
     out.append(
         Instrument(f"BTCUSDT_{yymmdd}", "BTC", "USDT", "CURRENT_QUARTER", "TRADING", expiry, expiry - 180 * 86_400_000,
                    _SPECS["BTC"])
     )
-    out.append(Instrument("XRPUSDC", "XRP", "USDC", "PERPETUAL", "PENDING_TRADING", 4133404800000, 1893456000000,
+    out.append(Instrument("XRPUSDC", "XRP", "USDC", "PERPETUAL", "PENDING_TRADING", PERPETUAL_DELIVERY_MS, 1893456000000,
                           _SPECS["XRP"]))
     return out
 
@@ -99,7 +131,7 @@ def symbol_info(inst: Instrument) -> dict:
         "baseAssetPrecision": 8,
         "quotePrecision": 8,
         "underlyingType": "COIN",
-        "underlyingSubType": ["PoW"] if inst.coin == "BTC" else ["Layer-1"],
+        "underlyingSubType": ["PoW"] if inst.coin == "BTC" else ["Meme"] if inst.coin[:1].isdigit() else ["Layer-1"],
         "settlePlan": 0,
         "triggerProtect": "0.0500",
         "liquidationFee": "0.012500",

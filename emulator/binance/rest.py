@@ -12,7 +12,7 @@ import time
 from aiohttp import web
 
 from emulator.binance.answers import invalid_symbol, missing
-from emulator.binance.instruments import VENUE, Instrument, instruments, symbol_info
+from emulator.binance.instruments import VENUE, Instrument, by_symbol, instruments, symbol_info
 from emulator.common import VenueContext, decimals, fixed, json_response
 from emulator.market import MIN
 
@@ -50,13 +50,10 @@ class BinanceRest:
         settle = market.index_price(inst.coin, t_ms - 5 * MIN)
         return fixed(round(mark / tick) * tick, 8), fixed(index, 8), fixed(settle, 8)
 
-    @staticmethod
-    def lookup(symbol: str, t_ms: int) -> Instrument | None:
+    def lookup(self, symbol: str, t_ms: int) -> Instrument | None:
         """The servable instrument of that symbol (a not-yet-trading one is not)."""
-        for inst in instruments(t_ms):
-            if inst.symbol == symbol and inst.servable:
-                return inst
-        return None
+        inst = by_symbol(self.market, t_ms).get(symbol)
+        return inst if inst is not None and inst.servable else None
 
     def premium_row(self, inst: Instrument, now: int) -> tuple[dict, dict]:
         """One premiumIndex row and its ground-truth record."""
@@ -87,7 +84,7 @@ class BinanceRest:
         """GET /fapi/v1/exchangeInfo: every listed contract, its filters and the rate limits."""
         ctx, market = self.ctx, self.market
         now = ctx.now_ms()
-        insts = instruments(now)
+        insts = instruments(self.market, now)
         ctx.recorder.write([
             {
                 "venue": VENUE, "kind": "instrument", "endpoint": request.path, "coin": i.coin,
@@ -153,7 +150,7 @@ class BinanceRest:
             row, record = self.premium_row(inst, now)
             ctx.recorder.write([record])
             return json_response(row)
-        pairs = [self.premium_row(i, now) for i in instruments(now) if i.servable]
+        pairs = [self.premium_row(i, now) for i in instruments(self.market, now) if i.servable]
         ctx.recorder.write([rec for _, rec in pairs])
         return json_response([row for row, _ in pairs])
 
@@ -163,7 +160,7 @@ class BinanceRest:
         ctx, market = self.ctx, self.market
         now = ctx.now_ms()
         rows, records = [], []
-        for inst in instruments(now):
+        for inst in instruments(self.market, now):
             if not (inst.perpetual and inst.servable):
                 continue
             hours = market.funding_interval_hours("binance", inst.coin, now)

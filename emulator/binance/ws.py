@@ -41,6 +41,7 @@ from emulator.binance.instruments import instruments
 from emulator.common import VenueContext, decimals, fixed
 from emulator.liquidations import Liq, SymbolSpec, record
 from emulator.liquidations import register as register_engine
+from emulator.universe import cached, universe_of
 from emulator.venue import ReplayStreams
 from emulator.websocket import Connection, WsHub
 
@@ -59,20 +60,26 @@ class ForceOrderStreams:
 
     def __init__(self, ctx: VenueContext) -> None:
         self.ctx = ctx
-        now = ctx.now_ms()
-        self.specs = [
-            SymbolSpec(i.symbol, i.coin, i.spec.tick, i.spec.step)
-            for i in instruments(now)
-            if i.perpetual and i.servable
-        ]
-        self.by_stream = {_stream_name(s.raw_symbol): s for s in self.specs}
         self.hub = WsHub(ctx)
         self.pending: dict[str, Liq] = {}  # raw_symbol -> latest liquidation of its open 1 s window
         self.decoder = msgspec.json.Decoder()
 
+    def symbol_specs(self) -> list[SymbolSpec]:
+        """The trading perpetuals, whose liquidations are streamed."""
+        market = self.ctx.market
+        universe = universe_of(market)
+        return [SymbolSpec(i.symbol, i.coin, i.spec.tick, i.spec.step, universe.weight("binance", i.symbol))
+                for i in instruments(market, self.ctx.now_ms()) if i.perpetual and i.servable]
+
+    @property
+    def by_stream(self) -> dict[str, SymbolSpec]:
+        """Stream name -> its symbol (rebuilt after a listing)."""
+        return cached(self.ctx.market, "binance.streams", None,
+                      lambda: {_stream_name(s.raw_symbol): s for s in self.symbol_specs()})
+
     def install(self, app: web.Application) -> None:
         """The WebSocket routes, and the liquidation engine feeding `on_tick`."""
-        register_engine(app, self.ctx, self.specs, self.hub, self.on_tick)
+        register_engine(app, self.ctx, self.symbol_specs, self.hub, self.on_tick)
         for prefix in ("/market", ""):
             app.router.add_get(f"{prefix}/ws", self.raw_stream)
             app.router.add_get(f"{prefix}/ws/{{stream}}", self.raw_stream)

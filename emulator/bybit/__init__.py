@@ -14,6 +14,7 @@ from aiohttp import web
 
 from emulator.bybit.faults import FAULTS
 from emulator.bybit.history import BybitHistory
+from emulator.bybit.instruments import LISTING
 from emulator.bybit.limits import LIMITS
 from emulator.bybit.rest import BybitRest
 from emulator.bybit.ws import REPLAY, AllLiquidationStream
@@ -32,4 +33,4 @@ def create_app(ctx: VenueContext) -> web.Application:
     return app
 
 
-EMULATED = EmulatedVenue("bybit", create_app, FAULTS, LIMITS, REPLAY)
+EMULATED = EmulatedVenue("bybit", create_app, FAULTS, LIMITS, REPLAY, LISTING)

@@ -17,7 +17,7 @@ import time
 from aiohttp import web
 
 from emulator.bybit.answers import envelope, params_error
-from emulator.bybit.instruments import VENUE, Instrument, instruments
+from emulator.bybit.instruments import VENUE, Instrument, by_symbol
 from emulator.common import VenueContext, fixed, stripped
 from emulator.history import interval_minutes_of, last_present, paging
 from emulator.market import DAY, HOUR, MIN
@@ -41,9 +41,8 @@ class BybitHistory:
             web.get("/v5/market/mark-price-kline", self.mark_price_kline),
         ]
 
-    @staticmethod
-    def lookup(symbol: str | None, now: int) -> Instrument | None:
-        return next((i for i in instruments(now) if i.symbol == symbol), None)
+    def lookup(self, symbol: str | None, now: int) -> Instrument | None:
+        return by_symbol(self.market, now).get(symbol or "")
 
     async def funding_history(self, request: web.Request) -> web.Response:
         """GET /v5/market/funding/history: settled rates, newest first, the newest `limit` of the window."""

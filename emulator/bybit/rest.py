@@ -17,7 +17,7 @@ import time
 from aiohttp import web
 
 from emulator.bybit.answers import envelope, params_error
-from emulator.bybit.instruments import SYMBOL_IDS, VENUE, Instrument, instruments, prelaunch_info
+from emulator.bybit.instruments import VENUE, Instrument, by_symbol, instruments, prelaunch_info
 from emulator.common import VenueContext, decimals, fixed, stripped
 from emulator.history import oi_hole
 from emulator.market import DAY, HOUR, MIN
@@ -71,11 +71,11 @@ class BybitRest:
         interval_min = self.market.funding_interval_hours("bybit", inst.coin, now) * 60 if inst.perpetual else 0
         return {
             "symbol": inst.symbol,
-            "symbolId": SYMBOL_IDS.get(inst.coin, 0) + (0 if inst.perpetual else 1000),
+            "symbolId": inst.symbol_id,
             "contractType": inst.contract_type,
             "status": "Trading",
             "baseCoin": inst.coin,
-            "quoteCoin": "USDT",
+            "quoteCoin": inst.quote,
             "launchTime": str(inst.launch_ms),
             "deliveryTime": str(inst.delivery_ms),
             "deliveryFeeRate": "" if inst.perpetual else "0.0005",
@@ -88,7 +88,7 @@ class BybitRest:
             },
             "unifiedMarginTrade": True,
             "fundingInterval": interval_min,
-            "settleCoin": "USDT",
+            "settleCoin": inst.quote,
             "copyTrading": "both" if inst.perpetual else "none",
             "upperFundingRate": "0.005" if inst.perpetual else "",
             "lowerFundingRate": "-0.005" if inst.perpetual else "",
@@ -113,7 +113,7 @@ class BybitRest:
         # Only linear is emulated; the other categories answer an empty, well-formed list
         # (so ccxt's default fetchMarkets types work too). Without a status only Trading
         # contracts are listed, like the venue; status=PreLaunch (ccxt asks) lists the pre-market one.
-        rows = instruments(now) if category == "linear" else []
+        rows = instruments(self.market, now) if category == "linear" else []
         if q.get("status") == "PreLaunch" and category == "linear" and not q.get("cursor"):
             listed = [prelaunch_info(now)]
             listed = [r for r in listed if r["symbol"] == q.get("symbol", r["symbol"]) and r["baseCoin"] == q.get("baseCoin", r["baseCoin"])]
@@ -159,10 +159,11 @@ class BybitRest:
         mark = px(self.market.mark_price(inst.coin, now, "bybit") * premium)
         index = px(self.market.index_price(inst.coin, now))
         last = px(self.market.last_price(inst.coin, now, "bybit") * premium)
-        hist = [self.market.index_price(inst.coin, now - h * HOUR) * premium for h in range(25)]
+        # the last 24 hours sampled every 4 hours (plus an hour ago): high, low and the previous prices
+        hist = {h: self.market.index_price(inst.coin, now - h * HOUR) * premium for h in (0, 1, 4, 8, 12, 16, 20, 24)}
         # openInterest(Value) count both sides (docs: "(both sides)"); single* added 2026-06-11 are one
         # side. The model's figure is two-sided, made exactly twice the one side served.
-        oi = self.market.open_interest(inst.coin, now, "bybit") * (1.0 if inst.perpetual else 0.03)
+        oi = self.market.open_interest(inst.coin, now, "bybit") * inst.oi_share
         single_str = fixed(oi / 2, qty_dp)
         oi_str = fixed(2 * float(single_str), qty_dp)
         oiv_str = fixed(float(oi_str) * float(mark), 2)
@@ -179,7 +180,7 @@ class BybitRest:
             "symbol": inst.symbol,
             "lastPrice": last, "indexPrice": index, "markPrice": mark,
             "prevPrice24h": px(hist[24]), "price24hPcnt": fixed(float(last) / float(px(hist[24])) - 1, 6),
-            "highPrice24h": px(max(hist + [float(last)])), "lowPrice24h": px(min(hist + [float(last)])),
+            "highPrice24h": px(max([*hist.values(), float(last)])), "lowPrice24h": px(min([*hist.values(), float(last)])),
             "prevPrice1h": px(hist[1]),
             "openInterest": oi_str, "openInterestValue": oiv_str,
             "singleOpenInterest": single_str, "singleOpenInterestValue": single_v_str,
@@ -212,7 +213,7 @@ class BybitRest:
         category = q.get("category", "")
         if category not in _CATEGORIES:
             return envelope({}, now, 10001, "params error: category is invalid")
-        rows = instruments(now) if category == "linear" else []
+        rows = instruments(self.market, now) if category == "linear" else []
         if q.get("symbol"):
             rows = [r for r in rows if r.symbol == q["symbol"]]
             if not rows:
@@ -232,7 +233,7 @@ class BybitRest:
         if q.get("category") != "linear":
             return envelope({"symbol": q.get("symbol", ""), "category": q.get("category", ""), "list": [],
                              "nextPageCursor": ""}, now)
-        inst = next((i for i in instruments(now) if i.symbol == q.get("symbol")), None)
+        inst = by_symbol(self.market, now).get(q.get("symbol", ""))
         if inst is None:
             return params_error(now, "params error: symbol invalid")
         step = _OI_INTERVALS.get(q.get("intervalTime", ""))
@@ -258,7 +259,7 @@ class BybitRest:
                 stamps.append(resume)
             resume -= step
         more = resume >= floor  # rows left: the cursor resumes there
-        scale = 1.0 if inst.perpetual else 0.03
+        scale = inst.oi_share
         qty_dp = decimals(inst.spec.qty_step)
         rows, records = [], []
         for t in stamps:

@@ -32,6 +32,7 @@ from emulator.bybit.instruments import instruments
 from emulator.common import VenueContext
 from emulator.liquidations import Liq, SymbolSpec, record
 from emulator.liquidations import register as register_engine
+from emulator.universe import cached, universe_of
 from emulator.venue import ReplayStreams
 from emulator.websocket import Connection, WsHub
 
@@ -47,16 +48,26 @@ class AllLiquidationStream:
     def __init__(self, ctx: VenueContext) -> None:
         self.ctx = ctx
         now = ctx.now_ms()
-        self.specs = [SymbolSpec(i.symbol, i.coin, i.spec.tick, i.spec.qty_step) for i in instruments(now) if i.perpetual]
-        self.topics = {TOPIC + s.raw_symbol for s in self.specs}
         self.hub = WsHub(ctx)
         self.buffer: dict[str, list[Liq]] = {}  # raw_symbol -> liquidations of the open 500 ms window
         self.window = now // BATCH_MS
         self.decoder = msgspec.json.Decoder()
 
+    def symbol_specs(self) -> list[SymbolSpec]:
+        """The perpetuals, whose liquidations are streamed."""
+        market = self.ctx.market
+        universe = universe_of(market)
+        return [SymbolSpec(i.symbol, i.coin, i.spec.tick, i.spec.qty_step, universe.weight("bybit", i.symbol))
+                for i in instruments(market, self.ctx.now_ms()) if i.perpetual]
+
+    @property
+    def topics(self) -> set[str]:
+        """The allLiquidation topics one may subscribe to (rebuilt after a listing)."""
+        return cached(self.ctx.market, "bybit.topics", None, lambda: {TOPIC + s.raw_symbol for s in self.symbol_specs()})
+
     def install(self, app: web.Application) -> None:
         """The WebSocket route, and the liquidation engine feeding `on_tick`."""
-        register_engine(app, self.ctx, self.specs, self.hub, self.on_tick)
+        register_engine(app, self.ctx, self.symbol_specs, self.hub, self.on_tick)
         app.router.add_get(ENDPOINT, self.public_linear)
 
     # -- pushing --------------------------------------------------------------------------

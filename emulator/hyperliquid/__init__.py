@@ -10,6 +10,7 @@ from aiohttp import web
 
 from emulator.common import VenueContext, logging_middleware
 from emulator.history import install_stats
+from emulator.hyperliquid.assets import LISTING
 from emulator.hyperliquid.faults import FAULTS
 from emulator.hyperliquid.info import HyperliquidInfo
 from emulator.hyperliquid.limits import LIMITS
@@ -24,4 +25,4 @@ def create_app(ctx: VenueContext) -> web.Application:
     return app
 
 
-EMULATED = EmulatedVenue("hyperliquid", create_app, FAULTS, LIMITS)
+EMULATED = EmulatedVenue("hyperliquid", create_app, FAULTS, LIMITS, listing=LISTING)

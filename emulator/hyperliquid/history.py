@@ -16,7 +16,8 @@ from emulator.common import VenueContext, fixed, json_response, stripped
 from emulator.history import funding_hole
 from emulator.hyperliquid.answers import deserialize_error
 from emulator.hyperliquid.assets import VENUE
-from emulator.market import HOUR, LISTINGS, Market, _key
+from emulator.market import HOUR, Market, _key
+from emulator.universe import universe_of
 
 PAGE = 500
 
@@ -47,7 +48,7 @@ class HyperliquidHistory:
         except (TypeError, ValueError):
             return deserialize_error("invalid type: expected u64 at line 1 column 2")
         coin = body["coin"]
-        if coin not in LISTINGS["hyperliquid"]:
+        if universe_of(market).get("hyperliquid", coin) is None:
             return json_response([])
         rows, records = [], []
         s = market.next_funding_ms("hyperliquid", coin, start - 1 - 80)  # a row's time may trail the hour

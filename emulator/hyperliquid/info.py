@@ -16,12 +16,19 @@ from loguru import logger
 
 from emulator.common import VenueContext, json_response, stripped
 from emulator.hyperliquid.answers import deserialize_error
-from emulator.hyperliquid.assets import ASSETS, DELISTED, DELISTED_PX, USDC_TOKEN, VENUE, Asset, meta, number, price
+from emulator.hyperliquid.assets import USDC_TOKEN, VENUE, Asset, assets, meta, number, price
 from emulator.hyperliquid.history import HyperliquidHistory
-from emulator.market import DAY, HOUR, LISTINGS
+from emulator.market import DAY, HOUR
+from emulator.universe import universe_of
 
 KNOWN_TYPES = ("meta", "metaAndAssetCtxs", "spotMeta", "spotMetaAndAssetCtxs", "predictedFundings", "perpDexs",
                "fundingHistory")
+
+
+def no_book(a: Asset) -> dict:
+    """The context of a delisted coin: no book, no open interest, its last price."""
+    return {"funding": "0.0", "openInterest": "0.0", "prevDayPx": a.last_px, "dayNtlVlm": "0.0", "premium": None,
+            "oraclePx": a.last_px, "markPx": a.last_px, "midPx": None, "impactPxs": None, "dayBaseVlm": "0.0"}
 
 
 class HyperliquidInfo:
@@ -77,16 +84,16 @@ class HyperliquidInfo:
 
     def meta_and_asset_ctxs(self, now: int) -> list:
         """[meta, contexts]: the delisted coins' contexts have no book."""
-        built = [self.asset_ctx(a, now) for a in ASSETS]
+        listed = assets(self.market)
+        built = [self.asset_ctx(a, now) if not a.delisted else (no_book(a), []) for a in listed]
         self.ctx.recorder.write(self.instrument_records("metaAndAssetCtxs") + [rec for _, recs in built for rec in recs])
-        delisted = [{"funding": "0.0", "openInterest": "0.0", "prevDayPx": DELISTED_PX[d["name"]], "dayNtlVlm": "0.0",
-                     "premium": None, "oraclePx": DELISTED_PX[d["name"]], "markPx": DELISTED_PX[d["name"]],
-                     "midPx": None, "impactPxs": None, "dayBaseVlm": "0.0"} for d in DELISTED]
-        return [meta(), [row for row, _ in built] + delisted]
+        return [meta(self.market), [row for row, _ in built]]
 
-    def venue_prediction(self, venue: str, coin: str, now: int) -> dict | None:
-        """What Hyperliquid reports for another venue: that venue's current rate."""
-        if coin not in LISTINGS[venue]:
+    def venue_prediction(self, venue: str, hl_coin: str, now: int) -> dict | None:
+        """What Hyperliquid reports for another venue: that venue's current rate of the same coin
+        (kPEPE: Binance's 1000PEPEUSDT), None where the venue does not list it."""
+        coin = hl_coin if venue == "hyperliquid" else universe_of(self.market).same_coin(venue, hl_coin)
+        if coin is None:
             return None
         next_ms = self.market.next_funding_ms(venue, coin, now)
         return {"rate": self.market.funding_rate(venue, coin, next_ms), "next_funding_ms": next_ms,
@@ -97,7 +104,9 @@ class HyperliquidInfo:
         out, records = [], []
         fmt = {"binance": lambda r: f"{r:.8f}", "hyperliquid": lambda r: stripped(r, 10),
                "bybit": lambda r: stripped(r, 6)}
-        for asset in ASSETS:
+        for asset in assets(self.market):
+            if asset.delisted:
+                continue
             coin = asset.name
             entries, predicted = [], {}
             for label, venue in (("BinPerp", "binance"), ("HlPerp", "hyperliquid"), ("BybitPerp", "bybit")):
@@ -118,11 +127,11 @@ class HyperliquidInfo:
         return out
 
     def instrument_records(self, endpoint: str) -> list[dict]:
-        """The ground-truth records of the listed perpetuals."""
+        """The ground-truth records of the listed perpetuals (not the delisted ones)."""
         return [{"venue": VENUE, "kind": "instrument", "endpoint": endpoint, "coin": a.name, "raw_symbol": a.name,
                  "ts_ms": None, "served_ns": time.time_ns(), "contract_type": "perpetual", "active": True,
                  "interval_minutes": 60, "sz_decimals": a.sz_decimals, "max_leverage": a.max_leverage}
-                for a in ASSETS]
+                for a in assets(self.market) if not a.delisted]
 
     async def info(self, request: web.Request) -> web.Response:
         """POST /info {"type": ...}: meta, metaAndAssetCtxs, spotMeta(AndAssetCtxs), predictedFundings,
@@ -140,7 +149,7 @@ class HyperliquidInfo:
             return deserialize_error(f"unknown dex `{body['dex']}`")  # only the main dex is emulated
         if kind == "meta":
             self.ctx.recorder.write(self.instrument_records("meta"))
-            return json_response(meta())
+            return json_response(meta(self.market))
         if kind == "metaAndAssetCtxs":
             return json_response(self.meta_and_asset_ctxs(now))
         if kind == "spotMeta":

@@ -51,8 +51,10 @@ def _stop(proc: subprocess.Popen, sig: int = signal.SIGTERM) -> float:
 
 
 def _start(tmp: Path, venues: str) -> Running:
+    """The emulator listing the reference coins only (`--universe core`): these tests name every
+    market they expect; the full universe's counts are tests/integration/test_emulator_universe.py's."""
     gt = tmp / "ground_truth.jsonl"
-    emu = spawn_emulator(tmp / "ready.json", "--host", "127.0.0.1", "--seed", "7", "--venues", venues,
+    emu = spawn_emulator(tmp / "ready.json", "--host", "127.0.0.1", "--seed", "7", "--venues", venues, "--universe", "core",
                          "--port-binance", "0", "--port-bybit", "0", "--port-hyperliquid", "0",
                          "--ground-truth", str(gt), "--log-level", "DEBUG", log=tmp / "emulator.log", cwd=ROOT,
                          timeout_s=15)

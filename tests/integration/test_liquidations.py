@@ -43,14 +43,16 @@ def _key_event(e: Liquidation) -> tuple:
 class Harness:
     """Emulator + one LiquidationStream in this event loop."""
 
-    def __init__(self, tmp: Path, venue: str, rate: float = 0.0, **stream_kw):
+    def __init__(self, tmp: Path, venue: str, rate: float = 0.0, universe: str = "full", **stream_kw):
         self.tmp, self.venue, self.rate, self.stream_kw = tmp, venue, rate, stream_kw
+        self.universe = universe
         self.events: list[Liquidation] = []
         self.gaps: list[tuple[int, int, str]] = []
         self.gt = tmp / f"gt-{venue}.jsonl"
 
     async def __aenter__(self):
-        self.emu = await start_emulator(venues=[self.venue], ground_truth=self.gt, liquidation_rate=self.rate)
+        self.emu = await start_emulator(venues=[self.venue], ground_truth=self.gt, liquidation_rate=self.rate,
+                                        universe=self.universe)
         self.url = self.emu.urls[self.venue]
         self.ad = adapter(self.venue)
         self.client = self.ad.client(self.url, pro=True)
@@ -188,9 +190,10 @@ def test_drop_reconnects_and_reports_the_gap(tmp_path):
 
 
 def test_binance_all_symbols_stream_delivers_every_listed_perpetual(tmp_path):
-    """`!forceOrder@arr`: liquidations of symbols nobody configured arrive with their own ids."""
+    """`!forceOrder@arr`: liquidations of symbols nobody configured arrive with their own ids (the
+    reference coins' universe: at this rate every one of them has liquidations within seconds)."""
     async def main():
-        async with Harness(tmp_path, "binance", rate=3.0, all_symbols=True) as h:
+        async with Harness(tmp_path, "binance", rate=3.0, universe="core", all_symbols=True) as h:
             await asyncio.sleep(3.0)
             await h.post("/_emulator/liquidation_rate?per_second=0")
             await h.settled()
