@@ -119,12 +119,22 @@ class Polls:
     async def open_interest(self) -> list[AnyEvent]:
         """One OI poll; its events are sent as they come (a venue may spread its calls over the interval)."""
         def emit(events: list[AnyEvent]) -> None:
+            events = self.still_collected(events)
             for event in events:
                 self.send(event, "open_interest")
             self.count(events)
 
         await self.adapter.poll_open_interest(self.client, self.markets, self.cfg.open_interest_interval_s, emit)
         return []
+
+    def still_collected(self, events: list[AnyEvent]) -> list[AnyEvent]:
+        """`symbols: all`: the answer of a request that was out while its symbol was delisted is
+        dropped (it would land after the delisting's recorded end; Hyperliquid answers a
+        delisted coin with zeros)."""
+        if self.listing is None:
+            return events
+        collected = {m["symbol"] for m in self.markets}
+        return [e for e in events if e.symbol in collected]
 
     async def poll(self, what: str, interval_s: float, fetch: Callable[[], Awaitable[list[AnyEvent]]]) -> None:
         """Fetch every `interval_s` on a fixed schedule; on failure back off, then resume it."""
@@ -145,6 +155,7 @@ class Polls:
             if failures:
                 self.log.info("fetch {} recovered after {} failures", what, failures)
             failures = 0
+            events = self.still_collected(events) if what != "instruments" else events
             for event in events:
                 self.send(event, what)
             self.count(events)
