@@ -16,13 +16,17 @@ reported apart), from /proc:
   wall time; the goal is under 1 of the machine's 2 cores. The emulator plays the venues: its
   CPU is shown, not counted;
 - RSS per actor (last and peak);
-- catalog files written per hour, and events stored per type (Parquet row counts).
+- catalog files written per hour, and events stored per type (Parquet row counts);
+- whether the writer keeps up: its flushes (events into Parquet, time spent flushing as a share
+  of the wall time) against the events it acknowledged (in its WAL, the rest is written from
+  there later) and what the collectors still held unacknowledged when stopped.
 
 Prints figures; not a test (machine noise makes timing assertions flaky).
 """
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -115,6 +119,12 @@ def rows_per_type(catalog: Path) -> Counter:
     return out
 
 
+def writer_flushes(log: str) -> tuple[int, int, float]:
+    """(flushes, events, seconds spent flushing) from the writer's log."""
+    found = [(int(n.replace(",", "")), int(ms)) for n, ms in re.findall(r"flushed ([\d,]+) events in (\d+) ms", log)]
+    return len(found), sum(n for n, _ in found), sum(ms for _, ms in found) / 1000
+
+
 def topology(tmp: Path) -> Path:
     topo = {
         "mesh": f"bench{uuid.uuid4().hex[:8]}",
@@ -187,6 +197,12 @@ def main(minutes: float, cascade_every: float, keep: str | None) -> None:
     print("events stored per type (rows, whole run):")
     for kind, n in sorted(rows.items()):
         print(f"  {kind:<32} {n:>10,}")
+    flushes, flushed, flushing_s = writer_flushes(read(logs / "writer.log"))
+    acked = sum(int(n) for v in VENUES for n in re.findall(r"all (\d+) events acknowledged", read(logs / f"collector.{v}.log")))
+    held = sum(int(n) for v in VENUES for n in re.findall(r"stopping with (\d+) unacknowledged", read(logs / f"collector.{v}.log")))
+    print(f"writer: {flushes} flushes, {flushed:,} events into Parquet, {flushing_s:.0f} s flushing "
+          f"({flushing_s / (time.monotonic() - started):.0%} of the run); {acked:,} events acknowledged (in its WAL), "
+          f"{held:,} not acknowledged at stop")
     dead = read(tmp / "run" / "deadletter.jsonl").count("\n")
     limited = sum(read(logs / f"collector.{v}.log").count("rate limit answer") for v in VENUES)
     print(f"dead letters: {dead}; rate-limit answers seen by the collectors: {limited}")
