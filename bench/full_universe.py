@@ -193,7 +193,10 @@ def main(minutes: float, cascade_every: float, keep: str | None) -> None:
         label = name + ("  (the venues; not counted)" if name == "emulator" else "")
         print(f"{label:<24} {cpu[name] / wall:>6.2f} {rss / 2**20:>8.0f} {peak[name] / 2**20:>8.0f}")
     written = files_after - files_before
-    print(f"\ncatalog files: {files_after} ({written} written while measured: {written * 3600 / wall:,.0f} per hour)")
+    rewritten = sum(int(n) for n in re.findall(r"new rows in (\d+) of \d+ directories", read(logs / "writer.log")))
+    run_s = time.monotonic() - started
+    print(f"\ncatalog files: {files_after} ({written} new while measured: {written * 3600 / wall:,.0f} per hour); "
+          f"files written or rewritten (a directory per flush): {rewritten:,} in the run, {rewritten * 3600 / run_s:,.0f} per hour")
     print("events stored per type (rows, whole run):")
     for kind, n in sorted(rows.items()):
         print(f"  {kind:<32} {n:>10,}")
