@@ -72,13 +72,16 @@ class Collector:
         self.polls = Polls(self.adapter, self.client, venue, stop, self.log, self.send, self.count, self.reach)
         self.markets: list[Market] = self.polls.markets  # the same list: symbols listed later join it
         self.liquidations = CollectorLiquidations(self)  # actors/collector_liquidations.py
+        self.polls.on_change = self._listing_changed
 
     @property
     def outboxes(self) -> list[Outbox]:
         return [*self.earlier, self.outbox]
 
     async def run(self) -> None:
-        self.log.info("start: symbols {} (epoch {})", ", ".join(self.cfg.symbols), self.outbox.epoch)
+        symbols = "all" + (f" except {', '.join(self.cfg.exclude)}" if self.cfg.exclude else "") if self.cfg.all_symbols \
+            else ", ".join(self.cfg.symbols)
+        self.log.info("start: symbols {} (epoch {})", symbols, self.outbox.epoch)
         for box in self.earlier:
             if len(box):
                 self.log.warning("re-sending {} events an earlier run left unacknowledged (epoch {}, {})",
@@ -111,6 +114,19 @@ class Collector:
             if not self.markets:
                 return
         await asyncio.gather(self.polls.run(), self.liquidations.run(), self._backfill())
+
+    def _listing_changed(self, listed: list[Market], delisted: list[Market], since_ns: int) -> None:
+        """Markets listed or delisted while running (actors/polling.py, actors/listing.py): the
+        liquidation streams follow, and a delisted market's end is recorded as a Gap per stream
+        from `since_ns` (the last time it was seen listed) to now: its series end there, and what
+        the venue published in between may be missing."""
+        self.liquidations.update(listed, delisted)
+        if not delisted:
+            return
+        streams = ["open_interest", "funding"] + (["liquidations"] if self.cfg.liquidations and self.adapter.liquidations.supported else [])
+        for stream in streams:
+            self.record_gap(since_ns, now_ns(), "delisted: the venue no longer lists it as a trading perpetual; "
+                            "collection ended", stream, delisted)
 
     # -- history backfill (FR-007) --------------------------------------------------------------
 

@@ -44,10 +44,15 @@ class VenueConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     """One venue's collector: which perpetuals, and how often to poll them."""
 
     venue: VenueName
-    symbols: Annotated[list[str], msgspec.Meta(min_length=1)]
-    open_interest_interval_s: Seconds = 10.0
+    # a list of symbols, or "all": every perpetual the venue lists and trades (its adapter's
+    # `collectable`), followed as it lists and delists them (actors/listing.py)
+    symbols: Annotated[list[str], msgspec.Meta(min_length=1)] | Literal["all"]
+    exclude: list[str] = []  # with `symbols: all`: these are not collected (any name `symbols` takes)
+    # unset: 10 s / 60 s / 3600 s for a list of symbols; 60 s each with `symbols: all` (hundreds
+    # of perpetuals: Binance has no bulk open-interest call, one request per symbol per interval)
+    open_interest_interval_s: Seconds | msgspec.UnsetType = msgspec.UNSET
     funding_interval_s: Seconds = 60.0
-    instruments_interval_s: Seconds = 3600.0  # refresh of the instrument definitions
+    instruments_interval_s: Seconds | msgspec.UnsetType = msgspec.UNSET  # refresh of the instrument definitions
     unknown_symbol_retry_s: Seconds = 600.0  # a symbol the venue does not list is looked up again this rarely
     liquidations: bool = False  # stream liquidations (Binance, Bybit; Hyperliquid has no public feed)
     liquidation_silence_timeout_s: Seconds = 60.0  # connected but no frame this long: reconnect
@@ -64,11 +69,22 @@ class VenueConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     record: bool = False  # record the venue's raw REST answers to run_dir/recordings/<venue>.jsonl
 
     def __post_init__(self) -> None:
+        if self.exclude and not self.all_symbols:
+            raise ValueError(f"exclude: {self.exclude!r} needs `symbols: all` (a list of symbols names what it collects)")
+        every = self.all_symbols
+        for name, listed, whole in (("open_interest_interval_s", 10.0, 60.0), ("instruments_interval_s", 3600.0, 60.0)):
+            if getattr(self, name) is msgspec.UNSET:  # frozen: msgspec's own setter for a derived default
+                msgspec.structs.force_setattr(self, name, whole if every else listed)
         parse_duration(self.backfill_lookback, "backfill_lookback")
         periods = oi_history_periods(self.venue)  # each venue's own (venues/<venue>/limits.py)
         if periods and self.backfill_oi_period not in periods:
             raise ValueError(f"backfill_oi_period: {self.backfill_oi_period!r} is not served by {self.venue}; "
                              f"allowed: {', '.join(periods)}")
+
+    @property
+    def all_symbols(self) -> bool:
+        """`symbols: all`: every perpetual the venue lists and trades."""
+        return self.symbols == "all"
 
     @property
     def backfill_lookback_s(self) -> float:
@@ -242,7 +258,7 @@ def _allowed(root: type, keys: list[str | int], message: str) -> str:
     info: Any = msgspec.inspect.type_info(root)
     for key in keys:
         while isinstance(info, msgspec.inspect.UnionType):
-            info = next((t for t in info.types if not isinstance(t, msgspec.inspect.NoneType)), info)
+            info = next((t for t in info.types if not isinstance(t, msgspec.inspect.NoneType | msgspec.inspect.LiteralType)), info)
         if isinstance(info, msgspec.inspect.StructType) and isinstance(key, str):
             info = next((f.type for f in info.fields if f.encode_name == key), None)
         elif isinstance(info, msgspec.inspect.ListType) and isinstance(key, int):
@@ -253,6 +269,10 @@ def _allowed(root: type, keys: list[str | int], message: str) -> str:
             return ""
     if isinstance(info, msgspec.inspect.LiteralType):
         return "allowed: " + ", ".join(map(str, info.values))
+    if isinstance(info, msgspec.inspect.UnionType):  # e.g. symbols: a list or "all"
+        words = [v for t in info.types if isinstance(t, msgspec.inspect.LiteralType) for v in t.values]
+        lists = any(isinstance(t, msgspec.inspect.ListType) for t in info.types)
+        return "allowed: " + " or ".join([*(repr(w) for w in words), *(["a list"] if lists else [])]) if words else ""
     if isinstance(info, msgspec.inspect.StructType) and "unknown field" in message:
         names = [f.encode_name for f in info.fields]
         bad = message.split("`")[1] if "`" in message else ""

@@ -152,6 +152,11 @@ class VenueAdapter:
             if m.get("swap") and m.get("linear") and m.get("active") is not False
         }
 
+    def collectable(self, markets: dict[str, Market]) -> dict[str, Market]:
+        """`symbols: all`: every perpetual the venue lists and trades, by ccxt symbol (each venue
+        says what that means in its adapter)."""
+        return self.perpetuals(markets)
+
     def instrument_id(self, market: Market) -> str:
         raise NotImplementedError
 
@@ -263,6 +268,14 @@ class VenueAdapter:
 
     async def fetch_funding(self, client: Any, markets: list[Market]) -> list[FundingRate | Malformed]:
         raise NotImplementedError
+
+    async def poll_open_interest(self, client: Any, markets: list[Market], interval_s: float,
+                                 emit: Callable[[list[AnyEvent]], None]) -> None:
+        """One open-interest poll of `markets` (the collector's live list), its events handed to
+        `emit` as they come; may take up to `interval_s` (a venue without a bulk call spreads its
+        requests over it). Default: one `fetch_open_interest` (of a copy: a listing that changes
+        while the request is out is not "missing from the answer")."""
+        emit(await self.fetch_open_interest(client, list(markets)))
 
     # -- history (driven by venues/history.py; ranges in ms, closed) ---------------------------
 

@@ -10,8 +10,12 @@ Binance's separate 500 / 5 min funding bucket. So REST clients get this budget i
   rate with `BURST` of it as burst. Any window of the venue's length then carries at most
   `(1 - MARGIN)` of its limit, however the venue aligns its windows.
 - **Other programs on the same IP** (the CLI beside a running daemon): the venue's usage headers
-  (`VenueLimits.used`) say how much was used; whatever we did not send ourselves is taken out of
-  our tokens.
+  (`VenueLimits.used`) say how much was used. Rolling windows: whatever we did not send ourselves
+  is taken out of our tokens. Fixed windows (Binance's minute): the venue's count, plus what we
+  sent after the request it answered, is the window's use; nothing leaves that would take it past
+  `1 - MARGIN` of the limit before the venue's next window (taking others' use out of the tokens
+  instead carried it into the next window as a debt: with 2,000 of 2,400 used by others every
+  minute that left one request a minute).
 - **A rate-limit answer anyway** (429/418 + `Retry-After`, or what the venue's `VenueLimits`
   calls a refusal or a ban): no request of this client leaves before the wait the venue asked for
   (or an exponential backoff where it names none), the wait is logged, and the call is retried
@@ -91,6 +95,7 @@ class Bucket:
         self.at = time.monotonic()
         self.sent: deque[tuple[float, float, float]] = deque()  # (monotonic, wall, weight) within a window
         self.external = (0, 0.0)  # (window key, weight others used that we already took out)
+        self.counted = (0, 0.0, 0.0)  # fixed windows: (window key, the venue's count, wall time our request left)
 
     def refill(self, now: float) -> None:
         self.tokens = min(self.capacity, self.tokens + (now - self.at) * self.rate)
@@ -98,20 +103,46 @@ class Bucket:
 
     def wait_for(self, weight: float, now: float) -> float:
         self.refill(now)
-        return 0.0 if self.tokens >= weight else (weight - self.tokens) / self.rate
+        wait = 0.0 if self.tokens >= weight else (weight - self.tokens) / self.rate
+        return max(wait, self.window_full_for(weight)) if self.limit.fixed else wait
 
-    def take(self, weight: float, now: float) -> None:
+    def window_full_for(self, weight: float) -> float:
+        """Fixed windows: seconds until the venue's next window if `weight` more would take this
+        one past `1 - MARGIN` of the limit (the venue's last count plus what we sent since the
+        request it answered; before any answer in this window, what we sent in it), else 0."""
+        wall = time.time()
+        key = math.floor(wall / self.window)
+        counted_key, count, since = self.counted
+        if counted_key == key:
+            use = count + sum(w for _, t, w in self.sent if t > since)
+        else:
+            use = sum(w for _, t, w in self.sent if math.floor(t / self.window) == key)
+        if use + weight <= self.limit.limit * (1 - MARGIN):
+            return 0.0
+        return (key + 1) * self.window - wall + GUARD_S
+
+    def take(self, weight: float, now: float) -> float:
+        """Count a request of this weight; returns the wall time it was counted at."""
         self.tokens -= weight
-        self.sent.append((now, time.time(), weight))
+        wall = time.time()
+        self.sent.append((now, wall, weight))
         while self.sent and self.sent[0][0] < now - self.window:
             self.sent.popleft()
+        return wall
 
-    def venue_used(self, used: float, now: float) -> float:
-        """The venue counted `used` in its current window: take out what others spent. Returns it."""
+    def venue_used(self, used: float, now: float, sent_wall: float | None = None) -> float:
+        """The venue counted `used` in its current window (answering our request that left at
+        `sent_wall`): fixed windows keep the count (`window_full_for`), rolling ones take out of
+        our tokens what others spent. Returns what others spent, as far as we can tell."""
         wall = time.time()
         if self.limit.fixed:
             key = math.floor(wall / self.window)
             mine = sum(w for _, t, w in self.sent if math.floor(t / self.window) == key)
+            since = wall if sent_wall is None else sent_wall
+            counted_key, _, counted_since = self.counted
+            if counted_key != key or since >= counted_since:  # the latest answer of this window counts
+                self.counted = (key, used, since)
+            return max(0.0, used - mine)
         else:
             key = math.floor(now / self.window)  # rolling: forget what we took out a window ago
             mine = sum(w for t, _, w in self.sent if t > now - self.window)
@@ -127,6 +158,8 @@ class Bucket:
 
 # Set by the answer's hook in the task that sent the request: was *this* answer a rate-limit one?
 _limit_answer: contextvars.ContextVar[bool] = contextvars.ContextVar("budget_limit_answer", default=False)
+# Set by `acquire` in the task that sends the request: when it left (wall time), for the answer's count.
+_sent_wall: contextvars.ContextVar[float | None] = contextvars.ContextVar("budget_sent_wall", default=None)
 
 
 class Budget:
@@ -161,7 +194,7 @@ class Budget:
                     break
                 await asyncio.sleep(wait)
             for name, w in cost.items():
-                self.buckets[name].take(w, now)
+                _sent_wall.set(self.buckets[name].take(w, now))
             self.sent += 1
             self.weight += sum(cost.values())
 
@@ -192,7 +225,7 @@ class Budget:
     def _read_usage(self, h: dict[str, str], now: float) -> None:
         try:
             for name, used in self.rules.used(h).items():
-                self.buckets[name].venue_used(used, now)
+                self.buckets[name].venue_used(used, now, _sent_wall.get())
         except (KeyError, ValueError):
             pass  # a header we cannot read is no reason to fail the request
 

@@ -121,6 +121,16 @@ class Connections:
             conn.watchers.append(task)
         return conn
 
+    def subscribe_more(self, unified: list[str]) -> None:
+        """Symbols that joined the stream: each live connection subscribes them too (one more
+        acknowledgement each; a refusal fails the connection, which then re-subscribes all)."""
+        for conn in self.live():
+            for subscription in self.feed.subscriptions(conn.exchange, unified, False):
+                conn.expected_acks += 1
+                task = asyncio.create_task(self._watch(subscription))
+                task.add_done_callback(lambda _: self.changed.set())
+                conn.watchers.append(task)
+
     @staticmethod
     async def _watch(subscription: Subscription) -> None:
         """Keep ccxt's watch pending (it dials, subscribes, pings); frames come via the hook."""

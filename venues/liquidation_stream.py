@@ -57,7 +57,7 @@ import msgspec
 from loguru import logger
 
 from venues import ADAPTERS
-from venues.base import VenueAdapter, backoff_delay, describe
+from venues.base import Market, VenueAdapter, backoff_delay, describe
 from venues.liquidation_config import NS, REASON_CHARS, StreamConfig, StreamScope, StreamStats
 from venues.liquidation_connection import Connection, ConnectionLost, Connections
 from venues.liquidation_delivery import Delivery, OnEvent
@@ -166,6 +166,32 @@ class LiquidationStream:
             await self.delivery.drain(deliver)
             self.log.info("liquidations: stopped ({} delivered, {} duplicates dropped, {} gaps, {} reconnects)",
                           self.stats.delivered, self.stats.duplicates, self.stats.gaps, self.stats.failures)
+
+    def add_markets(self, markets: list[Market]) -> list[Market]:
+        """Markets listed while the stream runs: watched from now on (on the all-symbols channel,
+        their frames are kept; otherwise every live connection subscribes them). Returns those new here."""
+        new = [m for m in markets if m["symbol"] not in self.unified]
+        if not new:
+            return []
+        self.markets.extend(new)
+        self.symbols.update(symbol_map(self.adapter, new))  # the same dict and list the connections read
+        self.unified.extend(m["symbol"] for m in new)
+        for conn in self.connections.live():  # a client that loaded its markets before the listing
+            if getattr(conn.exchange, "markets", None) is not None:
+                conn.exchange.set_markets([*conn.exchange.markets.values(), *(m for m in new if m["symbol"] not in conn.exchange.markets)])
+        if not self.all_symbols:
+            self.connections.subscribe_more([m["symbol"] for m in new])
+        self.log.info("liquidations: watching {} more: {}", len(new), _names([self.adapter.raw_symbol(m) for m in new]))
+        return new
+
+    def remove_markets(self, markets: list[Market]) -> None:
+        """Markets delisted: no longer watched (their frames, if any, are skipped; a reconnect no
+        longer subscribes them; the venue sends nothing for a delisted symbol)."""
+        gone = {m["symbol"] for m in markets}
+        self.markets[:] = [m for m in self.markets if m["symbol"] not in gone]
+        self.unified[:] = [s for s in self.unified if s not in gone]
+        for raw in [raw for raw, (unified, _) in self.symbols.items() if unified in gone]:
+            del self.symbols[raw]
 
     @property
     def queued(self) -> int:

@@ -61,6 +61,11 @@ class LiquidationFeed:
         """The ccxt.pro watches of one connection; the venue acknowledges each one once."""
         raise NotImplementedError
 
+    def connection_groups(self, raw_symbols: list[str]) -> list[list[str]]:
+        """The symbols split into groups, one connection each, as the venue's per-connection
+        limits require (default: one connection for all)."""
+        return [list(raw_symbols)] if raw_symbols else []
+
     def is_liquidation(self, message: Any) -> bool:
         """A liquidation frame (taken whole by the stream; never handed on to ccxt)."""
         raise NotImplementedError

@@ -11,6 +11,8 @@ interest and funding, and the emulator's URLs. History paging: `history.py`; lim
   `singleOpenInterest(Value)` when the payload has it and half the two-sided figure otherwise,
   whatever the row's date: one series means one thing on both sides of the date.
 - The funding interval is the market's `fundingInterval` (minutes) from instruments-info.
+- `symbols: all` (`collectable`): every LinearPerpetual settled in USDT in status Trading (not the
+  USDC perpetuals and futures of the same category, not PreLaunch contracts).
 - Nautilus id: `BTCUSDT-LINEAR.BYBIT`; the definition as Nautilus builds it (`instrument_definition`).
 """
 
@@ -109,6 +111,12 @@ class BybitAdapter(BybitHistory):
 
     def instrument_id(self, market: Market) -> str:
         return f"{market['id']}-LINEAR.BYBIT"
+
+    def collectable(self, markets: dict[str, Market]) -> dict[str, Market]:
+        """Linear USDT perpetuals in status Trading (instruments-info as ccxt keeps it)."""
+        def wanted(info: dict) -> bool:
+            return info.get("contractType") == "LinearPerpetual" and info.get("status") == "Trading" and info.get("settleCoin") == "USDT"
+        return {s: m for s, m in self.perpetuals(markets).items() if wanted(m.get("info") or {})}
 
     async def fetch_open_interest(self, client: Any, markets: list[Market]) -> list[OpenInterest | Malformed]:
         with operation("open_interest"):

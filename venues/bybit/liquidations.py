@@ -11,6 +11,12 @@ Conventions (README units registry; Bybit docs, v5 websocket public all-liquidat
   position has been liquidated": Buy -> LONG, Sell -> SHORT.
 - quantity `v` (base units), price `p` (bankruptcy price), value `v` x `p`; contract size 1.
 - `ts_event` is the row's time `T` (ms). Every liquidation is pushed, batched every 500 ms.
+
+Limits (bybit-exchange/docs, v5 WebSocket "Connect"): a subscribe request carries at most
+ARGS_PER_REQUEST topics (the documented figure is for spot; linear states none, so the stricter
+one is kept), and the args of one connection stay within ARGS_CHARS_PER_CONNECTION characters. A
+connection also carries at most TOPICS_PER_CONNECTION topics (not a documented figure: it splits a
+cascade's frames over several sockets); `connection_groups` splits the symbols accordingly.
 """
 
 from typing import Any
@@ -21,6 +27,9 @@ from messages.events import Liquidation, Positive
 from venues.liquidations import LiquidationFeed, MillisTs, Side, Subscription, SymbolMap, collect, decoded, liquidation
 
 TOPIC = "allLiquidation."
+ARGS_PER_REQUEST = 10
+ARGS_CHARS_PER_CONNECTION = 21_000
+TOPICS_PER_CONNECTION = 200
 
 
 class AllLiquidation(msgspec.Struct, frozen=True):
@@ -73,6 +82,16 @@ def all_liquidation(message: Any, symbols: SymbolMap, ts_recv: int) -> tuple[lis
     return collect([row(raw, symbols, ts_recv) for raw in push.data])
 
 
+async def subscribe(exchange: Any, symbols: list[str]) -> Any:
+    """One subscribe request for the `allLiquidation` topics of these ccxt symbols (ccxt.pro's
+    `watch_liquidations` sends one per symbol); awaiting it keeps the watch pending."""
+    if exchange.markets is None:
+        await exchange.load_markets()
+    url = await exchange.get_url_by_market_type(symbols[0], False, "watchLiquidations", {})
+    hashes = [f"liquidations::{s}" for s in symbols]  # ccxt.pro's own message hashes
+    return await exchange.watch_topics(url, hashes, [TOPIC + exchange.market(s)["id"] for s in symbols], {})
+
+
 def is_all_liquidation(message: Any) -> bool:
     return isinstance(message, dict) and str(message.get("topic", "")).startswith(TOPIC)
 
@@ -85,12 +104,28 @@ def op_answer(message: Any) -> tuple[bool, str | None] | None:
     return (True, None) if answer.success else (False, str(answer.ret_msg or message))
 
 
+def topics_length(raw_symbols: list[str]) -> int:
+    """Characters of the args of these symbols' topics, as JSON strings with their separators."""
+    return sum(len(TOPIC) + len(s) + 3 for s in raw_symbols)
+
+
 class BybitLiquidations(LiquidationFeed):
-    """Bybit's feed: one `allLiquidation.<SYMBOL>` subscription per symbol, no all-symbols topic."""
+    """Bybit's feed: `allLiquidation.<SYMBOL>` of every symbol, no all-symbols topic; subscribed
+    ARGS_PER_REQUEST topics a request, on as many connections as its limits require."""
 
     def subscriptions(self, exchange: Any, symbols: list[str], all_symbols: bool) -> list[Subscription]:
-        # one subscribe (and one answer) per symbol, all on the same connection
-        return [lambda s=s: exchange.watch_liquidations(s) for s in symbols]
+        # one subscribe request (and one answer) per chunk of symbols
+        chunks = [symbols[i:i + ARGS_PER_REQUEST] for i in range(0, len(symbols), ARGS_PER_REQUEST)]
+        return [lambda chunk=chunk: subscribe(exchange, chunk) for chunk in chunks]
+
+    def connection_groups(self, raw_symbols: list[str]) -> list[list[str]]:
+        groups: list[list[str]] = []
+        for raw in raw_symbols:
+            if not groups or len(groups[-1]) >= TOPICS_PER_CONNECTION or \
+                    topics_length(groups[-1] + [raw]) > ARGS_CHARS_PER_CONNECTION:
+                groups.append([])
+            groups[-1].append(raw)
+        return groups
 
     def is_liquidation(self, message: Any) -> bool:
         return is_all_liquidation(message)

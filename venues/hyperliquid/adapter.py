@@ -7,6 +7,7 @@ interest and funding, and the emulator's URLs. History: `history.py`; limits: `l
 - `funding` is the current hourly rate; the venue's own prediction for the next settlement comes
   from POST /info {"type": "predictedFundings"} (entry "HlPerp"; no ccxt method).
 - Nautilus id: `BTC-USD-PERP.HYPERLIQUID`; the definition as Nautilus builds it (`instrument_definition`).
+- `symbols: all` (`collectable`): the perp universe of `meta` without the coins marked `isDelisted`.
 """
 
 import asyncio
@@ -122,6 +123,10 @@ class HyperliquidAdapter(HyperliquidHistory):
 
     def definition(self, item: Any) -> dict:
         return instrument_definition(item)
+
+    def collectable(self, markets: dict[str, Market]) -> dict[str, Market]:
+        """The perp universe without delisted coins (`isDelisted` of the `meta` item)."""
+        return {s: m for s, m in self.perpetuals(markets).items() if not (m.get("info") or {}).get("isDelisted")}
 
     def raw_symbol(self, market: Market) -> str:
         return market["baseName"]  # ccxt's id is the asset index ("0"); the coin name is what users know
