@@ -137,24 +137,30 @@ def test_nautilus_writes_and_reads_a_compacted_directory(tmp_path):
 
 @pytest.mark.timeout(600)
 def test_a_reader_during_compaction_never_sees_missing_or_doubled_rows(tmp_path):
-    make_catalog(tmp_path, files_per_series=20, coins=30)  # 60 directories: 60 exchanges to read across
-    truth = rows(tmp_path)
     seen: list[int] = []
     errors: list[str] = []
-    proc = compact_process(tmp_path)
-    done = threading.Event()
-    threading.Thread(target=lambda: (proc.wait(), done.set()), daemon=True).start()
-    while not done.is_set():
-        try:
-            got = rows(tmp_path)
-        except Exception as exc:  # a query that listed just before the exchange and opened a replaced file after it
-            errors.append(f"{type(exc).__name__}: {exc}")
-            continue
-        seen.append(len(got))
-        assert got == truth, f"read {len(got)} rows, {len(truth)} stored (after {len(seen)} reads)"
-    assert proc.returncode == 0, proc.stderr.read()
-    assert directory_files(tmp_path) == {OPEN_INTEREST: 3, LIQUIDATION: 3}
-    assert len(seen) >= 5, f"only {len(seen)} reads overlapped the compaction"
+    # On a busy machine one compaction may leave room for few reads: compact fresh copies until
+    # enough reads overlapped one (a condition, not a timing assumption).
+    for round_ in range(10):
+        root = tmp_path / f"round-{round_}"
+        make_catalog(root, files_per_series=20, coins=30)  # 60 directories: 60 exchanges to read across
+        truth = rows(root)
+        proc = compact_process(root)
+        done = threading.Event()
+        threading.Thread(target=lambda p=proc, d=done: (p.wait(), d.set()), daemon=True).start()
+        while not done.is_set():
+            try:
+                got = rows(root)
+            except Exception as exc:  # a query that listed just before the exchange and opened a replaced file after it
+                errors.append(f"{type(exc).__name__}: {exc}")
+                continue
+            seen.append(len(got))
+            assert got == truth, f"read {len(got)} rows, {len(truth)} stored (after {len(seen)} reads)"
+        assert proc.returncode == 0, proc.stderr.read()
+        assert directory_files(root) == {OPEN_INTEREST: 3, LIQUIDATION: 3}
+        if len(seen) >= 5:
+            break
+    assert len(seen) >= 5, f"only {len(seen)} reads overlapped 10 compactions"
     assert all("No such file" in e or "FileNotFound" in e or "not found" in e.lower() for e in errors), errors
     print(f"{len(seen)} complete reads during compaction, {len(errors)} failed with a vanished file")
 
