@@ -38,7 +38,7 @@ from loguru import logger
 from storage.dirswap import SwapUnsupported, clear_stage, exchange, stage_root
 from storage.files import ROWS_PER_GROUP, DataFile, file_name, fsync_dir, list_files, recover
 from storage.legacy import conform
-from storage.periods import DAY_NS, Cutoffs
+from storage.periods import Cutoffs
 from storage.paths import data_directory, ids_in
 from storage.schema import KINDS, schema_for
 

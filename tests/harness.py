@@ -2,7 +2,6 @@
 the catalog read back through NautilusTrader in a fresh process."""
 
 import json
-import os
 import signal
 import subprocess
 import sys

@@ -6,7 +6,6 @@ from dataclasses import dataclass
 import msgspec
 
 from venues.base import Market
-from messages.timeunits import NS
 
 REASON_CHARS = 200  # of an exception's first line, in a log line and a gap's reason
 

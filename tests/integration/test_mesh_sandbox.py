@@ -7,7 +7,6 @@ served before the signal must be in the catalog, exactly as served.
 """
 
 import json
-import math
 import signal
 import subprocess
 import sys

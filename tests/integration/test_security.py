@@ -25,7 +25,7 @@ from venues import adapter
 from messages.codec import decode_event, decode_message, encode
 from messages.envelope import Envelope
 from messages.events import OpenInterest
-from tests.harness import ROOT, start_emulator, wait_for, write_topology
+from tests.harness import ROOT, start_emulator, write_topology
 
 NOW = time.time_ns()
 

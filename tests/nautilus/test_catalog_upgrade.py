@@ -7,7 +7,6 @@ The old files are written here in the layout the writer had before (columns as i
 """
 
 import json
-import os
 import subprocess
 import sys
 from decimal import Decimal
