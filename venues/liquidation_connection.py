@@ -25,7 +25,8 @@ from typing import Any
 
 from messages.events import Liquidation
 from venues.base import describe
-from venues.liquidation_config import NS, REASON_CHARS, StreamConfig, StreamStats
+from messages.timeunits import NS
+from venues.liquidation_config import REASON_CHARS, StreamConfig, StreamStats
 from venues.liquidations import LiquidationFeed, Subscription, SymbolMap
 
 

@@ -10,7 +10,8 @@ subscription (nothing can arrive before it), or when the stream stops. Each beco
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from venues.liquidation_config import NS, StreamStats
+from messages.timeunits import NS
+from venues.liquidation_config import StreamStats
 
 OnGap = Callable[[int, int, str], Awaitable[None]]
 

@@ -58,7 +58,8 @@ from loguru import logger
 
 from venues import ADAPTERS
 from venues.base import Market, VenueAdapter, backoff_delay, describe
-from venues.liquidation_config import NS, REASON_CHARS, StreamConfig, StreamScope, StreamStats
+from messages.timeunits import NS
+from venues.liquidation_config import REASON_CHARS, StreamConfig, StreamScope, StreamStats
 from venues.liquidation_connection import Connection, ConnectionLost, Connections
 from venues.liquidation_delivery import Delivery, OnEvent
 from venues.liquidation_gaps import IN_FLIGHT_NS, OnGap, Outages
