@@ -90,7 +90,7 @@ def read_catalog(catalog: Path) -> dict:
 # full: every step waits for the writer, whose flushes of ~4,000 directories take 1.5-2.5 min each on a loaded 2-core machine
 @pytest.mark.parametrize("universe", ["core", pytest.param("full", marks=[pytest.mark.slow, pytest.mark.timeout(1200)])])
 def test_symbols_all_collects_every_listed_perpetual_and_follows_listings(tmp_path, universe):
-    emulator, urls, truth = start_emulator(tmp_path, "binance,bybit,hyperliquid", 7, "--universe", universe)
+    emulator, urls, truth = start_emulator(tmp_path, "binance,bybit,hyperliquid", 7, universe=universe)
     wait_s = 60 if universe == "core" else 400
     try:
         (tmp_path / "mesh").mkdir()
@@ -152,7 +152,7 @@ def test_all_binance_perpetuals_within_its_rate_limits(tmp_path):
     unchanged): the collector reads the venue's used-weight header and paces the rest, ~27
     requests a second for ~300 asked for: no 429, no 418."""
     scale = 0.25
-    emulator, urls, truth = start_emulator(tmp_path, "binance", 7, "--rate-limits", "--rate-limit-scale", str(scale))
+    emulator, urls, truth = start_emulator(tmp_path, "binance", 7, "--rate-limits", "--rate-limit-scale", str(scale), universe="full")
     window_s, windows = 60 * scale, set()
 
     def other_program() -> None:  # spends 2,000 weight at the start of every window (fixed, epoch-aligned)
