@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from messages.codec import decode_message
+from messages.envelope import Batch
 from tests.harness import mesh_log, start_emulator, wait_for
 from tests.integration.faults import LoadedMesh, alive, compare, compare_arrow, read_liquidations, settle_and_stop
 
@@ -48,15 +50,18 @@ def test_a_collector_restarted_while_the_writer_is_down_keeps_its_backlog(tmp_pa
 
 def _cut_wal(path: Path, keep: float) -> tuple[int, int]:
     """Cut the WAL after `keep` of its frames (at a frame boundary: no torn tail to notice).
-    Returns (frames kept, frames cut)."""
+    Returns (events kept, events cut): a frame is a batch of events (messages/envelope.py)."""
     data = path.read_bytes()
-    ends, pos = [], 0
+    ends, counts, pos = [], [], 0
     while pos + 4 <= len(data):
-        pos += 4 + struct.unpack_from("<I", data, pos)[0]
+        size = struct.unpack_from("<I", data, pos)[0]
+        msg = decode_message(data[pos + 4:pos + 4 + size])
+        counts.append(len(msg.events) if isinstance(msg, Batch) else 1)
+        pos += 4 + size
         ends.append(pos)
     kept = max(1, int(len(ends) * keep))
     os.truncate(path, ends[kept - 1])
-    return kept, len(ends) - kept
+    return sum(counts[:kept]), sum(counts[kept:])
 
 
 def test_a_wal_that_lost_acknowledged_events_jams_nothing_and_the_loss_is_a_gap(tmp_path):
@@ -81,7 +86,7 @@ def test_a_wal_that_lost_acknowledged_events_jams_nothing_and_the_loss_is_a_gap(
     bybit = compare(truth, stored, "BYBIT", signal_ns)
     reasons = {g[4] for g in stored["gaps"]}
 
-    assert cut > 1000, f"the cut took only {cut} frames"
+    assert cut > 1000, f"the cut took only {cut} events"
     assert bybit["missing"] == [] and bybit["duplicates"] == [] and bybit["extra"] == []
     assert bybit["missing_in_gaps"], "the cut WAL cost nothing: the test did not test"
     assert any("the writer lost acknowledged events" in r for r in reasons), reasons
