@@ -184,6 +184,8 @@ def test_all_binance_perpetuals_within_its_rate_limits(tmp_path):
         emulator.terminate()
         emulator.wait(10)
     assert len(listed) > 500 and served["/fapi/v1/premiumIndex"] >= 2, served
-    assert len(windows) >= 3, windows  # the limit was shared for several windows
+    # more requests than one window leaves (538 + the bulk call > 400 weight): they were paced
+    # into later windows, not refused; how many windows that took depends on the machine's speed
+    assert len(windows) >= 2, windows
     assert (limits["limited"], limits["banned"]) == (0, 0), limits
     assert "rate limit answer" not in mesh_log(topology)
