@@ -19,6 +19,8 @@ from emulator.market import Market
 _ENCODER = msgspec.json.Encoder()
 # Keep-alive connections of clients must not hold shutdown: the CLI promises < 1 s.
 _SHUTDOWN_TIMEOUT_S = 0.2
+# what a handler adds to its request's log line (Hyperliquid: the info type of its one path)
+LOG_DETAIL = web.RequestKey("log_detail", str)
 
 
 @dataclass(slots=True)
@@ -104,8 +106,8 @@ def logging_middleware(venue: str) -> Callable:
             else:
                 logger.debug("{} {} {} {}", venue, request.method, request.path_qs, exc.status)
             raise
-        # Hyperliquid has one path: its handler stores the info type under "log_detail".
-        detail = request.get("log_detail")
+        # Hyperliquid has one path: its handler stores the info type under LOG_DETAIL.
+        detail = request.get(LOG_DETAIL)
         path = f"{request.path_qs} {detail}" if detail else request.path_qs
         logger.debug("{} {} {} {}", venue, request.method, path, response.status)
         return response

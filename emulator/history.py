@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from emulator.common import as_middleware, json_response
+from emulator.common import LOG_DETAIL, as_middleware, json_response
 from emulator.market import DAY, HOUR, MIN, Market, _key
 
 HOLE_MIN_AGE_MS = 2 * HOUR
@@ -123,7 +123,7 @@ class RequestStats:
             return await handler(request)
         finally:
             if request.path != "/_emulator/stats":
-                detail = request.get("log_detail")
+                detail = request.get(LOG_DETAIL)
                 self.counts[f"info:{detail}" if detail else request.path] += 1
 
     async def stats(self, request: web.Request) -> web.Response:

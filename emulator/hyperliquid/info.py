@@ -14,7 +14,7 @@ import msgspec
 from aiohttp import web
 from loguru import logger
 
-from emulator.common import VenueContext, json_response, stripped
+from emulator.common import LOG_DETAIL, VenueContext, json_response, stripped
 from emulator.hyperliquid.answers import deserialize_error
 from emulator.hyperliquid.assets import USDC_TOKEN, VENUE, Asset, assets, meta, number, price
 from emulator.hyperliquid.history import HyperliquidHistory
@@ -143,7 +143,7 @@ class HyperliquidInfo:
         if not isinstance(body, dict) or "type" not in body:
             return deserialize_error("missing field `type` at line 1 column 2")
         kind = body["type"]
-        request["log_detail"] = kind
+        request[LOG_DETAIL] = kind
         now = self.ctx.now_ms()
         if body.get("dex") and kind in ("meta", "metaAndAssetCtxs"):
             return deserialize_error(f"unknown dex `{body['dex']}`")  # only the main dex is emulated
