@@ -59,11 +59,11 @@ class Deferred:
 
     def __init__(self, root: Path | str) -> None:
         self.root = Path(root)
-        self.pending: list[_Replacement] = []
+        self.pending: dict[str, _Replacement] = {}  # by `.tmp` path: a directory's retried merge replaces its own
         self.directories: set[str] = set()
 
     def add(self, tmp: str, commit: str, final: str, superseded: list[str]) -> None:
-        self.pending.append(_Replacement(tmp, commit, final, superseded))
+        self.pending[tmp] = _Replacement(tmp, commit, final, superseded)
         self.directories.add(os.path.dirname(final))
 
     def holds(self, directory: Path | str) -> bool:
@@ -76,23 +76,23 @@ class Deferred:
         if not self.pending:
             return
         sync_filesystem(self.root)
-        for r in self.pending:
+        for r in self.pending.values():
             os.replace(r.tmp, r.commit if r.superseded else r.final)
         sync_filesystem(self.root)
-        if any(r.superseded for r in self.pending):
-            for r in self.pending:
+        if any(r.superseded for r in self.pending.values()):
+            for r in self.pending.values():
                 if r.superseded:
                     for path in r.superseded:
                         _unlink(path)
                     os.replace(r.commit, r.final)
             sync_filesystem(self.root)
-        self.pending, self.directories = [], set()
+        self.pending, self.directories = {}, set()
 
     def discard(self) -> None:
         """The flush is abandoned: its uncommitted `.tmp` files go (the old files are intact)."""
-        for r in self.pending:
+        for r in self.pending.values():
             _unlink(r.tmp)
-        self.pending, self.directories = [], set()
+        self.pending, self.directories = {}, set()
 
 
 def _unlink(path: str) -> None:
