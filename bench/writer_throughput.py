@@ -2,6 +2,12 @@
 with fsync) against NautilusTrader's own ParquetDataCatalog.write_data for the same rows.
 
     .venv/bin/python bench/writer_throughput.py [--rows 200000] [--repeat 3]
+    .venv/bin/python bench/writer_throughput.py --flush-instruments 1300 [--flushes 3]
+
+The second form times the writer's flush at `symbols: all` scale: one row of open interest and
+one of funding (three directories) per instrument, appended to the day's files as the writer
+does, with the batched syncs of storage/durability.py against an fsync of every file and
+directory (the protocol before) and against no sync at all, in the same run.
 
 Our side includes converting the msgspec events; the baseline gets ready-made Nautilus objects
 (their construction is not timed), so the ratio is conservative for us.
@@ -62,11 +68,60 @@ def timed(fn) -> float:
     return time.perf_counter() - start
 
 
+class PerDirectoryFsync(CatalogStore):
+    """The flush as it was: every directory's file and the directory fsynced as it is written."""
+
+    def _merge(self, kind, directory, table):
+        deferred, self._deferred = self._deferred, None
+        try:
+            return super()._merge(kind, directory, table)
+        finally:
+            self._deferred = deferred
+
+
+def flush_events(instruments: int, t: int) -> list:
+    out = []
+    for i in range(instruments):
+        iid = f"C{i}USDT-PERP.BINANCE"
+        out.append(OpenInterest(venue="binance", symbol="X", instrument_id=iid, ts_event=t, ts_recv=t, open_interest=1000.0 + i, open_interest_value=1e8 + i))
+        out.append(FundingRate(venue="binance", symbol="X", instrument_id=iid, ts_event=t, ts_recv=t, rate=0.0001, interval_minutes=480, next_funding_ns=t + 3600 * 10**9, mark_price=100.0))
+    return out
+
+
+def bench_flush(instruments: int, flushes: int) -> None:
+    """Median flush time per store variant; each variant gets its own catalog, first flush untimed."""
+    variants = {"fsync per file and directory (before)": lambda root: PerDirectoryFsync(root, append_same_day=True),
+                "batched syncfs (storage/durability.py)": lambda root: CatalogStore(root, append_same_day=True),
+                "no sync at all (floor)": lambda root: CatalogStore(root, durable=False, append_same_day=True)}
+    tmp = Path(tempfile.mkdtemp(prefix="bench-flush-"))  # on the disk: a tmpfs would make fsync free
+    try:
+        results = {}
+        for round_ in range(flushes + 1):  # the variants interleaved: the machine's load hits them alike
+            events = flush_events(instruments, T0 + round_ * 60 * 10**9)
+            for name, make in variants.items():
+                store = make(tmp / name.split()[0])
+                took = timed(lambda: store.write(events))
+                if round_:
+                    results.setdefault(name, []).append(took)
+        print(f"flush of {instruments:,} instruments x (open interest + funding) = {3 * instruments:,} directories, "
+              f"1 row each, appended to the day's file; median of {flushes}")
+        for name, times in results.items():
+            m = statistics.median(times)
+            print(f"  {name:40s} {m:7.2f} s  {m / (3 * instruments) * 1000:6.2f} ms/directory")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rows", type=int, default=200_000)
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--flush-instruments", type=int, help="time one writer flush over this many instruments instead")
+    ap.add_argument("--flushes", type=int, default=3)
     args = ap.parse_args()
+    if args.flush_instruments:
+        bench_flush(args.flush_instruments, args.flushes)
+        return
     events = make_events(args.rows)
     from nautilus_trader.persistence.catalog import ParquetDataCatalog
 

@@ -24,6 +24,7 @@ import pyarrow as pa
 from loguru import logger
 
 from storage.batches import build_tables, group_events, group_tables
+from storage.durability import Deferred
 from storage.files import (
     DataFile,
     fsync_dir,
@@ -85,6 +86,7 @@ class CatalogStore:
         self.data = self.root / "data"
         # fsync files and directories; only tests and benchmarks turn it off.
         self.durable = durable
+        self._deferred: Deferred | None = None  # during `write`: the flush's replacements, synced together
         self.recover()
         upgrade(self.root, durable)  # files from before issue 15, once (then `.derivs-layout` says so)
 
@@ -100,17 +102,29 @@ class CatalogStore:
         full disk is raised all the same (nothing else could be written either).
         """
         written: dict[str, int] = {}
-        for (series, instrument_id), by_ts in group_events(events).items():
-            key = f"{series}/{instrument_id}"
-            try:
-                for (kind, iid), table in group_tables(series, instrument_id, by_ts).items():
-                    key = f"{kind}/{iid}"
-                    written[key] = self._write_table(kind, iid, table)
-            except Exception as exc:
-                exc.add_note(f"writing {self.data / key}")  # pyarrow's errors do not name the file
-                if failed is None or out_of_space(exc):
-                    raise
-                failed.append(GroupFailure(key, list(by_ts.values()), exc))
+        # Every directory's new file first, then a few syncs for all (storage/durability.py):
+        # a flush's cost follows its rows, not two fsyncs per directory touched.
+        self._deferred = Deferred(self.root) if self.durable else None
+        try:
+            for (series, instrument_id), by_ts in group_events(events).items():
+                key = f"{series}/{instrument_id}"
+                try:
+                    for (kind, iid), table in group_tables(series, instrument_id, by_ts).items():
+                        key = f"{kind}/{iid}"
+                        written[key] = self._write_table(kind, iid, table)
+                except Exception as exc:
+                    exc.add_note(f"writing {self.data / key}")  # pyarrow's errors do not name the file
+                    if failed is None or out_of_space(exc):
+                        raise
+                    failed.append(GroupFailure(key, list(by_ts.values()), exc))
+        except BaseException:
+            if self._deferred is not None:
+                self._deferred.discard()
+            raise
+        finally:
+            deferred, self._deferred = self._deferred, None
+        if deferred is not None:
+            deferred.commit()  # only now is anything stored: the caller may then drop its WAL
         return written
 
     def _write_table(self, kind: str, instrument_id: str, table: pa.Table) -> int:
@@ -126,7 +140,7 @@ class CatalogStore:
         if kind == CRYPTO_PERPETUAL:
             return self._write_instruments(directory, table)
         return merge_into(directory, table, self.durable, self.append_same_day,
-                          (liquidation_row_slot, next_slot) if kind == LIQUIDATION else None)
+                          (liquidation_row_slot, next_slot) if kind == LIQUIDATION else None, self._deferred)
 
     def set_aside_unreadable(self, directory: Path, schema: pa.Schema) -> list[Path]:
         """Move the data files of `directory` that cannot be read as `schema` to
@@ -163,7 +177,8 @@ class CatalogStore:
         Collectors re-send definitions on every start with a fresh ts; storing each would grow
         the catalog and make `catalog.instruments()` return duplicates for nothing.
         """
-        recover(directory, self.durable)
+        if self._deferred is None or not self._deferred.holds(directory):
+            recover(directory, self.durable)
         history = read_files(list_files(directory), CRYPTO_PERPETUAL_SCHEMA).to_pylist()
         accepted: list[dict[str, Any]] = []
         for row in table.to_pylist():
@@ -174,7 +189,7 @@ class CatalogStore:
         if not accepted:
             return 0
         new = pa.Table.from_pylist(accepted, schema=CRYPTO_PERPETUAL_SCHEMA)
-        return merge_into(directory, new, self.durable)
+        return merge_into(directory, new, self.durable, deferred=self._deferred)
 
     def files(self, kind: str, instrument_id: str) -> list[Path]:
         """The data files of one directory, oldest first."""
