@@ -165,12 +165,15 @@ class Job:
     """The compaction of one directory, as a generator of short steps (`steps`), each a label."""
 
     def __init__(self, root: Path, kind: str, instrument_id: str, cut: Cutoffs,
-                 max_rows: int = MAX_ROWS_PER_FILE, durable: bool = True) -> None:
+                 max_rows: int = MAX_ROWS_PER_FILE, durable: bool = True,
+                 groups: list[list[DataFile]] | None = None, stage_suffix: str = "") -> None:
+        """`groups`: files to merge (each into one file per period), instead of `plan`'s (the
+        writer's tiers of the open day, storage/tiers.py, which stage apart: `stage_suffix`)."""
         self.directory = data_directory(root, kind, instrument_id)
-        self.stage = stage_root(root) / kind / self.directory.name
+        self.stage = stage_root(root) / kind / (self.directory.name + stage_suffix)
         self.schema, self.cut, self.max_rows, self.durable = schema_for(kind, instrument_id), cut, max_rows, durable
         recover(self.directory, durable)  # a flush's own interrupted merge is finished first
-        self.groups = plan(self.directory, cut, max_rows)
+        self.groups = plan(self.directory, cut, max_rows) if groups is None else groups
         inputs = [f for g in self.groups for f in g]
         self.inputs = {f.path: _identity(f.path) for f in inputs}
         self.result = Result(self.directory, files_before=len(inputs), bytes_before=sum(i[1] for i in self.inputs.values()))
@@ -305,7 +308,8 @@ class Compactor:
 
     def _advance(self) -> None:
         try:
-            next(self.job)
+            if next(self.job) == "linked":  # the exchange at once: a flush between would be left in the old directory
+                next(self.job)
         except StopIteration:
             self._finished()
         except SwapUnsupported as exc:
