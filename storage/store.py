@@ -14,7 +14,6 @@ and the write is tried once more.
 Only pyarrow, msgspec, loguru and the stdlib are imported: the writer never loads nautilus_trader.
 """
 
-import errno
 import os
 from collections.abc import Iterable
 from pathlib import Path
@@ -30,6 +29,7 @@ from storage.files import (
     fsync_dir,
     list_files,
     merge_into,
+    out_of_space,
     read_files,
     recover,
     replace_files,
@@ -44,6 +44,7 @@ from storage.schema import (
     TS_COLUMNS,
     schema_for,
 )
+from storage.tiers import Tiers
 from storage.upgrade import upgrade
 from messages.events import AnyEvent
 from messages.timeunits import NS
@@ -62,11 +63,6 @@ class GroupFailure(NamedTuple):
     error: BaseException
 
 
-def out_of_space(exc: BaseException) -> bool:
-    """A full disk or quota: every write fails alike until space returns (pyarrow sets errno too)."""
-    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
-
-
 def _content(row: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in row.items() if k not in TS_COLUMNS}
 
@@ -80,9 +76,11 @@ class CatalogStore:
 
     def __init__(self, root: Path | str, durable: bool = True, append_same_day: bool = False) -> None:
         self.root = Path(root)
-        # The writer flushes every few seconds: appending into the day's newest file keeps one
-        # file per instrument per UTC day (8 MB files on a busy day) instead of one per flush.
+        # The writer flushes every few seconds: appending into the day's newest file while it is
+        # small, and merging the files it then starts in tiers (storage/tiers.py), keeps a few
+        # files per instrument per UTC day instead of one per flush, at a flush's cost of its rows.
         self.append_same_day = append_same_day
+        self.tiers = Tiers(self.root, durable) if append_same_day else None
         self.data = self.root / "data"
         # fsync files and directories; only tests and benchmarks turn it off.
         self.durable = durable
@@ -125,6 +123,8 @@ class CatalogStore:
             deferred, self._deferred = self._deferred, None
         if deferred is not None:
             deferred.commit()  # only now is anything stored: the caller may then drop its WAL
+        if self.tiers is not None:
+            self.tiers.merge([tuple(key.split("/", 1)) for key, n in written.items() if n])
         return written
 
     def _write_table(self, kind: str, instrument_id: str, table: pa.Table) -> int:

@@ -1,12 +1,15 @@
 """A writer's flush in a process of its own, for tests/integration/test_flush_crash.py.
 
-    python -m tests.integration.flush_child CATALOG INSTRUMENTS T_NS [STEP N]
+    python -m tests.integration.flush_child CATALOG INSTRUMENTS T_NS [STEP N [APPEND_MAX_BYTES]]
 
 It stores one row of open interest and one of funding per instrument (`flush_events`) with
 `CatalogStore.write`, as the writer's flush does. With STEP and N it stops after the N-th call
 of that step of the batched commit (storage/durability.py) - `add` (a directory's new file
-written), `sync`, `replace` (a rename), `unlink` (a superseded file deleted) - says
-`PAUSED STEP N` on stderr and waits there for the test's SIGKILL.
+written), `sync`, `replace` (a rename), `unlink` (a superseded file deleted) - or of a tier
+merge after it (storage/tiers.py) - `staged` (a merged file written in the stage), `linked`
+(the directory's other files linked beside it), `exchange` (the stage swapped in) - says
+`PAUSED STEP N` on stderr and waits there for the test's SIGKILL. APPEND_MAX_BYTES replaces
+storage/files.py's bound (the test's tiers form from small files).
 """
 
 import os
@@ -44,14 +47,19 @@ def pause_after(owner, name: str, label: str, n: int) -> None:
 
 
 def main() -> None:
-    from storage import durability
+    from storage import compaction, durability
+    from storage import files as cf
     from storage.store import CatalogStore
 
     catalog, instruments, t = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    if len(sys.argv) > 6:
+        cf.APPEND_MAX_BYTES = int(sys.argv[6])
     if len(sys.argv) > 4:
         step, n = sys.argv[4], int(sys.argv[5])
         owner, name = {"add": (durability.Deferred, "add"), "sync": (durability, "sync_filesystem"),
-                       "replace": (os, "replace"), "unlink": (durability, "_unlink")}[step]
+                       "replace": (os, "replace"), "unlink": (durability, "_unlink"),
+                       "staged": (compaction._Output, "close"), "linked": (compaction.Job, "_link_the_others"),
+                       "exchange": (compaction, "exchange")}[step]
         pause_after(owner, name, step, n)
     written = CatalogStore(catalog, append_same_day=True).write(flush_events(instruments, t))
     print(f"DONE {sum(written.values())}", file=sys.stderr, flush=True)

@@ -64,9 +64,11 @@ def expected(root: Path, instruments: int, t: int, first: int = 0) -> Counter:
     return got
 
 
-def flush_process(root: Path, instruments: int, step: str, n: int) -> subprocess.Popen:
+def flush_process(root: Path, instruments: int, step: str, n: int, append_max_bytes: int | None = None,
+                  t: int = T2) -> subprocess.Popen:
+    extra = [str(append_max_bytes)] if append_max_bytes else []
     return subprocess.Popen([sys.executable, "-m", "tests.integration.flush_child", str(root), str(instruments),
-                             str(T2), step, str(n)], cwd=ROOT, stderr=subprocess.PIPE, text=True)
+                             str(t), step, str(n), *extra], cwd=ROOT, stderr=subprocess.PIPE, text=True)
 
 
 def wait_paused(proc: subprocess.Popen) -> str:
