@@ -126,15 +126,19 @@ class _Output:
             if self.buffered >= ROWS_PER_GROUP:
                 self._write()
 
-    def _write(self) -> None:
+    def _write(self, last: bool = False) -> None:
+        """Full row groups (the rest waits for the next rows: groups of the files merged are often
+        partial); everything when `last`."""
         if self.buffer:
-            self.writer.write_table(pa.concat_tables(self.buffer), row_group_size=ROWS_PER_GROUP)
-            self.buffer, self.buffered = [], 0
+            table = pa.concat_tables(self.buffer)
+            keep = 0 if last else table.num_rows % ROWS_PER_GROUP
+            self.writer.write_table(table.slice(0, table.num_rows - keep), row_group_size=ROWS_PER_GROUP)
+            self.buffer, self.buffered = [table.slice(table.num_rows - keep)] if keep else [], keep
 
     def close(self) -> None:
         if self.writer is None:
             return
-        self._write()
+        self._write(last=True)
         self.writer.close()
         self.writer = None
         tmp, name = self.stage / ".open.tmp", file_name(self.first, self.last)

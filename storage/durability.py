@@ -20,12 +20,18 @@ the syncs matter for a power loss or an OS crash.
 """
 
 import ctypes
+import errno
 import ctypes.util
 import os
 from pathlib import Path
 from typing import NamedTuple
 
 _libc = None
+
+
+def out_of_space(exc: BaseException) -> bool:
+    """A full disk or quota: every write fails alike until space returns (pyarrow sets errno too)."""
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
 
 
 def sync_filesystem(path: Path | str) -> None:

@@ -29,7 +29,6 @@ single atomic rename of step 4 is the whole change and there is no window at all
 
 import calendar
 import contextlib
-import errno
 import os
 import re
 import time
@@ -197,11 +196,6 @@ def place_distinct(existing: pa.Table, new: pa.Table, first_slot, next_slot) -> 
 
 
 # -- crash-safe writing -------------------------------------------------------------------------
-
-
-def out_of_space(exc: BaseException) -> bool:
-    """A full disk or quota: every write fails alike until space returns (pyarrow sets errno too)."""
-    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
 
 
 def fsync_dir(directory: Path) -> None:
@@ -380,12 +374,9 @@ def merge_into(directory: Path, new: pa.Table, durable: bool = True, append_same
     return changed
 
 
-# Appending re-writes the file: past this size a new file starts instead, so that a flush costs
-# its rows, not the size of the day's file (at 8 MB, a flush after a cascade re-wrote every
-# liquidation directory's day file and the writer fell behind). About a row group of
-# liquidations: appending to a file this small costs about what a new file does (2.5 ms vs
-# 5.7 ms at 128 KB, 15 ms at 512 KB, 170 ms at 2.6 MB). A day of OI or funding at 60 s stays in
-# one file (~30-40 KB); the files it starts are merged in tiers (storage/tiers.py).
+# Appending re-writes the file: past this size (about a row group of liquidations) a new file
+# starts, merged in tiers later (storage/tiers.py), so that a flush costs its rows, not the day's
+# file (appending 30 rows: 2.5 ms to a new file, 5.7 ms at 128 KB, 15 at 512 KB, 170 at 2.6 MB).
 APPEND_MAX_BYTES = 128 << 10
 
 

@@ -23,13 +23,12 @@ import pyarrow as pa
 from loguru import logger
 
 from storage.batches import build_tables, group_events, group_tables
-from storage.durability import Deferred
+from storage.durability import Deferred, out_of_space
 from storage.files import (
     DataFile,
     fsync_dir,
     list_files,
     merge_into,
-    out_of_space,
     read_files,
     recover,
     replace_files,

@@ -28,6 +28,7 @@ from loguru import logger
 from storage import files as cf
 from storage.compaction import Job
 from storage.dirswap import SwapUnsupported
+from storage.durability import out_of_space
 from storage.paths import data_directory
 from storage.periods import DAY_NS, Cutoffs
 
@@ -105,7 +106,7 @@ class Tiers:
                 logger.error("tier merges are off: {} (the open day's files are no longer merged)", exc)
                 self.off = True
             except Exception as exc:
-                if cf.out_of_space(exc):  # every other merge would fail alike; the next flush says so
+                if out_of_space(exc):  # every other merge would fail alike; the next flush says so
                     logger.error("tier merges of this flush stopped: {}", exc)
                     break
                 logger.opt(exception=exc).error("tier merge of {}/{} failed: {}; left as it was", kind, instrument_id, exc)
