@@ -146,10 +146,11 @@ def main() -> None:
             report("compact", root, one)
             return
         if args.writer:
-            started = time.monotonic()
-            write_as_writer(root / "writer", evs)
-            print(f"wrote the writer's layout in {time.monotonic() - started:.0f} s")
-            write_per_flush(root / "day", evs, 86_400 * NS)
+            if not (root / "writer" / "data").exists():  # a kept run is queried as it is
+                started = time.monotonic()
+                write_as_writer(root / "writer", evs)
+                print(f"wrote the writer's layout in {time.monotonic() - started:.0f} s")
+                write_per_flush(root / "day", evs, 86_400 * NS)
             compare(root, one, args.rounds)
             return
         if not (root / "data").exists():

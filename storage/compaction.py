@@ -5,7 +5,7 @@ flushes, history downloads in chunks, Nautilus's own `write_data`).
 Target layout of `data/<kind>/<instrument>/` (`plan` finds the files that differ from it):
 
 - a file lies in one period: a UTC month if the month is over, else a UTC day if the day is
-  over; the open day is never touched (the writer appends to it);
+  over; the open day is the writer's (small files appended to, then tiers: storage/tiers.py);
 - a period's rows are in ceil(rows / MAX_ROWS_PER_FILE) files, MAX_ROWS_PER_FILE each but the
   last (so a month of a liquidation cascade is a few ~30 MB files, not one huge one).
 
