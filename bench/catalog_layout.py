@@ -19,10 +19,16 @@ At full scale (1,200 x 24 h) the per-flush layout is 5.2 million files: the figu
 but measuring it needs that many inodes and hours; `--hours 1` keeps it to ~260k files.
 `--keep DIR` writes there and keeps it (a DIR holding a per-flush catalog is measured as it is);
 `--compact-only` writes the compact layout directly (a file per directory for the day) and
-queries it: the full day at full scale.
+queries it: the full day at full scale. `--writer` compares the layout the writer leaves in the
+open day (storage/tiers.py: liquidations flushed every 10 s through `CatalogStore`, appended
+while the file is small, then merged in tiers) with a file per directory for the day (what the
+writer left before, re-writing the day's file up to 8 MB, and the compactor's closed day), same
+rows, same run. OI and funding are written as one file a day in both: a day of them (~40 KB)
+stays under the append bound, so the writer keeps one file for it in either layout.
 """
 
 import argparse
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -36,6 +42,7 @@ from messages.nautilus import OpenInterest as NOpenInterest
 from storage import files as cf
 from storage.batches import build_tables
 from storage.compaction import Cutoffs, Job, directories
+from storage.store import CatalogStore
 
 NS = 1_000_000_000
 DAY0 = 1_767_225_600 * NS  # 2026-01-01T00:00Z: a closed day of a closed month
@@ -78,6 +85,18 @@ def write_per_flush(root: Path, evs: list, flush_ns: int = FLUSH_NS) -> int:
     return files
 
 
+def write_as_writer(root: Path, evs: list) -> None:
+    """The writer's open day: liquidations through its store, a flush per 10 s window; the rest a file a day."""
+    write_per_flush(root, [e for e in evs if not isinstance(e, Liquidation)], 86_400 * NS)
+    store = CatalogStore(root, durable=False, append_same_day=True)
+    windows: dict[int, list] = {}
+    for e in evs:
+        if isinstance(e, Liquidation):
+            windows.setdefault(e.ts_event // FLUSH_NS, []).append(e)
+    for window in sorted(windows):
+        store.write(windows[window])
+
+
 def compact(root: Path) -> float:
     started = time.monotonic()
     cut = Cutoffs.at(time.time_ns())
@@ -110,6 +129,9 @@ def main() -> None:
     parser.add_argument("--keep", help="catalog directory to use and keep (an existing per-flush one is measured as it is)")
     parser.add_argument("--compact-only", action="store_true",
                         help="only the compact layout (written directly, a file per directory): for the full day")
+    parser.add_argument("--writer", action="store_true",
+                        help="the writer's open-day layout (appends + tiers) vs a file per directory for the day")
+    parser.add_argument("--rounds", type=int, default=3, help="with --writer: queries of each layout, interleaved")
     args = parser.parse_args()
     full_scale = args.instruments * 3 * (args.hours * 60)
     print(f"{args.instruments} instruments x {args.hours} h: OI and funding every 60 s, "
@@ -123,6 +145,14 @@ def main() -> None:
             write_per_flush(root, evs, 86_400 * NS)
             report("compact", root, one)
             return
+        if args.writer:
+            if not (root / "writer" / "data").exists():  # a kept run is queried as it is
+                started = time.monotonic()
+                write_as_writer(root / "writer", evs)
+                print(f"wrote the writer's layout in {time.monotonic() - started:.0f} s")
+                write_per_flush(root / "day", evs, 86_400 * NS)
+            compare(root, one, args.rounds)
+            return
         if not (root / "data").exists():
             started = time.monotonic()
             write_per_flush(root, evs)
@@ -132,6 +162,25 @@ def main() -> None:
         f1, b1, a1, o1 = report("compact", root, one)
         print(f"compaction took {compact_s:.1f} s; per flush / compact: files {f0 / f1:.0f}x, bytes {b0 / b1:.1f}x, "
               f"query all {a0 / a1:.1f}x, query one {o0 / o1:.1f}x")
+
+
+def compare(root: Path, one: str, rounds: int) -> None:
+    """`root/writer` vs `root/day`: queries interleaved (the machine's load hits both alike), medians."""
+    times: dict[str, list] = {"writer": [], "day": []}
+    for round_ in range(rounds + 1):
+        for name in times:
+            (all_s, rows), (one_s, one_rows) = query_s(root / name, None), query_s(root / name, one)
+            if round_:  # the first is a warm-up: page cache, Nautilus's first query
+                times[name].append((all_s, one_s))
+    medians = {}
+    for name, runs in times.items():
+        files, size = layout(root / name)
+        all_s, one_s = (statistics.median(x) for x in zip(*runs, strict=True))
+        medians[name] = (files, all_s, one_s)
+        print(f"{name:>10}: {files:>9,} files {size / 1e6:8.1f} MB | all instruments {all_s:7.2f} s ({rows:,} rows) | "
+              f"one instrument {one_s:6.3f} s ({one_rows:,} rows); median of {rounds}")
+    (f0, a0, o0), (f1, a1, o1) = medians["writer"], medians["day"]
+    print(f"writer's layout / a file per day: files {f0 / f1:.2f}x, query all {a0 / a1:.2f}x, query one {o0 / o1:.2f}x")
 
 
 def report(name: str, root: Path, one: str) -> tuple[int, int, float, float]:

@@ -5,7 +5,7 @@ flushes, history downloads in chunks, Nautilus's own `write_data`).
 Target layout of `data/<kind>/<instrument>/` (`plan` finds the files that differ from it):
 
 - a file lies in one period: a UTC month if the month is over, else a UTC day if the day is
-  over; the open day is never touched (the writer appends to it);
+  over; the open day is the writer's (small files appended to, then tiers: storage/tiers.py);
 - a period's rows are in ceil(rows / MAX_ROWS_PER_FILE) files, MAX_ROWS_PER_FILE each but the
   last (so a month of a liquidation cascade is a few ~30 MB files, not one huge one).
 
@@ -126,15 +126,19 @@ class _Output:
             if self.buffered >= ROWS_PER_GROUP:
                 self._write()
 
-    def _write(self) -> None:
+    def _write(self, last: bool = False) -> None:
+        """Full row groups (the rest waits for the next rows: groups of the files merged are often
+        partial); everything when `last`."""
         if self.buffer:
-            self.writer.write_table(pa.concat_tables(self.buffer), row_group_size=ROWS_PER_GROUP)
-            self.buffer, self.buffered = [], 0
+            table = pa.concat_tables(self.buffer)
+            keep = 0 if last else table.num_rows % ROWS_PER_GROUP
+            self.writer.write_table(table.slice(0, table.num_rows - keep), row_group_size=ROWS_PER_GROUP)
+            self.buffer, self.buffered = [table.slice(table.num_rows - keep)] if keep else [], keep
 
     def close(self) -> None:
         if self.writer is None:
             return
-        self._write()
+        self._write(last=True)
         self.writer.close()
         self.writer = None
         tmp, name = self.stage / ".open.tmp", file_name(self.first, self.last)
@@ -165,12 +169,15 @@ class Job:
     """The compaction of one directory, as a generator of short steps (`steps`), each a label."""
 
     def __init__(self, root: Path, kind: str, instrument_id: str, cut: Cutoffs,
-                 max_rows: int = MAX_ROWS_PER_FILE, durable: bool = True) -> None:
+                 max_rows: int = MAX_ROWS_PER_FILE, durable: bool = True,
+                 groups: list[list[DataFile]] | None = None, stage_suffix: str = "") -> None:
+        """`groups`: files to merge (each into one file per period), instead of `plan`'s (the
+        writer's tiers of the open day, storage/tiers.py, which stage apart: `stage_suffix`)."""
         self.directory = data_directory(root, kind, instrument_id)
-        self.stage = stage_root(root) / kind / self.directory.name
+        self.stage = stage_root(root) / kind / (self.directory.name + stage_suffix)
         self.schema, self.cut, self.max_rows, self.durable = schema_for(kind, instrument_id), cut, max_rows, durable
         recover(self.directory, durable)  # a flush's own interrupted merge is finished first
-        self.groups = plan(self.directory, cut, max_rows)
+        self.groups = plan(self.directory, cut, max_rows) if groups is None else groups
         inputs = [f for g in self.groups for f in g]
         self.inputs = {f.path: _identity(f.path) for f in inputs}
         self.result = Result(self.directory, files_before=len(inputs), bytes_before=sum(i[1] for i in self.inputs.values()))
@@ -305,7 +312,8 @@ class Compactor:
 
     def _advance(self) -> None:
         try:
-            next(self.job)
+            if next(self.job) == "linked":  # the exchange at once: a flush between would be left in the old directory
+                next(self.job)
         except StopIteration:
             self._finished()
         except SwapUnsupported as exc:

@@ -14,7 +14,6 @@ and the write is tried once more.
 Only pyarrow, msgspec, loguru and the stdlib are imported: the writer never loads nautilus_trader.
 """
 
-import errno
 import os
 from collections.abc import Iterable
 from pathlib import Path
@@ -24,6 +23,7 @@ import pyarrow as pa
 from loguru import logger
 
 from storage.batches import build_tables, group_events, group_tables
+from storage.durability import Deferred, out_of_space
 from storage.files import (
     DataFile,
     fsync_dir,
@@ -43,6 +43,7 @@ from storage.schema import (
     TS_COLUMNS,
     schema_for,
 )
+from storage.tiers import Tiers
 from storage.upgrade import upgrade
 from messages.events import AnyEvent
 from messages.timeunits import NS
@@ -61,11 +62,6 @@ class GroupFailure(NamedTuple):
     error: BaseException
 
 
-def out_of_space(exc: BaseException) -> bool:
-    """A full disk or quota: every write fails alike until space returns (pyarrow sets errno too)."""
-    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
-
-
 def _content(row: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in row.items() if k not in TS_COLUMNS}
 
@@ -79,12 +75,15 @@ class CatalogStore:
 
     def __init__(self, root: Path | str, durable: bool = True, append_same_day: bool = False) -> None:
         self.root = Path(root)
-        # The writer flushes every few seconds: appending into the day's newest file keeps one
-        # file per instrument per UTC day (8 MB files on a busy day) instead of one per flush.
+        # The writer flushes every few seconds: appending into the day's newest file while it is
+        # small, and merging the files it then starts in tiers (storage/tiers.py), keeps a few
+        # files per instrument per UTC day instead of one per flush, at a flush's cost of its rows.
         self.append_same_day = append_same_day
+        self.tiers = Tiers(self.root, durable) if append_same_day else None
         self.data = self.root / "data"
         # fsync files and directories; only tests and benchmarks turn it off.
         self.durable = durable
+        self._deferred: Deferred | None = None  # during `write`: the flush's replacements, synced together
         self.recover()
         upgrade(self.root, durable)  # files from before issue 15, once (then `.derivs-layout` says so)
 
@@ -100,17 +99,31 @@ class CatalogStore:
         full disk is raised all the same (nothing else could be written either).
         """
         written: dict[str, int] = {}
-        for (series, instrument_id), by_ts in group_events(events).items():
-            key = f"{series}/{instrument_id}"
-            try:
-                for (kind, iid), table in group_tables(series, instrument_id, by_ts).items():
-                    key = f"{kind}/{iid}"
-                    written[key] = self._write_table(kind, iid, table)
-            except Exception as exc:
-                exc.add_note(f"writing {self.data / key}")  # pyarrow's errors do not name the file
-                if failed is None or out_of_space(exc):
-                    raise
-                failed.append(GroupFailure(key, list(by_ts.values()), exc))
+        # Every directory's new file first, then a few syncs for all (storage/durability.py):
+        # a flush's cost follows its rows, not two fsyncs per directory touched.
+        self._deferred = Deferred(self.root) if self.durable else None
+        try:
+            for (series, instrument_id), by_ts in group_events(events).items():
+                key = f"{series}/{instrument_id}"
+                try:
+                    for (kind, iid), table in group_tables(series, instrument_id, by_ts).items():
+                        key = f"{kind}/{iid}"
+                        written[key] = self._write_table(kind, iid, table)
+                except Exception as exc:
+                    exc.add_note(f"writing {self.data / key}")  # pyarrow's errors do not name the file
+                    if failed is None or out_of_space(exc):
+                        raise
+                    failed.append(GroupFailure(key, list(by_ts.values()), exc))
+        except BaseException:
+            if self._deferred is not None:
+                self._deferred.discard()
+            raise
+        finally:
+            deferred, self._deferred = self._deferred, None
+        if deferred is not None:
+            deferred.commit()  # only now is anything stored: the caller may then drop its WAL
+        if self.tiers is not None:
+            self.tiers.merge([tuple(key.split("/", 1)) for key, n in written.items() if n])
         return written
 
     def _write_table(self, kind: str, instrument_id: str, table: pa.Table) -> int:
@@ -126,7 +139,7 @@ class CatalogStore:
         if kind == CRYPTO_PERPETUAL:
             return self._write_instruments(directory, table)
         return merge_into(directory, table, self.durable, self.append_same_day,
-                          (liquidation_row_slot, next_slot) if kind == LIQUIDATION else None)
+                          (liquidation_row_slot, next_slot) if kind == LIQUIDATION else None, self._deferred)
 
     def set_aside_unreadable(self, directory: Path, schema: pa.Schema) -> list[Path]:
         """Move the data files of `directory` that cannot be read as `schema` to
@@ -163,7 +176,8 @@ class CatalogStore:
         Collectors re-send definitions on every start with a fresh ts; storing each would grow
         the catalog and make `catalog.instruments()` return duplicates for nothing.
         """
-        recover(directory, self.durable)
+        if self._deferred is None or not self._deferred.holds(directory):
+            recover(directory, self.durable)
         history = read_files(list_files(directory), CRYPTO_PERPETUAL_SCHEMA).to_pylist()
         accepted: list[dict[str, Any]] = []
         for row in table.to_pylist():
@@ -174,7 +188,7 @@ class CatalogStore:
         if not accepted:
             return 0
         new = pa.Table.from_pylist(accepted, schema=CRYPTO_PERPETUAL_SCHEMA)
-        return merge_into(directory, new, self.durable)
+        return merge_into(directory, new, self.durable, deferred=self._deferred)
 
     def files(self, kind: str, instrument_id: str) -> list[Path]:
         """The data files of one directory, oldest first."""

@@ -164,6 +164,24 @@ def test_the_writers_steps_are_short_and_a_flush_between_them_restarts_the_direc
     assert len(files(tmp_path)) == 1 and table(tmp_path).num_rows == 20 * 720 + 1
 
 
+def test_a_flush_between_any_two_steps_is_never_left_behind_by_the_exchange(tmp_path):
+    """The writer flushes between two compaction steps. The directory's other files are linked
+    into the stage right before the exchange: a flush after the links and before the exchange
+    would stay in the old directory (deleted with the stage) and its rows would be lost."""
+    for d in range(3):  # closed days of the open month: work for the compactor
+        put(tmp_path, [oi(utc(2026, 1, 1) + d * DAY + h * HOUR) for h in range(0, 24, 12)])
+        put(tmp_path, [oi(utc(2026, 1, 1) + d * DAY + h * HOUR) for h in range(1, 24, 12)])
+    store = CatalogStore(tmp_path, durable=False, append_same_day=True)  # the writer's mode
+    compactor = Compactor(tmp_path, durable=False, budget_s=0.0, now_ns=lambda: NOW, pass_every_s=1e9)
+    flushed = 0
+    while compactor.step() or flushed == 0:  # a flush of today's OI after every step
+        store.write([oi(NOW + flushed * 60 * NS, float(flushed))])
+        flushed += 1
+    assert flushed >= 5 and len(compactor.done) == 1 and len(files(tmp_path)) == 4  # 3 closed days + today
+    values = table(tmp_path)["open_interest"].to_pylist()
+    assert len(values) == 12 + flushed and values[12:] == [float(i) for i in range(flushed)]
+
+
 def test_an_interrupted_compactions_stage_is_cleared_on_start(tmp_path):
     put(tmp_path, [oi(utc(2025, 12, 1))])
     junk = stage_root(tmp_path) / OPEN_INTEREST / BTC
