@@ -165,8 +165,15 @@ class Topology(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     restart: RestartPolicy = RestartPolicy()
     bus: BusConfig = BusConfig()
     sandbox: SandboxConfig = SandboxConfig()
-    shutdown_timeout_s: Seconds = 10.0
+    # unset: 10 s, or 30 s when a venue collects `symbols: all` (the writer's last flush then
+    # covers thousands of directories: several seconds on a busy 2-core machine)
+    shutdown_timeout_s: Seconds | msgspec.UnsetType = msgspec.UNSET
     log_json: bool = False  # also write a JSON-lines log per actor
+
+    def __post_init__(self) -> None:
+        if self.shutdown_timeout_s is msgspec.UNSET:  # frozen: msgspec's own setter for a derived default
+            every = any(v.all_symbols for v in self.venues)
+            msgspec.structs.force_setattr(self, "shutdown_timeout_s", 30.0 if every else 10.0)
 
     def venue(self, name: str) -> VenueConfig:
         for v in self.venues:

@@ -51,3 +51,15 @@ def test_bad_topology_names_file_field_value_and_allowed(tmp_path, yaml, expecte
 def test_missing_file_is_a_clear_error(tmp_path):
     with pytest.raises(TopologyError, match="cannot read the topology file"):
         load_topology(tmp_path / "nope.yaml")
+
+
+@pytest.mark.parametrize("yaml, seconds", [
+    ("venues: [{venue: binance, symbols: [BTC]}]", 10.0),
+    ("venues: [{venue: binance, symbols: [BTC]}, {venue: bybit, symbols: all}]", 30.0),  # the writer's last flush is large
+    ("venues: [{venue: binance, symbols: all}]\nshutdown_timeout_s: 12", 12.0),  # what the user sets wins
+])
+def test_shutdown_timeout_defaults_to_the_collection_size(tmp_path, yaml, seconds):
+    path = tmp_path / "topology.yaml"
+    path.write_text(yaml)
+    topo, _ = load_topology(path)
+    assert topo.shutdown_timeout_s == seconds
