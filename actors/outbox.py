@@ -41,7 +41,7 @@ import random
 import time
 from bisect import bisect_right
 from collections import OrderedDict, deque
-from itertools import accumulate, islice, takewhile
+from itertools import islice
 
 import msgspec
 
@@ -205,19 +205,17 @@ class Outbox:
     def next_batch(self, max_events: int = BATCH_MAX_EVENTS, max_bytes: int = BATCH_MAX_BYTES) -> tuple[int, bytes] | None:
         """The events waiting to be sent as one `Batch` message, and its last seq (call
         `mark_sent` with it once sent); None if nothing waits. At least one event, however big."""
-        first = self.sent_to + 1
-        if first not in self._pending:
+        payloads, size = [], 0
+        seq = self.sent_to + 1
+        while len(payloads) < max_events and (payload := self._pending.get(seq)) is not None:
+            if payloads and size + len(payload) > max_bytes:
+                break
+            payloads.append(payload)
+            size += len(payload)
+            seq += 1
+        if not payloads:
             return None
-        oldest = next(iter(self._pending))
-        if next(reversed(self._pending)) - oldest + 1 == len(self._pending):  # consecutive seqs (always): a slice
-            skip = first - oldest
-            payloads = list(islice(self._pending.values(), skip, skip + max_events))
-        else:
-            payloads = list(takewhile(lambda p: p is not None, (self._pending.get(s) for s in range(first, first + max_events))))
-        ends = list(accumulate(map(len, payloads)))
-        if ends[-1] > max_bytes:
-            del payloads[max(1, bisect_right(ends, max_bytes)):]
-        return first + len(payloads) - 1, encode(Batch(source=self.source, epoch=self.epoch, seq=first, events=payloads))
+        return seq - 1, encode(Batch(source=self.source, epoch=self.epoch, seq=self.sent_to + 1, events=payloads))
 
     def mark_sent(self, seq: int) -> None:
         if seq > self.sent_to:
