@@ -245,8 +245,8 @@ class Validator:
                     self.from_collectors.refuse("type", "unexpected {} from {!r} dropped", type(msg).__name__, peer)
 
     async def _check_and_forward(self, batch: Batch, data: bytes | None = None) -> None:
-        """Validate every event of the batch, forward the batch with the refused ones marked,
-        then publish the good ones that are news (a re-send is not news for taps).
+        """Validate every event of the batch, publish the good ones that are news (a re-send is
+        not news for taps), and forward the batch to the writer with the refused ones marked.
 
         The usual batch (every event good) costs one decode for all its events (`data`, the
         message as received) and one pass over them (`all_pass`); a batch with a bad event in it
@@ -270,8 +270,8 @@ class Validator:
         self.stats.events_out += len(batch.events)
         if len(rejected) < len(events):
             self.stats.last_event_ns = next(e.ts_recv for e in reversed(events) if e is not None)
+        self._publish(batch, events)  # first: a tap's latency is not the writer's business
         await self.store.send(encode(msgspec.structs.replace(batch, rejected=rejected)))
-        self._publish(batch, events)
         if len(batch.events) >= YIELD_EVERY:
             await asyncio.sleep(0)  # a big batch is as much work as YIELD_EVERY messages: let the rest of the process run
 
