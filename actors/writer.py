@@ -30,6 +30,7 @@ WAL segment goes as for stored rows. An unreadable Parquet file is moved aside b
 """
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -207,8 +208,7 @@ class Writer:
         if log_to_wal:
             self.wal.append(frame, count)
         self.last_seq[(msg.source, msg.epoch)] = _last(msg)
-        rows = _all_rows(msg, frame)
-        if rows is not None:  # the usual batch: every event passed the validator, decoded in one call
+        if (rows := _all_rows(msg, frame)) is not None:  # the usual batch: every event passed the validator
             self.pending.rows += rows
             self.stats.last_event_ns = rows[-1].ts_recv
         else:
@@ -359,14 +359,10 @@ def _from(batch: Events, seq: int) -> Events:
 
 
 def _all_rows(msg: Data, frame: bytes) -> list[AnyEvent] | None:
-    """The events of a batch (encoded as `frame`) none of which the validator refused, decoded in
-    one call; None for anything else, or if one does not decode (`_entries` then says which)."""
-    if not isinstance(msg, Events) or msg.rejected:
-        return None
-    try:
-        return decode_batch_events(frame)
-    except (msgspec.DecodeError, msgspec.ValidationError):
-        return None
+    """A batch's events in one decode if the validator refused none, else None (`_entries` says which)."""
+    with contextlib.suppress(msgspec.DecodeError, msgspec.ValidationError):
+        return decode_batch_events(frame) if isinstance(msg, Events) and not msg.rejected else None
+    return None  # one event does not decode
 
 
 def _entries(msg: Data) -> Iterator[AnyEvent | Rejected]:
