@@ -45,6 +45,7 @@ from actors.inbox import MAX_MESSAGE_BYTES
 SUBSCRIBE, UNSUBSCRIBE = 1, 0
 _MORE = int(zmq.SNDMORE)
 _POLLIN = int(zmq.POLLIN)
+TAKE_AT_ONCE = 10  # subscriptions taken (and replayed to) between two turns of the event loop
 MAX_TOPICS = 100_000  # topics whose match is remembered (a universe has a few thousand)
 MAX_OUT_OF_ORDER = 100_000  # seqs seen ahead of a hole that are remembered
 LOOK_EVERY_MS = 50  # for subscriptions, at the latest (see `serve`)
@@ -113,8 +114,7 @@ class LastValueBus:
 
     def listening(self) -> bool:
         """Whether any tap subscribes to anything (subscriptions that arrived are taken in first)."""
-        self._take_subscriptions()
-        return bool(self.prefixes)
+        return self._take_subscriptions(at_most=TAKE_AT_ONCE) == TAKE_AT_ONCE or bool(self.prefixes)
 
     def publish(self, messages: list[tuple[bytes, bytes]] | list[list[bytes]]) -> None:
         """Keep the newest message of each topic and send those a tap subscribes to, now.
@@ -122,11 +122,12 @@ class LastValueBus:
         without XPUB_NODROP never blocks (a full tap loses them), so a plain send on the same
         socket, without a future per message; and none for a topic nobody subscribes to (libzmq
         would drop it, after a copy and two calls per event)."""
-        self._take_subscriptions()
+        # A storm of subscriptions is taken a part at a time (each replays); until all are in, send everything.
+        everything = self._take_subscriptions(at_most=TAKE_AT_ONCE) == TAKE_AT_ONCE
         send, last, wanted = self._now.send, self.last, self.wanted
         for topic, payload in messages:
             last[topic] = payload
-            if wanted.get(topic) or (topic not in wanted and self._wants(topic)):
+            if everything or wanted.get(topic) or (topic not in wanted and self._wants(topic)):
                 send(topic, _MORE)  # two sends with a plain int flag: a third of send_multipart's cost
                 send(payload)
 
@@ -136,7 +137,7 @@ class LastValueBus:
         wants = self.wanted[topic] = any(topic.startswith(prefix) for prefix in self.prefixes)
         return wants
 
-    def _take_subscriptions(self, at_most: int = 1000) -> int:
+    def _take_subscriptions(self, at_most: int) -> int:
         """Read the (un)subscribe messages libzmq holds (see the module doc) and answer each
         subscription with the cached values it matches; returns how many were read."""
         taken = 0
@@ -168,7 +169,7 @@ class LastValueBus:
             # `publish` reads the socket without the event loop, and may take the socket's
             # wake-up for a subscription that arrived meanwhile: look at least every LOOK_EVERY_MS.
             await self.sock.poll(LOOK_EVERY_MS)
-            while self._take_subscriptions(at_most=100):
+            while self._take_subscriptions(at_most=TAKE_AT_ONCE):
                 await asyncio.sleep(0)  # a storm of subscriptions must not starve the event path
 
     def close(self) -> None:
