@@ -9,7 +9,11 @@ the zguide's "Last Value Caching" pattern on the publishing socket itself:
   XPUB passes only the first subscriber of a prefix);
 - we keep the last message of every topic (one per kind x instrument: a few hundred at most);
 - on each subscribe message for prefix P we re-send the cached message of every topic that
-  starts with P, right away.
+  starts with P, right away;
+- we know which prefixes are subscribed (an unsubscribe message reaches us once no tap has the
+  prefix any more: a tap's close or `kill -9` too, a little later), so nothing is sent for a
+  topic no tap subscribes to: a mesh without taps pays no send per event. Subscriptions that
+  arrived are read before each publish, so a new tap misses nothing after its replay.
 
 The cost of doing it on one bus: XPUB cannot send to one subscriber only, so the replay goes to
 every subscriber whose prefix matches that topic. A subscriber that was already connected may
@@ -40,6 +44,9 @@ from actors.inbox import MAX_MESSAGE_BYTES
 
 SUBSCRIBE, UNSUBSCRIBE = 1, 0
 _MORE = int(zmq.SNDMORE)
+_POLLIN = int(zmq.POLLIN)
+TAKE_AT_ONCE = 10  # subscriptions taken (and replayed to) between two turns of the event loop
+MAX_TOPICS = 100_000  # topics whose match is remembered (a universe has a few thousand)
 MAX_OUT_OF_ORDER = 100_000  # seqs seen ahead of a hole that are remembered
 LOOK_EVERY_MS = 50  # for subscriptions, at the latest (see `serve`)
 DEFAULT_SNDHWM = 100_000  # per tap: a cascade burst must not overflow a tap that keeps up on average
@@ -72,6 +79,8 @@ class LastValueBus:
         self.last: dict[bytes, bytes] = {}
         # (source, epoch) -> [every seq <= this was seen, seqs seen above it]
         self.seen: dict[tuple[str, int], list] = {}
+        self.prefixes: set[bytes] = set()  # what the taps subscribe to, as libzmq tells us
+        self.wanted: dict[bytes, bool] = {}  # topic -> some tap subscribes to it (forgotten when prefixes change)
         self.subscriptions = 0
         self.replayed = 0
 
@@ -103,31 +112,64 @@ class LastValueBus:
     async def send_multipart(self, frames: list[bytes]) -> None:
         self.publish([frames])
 
+    def listening(self) -> bool:
+        """Whether any tap subscribes to anything (subscriptions that arrived are taken in first)."""
+        return self._take_subscriptions(at_most=TAKE_AT_ONCE) == TAKE_AT_ONCE or bool(self.prefixes)
+
     def publish(self, messages: list[tuple[bytes, bytes]] | list[list[bytes]]) -> None:
-        """Send (topic, payload) messages now. An XPUB without XPUB_NODROP never blocks (a full
-        tap loses them), so a plain send on the same socket, without a future per message."""
-        send = self._now.send
+        """Keep the newest message of each topic and send those a tap subscribes to, now.
+        Subscriptions that arrived are taken in first, so none misses what follows it. An XPUB
+        without XPUB_NODROP never blocks (a full tap loses them), so a plain send on the same
+        socket, without a future per message; and none for a topic nobody subscribes to (libzmq
+        would drop it, after a copy and two calls per event)."""
+        # A storm of subscriptions is taken a part at a time (each replays); until all are in, send everything.
+        everything = self._take_subscriptions(at_most=TAKE_AT_ONCE) == TAKE_AT_ONCE
+        send, last, wanted = self._now.send, self.last, self.wanted
         for topic, payload in messages:
-            self.last[topic] = payload
-            send(topic, _MORE)  # two sends with a plain int flag: a third of send_multipart's cost
-            send(payload)
+            last[topic] = payload
+            if everything or wanted.get(topic) or (topic not in wanted and self._wants(topic)):
+                send(topic, _MORE)  # two sends with a plain int flag: a third of send_multipart's cost
+                send(payload)
+
+    def _wants(self, topic: bytes) -> bool:
+        if len(self.wanted) >= MAX_TOPICS:
+            self.wanted.clear()
+        wants = self.wanted[topic] = any(topic.startswith(prefix) for prefix in self.prefixes)
+        return wants
+
+    def _take_subscriptions(self, at_most: int) -> int:
+        """Read the (un)subscribe messages libzmq holds (see the module doc) and answer each
+        subscription with the cached values it matches; returns how many were read."""
+        taken = 0
+        while taken < at_most and self._now.get(zmq.EVENTS) & _POLLIN:
+            message = self._now.recv(zmq.NOBLOCK)
+            taken += 1
+            if not message or message[0] not in (SUBSCRIBE, UNSUBSCRIBE):
+                continue  # garbage: nothing to do
+            prefix = message[1:]
+            if message[0] == UNSUBSCRIBE:  # libzmq passes it once no tap subscribes to the prefix any more
+                self.prefixes.discard(prefix)
+                self.wanted.clear()
+                continue
+            if prefix not in self.prefixes:
+                self.prefixes.add(prefix)
+                self.wanted.clear()
+            self.subscriptions += 1
+            replay = list(matching(self.last, prefix))
+            for topic, payload in replay:
+                self._now.send(topic, _MORE)
+                self._now.send(payload)
+            self.replayed += len(replay)
+            logger.debug("tap subscribed to {!r}: replayed the last value of {} topics", prefix, len(replay))
+        return taken
 
     async def serve(self) -> None:
-        """Answer subscribe messages with the cached values until cancelled."""
+        """Answer subscribe messages with the cached values until cancelled (`publish` does too)."""
         while True:
-            # `publish` sends without the event loop, and a send may take the socket's wake-up
-            # for a subscription that arrived meanwhile: look at least every LOOK_EVERY_MS.
+            # `publish` reads the socket without the event loop, and may take the socket's
+            # wake-up for a subscription that arrived meanwhile: look at least every LOOK_EVERY_MS.
             await self.sock.poll(LOOK_EVERY_MS)
-            while self._now.poll(0):
-                message = self._now.recv(zmq.NOBLOCK)
-                if not message or message[0] != SUBSCRIBE:
-                    continue  # an unsubscribe (or garbage): nothing to do
-                prefix = message[1:]
-                self.subscriptions += 1
-                replay = list(matching(self.last, prefix))
-                self.publish(replay)
-                self.replayed += len(replay)
-                logger.debug("tap subscribed to {!r}: replayed the last value of {} topics", prefix, len(replay))
+            while self._take_subscriptions(at_most=TAKE_AT_ONCE):
                 await asyncio.sleep(0)  # a storm of subscriptions must not starve the event path
 
     def close(self) -> None:

@@ -36,7 +36,7 @@ from actors.inbox import YIELD_EVERY, Inbox
 from actors.runtime import Stats, essential, run_actor, socket
 from actors.taps_cache import LastValueBus
 from actors.topology import VENUE_NAMES, Topology
-from messages.codec import decode_event, decode_message, encode
+from messages.codec import decode_batch_events, decode_event, decode_message, encode
 from messages.envelope import Ack, Batch, Envelope, Heartbeat, ResendFrom
 from messages.events import AnyEvent, FundingRate, Gap, Instrument, Liquidation, Malformed, OpenInterest
 from messages.timeunits import NS
@@ -148,6 +148,36 @@ def validate_event(event: AnyEvent, now_ns: int) -> tuple[AnyEvent | None, str |
     return validate_payload(encode(event), now_ns)
 
 
+def all_pass(events: list[AnyEvent], source: str, venues: Collection[str], now_ns: int) -> bool:
+    """Whether `check` and `refuse_sender` pass every event of a batch, in one pass with no reasons
+    (a batch that fails is checked event by event: that says which events and why)."""
+    venue = sender_venue(source)
+    if venue is None or (source.startswith(COLLECTOR) and venue not in venues):
+        return False
+    kinds = {type(e) for e in events}
+    if Malformed in kinds:
+        return False
+    if source.startswith(HISTORY) and not (kinds <= set(HISTORY_KINDS) and all(
+            e.settled if type(e) is FundingRate else e.stream == "open_interest" for e in events
+            if type(e) is FundingRate or type(e) is Gap)):
+        return False
+    if Gap in kinds and not all(e.end_ns >= e.ts_event for e in events if type(e) is Gap):
+        return False
+    venue, limit = venue.upper(), now_ns + MAX_FUTURE_NS
+    suffix = "." + venue
+    return all(e.venue == venue and e.ts_event <= limit and e.ts_recv <= limit and e.instrument_id.endswith(suffix)
+               for e in events)
+
+
+def decode_clean(data: bytes, source: str, venues: Collection[str], now_ns: int) -> list[AnyEvent] | None:
+    """The events of an encoded batch if every one is good (one decode for all of them), else None."""
+    try:
+        events = decode_batch_events(data)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None
+    return events if all_pass(events, source, venues, now_ns) else None
+
+
 def topic(event: AnyEvent) -> bytes:
     """Live-bus topic, e.g. `oi.BINANCE.BTCUSDT-PERP.BINANCE`: SUB prefixes filter kind and venue."""
     return f"{TOPIC_KIND[type(event)]}.{event.venue}.{event.instrument_id}".encode()
@@ -167,6 +197,7 @@ class Validator:
         self.from_writer = Inbox(self.store, "store", frames=1)
         self.taps = LastValueBus(self.ctx, topo.endpoint("taps"))  # XPUB: a new tap gets the last value per topic
         self.passed = self.rejected = 0
+        self.topics: dict[tuple[type, str], bytes] = {}  # (kind, instrument id) -> live-bus topic
         self.last_ingest = time.monotonic()
         self.ingested = asyncio.Event()  # set by every message from a collector (the drain waits for quiet)
 
@@ -205,7 +236,7 @@ class Validator:
                 case Batch() if not msg.events:
                     self.from_collectors.refuse("empty", "empty batch from {!r} dropped", peer[:64])
                 case Batch():
-                    await self._check_and_forward(msg)
+                    await self._check_and_forward(msg, data)
                 case Envelope():  # one event, from a sender of an earlier version
                     await self._check_and_forward(Batch(source=msg.source, epoch=msg.epoch, seq=msg.seq, events=[msg.payload]))
                 case Heartbeat():
@@ -213,32 +244,54 @@ class Validator:
                 case _:
                     self.from_collectors.refuse("type", "unexpected {} from {!r} dropped", type(msg).__name__, peer)
 
-    async def _check_and_forward(self, batch: Batch) -> None:
-        """Validate every event of the batch, forward the batch with the refused ones marked,
-        then publish the good ones that are news (a re-send is not news for taps)."""
+    async def _check_and_forward(self, batch: Batch, data: bytes | None = None) -> None:
+        """Validate every event of the batch, publish the good ones that are news (a re-send is
+        not news for taps), and forward the batch to the writer with the refused ones marked.
+
+        The usual batch (every event good) costs one decode for all its events (`data`, the
+        message as received) and one pass over them (`all_pass`); a batch with a bad event in it
+        is checked event by event, which says which and why."""
         now = time.time_ns()
+        events = decode_clean(data, batch.source, self.venues, now) if data is not None else None
         rejected: list[tuple[int, str]] = []
-        news: list[tuple[bytes, bytes]] = []
-        fresh = self.taps.fresh_in(batch.source, batch.epoch, batch.seq, batch.last)
-        for i, payload in enumerate(batch.events):
-            event, reason = validate_payload(payload, now)
-            if event is not None and (reason := refuse_sender(batch.source, event, self.venues)):
-                event = None
-            if event is None:
-                rejected.append((i, reason))
-                logger.bind(venue="-").warning("rejected {} seq {}: {}", batch.source, batch.seq + i, reason)
-            else:
-                self.stats.last_event_ns = event.ts_recv
-                if fresh[i]:
-                    news.append((topic(event), bytes(payload)))
+        if events is None:
+            events = []
+            for i, payload in enumerate(batch.events):
+                event, reason = validate_payload(payload, now)
+                if event is not None and (reason := refuse_sender(batch.source, event, self.venues)):
+                    event = None
+                if event is None:
+                    rejected.append((i, reason))
+                    logger.bind(venue="-").warning("rejected {} seq {}: {}", batch.source, batch.seq + i, reason)
+                events.append(event)
         self.rejected += len(rejected)
         self.passed += len(batch.events) - len(rejected)
         self.stats.events_in += len(batch.events)
         self.stats.events_out += len(batch.events)
+        if len(rejected) < len(events):
+            self.stats.last_event_ns = next(e.ts_recv for e in reversed(events) if e is not None)
+        self._publish(batch, events)  # first: a tap's latency is not the writer's business
         await self.store.send(encode(msgspec.structs.replace(batch, rejected=rejected)))
-        self.taps.publish(news)
         if len(batch.events) >= YIELD_EVERY:
             await asyncio.sleep(0)  # a big batch is as much work as YIELD_EVERY messages: let the rest of the process run
+
+    def _publish(self, batch: Batch, events: list[AnyEvent | None]) -> None:
+        """The good events that are news, on the live bus: all of them while a tap listens for
+        their topics, else only the newest of each topic (the cache a new tap is given)."""
+        fresh = self.taps.fresh_in(batch.source, batch.epoch, batch.seq, batch.last)
+        news = [i for i, event in enumerate(events) if event is not None and fresh[i]]
+        if not self.taps.listening():
+            news = list({(type(events[i]), events[i].instrument_id): i for i in news}.values())
+        self.taps.publish([(self._topic(events[i]), bytes(batch.events[i])) for i in news])
+
+    def _topic(self, event: AnyEvent) -> bytes:
+        key = (type(event), event.instrument_id)
+        name = self.topics.get(key)
+        if name is None:
+            if len(self.topics) >= 100_000:  # bounded: a universe has a few thousand topics
+                self.topics.clear()
+            name = self.topics[key] = topic(event)
+        return name
 
     async def _from_writer(self) -> None:
         while True:

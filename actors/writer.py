@@ -30,6 +30,7 @@ WAL segment goes as for stored rows. An unreadable Parquet file is moved aside b
 """
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -49,7 +50,7 @@ from actors.runtime import Stats, essential, run_actor, socket, wait_or_stop
 from actors.topology import Topology
 from actors.wal import Torn, Wal
 from actors.writer_batches import RETRY_AFTER_S, Batch, BatchWriter, Pending, describe_error
-from messages.codec import decode_event, encode
+from messages.codec import decode_batch_events, decode_event, encode
 from messages.envelope import Ack, Envelope, Heartbeat, Message, Rejected, ResendFrom
 from messages.envelope import Batch as Events  # the wire's batch (writer_batches.Batch: what a flush writes)
 from messages.events import AnyEvent
@@ -207,12 +208,16 @@ class Writer:
         if log_to_wal:
             self.wal.append(frame, count)
         self.last_seq[(msg.source, msg.epoch)] = _last(msg)
-        for item in _entries(msg):
-            if isinstance(item, Rejected):
-                self.pending.dead.append(item)
-            else:
-                self.pending.rows.append(item)
-                self.stats.last_event_ns = item.ts_recv
+        if (rows := _all_rows(msg, frame)) is not None:  # the usual batch: every event passed the validator
+            self.pending.rows += rows
+            self.stats.last_event_ns = rows[-1].ts_recv
+        else:
+            for item in _entries(msg):
+                if isinstance(item, Rejected):
+                    self.pending.dead.append(item)
+                else:
+                    self.pending.rows.append(item)
+                    self.stats.last_event_ns = item.ts_recv
         self.stats.events_in += count
         self.stats.queue_depth = len(self.pending)
         return count
@@ -351,6 +356,13 @@ def _from(batch: Events, seq: int) -> Events:
     cut = seq - batch.seq
     return Events(source=batch.source, epoch=batch.epoch, seq=seq, events=batch.events[cut:],
                  rejected=[(i - cut, reason) for i, reason in batch.rejected if i >= cut])
+
+
+def _all_rows(msg: Data, frame: bytes) -> list[AnyEvent] | None:
+    """A batch's events in one decode if the validator refused none, else None (`_entries` says which)."""
+    with contextlib.suppress(msgspec.DecodeError, msgspec.ValidationError):
+        return decode_batch_events(frame) if isinstance(msg, Events) and not msg.rejected else None
+    return None  # one event does not decode
 
 
 def _entries(msg: Data) -> Iterator[AnyEvent | Rejected]:

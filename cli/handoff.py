@@ -92,7 +92,7 @@ async def hand_off(events: list[AnyEvent], endpoint: str, *, label: str = "", sh
     if len(venues) != 1:
         raise ValueError(f"one hand-off carries one venue's events, not {sorted(venues) or 'none'}")
     source = history_source(venues.pop().lower(), os.getpid())
-    outbox = Outbox(source)
+    outbox = Outbox(source, sender_driven=True)  # sent in batches (`next_batch`), as a collector sends
     ctx = zmq.asyncio.Context()
     sock = socket(ctx, zmq.DEALER, identity=source)
     sock.connect(endpoint)
@@ -104,17 +104,18 @@ async def hand_off(events: list[AnyEvent], endpoint: str, *, label: str = "", sh
     try:
         while sent < len(events) or len(outbox):
             while sent < len(events) and len(outbox) < WINDOW:
-                await sock.send(outbox.add(events[sent]))
+                outbox.add(events[sent])
                 sent += 1
+            while batch := outbox.next_batch():  # what waits (new, or re-sent after a rewind), in batches
+                await sock.send(batch[1])
+                outbox.mark_sent(batch[0])
             if await sock.poll(100):
                 msg = _reply(await sock.recv())
                 if isinstance(msg, Ack):
                     outbox.ack(msg.epoch, msg.seq)
                 elif isinstance(msg, ResendFrom):
-                    for data in outbox.resend_from(msg.epoch, msg.seq):
-                        await sock.send(data)
-            for data in outbox.due():
-                await sock.send(data)
+                    outbox.resend_from(msg.epoch, msg.seq)  # rewinds: sent again by the loop above
+            outbox.due()  # the same, after a timeout without acknowledgements
             if outbox.acked > done:
                 if bar is not None:
                     bar.update(outbox.acked - done)
