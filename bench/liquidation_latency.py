@@ -121,8 +121,9 @@ def pct(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, int(len(values) * q))] if values else float("nan")
 
 
-def run_mesh(tmp: Path, phases: list[tuple[str, float, float]], settle_s: float) -> dict:
-    """Start the mesh, run each (label, rate/s, seconds) phase, stop it; returns raw observations."""
+def bybit_topology(tmp: Path) -> tuple[dict, Path]:
+    """The benches' mesh: Bybit only (it pushes every liquidation), BTC and ETH, a mesh name of its
+    own; written to tmp/topology.yaml. Returns the topology and its path."""
     topo = {
         "mesh": f"bench{uuid.uuid4().hex[:8]}",
         "catalog": str(tmp / "catalog"),
@@ -134,6 +135,12 @@ def run_mesh(tmp: Path, phases: list[tuple[str, float, float]], settle_s: float)
     tmp.mkdir(parents=True, exist_ok=True)
     topology = tmp / "topology.yaml"
     topology.write_text(yaml.safe_dump(topo))
+    return topo, topology
+
+
+def run_mesh(tmp: Path, phases: list[tuple[str, float, float]], settle_s: float) -> dict:
+    """Start the mesh, run each (label, rate/s, seconds) phase, stop it; returns raw observations."""
+    topo, topology = bybit_topology(tmp)
     trace = tmp / "durable.jsonl"
     env = {**os.environ, "DERIVS_DURABLE_TRACE": str(trace)}
     log = open(tmp / "mesh.stderr", "wb")

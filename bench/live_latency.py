@@ -27,17 +27,14 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
-
-import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
 from emulator.ground_truth import load_ground_truth  # noqa: E402
 from actors.topology import BusConfig  # noqa: E402
-from liquidation_latency import SYMBOLS, Tap, key_truth, pct, post, read, wait_for, workdir  # noqa: E402
+from liquidation_latency import SYMBOLS, Tap, bybit_topology, key_truth, pct, post, read, wait_for, workdir  # noqa: E402
 
 GOAL_P99_MS = 50.0
 
@@ -54,17 +51,7 @@ def node_receipts(record: Path) -> dict[tuple, int]:
 
 
 def run(tmp: Path, phases: list[tuple[str, float, float]], settle_s: float) -> dict:
-    topo = {
-        "mesh": f"bench{uuid.uuid4().hex[:8]}",
-        "catalog": str(tmp / "catalog"),
-        "run_dir": str(tmp / "run"),
-        "venues": [{"venue": "bybit", "symbols": ["BTC/USDT:USDT", "ETH/USDT:USDT"], "liquidations": True,
-                    "open_interest_interval_s": 10, "funding_interval_s": 60}],
-        "writer": {"flush_interval_s": 10},
-    }
-    tmp.mkdir(parents=True, exist_ok=True)
-    topology = tmp / "topology.yaml"
-    topology.write_text(yaml.safe_dump(topo))
+    topo, topology = bybit_topology(tmp)
     record, node_out = tmp / "node.jsonl", tmp / "node.out"
     mesh = subprocess.Popen([sys.executable, "-m", "actors.coordinator", "--sandbox", str(topology)], cwd=ROOT,
                             stdout=open(tmp / "mesh.stderr", "wb"), stderr=subprocess.STDOUT)
