@@ -180,7 +180,12 @@ def decode_clean(data: bytes, source: str, venues: Collection[str], now_ns: int)
 
 def topic(event: AnyEvent) -> bytes:
     """Live-bus topic, e.g. `oi.BINANCE.BTCUSDT-PERP.BINANCE`: SUB prefixes filter kind and venue."""
-    return f"{TOPIC_KIND[type(event)]}.{event.venue}.{event.instrument_id}".encode()
+    return _topic(type(event), event.venue, event.instrument_id)
+
+
+@functools.lru_cache(maxsize=100_000)  # asked for every event published; a universe has a few thousand topics
+def _topic(kind: type, venue: str, instrument_id: str) -> bytes:
+    return f"{TOPIC_KIND[kind]}.{venue}.{instrument_id}".encode()
 
 
 class Validator:
@@ -197,7 +202,6 @@ class Validator:
         self.from_writer = Inbox(self.store, "store", frames=1)
         self.taps = LastValueBus(self.ctx, topo.endpoint("taps"))  # XPUB: a new tap gets the last value per topic
         self.passed = self.rejected = 0
-        self.topics: dict[tuple[type, str], bytes] = {}  # (kind, instrument id) -> live-bus topic
         self.last_ingest = time.monotonic()
         self.ingested = asyncio.Event()  # set by every message from a collector (the drain waits for quiet)
 
@@ -282,16 +286,7 @@ class Validator:
         news = [i for i, event in enumerate(events) if event is not None and fresh[i]]
         if not self.taps.listening():
             news = list({(type(events[i]), events[i].instrument_id): i for i in news}.values())
-        self.taps.publish([(self._topic(events[i]), bytes(batch.events[i])) for i in news])
-
-    def _topic(self, event: AnyEvent) -> bytes:
-        key = (type(event), event.instrument_id)
-        name = self.topics.get(key)
-        if name is None:
-            if len(self.topics) >= 100_000:  # bounded: a universe has a few thousand topics
-                self.topics.clear()
-            name = self.topics[key] = topic(event)
-        return name
+        self.taps.publish([(topic(events[i]), bytes(batch.events[i])) for i in news])
 
     async def _from_writer(self) -> None:
         while True:
