@@ -46,12 +46,14 @@ def test_taps_get_every_message_of_their_topics_while_the_bus_follows_who_listen
             sock.connect(endpoint)
         await until(lambda: bus.subscriptions == 2)
         assert bus.listening()
-        # The first message each gets is the replay (sent to both per subscription), then every one published.
+        # The first message each gets is the replay, then every one published. XPUB sends a replay to
+        # every tap of the prefix that is attached by then: once or twice (the other tap's), never none.
         for i in range(1, 101):
             bus.publish([(TOPIC, str(i).encode()), (b"oi.BYBIT.BTCUSDT-LINEAR.BYBIT", b"not subscribed")])
         for sock in (first, second):
             got = [payload for _, payload in await received(sock, 102)]
-            assert got == [b"0", b"0"] + [str(i).encode() for i in range(1, 101)]
+            replays = len(got) - 100
+            assert 1 <= replays <= 2 and got == [b"0"] * replays + [str(i).encode() for i in range(1, 101)], got[:5]
         # One of two taps of a prefix goes: the other still gets everything.
         second.close(linger=0)
         deadline = time.monotonic() + 0.5  # while libzmq takes the close in
