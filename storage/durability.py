@@ -89,7 +89,7 @@ class Deferred:
             for r in self.pending.values():
                 if r.superseded:
                     for path in r.superseded:
-                        _unlink(path)
+                        unlink_if_exists(path)
                     os.replace(r.commit, r.final)
             sync_filesystem(self.root)
         self.pending, self.directories = {}, set()
@@ -97,11 +97,12 @@ class Deferred:
     def discard(self) -> None:
         """The flush is abandoned: its uncommitted `.tmp` files go (the old files are intact)."""
         for r in self.pending.values():
-            _unlink(r.tmp)
+            unlink_if_exists(r.tmp)
         self.pending, self.directories = {}, set()
 
 
-def _unlink(path: str) -> None:
+def unlink_if_exists(path: str) -> None:
+    """Delete a file; one already gone is fine (a retried step, or `recover` after a crash)."""
     try:
         os.unlink(path)
     except FileNotFoundError:

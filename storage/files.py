@@ -28,7 +28,6 @@ single atomic rename of step 4 is the whole change and there is no window at all
 """
 
 import calendar
-import contextlib
 import os
 import re
 import time
@@ -40,7 +39,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from storage.durability import Deferred
+from storage.durability import Deferred, unlink_if_exists
 from storage.legacy import conform
 from storage.periods import by_month, split_rows
 from messages.timeunits import NS
@@ -274,7 +273,7 @@ def replace_files(directory: Path, table: pa.Table, superseded: Iterable[DataFil
     try:
         _write_parquet(table, tmp, durable and deferred is None, head)
     except BaseException:
-        _unlink(tmp)  # disk full mid-write: leave no partial file behind
+        unlink_if_exists(tmp)  # disk full mid-write: leave no partial file behind
         raise
     if deferred is not None:
         deferred.add(tmp, os.path.join(directory, f".{name}{COMMIT_SUFFIX}"), final, [f.path for f in others])
@@ -294,15 +293,10 @@ def replace_files(directory: Path, table: pa.Table, superseded: Iterable[DataFil
 
 def _finish_commit(commit: str, final: str, superseded: Iterable[DataFile], durable: bool) -> None:
     for f in superseded:
-        _unlink(f.path)
+        unlink_if_exists(f.path)
     os.replace(commit, final)
     if durable:
         fsync_dir(os.path.dirname(final))
-
-
-def _unlink(path: str) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(path)
 
 
 def recover(directory: Path, durable: bool = True) -> int:
@@ -318,7 +312,7 @@ def recover(directory: Path, durable: bool = True) -> int:
         return 0
     for name in names:
         if name.startswith(".") and name.endswith(TMP_SUFFIX):
-            _unlink(os.path.join(directory, name))
+            unlink_if_exists(os.path.join(directory, name))
             actions += 1
     for name in names:
         if not (name.startswith(".") and name.endswith(COMMIT_SUFFIX)):

@@ -57,7 +57,7 @@ def main() -> None:
     if len(sys.argv) > 4:
         step, n = sys.argv[4], int(sys.argv[5])
         owner, name = {"add": (durability.Deferred, "add"), "sync": (durability, "sync_filesystem"),
-                       "replace": (os, "replace"), "unlink": (durability, "_unlink"),
+                       "replace": (os, "replace"), "unlink": (durability, "unlink_if_exists"),
                        "staged": (compaction._Output, "close"), "linked": (compaction.Job, "_link_the_others"),
                        "exchange": (compaction, "exchange")}[step]
         pause_after(owner, name, step, n)
